@@ -1,0 +1,58 @@
+// Monju public API. This file is the contract that clients in every language
+// generate from: fields may be added, never renamed or renumbered.
+
+namespace cpp monju.api
+
+// The request itself is wrong (bad key, value too large, malformed context).
+// Retrying the same request will fail the same way.
+exception InvalidRequest { 1: string why }
+
+// Fewer live replicas than the request needs; nothing was attempted.
+exception Unavailable { 1: string why, 2: i32 needed, 3: i32 alive }
+
+// Replicas answered, but too few acknowledged. A write may still have reached
+// some replicas (it is not rolled back); reading will show it or not.
+exception QuorumFailed { 1: string why, 2: i32 needed, 3: i32 acked }
+
+// The deadline passed before enough replicas answered. Outcome unknown.
+exception TimedOut { 1: string why }
+
+struct GetResult {
+  1: bool found,
+  2: list<binary> values,   // every current sibling; empty when not found
+  3: binary context,        // opaque; pass to put/remove to replace what was read
+}
+
+struct WriteResult {
+  1: binary context,        // covers exactly the version just written
+}
+
+struct Item {
+  1: string pk,
+  2: string sk,
+  3: list<binary> values,
+  4: binary context,
+}
+
+struct QueryResult {
+  1: list<Item> items,
+  2: string next_start_sk,  // where the next page starts; empty at the end
+}
+
+service MonjuKV {
+  // r / w of 0 mean the node's default.
+  WriteResult put(1: string pk, 2: string sk, 3: binary value, 4: binary context, 5: i32 w)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
+
+  GetResult get(1: string pk, 2: string sk, 3: i32 r)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
+
+  WriteResult remove(1: string pk, 2: string sk, 3: binary context, 4: i32 w)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
+
+  // Items of one pk whose sk starts with sk_prefix, from start_sk (inclusive)
+  // in the asked direction; limit 0 means 100, more than 1000 is invalid.
+  QueryResult query(1: string pk, 2: string sk_prefix, 3: string start_sk, 4: i32 limit,
+                    5: bool ascending, 6: i32 r)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
+}

@@ -1,0 +1,126 @@
+#include "replica.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "clock/codec.h"
+
+namespace monju {
+namespace {
+constexpr char kIncarnationKey[] = "incarnation";
+constexpr char kCleanKey[] = "clean_shutdown";
+}  // namespace
+
+Replica::Replica(std::string node_id, std::unique_ptr<DataStore> store)
+    : node_id_(std::move(node_id)), store_(std::move(store)) {}
+
+Replica::~Replica() = default;
+
+StatusOr<std::unique_ptr<Replica>> Replica::Open(std::string node_id, std::unique_ptr<DataStore> store) {
+  std::unique_ptr<Replica> r(new Replica(std::move(node_id), std::move(store)));
+  std::string value;
+  Status s = r->store_->GetMeta(kIncarnationKey, &value);
+  bool fresh = s.Is(Status::Code::kNotFound);
+  if (!s.ok() && !fresh) return s;
+  uint64_t incarnation = fresh ? 0 : std::stoull(value);
+  std::string clean;
+  s = r->store_->GetMeta(kCleanKey, &clean);
+  if (!s.ok() && !s.Is(Status::Code::kNotFound)) return s;
+  // A fresh store starts at 0; a store that was not shut down cleanly may hold
+  // fewer dots than this actor issued, so the actor changes.
+  if (!fresh && clean != "1") ++incarnation;
+  if ((s = r->store_->PutMeta(kIncarnationKey, std::to_string(incarnation))).ok())
+    s = r->store_->PutMeta(kCleanKey, "0");
+  if (!s.ok()) return s;
+  r->incarnation_ = incarnation;
+  r->actor_ = incarnation == 0 ? r->node_id_ : r->node_id_ + "/" + std::to_string(incarnation);
+  return r;
+}
+
+Status Replica::Apply(const ItemKey& key, const Version& version) {
+  Status decode_error;
+  Status s = store_->Apply(key, [&](const std::optional<std::string>& current) -> std::optional<std::string> {
+    auto siblings = DecodeSiblings(current ? *current : std::string());
+    if (!siblings.ok()) {
+      decode_error = siblings.status();
+      return std::nullopt;
+    }
+    if (!siblings->Add(version)) return std::nullopt;  // already held or superseded
+    return EncodeSiblings(siblings.value());
+  });
+  return s.ok() ? decode_error : s;
+}
+
+Status Replica::Read(const ItemKey& key, SiblingSet* out) const {
+  std::string record;
+  Status s = store_->Get(key, &record);
+  if (s.Is(Status::Code::kNotFound)) {
+    *out = SiblingSet();
+    return Status::OK();
+  }
+  if (!s.ok()) return s;
+  auto siblings = DecodeSiblings(record);
+  if (!siblings.ok()) return siblings.status();
+  *out = std::move(siblings.value());
+  return Status::OK();
+}
+
+Status Replica::Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) const {
+  std::vector<DataStore::ScanItem> raw;
+  Status s = store_->Scan(request, &raw, more);
+  if (!s.ok()) return s;
+  out->clear();
+  out->reserve(raw.size());
+  for (auto& item : raw) {
+    auto siblings = DecodeSiblings(item.record);
+    if (!siblings.ok()) return siblings.status();
+    out->push_back({std::move(item.sk), std::move(siblings.value())});
+  }
+  return Status::OK();
+}
+
+std::string Replica::InflightKey(const ItemKey& key) {
+  std::string k = std::to_string(key.pk.size()) + ":";
+  k += key.pk;
+  k += key.sk;
+  return k;
+}
+
+Replica::Stripe& Replica::StripeFor(const std::string& inflight_key) {
+  return stripes_[std::hash<std::string>{}(inflight_key) % kStripes];
+}
+
+StatusOr<Version> Replica::PrepareWrite(const ItemKey& key, const CausalContext& context, bool tombstone,
+                                        std::string value) {
+  const std::string ik = InflightKey(key);
+  Stripe& stripe = StripeFor(ik);
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  SiblingSet local;
+  Status s = Read(key, &local);
+  if (!s.ok()) return s;
+  Version v;
+  v.past = context;
+  v.tombstone = tombstone;
+  v.value = tombstone ? std::string() : std::move(value);
+  v.dot.actor = actor_;
+  uint64_t& issued = stripe.inflight[ik];
+  issued = std::max({issued, local.MaxCounter(actor_), context.MaxCounter(actor_)}) + 1;
+  v.dot.counter = issued;
+  return v;
+}
+
+void Replica::FinishWrite(const ItemKey& key, const Dot& dot, bool applied_locally) {
+  // Once applied, the local copy remembers the counter (in the version or in a
+  // successor's past), so the entry can go. A failed local apply keeps it:
+  // the dot may still exist on other replicas.
+  if (!applied_locally) return;
+  const std::string ik = InflightKey(key);
+  Stripe& stripe = StripeFor(ik);
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  auto it = stripe.inflight.find(ik);
+  if (it != stripe.inflight.end() && it->second == dot.counter) stripe.inflight.erase(it);
+}
+
+Status Replica::MarkCleanShutdown() { return store_->PutMeta(kCleanKey, "1"); }
+
+}  // namespace monju

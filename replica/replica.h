@@ -1,0 +1,87 @@
+// Replica: this node's copy of the keys it holds, merged by causality.
+//
+// Contract
+// - Apply() merges one version into the key's sibling set (superseded versions
+//   are dropped, concurrent ones kept) and returns once it is durable. Applying
+//   the same version again, or versions in any order, gives the same state.
+// - Read()/Scan() return sibling sets as stored, tombstones included: callers
+//   merge answers from several replicas, and a tombstone must be able to hide
+//   an older value held elsewhere.
+// - PrepareWrite() issues the dot for a write this node coordinates. Dots are
+//   (actor, counter) where the actor is "<node id>" or, after an unclean
+//   shutdown, "<node id>/<incarnation>": an incarnation is bumped on every start
+//   that follows a crash, so a dot issued but never made durable before a crash
+//   is never issued again with different content.
+//
+// Thread safety: every method may be called concurrently.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "clock/causal.h"
+#include "storage/data_store.h"
+
+namespace monju {
+
+struct ScannedItem {
+  std::string sk;
+  SiblingSet siblings;
+};
+
+class Replica {
+ public:
+  // Takes ownership of the store. Reads the incarnation and the clean-shutdown
+  // marker, bumps the incarnation after an unclean stop, and clears the marker
+  // (durably) before returning. Errors: those of the store.
+  static StatusOr<std::unique_ptr<Replica>> Open(std::string node_id, std::unique_ptr<DataStore> store);
+  ~Replica();
+
+  // Durable merge; NoSpace when the store is full, Corruption when the stored
+  // record does not decode (the record is left untouched).
+  Status Apply(const ItemKey& key, const Version& version);
+  // Empty set when absent.
+  Status Read(const ItemKey& key, SiblingSet* out) const;
+  Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) const;
+
+  // A new version of `key` written through this node with the client's
+  // context. Its dot is above every counter of this actor that the local
+  // copy, the context or any write still in flight has used for this key.
+  // Call FinishWrite() once the local Apply() of it has returned.
+  StatusOr<Version> PrepareWrite(const ItemKey& key, const CausalContext& context, bool tombstone,
+                                 std::string value);
+  void FinishWrite(const ItemKey& key, const Dot& dot, bool applied_locally);
+
+  // Records a clean shutdown (call after all writes have finished).
+  Status MarkCleanShutdown();
+
+  const std::string& actor() const { return actor_; }
+  uint64_t incarnation() const { return incarnation_; }
+  DataStore& store() { return *store_; }
+
+ private:
+  Replica(std::string node_id, std::unique_ptr<DataStore> store);
+  static std::string InflightKey(const ItemKey& key);
+
+  std::string node_id_;
+  std::string actor_;
+  uint64_t incarnation_ = 0;
+  std::unique_ptr<DataStore> store_;
+
+  // Highest counter issued per key whose local apply has not finished. The
+  // local read and the issue happen under the key's stripe lock, so a read
+  // never misses a write whose in-flight entry is already gone.
+  struct Stripe {
+    std::mutex mu;
+    std::unordered_map<std::string, uint64_t> inflight;
+  };
+  static constexpr size_t kStripes = 64;
+  Stripe& StripeFor(const std::string& inflight_key);
+  std::array<Stripe, kStripes> stripes_;
+};
+
+}  // namespace monju

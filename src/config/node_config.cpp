@@ -1,0 +1,179 @@
+#include "config/node_config.h"
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace po = boost::program_options;
+
+namespace monju {
+
+bool IsValidNodeId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  return true;
+}
+
+Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
+    return Status::InvalidArgument("expected HOST:PORT, got '" + std::string(text) + "'");
+  std::string_view h = text.substr(0, colon), p = text.substr(colon + 1);
+  unsigned long n = 0;
+  for (char c : p) {
+    if (!isdigit(static_cast<unsigned char>(c)) || n > 65535)
+      return Status::InvalidArgument("bad port in '" + std::string(text) + "'");
+    n = n * 10 + (c - '0');
+  }
+  if (n == 0 || n > 65535) return Status::InvalidArgument("port out of range in '" + std::string(text) + "'");
+  if (h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  *host = std::string(h);
+  *port = static_cast<uint16_t>(n);
+  return Status::OK();
+}
+
+Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers) {
+  peers->clear();
+  std::stringstream ss{std::string(text)};
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    if (eq == std::string::npos)
+      return Status::InvalidArgument("--peers: expected id=host:port, got '" + item + "'");
+    PeerAddress p;
+    p.id = item.substr(0, eq);
+    if (!IsValidNodeId(p.id))
+      return Status::InvalidArgument("--peers: bad node id '" + p.id + "' (1-64 of A-Z a-z 0-9 _ . -)");
+    Status s = ParseHostPort(std::string_view(item).substr(eq + 1), &p.host, &p.port);
+    if (!s.ok()) return Status::InvalidArgument("--peers: " + s.message());
+    peers->push_back(std::move(p));
+  }
+  if (peers->empty()) return Status::InvalidArgument("--peers: empty peer list");
+  return Status::OK();
+}
+
+Status ValidateNodeConfig(const NodeConfig& c) {
+  if (!IsValidNodeId(c.id)) return Status::InvalidArgument("--id: must be 1-64 of A-Z a-z 0-9 _ . -");
+  if (c.listen_port == 0) return Status::InvalidArgument("--listen: required, HOST:PORT");
+  if (c.peers.empty()) return Status::InvalidArgument("--peers: required, id=host:port,...");
+  std::set<std::string> ids, addrs;
+  bool self_found = false;
+  for (const auto& p : c.peers) {
+    if (!ids.insert(p.id).second) return Status::InvalidArgument("--peers: duplicate id '" + p.id + "'");
+    std::string addr = p.host + ":" + std::to_string(p.port);
+    if (!addrs.insert(addr).second) return Status::InvalidArgument("--peers: duplicate address " + addr);
+    if (p.id == c.id) {
+      self_found = true;
+      if (p.port != c.listen_port)
+        return Status::InvalidArgument("--peers: own entry " + p.ToString() + " does not match --listen port " +
+                                       std::to_string(c.listen_port));
+    }
+  }
+  if (!self_found) return Status::InvalidArgument("--peers: own id '" + c.id + "' is not in the peer list");
+  if (c.vnodes < 1 || c.vnodes > 4096) return Status::InvalidArgument("--vnodes: must be 1..4096");
+  if (c.partitions < 1 || c.partitions > 65536) return Status::InvalidArgument("--partitions: must be 1..65536");
+  if (c.replicas < 1) return Status::InvalidArgument("--replicas: N must be at least 1");
+  if (c.replicas > c.peers.size())
+    return Status::InvalidArgument("--replicas: N=" + std::to_string(c.replicas) + " exceeds the " +
+                                   std::to_string(c.peers.size()) + " peers");
+  if (c.read_quorum < 1 || c.read_quorum > c.replicas)
+    return Status::InvalidArgument("-R: must be 1..N (N=" + std::to_string(c.replicas) + ")");
+  if (c.write_quorum < 1 || c.write_quorum > c.replicas)
+    return Status::InvalidArgument("-W: must be 1..N (N=" + std::to_string(c.replicas) + ")");
+  if (c.request_timeout_ms < 1 || c.request_timeout_ms > 600000)
+    return Status::InvalidArgument("--request-timeout-ms: must be 1..600000");
+  if (c.max_value_bytes < 1 || c.max_value_bytes > (64u << 20))
+    return Status::InvalidArgument("--max-value-bytes: must be 1..67108864");
+  if (c.map_size_mb < 1) return Status::InvalidArgument("--map-size-mb: must be at least 1");
+  if (c.worker_threads < 1 || c.worker_threads > 1024)
+    return Status::InvalidArgument("--worker-threads: must be 1..1024");
+  if (c.fanout_threads < 1 || c.fanout_threads > 4096)
+    return Status::InvalidArgument("--fanout-threads: must be 1..4096");
+  if (c.data_dir.empty()) return Status::InvalidArgument("--data: required");
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  if (ec) return Status::InvalidArgument("--data: cannot create " + c.data_dir + ": " + ec.message());
+  if (!std::filesystem::is_directory(c.data_dir, ec))
+    return Status::InvalidArgument("--data: " + c.data_dir + " is not a directory");
+  if (access(c.data_dir.c_str(), W_OK | X_OK) != 0)
+    return Status::InvalidArgument("--data: " + c.data_dir + " is not writable");
+  return Status::OK();
+}
+
+ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
+  ParsedArgs out;
+  NodeConfig& c = out.config;
+  std::string listen, peers, config_file;
+  po::options_description desc(
+      "monjud: a Monju node (coordinator and replica on one port)\n\n"
+      "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port,... [options]\n\nOptions");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value(&config_file), "read options from FILE (lines 'key = value', same keys as the flags)")
+    ("id", po::value(&c.id), "this node's id; must appear in --peers")
+    ("listen", po::value(&listen), "HOST:PORT to serve clients and peers on")
+    ("data", po::value(&c.data_dir), "data directory (LMDB files under DATA/data)")
+    ("peers", po::value(&peers), "the full cluster, this node included: id=host:port,...")
+    ("vnodes", po::value(&c.vnodes)->default_value(c.vnodes), "ring tokens per node")
+    ("partitions", po::value(&c.partitions)->default_value(c.partitions), "Q, the fixed number of partitions (cluster constant)")
+    ("replicas,N", po::value(&c.replicas)->default_value(c.replicas), "N, replicas per key")
+    ("read-quorum,R", po::value(&c.read_quorum)->default_value(c.read_quorum), "R, default read quorum")
+    ("write-quorum,W", po::value(&c.write_quorum)->default_value(c.write_quorum), "W, default write quorum")
+    ("request-timeout-ms", po::value(&c.request_timeout_ms)->default_value(c.request_timeout_ms), "deadline of each client request")
+    ("max-value-bytes", po::value(&c.max_value_bytes)->default_value(c.max_value_bytes), "largest value accepted")
+    ("map-size-mb", po::value(&c.map_size_mb)->default_value(c.map_size_mb), "LMDB map size: the data store's size cap")
+    ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
+    ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making replica calls")
+    ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error");
+  // clang-format on
+  try {
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    if (vm.count("help")) {
+      std::ostringstream ss;
+      ss << desc;
+      out.action = ParsedArgs::Action::kHelp;
+      out.text = ss.str();
+      return out;
+    }
+    if (vm.count("config")) {
+      std::ifstream in(vm["config"].as<std::string>());
+      if (!in) {
+        out.action = ParsedArgs::Action::kError;
+        out.text = "--config: cannot read " + vm["config"].as<std::string>();
+        return out;
+      }
+      po::store(po::parse_config_file(in, desc), vm);  // command line wins: stored first
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    out.action = ParsedArgs::Action::kError;
+    out.text = e.what();
+    return out;
+  }
+  Status s;
+  if (listen.empty()) {
+    s = Status::InvalidArgument("--listen: required, HOST:PORT");
+  } else if (Status hp = ParseHostPort(listen, &c.listen_host, &c.listen_port); !hp.ok()) {
+    s = Status::InvalidArgument("--listen: " + hp.message());
+  } else if (peers.empty()) {
+    s = Status::InvalidArgument("--peers: required, id=host:port,...");
+  } else {
+    s = ParsePeers(peers, &c.peers);
+  }
+  if (s.ok()) s = ValidateNodeConfig(c);
+  if (!s.ok()) {
+    out.action = ParsedArgs::Action::kError;
+    out.text = s.message();
+  }
+  return out;
+}
+
+}  // namespace monju

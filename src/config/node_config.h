@@ -1,0 +1,66 @@
+// NodeConfig: everything monjud is started with, parsed from flags and an
+// optional --config file (same keys, "key = value" lines), then validated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace monju {
+
+struct PeerAddress {
+  std::string id;
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const { return id + "=" + host + ":" + std::to_string(port); }
+  bool operator==(const PeerAddress&) const = default;
+};
+
+struct NodeConfig {
+  std::string id;
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 0;
+  std::string data_dir;
+  std::vector<PeerAddress> peers;  // the whole cluster, this node included
+  uint32_t vnodes = 64;
+  uint32_t partitions = 256;        // Q: a cluster constant
+  uint32_t replicas = 3;            // N
+  uint32_t read_quorum = 2;         // R
+  uint32_t write_quorum = 2;        // W
+  uint32_t request_timeout_ms = 2000;
+  uint64_t max_value_bytes = 1 << 20;
+  uint64_t map_size_mb = 16384;
+  uint32_t worker_threads = 32;     // request handlers
+  uint32_t fanout_threads = 64;     // outbound replica calls
+  std::string log_level = "info";
+};
+
+// Limits on client input, enforced by the coordinator.
+inline constexpr size_t kMaxPkBytes = 1024;
+inline constexpr size_t kMaxSkBytes = 1024;
+inline constexpr size_t kMaxContextBytes = 64 * 1024;
+inline constexpr int32_t kDefaultQueryLimit = 100;
+inline constexpr int32_t kMaxQueryLimit = 1000;
+
+// Outcome of parsing argv: run with `config`, or print `text` and exit.
+struct ParsedArgs {
+  enum class Action { kRun, kHelp, kError } action = Action::kRun;
+  NodeConfig config;
+  std::string text;  // help text, or one error line naming the flag
+};
+
+// Parses and validates (validation includes checking that the data dir is
+// writable). Never throws.
+ParsedArgs ParseNodeArgs(int argc, const char* const* argv);
+
+// Each returns InvalidArgument with a message that starts with the flag name.
+Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port);
+Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers);
+Status ValidateNodeConfig(const NodeConfig& config);
+// A node id: 1..64 of [A-Za-z0-9_.-].
+bool IsValidNodeId(std::string_view id);
+
+}  // namespace monju

@@ -1,0 +1,80 @@
+#include "ring/ring.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <set>
+
+namespace monju {
+namespace {
+constexpr uint64_t kTokenSeed = 0x6d6f6e6a75;  // "monju": tokens differ from key hashes
+}
+
+uint64_t Ring::HashPk(std::string_view pk) { return XXH64(pk.data(), pk.size(), 0); }
+
+StatusOr<std::shared_ptr<const Ring>> Ring::Build(std::vector<std::string> node_ids, uint32_t vnodes,
+                                                  uint32_t partitions, uint32_t replicas) {
+  if (node_ids.empty()) return Status::InvalidArgument("ring needs at least one node");
+  if (vnodes == 0 || partitions == 0 || replicas == 0)
+    return Status::InvalidArgument("vnodes, partitions and replicas must be at least 1");
+  if (std::set<std::string>(node_ids.begin(), node_ids.end()).size() != node_ids.size())
+    return Status::InvalidArgument("node ids must be unique");
+
+  std::shared_ptr<Ring> ring(new Ring());
+  ring->nodes_ = std::move(node_ids);
+  ring->vnodes_ = vnodes;
+  ring->partitions_ = partitions;
+  ring->replicas_ = replicas;
+  for (uint32_t n = 0; n < ring->nodes_.size(); ++n) {
+    for (uint32_t i = 0; i < vnodes; ++i) {
+      std::string name = ring->nodes_[n] + "#" + std::to_string(i);
+      ring->tokens_.push_back({XXH64(name.data(), name.size(), kTokenSeed), n});
+    }
+  }
+  // Ties (astronomically rare) are broken by node id so every node agrees.
+  std::sort(ring->tokens_.begin(), ring->tokens_.end(), [&](const Token& a, const Token& b) {
+    if (a.position != b.position) return a.position < b.position;
+    return ring->nodes_[a.node] < ring->nodes_[b.node];
+  });
+
+  const size_t want = std::min<size_t>(replicas, ring->nodes_.size());
+  ring->preference_.resize(partitions);
+  for (uint32_t p = 0; p < partitions; ++p) {
+    uint64_t start = ring->PartitionStart(p);
+    auto it = std::lower_bound(ring->tokens_.begin(), ring->tokens_.end(), start,
+                               [](const Token& t, uint64_t pos) { return t.position < pos; });
+    size_t idx = it - ring->tokens_.begin();
+    auto& list = ring->preference_[p];
+    for (size_t step = 0; step < ring->tokens_.size() && list.size() < want; ++step) {
+      uint32_t node = ring->tokens_[(idx + step) % ring->tokens_.size()].node;
+      if (std::find(list.begin(), list.end(), node) == list.end()) list.push_back(node);
+    }
+  }
+  return std::shared_ptr<const Ring>(std::move(ring));
+}
+
+uint32_t Ring::PartitionOfHash(uint64_t hash) const {
+  return static_cast<uint32_t>((static_cast<unsigned __int128>(hash) * partitions_) >> 64);
+}
+
+uint64_t Ring::PartitionStart(uint32_t partition) const {
+  // Smallest hash h with floor(h * Q / 2^64) == partition: ceil(partition * 2^64 / Q).
+  unsigned __int128 num = static_cast<unsigned __int128>(partition) << 64;
+  unsigned __int128 start = (num + partitions_ - 1) / partitions_;
+  return static_cast<uint64_t>(start);
+}
+
+uint32_t Ring::NodeAt(uint64_t position) const {
+  auto it = std::lower_bound(tokens_.begin(), tokens_.end(), position,
+                             [](const Token& t, uint64_t pos) { return t.position < pos; });
+  if (it == tokens_.end()) it = tokens_.begin();
+  return it->node;
+}
+
+int Ring::IndexOf(std::string_view id) const {
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i] == id) return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace monju

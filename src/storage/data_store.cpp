@@ -1,0 +1,418 @@
+#include "storage/data_store.h"
+
+#include <lmdb.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "storage/bucket.h"
+
+namespace monju {
+namespace {
+
+constexpr size_t kKeyHeader = 4 + 16;  // partition + pk hash
+
+Status LmdbError(const char* what, int rc) {
+  std::string msg = std::string(what) + ": " + mdb_strerror(rc);
+  if (rc == MDB_MAP_FULL || rc == ENOSPC) return Status::NoSpace(msg);
+  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) return Status::Corruption(msg);
+  return Status::IOError(msg);
+}
+
+std::string KeyHeader(uint32_t partition, std::string_view pk) {
+  std::string k(kKeyHeader, '\0');
+  for (int i = 0; i < 4; ++i) k[i] = char((partition >> (24 - 8 * i)) & 0xff);
+  XXH128_hash_t h = XXH3_128bits(pk.data(), pk.size());
+  for (int i = 0; i < 8; ++i) k[4 + i] = char((h.high64 >> (56 - 8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i) k[12 + i] = char((h.low64 >> (56 - 8 * i)) & 0xff);
+  return k;
+}
+
+MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view View(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+// The smallest string greater than every string starting with `prefix`;
+// nullopt when there is none (prefix is all 0xff bytes).
+std::optional<std::string> PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty() && uint8_t(end.back()) == 0xff) end.pop_back();
+  if (end.empty()) return std::nullopt;
+  end.back() = char(uint8_t(end.back()) + 1);
+  return end;
+}
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Read-only transaction that always ends.
+class ReadTxn {
+ public:
+  explicit ReadTxn(MDB_env* env) { rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_); }
+  ~ReadTxn() {
+    if (txn_) mdb_txn_abort(txn_);
+  }
+  int rc() const { return rc_; }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+  int rc_;
+};
+
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &cur_); }
+  ~Cursor() {
+    if (cur_) mdb_cursor_close(cur_);
+  }
+  int rc() const { return rc_; }
+  MDB_cursor* get() const { return cur_; }
+
+ private:
+  MDB_cursor* cur_ = nullptr;
+  int rc_;
+};
+
+}  // namespace
+
+class DataStore::Impl {
+ public:
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    space_cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+    if (env_) mdb_env_close(env_);
+  }
+
+  Status Open(const StorageOptions& options) {
+    options_ = options;
+    std::error_code ec;
+    std::filesystem::create_directories(options.path, ec);
+    if (ec) return Status::IOError("cannot create " + options.path + ": " + ec.message());
+    int rc = mdb_env_create(&env_);
+    if (rc) return LmdbError("mdb_env_create", rc);
+    mdb_env_set_maxdbs(env_, 4);
+    rc = mdb_env_set_mapsize(env_, options.map_size_bytes);
+    if (rc) return LmdbError("mdb_env_set_mapsize", rc);
+    rc = mdb_env_open(env_, options.path.c_str(), MDB_NOTLS, 0644);
+    if (rc) return LmdbError(("mdb_env_open " + options.path).c_str(), rc);
+    max_key_ = static_cast<size_t>(mdb_env_get_maxkeysize(env_));
+    if (max_key_ <= kKeyHeader + 16) return Status::IOError("LMDB key size limit too small");
+
+    MDB_txn* txn;
+    rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    if (rc) return LmdbError("mdb_txn_begin", rc);
+    if ((rc = mdb_dbi_open(txn, "items", MDB_CREATE, &items_)) ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_))) {
+      mdb_txn_abort(txn);
+      return LmdbError("mdb_dbi_open", rc);
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc) return LmdbError("mdb_txn_commit", rc);
+    writer_ = std::thread([this] { WriterLoop(); });
+    return Status::OK();
+  }
+
+  size_t max_exact_sk() const { return max_key_ - kKeyHeader; }
+
+  std::string BucketKey(uint32_t partition, std::string_view pk, std::string_view sk) const {
+    std::string k = KeyHeader(partition, pk);
+    k.append(sk.substr(0, std::min(sk.size(), max_exact_sk())));
+    return k;
+  }
+
+  Status Get(const ItemKey& key, std::string* record) const {
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    std::string k = BucketKey(key.partition, key.pk, key.sk);
+    MDB_val mk = Val(k), mv;
+    int rc = mdb_get(txn.get(), items_, &mk, &mv);
+    if (rc == MDB_NOTFOUND) return Status::NotFound("no such item");
+    if (rc) return LmdbError("mdb_get", rc);
+    auto bucket = Bucket::Decode(View(mv));
+    if (!bucket.ok()) return bucket.status();
+    const Bucket::Entry* e = bucket->Find(key.pk, key.sk);
+    if (!e) return Status::NotFound("no such item");
+    *record = e->record;
+    return Status::OK();
+  }
+
+  Status Apply(const ItemKey& key, Mutator mutate) {
+    auto op = std::make_shared<PendingOp>();
+    op->key = key;
+    op->mutate = std::move(mutate);
+    std::future<Status> done = op->done.get_future();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      space_cv_.wait(lock, [&] { return stopping_ || queue_.size() < options_.max_pending_ops; });
+      if (stopping_) return Status::ShuttingDown("store is closing");
+      queue_.push_back(std::move(op));
+    }
+    work_cv_.notify_one();
+    return done.get();
+  }
+
+  Status Scan(const ScanRequest& req, std::vector<ScanItem>* out, bool* more) const {
+    out->clear();
+    *more = false;
+    if (req.limit == 0) return Status::OK();
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    Cursor cur(txn.get(), items_);
+    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+
+    const std::string header = KeyHeader(req.partition, req.pk);
+    const std::string_view prefix = req.sk_prefix;
+    // The bound the scan starts from, in sk terms.
+    std::string bound;
+    bool bound_exclusive = req.start_exclusive;
+    bool unbounded = false;  // descending from the top of the pk
+    if (req.ascending) {
+      if (req.start_sk < prefix) {
+        bound = std::string(prefix);
+        bound_exclusive = false;
+      } else {
+        bound = req.start_sk;
+      }
+    } else if (req.start_sk.empty() && !req.start_exclusive) {
+      unbounded = true;
+    } else {
+      bound = req.start_sk;
+    }
+    if (!req.ascending && !prefix.empty()) {
+      // Never start a descending scan above the prefix range.
+      std::optional<std::string> end = PrefixEnd(prefix);
+      if (end && (unbounded || bound >= *end)) {
+        bound = *end;
+        bound_exclusive = true;
+        unbounded = false;
+      }
+    }
+
+    // Position the cursor on the first bucket to look at.
+    MDB_val mk, mv;
+    int rc;
+    if (req.ascending) {
+      std::string k = BucketKey(req.partition, req.pk, bound);
+      mk = Val(k);
+      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+    } else {
+      // Last bucket whose key is <= the bound's bucket key (or the pk's last).
+      std::string k = unbounded ? header : BucketKey(req.partition, req.pk, bound);
+      if (unbounded) {
+        // Just past every key of this pk: the header incremented as a number.
+        int i = static_cast<int>(k.size()) - 1;
+        while (i >= 0 && uint8_t(k[i]) == 0xff) k[i--] = 0;
+        if (i < 0) {
+          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_LAST);
+        } else {
+          k[i] = char(uint8_t(k[i]) + 1);
+          mk = Val(k);
+          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+          rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur.get(), &mk, &mv, MDB_LAST)
+                                  : mdb_cursor_get(cur.get(), &mk, &mv, MDB_PREV);
+        }
+      } else {
+        mk = Val(k);
+        rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND) {
+          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_LAST);
+        } else if (rc == 0 && View(mk) != k) {
+          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_PREV);
+        }
+      }
+    }
+
+    const MDB_cursor_op step = req.ascending ? MDB_NEXT : MDB_PREV;
+    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, step)) {
+      if (!StartsWith(View(mk), header)) break;
+      auto bucket = Bucket::Decode(View(mv));
+      if (!bucket.ok()) return bucket.status();
+      const auto& entries = bucket->entries();
+      const size_t n = entries.size();
+      for (size_t j = 0; j < n; ++j) {
+        const Bucket::Entry& e = entries[req.ascending ? j : n - 1 - j];
+        if (e.pk != req.pk) continue;
+        const std::string& sk = e.sk;
+        if (!unbounded) {
+          int c = sk.compare(bound);
+          if (req.ascending ? (c < 0 || (c == 0 && bound_exclusive)) : (c > 0 || (c == 0 && bound_exclusive)))
+            continue;
+        }
+        if (!StartsWith(sk, prefix)) {
+          // Past the prefix range in the scan direction: done.
+          if (req.ascending ? sk > prefix : sk < prefix) return Status::OK();
+          continue;
+        }
+        if (out->size() == req.limit) {
+          *more = true;
+          return Status::OK();
+        }
+        out->push_back({sk, e.record});
+      }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
+    return Status::OK();
+  }
+
+  Status GetMeta(std::string_view key, std::string* value) const {
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    MDB_val mk = Val(key), mv;
+    int rc = mdb_get(txn.get(), meta_, &mk, &mv);
+    if (rc == MDB_NOTFOUND) return Status::NotFound("no such meta key");
+    if (rc) return LmdbError("mdb_get", rc);
+    value->assign(View(mv));
+    return Status::OK();
+  }
+
+  Status PutMeta(std::string_view key, std::string_view value) {
+    // Goes through the writer so it never races a batch for the write lock.
+    auto op = std::make_shared<PendingOp>();
+    op->meta_key = std::string(key);
+    op->meta_value = std::string(value);
+    op->is_meta = true;
+    auto done = op->done.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return Status::ShuttingDown("store is closing");
+      queue_.push_back(op);
+    }
+    work_cv_.notify_one();
+    return done.get();
+  }
+
+  Stats stats() const { return {commits_.load(), applied_.load()}; }
+
+ private:
+  struct PendingOp {
+    ItemKey key;
+    Mutator mutate;
+    bool is_meta = false;
+    std::string meta_key, meta_value;
+    std::promise<Status> done;
+  };
+  using Batch = std::vector<std::shared_ptr<PendingOp>>;
+
+  void WriterLoop() {
+    for (;;) {
+      Batch batch;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && batch.size() < options_.max_batch_ops) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      space_cv_.notify_all();
+      Status s = CommitBatch(batch);
+      if (s.ok()) {
+        commits_.fetch_add(1);
+        applied_.fetch_add(batch.size());
+      }
+      for (auto& op : batch) op->done.set_value(s);
+    }
+  }
+
+  // One write transaction for the whole batch; all-or-nothing.
+  Status CommitBatch(const Batch& batch) {
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    if (rc) return LmdbError("mdb_txn_begin", rc);
+    for (const auto& op : batch) {
+      Status s = op->is_meta ? PutMetaIn(txn, *op) : ApplyIn(txn, *op);
+      if (!s.ok()) {
+        mdb_txn_abort(txn);
+        return s;
+      }
+    }
+    rc = mdb_txn_commit(txn);  // fsyncs: durable on success
+    if (rc) return LmdbError("mdb_txn_commit", rc);
+    return Status::OK();
+  }
+
+  Status PutMetaIn(MDB_txn* txn, const PendingOp& op) {
+    MDB_val mk = Val(op.meta_key), mv = Val(op.meta_value);
+    int rc = mdb_put(txn, meta_, &mk, &mv, 0);
+    return rc ? LmdbError("mdb_put meta", rc) : Status::OK();
+  }
+
+  Status ApplyIn(MDB_txn* txn, const PendingOp& op) {
+    std::string k = BucketKey(op.key.partition, op.key.pk, op.key.sk);
+    MDB_val mk = Val(k), mv;
+    Bucket bucket;
+    int rc = mdb_get(txn, items_, &mk, &mv);
+    if (rc == 0) {
+      auto decoded = Bucket::Decode(View(mv));
+      if (!decoded.ok()) return decoded.status();
+      bucket = std::move(decoded.value());
+    } else if (rc != MDB_NOTFOUND) {
+      return LmdbError("mdb_get", rc);
+    }
+    const Bucket::Entry* current = bucket.Find(op.key.pk, op.key.sk);
+    std::optional<std::string> now = current ? std::optional<std::string>(current->record) : std::nullopt;
+    std::optional<std::string> next = op.mutate(now);
+    if (!next) return Status::OK();
+    if (next->empty()) {
+      if (!current) return Status::OK();
+      bucket.Erase(op.key.pk, op.key.sk);
+    } else {
+      bucket.Upsert(op.key.pk, op.key.sk, std::move(*next));
+    }
+    if (bucket.empty()) {
+      rc = mdb_del(txn, items_, &mk, nullptr);
+      return rc && rc != MDB_NOTFOUND ? LmdbError("mdb_del", rc) : Status::OK();
+    }
+    std::string encoded = bucket.Encode();
+    MDB_val out = Val(encoded);
+    rc = mdb_put(txn, items_, &mk, &out, 0);
+    return rc ? LmdbError("mdb_put", rc) : Status::OK();
+  }
+
+  StorageOptions options_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi items_ = 0, meta_ = 0;
+  size_t max_key_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, space_cv_;
+  std::deque<std::shared_ptr<PendingOp>> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+  std::atomic<uint64_t> commits_{0}, applied_{0};
+};
+
+StatusOr<std::unique_ptr<DataStore>> DataStore::Open(const StorageOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  Status s = impl->Open(options);
+  if (!s.ok()) return s;
+  return std::unique_ptr<DataStore>(new DataStore(std::move(impl)));
+}
+
+DataStore::DataStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DataStore::~DataStore() = default;
+Status DataStore::Get(const ItemKey& key, std::string* record) const { return impl_->Get(key, record); }
+Status DataStore::Apply(const ItemKey& key, Mutator mutate) { return impl_->Apply(key, std::move(mutate)); }
+Status DataStore::Scan(const ScanRequest& r, std::vector<ScanItem>* out, bool* more) const {
+  return impl_->Scan(r, out, more);
+}
+Status DataStore::GetMeta(std::string_view key, std::string* value) const { return impl_->GetMeta(key, value); }
+Status DataStore::PutMeta(std::string_view key, std::string_view value) { return impl_->PutMeta(key, value); }
+DataStore::Stats DataStore::stats() const { return impl_->stats(); }
+size_t DataStore::max_exact_sk() const { return impl_->max_exact_sk(); }
+
+}  // namespace monju
