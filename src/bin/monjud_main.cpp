@@ -1,0 +1,43 @@
+// monjud: a Monju node. See `monjud --help`.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "config/node_config.h"
+#include "node.h"
+
+int main(int argc, char** argv) {
+  monju::ParsedArgs args = monju::ParseNodeArgs(argc, argv);
+  if (args.action == monju::ParsedArgs::Action::kHelp) {
+    std::printf("%s\n", args.text.c_str());
+    return 0;
+  }
+  if (args.action == monju::ParsedArgs::Action::kError) {
+    std::fprintf(stderr, "monjud: %s\n", args.text.c_str());
+    return 2;
+  }
+  const monju::NodeConfig& config = args.config;
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [" + config.id + "] %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+
+  // Signals are taken synchronously by this thread; every thread started
+  // after this inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto node = monju::Node::Start(config);
+  if (!node.ok()) {
+    std::fprintf(stderr, "monjud: %s\n", node.status().message().c_str());
+    return 1;
+  }
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {}: stopping", received);
+  node.value()->Stop();
+  return 0;
+}

@@ -1,0 +1,88 @@
+// ClientPool: reusable Thrift clients to one peer.
+//
+// Generated Thrift clients are not thread-safe, so each call borrows one
+// client for its whole duration. A client whose call failed at the transport
+// level is dropped, never returned. Thread-safe.
+#pragma once
+
+#include <thrift/TConfiguration.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/protocol/TMultiplexedProtocol.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TSocket.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace monju {
+
+struct ConnectionOptions {
+  std::string host;
+  uint16_t port = 0;
+  int connect_timeout_ms = 1000;
+  int io_timeout_ms = 2000;          // send and receive
+  int max_message_bytes = 64 << 20;  // replies larger than this are refused
+  std::string service;               // multiplexed service name; "" for none
+  size_t max_idle = 64;              // idle clients kept per peer
+};
+
+template <typename Client>
+class ClientPool {
+ public:
+  explicit ClientPool(ConnectionOptions options) : options_(std::move(options)) {}
+
+  // A connected client; throws apache::thrift::transport::TTransportException
+  // when the peer cannot be reached.
+  std::unique_ptr<Client> Borrow() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+    }
+    return Connect();
+  }
+
+  // Returns a client whose last call completed (successfully or with an
+  // application exception); its connection is in a known state.
+  void Return(std::unique_ptr<Client> client) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < options_.max_idle) idle_.push_back(std::move(client));
+  }
+
+  // Drops idle connections (after a peer was seen failing).
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle_.clear();
+  }
+
+  const ConnectionOptions& options() const { return options_; }
+
+ private:
+  std::unique_ptr<Client> Connect() {
+    using namespace apache::thrift;
+    auto config = std::make_shared<TConfiguration>(options_.max_message_bytes, options_.max_message_bytes);
+    auto socket = std::make_shared<transport::TSocket>(options_.host, options_.port, config);
+    socket->setConnTimeout(options_.connect_timeout_ms);
+    socket->setRecvTimeout(options_.io_timeout_ms);
+    socket->setSendTimeout(options_.io_timeout_ms);
+    socket->setNoDelay(true);
+    socket->setLinger(false, 0);
+    auto transport = std::make_shared<transport::TFramedTransport>(socket, config);
+    std::shared_ptr<protocol::TProtocol> protocol = std::make_shared<protocol::TBinaryProtocol>(transport);
+    if (!options_.service.empty())
+      protocol = std::make_shared<protocol::TMultiplexedProtocol>(protocol, options_.service);
+    transport->open();
+    return std::make_unique<Client>(protocol);
+  }
+
+  const ConnectionOptions options_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Client>> idle_;
+};
+
+}  // namespace monju

@@ -1,0 +1,157 @@
+#include "kv_handler.h"
+
+#include <spdlog/spdlog.h>
+
+namespace monju {
+namespace {
+
+// Throws the API exception matching a failed outcome.
+[[noreturn]] void ThrowFor(const Status& s, const QuorumCount& q) {
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument: {
+      api::InvalidRequest e;
+      e.why = s.message();
+      throw e;
+    }
+    case Status::Code::kUnavailable: {
+      api::Unavailable e;
+      e.why = s.message();
+      e.needed = q.needed;
+      e.alive = q.got;
+      throw e;
+    }
+    case Status::Code::kTimedOut: {
+      api::TimedOut e;
+      e.why = s.message();
+      throw e;
+    }
+    default: {
+      api::QuorumFailed e;
+      e.why = s.ToString();
+      e.needed = q.needed;
+      e.acked = q.got;
+      throw e;
+    }
+  }
+}
+
+}  // namespace
+
+KvHandler::KvHandler(Coordinator* coordinator, const Membership* membership, std::string self_id,
+                     ConnectionOptions forward_options)
+    : coordinator_(coordinator),
+      membership_(membership),
+      self_id_(std::move(self_id)),
+      forward_options_(std::move(forward_options)) {}
+
+ClientPool<api::MonjuKVClient>& KvHandler::PoolFor(const PeerAddress& peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = pools_[peer.ToString()];
+  if (!slot) {
+    ConnectionOptions o = forward_options_;
+    o.host = peer.host;
+    o.port = peer.port;
+    o.service = "";
+    slot = std::make_unique<ClientPool<api::MonjuKVClient>>(o);
+  }
+  return *slot;
+}
+
+template <typename Fn>
+void KvHandler::Forward(const std::string& pk, Fn&& fn) {
+  auto view = membership_->Current();
+  const auto& owners = view->ring().PreferenceList(view->ring().PartitionOf(pk));
+  std::string last_error = "no owner reachable";
+  for (uint32_t index : owners) {
+    const PeerAddress& peer = view->members()[index];
+    if (peer.id == self_id_) continue;
+    auto& pool = PoolFor(peer);
+    std::unique_ptr<api::MonjuKVClient> client;
+    try {
+      client = pool.Borrow();
+    } catch (const apache::thrift::TException& e) {
+      last_error = peer.id + ": " + e.what();  // never reached it: try the next owner
+      continue;
+    }
+    try {
+      fn(*client);
+      pool.Return(std::move(client));
+      return;
+    } catch (const api::InvalidRequest&) {
+      pool.Return(std::move(client));
+      throw;
+    } catch (const api::Unavailable&) {
+      pool.Return(std::move(client));
+      throw;
+    } catch (const api::QuorumFailed&) {
+      pool.Return(std::move(client));
+      throw;
+    } catch (const api::TimedOut&) {
+      pool.Return(std::move(client));
+      throw;
+    } catch (const apache::thrift::TException& e) {
+      // The owner may have coordinated the write: retrying elsewhere could
+      // apply it twice, so the outcome is reported as unknown.
+      pool.Clear();
+      api::TimedOut t;
+      t.why = "forwarded write to " + peer.id + " failed, outcome unknown: " + e.what();
+      throw t;
+    }
+  }
+  api::Unavailable e;
+  e.why = "cannot forward the write to any replica of the key: " + last_error;
+  e.needed = 1;
+  e.alive = 0;
+  throw e;
+}
+
+void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
+                    const std::string& context, int32_t w) {
+  if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
+  if (!coordinator_->IsOwner(pk)) {
+    Forward(pk, [&](api::MonjuKVClient& c) { c.put(_return, pk, sk, value, context, w); });
+    return;
+  }
+  WriteOutcome out = coordinator_->Put(pk, sk, value, context, w);
+  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
+  _return.context = std::move(out.context);
+}
+
+void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const std::string& sk,
+                       const std::string& context, int32_t w) {
+  if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
+  if (!coordinator_->IsOwner(pk)) {
+    Forward(pk, [&](api::MonjuKVClient& c) { c.remove(_return, pk, sk, context, w); });
+    return;
+  }
+  WriteOutcome out = coordinator_->Remove(pk, sk, context, w);
+  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
+  _return.context = std::move(out.context);
+}
+
+void KvHandler::get(api::GetResult& _return, const std::string& pk, const std::string& sk, int32_t r) {
+  ReadOutcome out = coordinator_->Get(pk, sk, r);
+  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
+  _return.found = out.found;
+  _return.values = std::move(out.values);
+  _return.context = std::move(out.context);
+}
+
+void KvHandler::query(api::QueryResult& _return, const std::string& pk, const std::string& sk_prefix,
+                      const std::string& start_sk, int32_t limit, bool ascending, int32_t r) {
+  QueryRequest request{pk, sk_prefix, start_sk, limit, ascending, r};
+  QueryOutcome out = coordinator_->Query(request);
+  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
+  _return.items.reserve(out.items.size());
+  for (auto& item : out.items) {
+    api::Item i;
+    i.pk = pk;
+    i.sk = std::move(item.sk);
+    i.values = std::move(item.values);
+    i.context = std::move(item.context);
+    _return.items.push_back(std::move(i));
+  }
+  _return.next_start_sk = std::move(out.next_start_sk);
+}
+
+}  // namespace monju

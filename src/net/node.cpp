@@ -1,0 +1,169 @@
+#include "node.h"
+
+#include <spdlog/spdlog.h>
+#include <thrift/concurrency/ThreadFactory.h>
+#include <thrift/concurrency/ThreadManager.h>
+#include <thrift/processor/TMultiplexedProcessor.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/server/TNonblockingServer.h>
+#include <thrift/transport/TNonblockingServerSocket.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "executor.h"
+#include "kv_handler.h"
+#include "replica_endpoints.h"
+#include "replica_handler.h"
+
+namespace monju {
+
+using namespace apache::thrift;
+
+namespace {
+
+// Tells Start() when the server is listening.
+class ReadySignal final : public server::TServerEventHandler {
+ public:
+  void preServe() override {
+    std::lock_guard<std::mutex> lock(mu);
+    ready = true;
+    cv.notify_all();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+};
+
+}  // namespace
+
+class Node::Impl {
+ public:
+  explicit Impl(NodeConfig config) : config_(std::move(config)) {}
+  ~Impl() { Stop(); }
+
+  Status Start() {
+    StorageOptions so;
+    so.path = (std::filesystem::path(config_.data_dir) / "data").string();
+    so.map_size_bytes = config_.map_size_mb << 20;
+    auto store = DataStore::Open(so);
+    if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
+    auto replica = Replica::Open(config_.id, std::move(store.value()));
+    if (!replica.ok()) return Status::IOError("--data: " + replica.status().ToString());
+    replica_ = std::move(replica.value());
+    spdlog::info("data at {} opened; dot actor '{}'", so.path, replica_->actor());
+
+    auto view = ClusterView::Create(config_.peers, config_.vnodes, config_.partitions, config_.replicas);
+    if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
+    spdlog::info("cluster {} (fingerprint {:016x})", view.value()->description(), view.value()->fingerprint());
+    membership_ = std::make_unique<Membership>(std::move(view.value()));
+
+    ConnectionOptions conn;
+    conn.connect_timeout_ms = static_cast<int>(std::min<uint32_t>(config_.request_timeout_ms, 1000));
+    conn.io_timeout_ms = static_cast<int>(config_.request_timeout_ms);
+    endpoints_ = std::make_unique<NodeEndpoints>(config_.id, replica_.get(), conn, &clock_);
+    executor_ = std::make_unique<FanoutExecutor>(config_.fanout_threads, config_.fanout_threads * 64);
+
+    CoordinatorOptions co;
+    co.self_id = config_.id;
+    co.default_r = config_.read_quorum;
+    co.default_w = config_.write_quorum;
+    co.request_timeout = std::chrono::milliseconds(config_.request_timeout_ms);
+    co.max_value_bytes = config_.max_value_bytes;
+    coordinator_ = std::make_unique<Coordinator>(co, membership_.get(), replica_.get(), endpoints_.get(),
+                                                 executor_.get(), &clock_);
+    return StartServer(conn);
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    if (server_) {
+      server_->stop();
+      if (serve_thread_.joinable()) serve_thread_.join();
+      if (workers_) workers_->stop();
+    }
+    if (executor_) executor_->Stop();
+    if (replica_) {
+      Status s = replica_->MarkCleanShutdown();
+      if (!s.ok()) spdlog::warn("could not record a clean shutdown: {}", s.ToString());
+    }
+    server_.reset();
+    coordinator_.reset();
+    executor_.reset();
+    endpoints_.reset();
+    replica_.reset();  // closes the store after its writer drained
+    spdlog::info("stopped");
+  }
+
+ private:
+  Status StartServer(const ConnectionOptions& conn) {
+    auto mux = std::make_shared<TMultiplexedProcessor>();
+    auto kv = std::make_shared<KvHandler>(coordinator_.get(), membership_.get(), config_.id, conn);
+    mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
+    mux->registerProcessor("replica",
+                           std::make_shared<rpc::MonjuReplicaProcessor>(
+                               std::make_shared<ReplicaHandler>(replica_.get(), membership_.get())));
+
+    workers_ = concurrency::ThreadManager::newSimpleThreadManager(config_.worker_threads);
+    workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
+    workers_->start();
+    auto socket = std::make_shared<transport::TNonblockingServerSocket>(config_.listen_host, config_.listen_port);
+    server_ = std::make_shared<server::TNonblockingServer>(mux, std::make_shared<protocol::TBinaryProtocolFactory>(),
+                                                           socket, workers_);
+    // Largest request: a value at the limit plus keys and context.
+    server_->setMaxFrameSize(config_.max_value_bytes + (1 << 20));
+    auto ready = std::make_shared<ReadySignal>();
+    server_->setServerEventHandler(ready);
+
+    auto failure = std::make_shared<std::string>();
+    serve_thread_ = std::thread([this, ready, failure] {
+      try {
+        server_->serve();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(ready->mu);
+        *failure = e.what();
+        ready->cv.notify_all();
+      }
+    });
+    std::unique_lock<std::mutex> lock(ready->mu);
+    ready->cv.wait(lock, [&] { return ready->ready || !failure->empty(); });
+    if (!failure->empty()) {
+      lock.unlock();
+      serve_thread_.join();
+      return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
+                             std::to_string(config_.listen_port) + ": " + *failure);
+    }
+    spdlog::info("serving on {}:{} (N={} R={} W={})", config_.listen_host, config_.listen_port, config_.replicas,
+                 config_.read_quorum, config_.write_quorum);
+    return Status::OK();
+  }
+
+  const NodeConfig config_;
+  SteadyClock clock_;
+  std::unique_ptr<Replica> replica_;
+  std::unique_ptr<Membership> membership_;
+  std::unique_ptr<NodeEndpoints> endpoints_;
+  std::unique_ptr<FanoutExecutor> executor_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::shared_ptr<concurrency::ThreadManager> workers_;
+  std::shared_ptr<server::TNonblockingServer> server_;
+  std::thread serve_thread_;
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+};
+
+StatusOr<std::unique_ptr<Node>> Node::Start(const NodeConfig& config) {
+  auto impl = std::make_unique<Impl>(config);
+  Status s = impl->Start();
+  if (!s.ok()) return s;
+  return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Node::~Node() = default;
+void Node::Stop() { impl_->Stop(); }
+
+}  // namespace monju

@@ -1,0 +1,84 @@
+#include "replica_handler.h"
+
+#include <spdlog/spdlog.h>
+
+#include "clock/codec.h"
+#include "config/node_config.h"
+
+namespace monju {
+namespace {
+
+[[noreturn]] void ThrowError(const Status& s) {
+  rpc::ReplicaError e;
+  e.why = s.ToString();
+  e.code = static_cast<int32_t>(s.code());
+  throw e;
+}
+
+constexpr int32_t kMaxScanLimit = 10000;
+
+}  // namespace
+
+std::shared_ptr<const ClusterView> ReplicaHandler::CheckCaller(int64_t cluster_fingerprint) const {
+  auto view = membership_->Current();
+  if (static_cast<uint64_t>(cluster_fingerprint) != view->fingerprint()) {
+    spdlog::error("refusing a peer request: cluster parameters differ (caller fingerprint {:016x}, ours {:016x}: {}); "
+                  "check --peers, --partitions, --replicas and --vnodes on every node",
+                  static_cast<uint64_t>(cluster_fingerprint), view->fingerprint(), view->description());
+    rpc::ClusterMismatch e;
+    e.why = "this node runs " + view->description();
+    throw e;
+  }
+  return view;
+}
+
+void ReplicaHandler::ping(int64_t cluster_fingerprint) { CheckCaller(cluster_fingerprint); }
+
+void ReplicaHandler::apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
+                           const std::string& version) {
+  auto view = CheckCaller(cluster_fingerprint);
+  if (pk.empty() || pk.size() > kMaxPkBytes || sk.size() > kMaxSkBytes)
+    ThrowError(Status::InvalidArgument("key outside limits"));
+  auto decoded = DecodeVersion(version);
+  if (!decoded.ok()) ThrowError(decoded.status());
+  Status s = replica_->Apply(ItemKey{view->ring().PartitionOf(pk), pk, sk}, decoded.value());
+  if (!s.ok()) ThrowError(s);
+}
+
+void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,
+                          const std::string& sk) {
+  auto view = CheckCaller(cluster_fingerprint);
+  SiblingSet siblings;
+  Status s = replica_->Read(ItemKey{view->ring().PartitionOf(pk), pk, sk}, &siblings);
+  if (!s.ok()) ThrowError(s);
+  _return = EncodeSiblings(siblings);
+}
+
+void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk,
+                          const std::string& sk_prefix, const std::string& start_sk, bool start_exclusive,
+                          int32_t limit, bool ascending) {
+  auto view = CheckCaller(cluster_fingerprint);
+  if (limit < 0 || limit > kMaxScanLimit) ThrowError(Status::InvalidArgument("scan limit outside 0..10000"));
+  DataStore::ScanRequest r;
+  r.partition = view->ring().PartitionOf(pk);
+  r.pk = pk;
+  r.sk_prefix = sk_prefix;
+  r.start_sk = start_sk;
+  r.start_exclusive = start_exclusive;
+  r.limit = static_cast<size_t>(limit);
+  r.ascending = ascending;
+  std::vector<ScannedItem> items;
+  bool more = false;
+  Status s = replica_->Scan(r, &items, &more);
+  if (!s.ok()) ThrowError(s);
+  _return.items.reserve(items.size());
+  for (auto& item : items) {
+    rpc::StoredItem out;
+    out.sk = std::move(item.sk);
+    out.siblings = EncodeSiblings(item.siblings);
+    _return.items.push_back(std::move(out));
+  }
+  _return.more = more;
+}
+
+}  // namespace monju

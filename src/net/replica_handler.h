@@ -1,0 +1,30 @@
+// Serves MonjuReplica (node-to-node) from the local Replica. Refuses callers
+// whose cluster fingerprint differs from ours, with a log line naming both.
+#pragma once
+
+#include "MonjuReplica.h"
+#include "membership.h"
+#include "replica.h"
+
+namespace monju {
+
+class ReplicaHandler final : public rpc::MonjuReplicaIf {
+ public:
+  ReplicaHandler(Replica* replica, const Membership* membership) : replica_(replica), membership_(membership) {}
+
+  void ping(int64_t cluster_fingerprint) override;
+  void apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
+             const std::string& version) override;
+  void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk) override;
+  void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,
+            const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending) override;
+
+ private:
+  // Throws ClusterMismatch; returns the view the request runs under.
+  std::shared_ptr<const ClusterView> CheckCaller(int64_t cluster_fingerprint) const;
+
+  Replica* replica_;
+  const Membership* membership_;
+};
+
+}  // namespace monju
