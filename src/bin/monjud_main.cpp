@@ -1,6 +1,7 @@
 // monjud: a Monju node. See `monjud --help`.
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <thrift/TOutput.h>
 
 #include <cstdio>
 
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   const monju::NodeConfig& config = args.config;
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [" + config.id + "] %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(config.log_level));
+  // Thrift's own messages go to the same log, at debug (they are chatty).
+  apache::thrift::GlobalOutput.setOutputFunction([](const char* msg) { spdlog::debug("thrift: {}", msg); });
 
   // Signals are taken synchronously by this thread; every thread started
   // after this inherits the mask.
