@@ -16,24 +16,42 @@ Replica::Replica(std::string node_id, std::unique_ptr<DataStore> store)
 
 Replica::~Replica() = default;
 
-StatusOr<std::unique_ptr<Replica>> Replica::Open(std::string node_id, std::unique_ptr<DataStore> store) {
+std::string Replica::ActorName(const std::string& node_id, uint64_t incarnation) {
+  static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), kDigits[incarnation % 36]);
+    incarnation /= 36;
+  } while (incarnation);
+  return node_id + "/" + digits;
+}
+
+StatusOr<std::unique_ptr<Replica>> Replica::Open(std::string node_id, std::unique_ptr<DataStore> store,
+                                                 uint64_t seed) {
   std::unique_ptr<Replica> r(new Replica(std::move(node_id), std::move(store)));
   std::string value;
   Status s = r->store_->GetMeta(kIncarnationKey, &value);
-  bool fresh = s.Is(Status::Code::kNotFound);
+  const bool fresh = s.Is(Status::Code::kNotFound);
   if (!s.ok() && !fresh) return s;
-  uint64_t incarnation = fresh ? 0 : std::stoull(value);
-  std::string clean;
-  s = r->store_->GetMeta(kCleanKey, &clean);
-  if (!s.ok() && !s.Is(Status::Code::kNotFound)) return s;
-  // A fresh store starts at 0; a store that was not shut down cleanly may hold
-  // fewer dots than this actor issued, so the actor changes.
-  if (!fresh && clean != "1") ++incarnation;
+  uint64_t incarnation = 0;
+  if (fresh) {
+    incarnation = seed & ((uint64_t(1) << 40) - 1);  // 8 base-36 digits at most
+  } else {
+    try {
+      incarnation = std::stoull(value);
+    } catch (const std::exception&) {
+      return Status::Corruption("stored incarnation '" + value + "' is not a number");
+    }
+    std::string clean;
+    s = r->store_->GetMeta(kCleanKey, &clean);
+    if (!s.ok() && !s.Is(Status::Code::kNotFound)) return s;
+    if (clean != "1") ++incarnation;
+  }
   if ((s = r->store_->PutMeta(kIncarnationKey, std::to_string(incarnation))).ok())
     s = r->store_->PutMeta(kCleanKey, "0");
   if (!s.ok()) return s;
   r->incarnation_ = incarnation;
-  r->actor_ = incarnation == 0 ? r->node_id_ : r->node_id_ + "/" + std::to_string(incarnation);
+  r->actor_ = ActorName(r->node_id_, incarnation);
   return r;
 }
 

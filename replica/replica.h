@@ -8,10 +8,12 @@
 //   merge answers from several replicas, and a tombstone must be able to hide
 //   an older value held elsewhere.
 // - PrepareWrite() issues the dot for a write this node coordinates. Dots are
-//   (actor, counter) where the actor is "<node id>" or, after an unclean
-//   shutdown, "<node id>/<incarnation>": an incarnation is bumped on every start
-//   that follows a crash, so a dot issued but never made durable before a crash
-//   is never issued again with different content.
+//   (actor, counter) with actor "<node id>/<incarnation>". A new, empty store
+//   draws a random incarnation (a wiped node must not reissue the dots its
+//   earlier life issued), and every start after an unclean shutdown bumps it
+//   (a dot issued but not made durable before a crash is never issued again
+//   with different content). A clean restart keeps the actor, so clocks do not
+//   grow with routine restarts.
 //
 // Thread safety: every method may be called concurrently.
 #pragma once
@@ -38,7 +40,10 @@ class Replica {
   // Takes ownership of the store. Reads the incarnation and the clean-shutdown
   // marker, bumps the incarnation after an unclean stop, and clears the marker
   // (durably) before returning. Errors: those of the store.
-  static StatusOr<std::unique_ptr<Replica>> Open(std::string node_id, std::unique_ptr<DataStore> store);
+  // `seed` picks the incarnation of a new store; pass a random value (tests
+  // pass a fixed one).
+  static StatusOr<std::unique_ptr<Replica>> Open(std::string node_id, std::unique_ptr<DataStore> store,
+                                                 uint64_t seed);
   ~Replica();
 
   // Durable merge; NoSpace when the store is full, Corruption when the stored
@@ -66,6 +71,7 @@ class Replica {
  private:
   Replica(std::string node_id, std::unique_ptr<DataStore> store);
   static std::string InflightKey(const ItemKey& key);
+  static std::string ActorName(const std::string& node_id, uint64_t incarnation);
 
   std::string node_id_;
   std::string actor_;

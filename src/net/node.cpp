@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <random>
 
 #include "executor.h"
 #include "kv_handler.h"
@@ -49,7 +50,8 @@ class Node::Impl {
     so.map_size_bytes = config_.map_size_mb << 20;
     auto store = DataStore::Open(so);
     if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
-    auto replica = Replica::Open(config_.id, std::move(store.value()));
+    std::random_device random;
+    auto replica = Replica::Open(config_.id, std::move(store.value()), (uint64_t(random()) << 32) ^ random());
     if (!replica.ok()) return Status::IOError("--data: " + replica.status().ToString());
     replica_ = std::move(replica.value());
     spdlog::info("data at {} opened; dot actor '{}'", so.path, replica_->actor());
