@@ -128,7 +128,10 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
   ItemKey key{place.partition, pk, sk};
   auto version = local_->PrepareWrite(key, ctx.value(), tombstone, std::move(value));
   if (!version.ok()) {
-    out.status = Status::QuorumFailed("local replica could not prepare the write: " + version.status().ToString());
+    out.status = version.status().Is(Status::Code::kInvalidArgument)
+                     ? version.status()
+                     : Status::QuorumFailed("local replica could not prepare the write: " +
+                                            version.status().ToString());
     out.quorum = {needed, 0};
     return out;
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 
 #include "clock/codec.h"
 
@@ -122,7 +123,13 @@ StatusOr<Version> Replica::PrepareWrite(const ItemKey& key, const CausalContext&
   v.value = tombstone ? std::string() : std::move(value);
   v.dot.actor = actor_;
   uint64_t& issued = stripe.inflight[ik];
-  issued = std::max({issued, local.MaxCounter(actor_), context.MaxCounter(actor_)}) + 1;
+  const uint64_t highest = std::max({issued, local.MaxCounter(actor_), context.MaxCounter(actor_)});
+  if (highest == std::numeric_limits<uint64_t>::max()) {
+    // The next counter would wrap to 0, which no replica can decode.
+    if (issued == 0) stripe.inflight.erase(ik);
+    return Status::InvalidArgument("context: counter of " + actor_ + " is at its maximum");
+  }
+  issued = highest + 1;
   v.dot.counter = issued;
   return v;
 }
@@ -139,6 +146,15 @@ void Replica::FinishWrite(const ItemKey& key, const Dot& dot, bool applied_local
   if (it != stripe.inflight.end() && it->second == dot.counter) stripe.inflight.erase(it);
 }
 
-Status Replica::MarkCleanShutdown() { return store_->PutMeta(kCleanKey, "1"); }
+Status Replica::MarkCleanShutdown() {
+  // A dot whose local apply failed is reserved only in memory and may exist
+  // on other replicas: a restart under the same actor could reissue it with
+  // other content. With such a dot outstanding the stop stays unclean.
+  for (auto& stripe : stripes_) {
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    if (!stripe.inflight.empty()) return Status::OK();
+  }
+  return store_->PutMeta(kCleanKey, "1");
+}
 
 }  // namespace monju

@@ -61,7 +61,9 @@ class Replica {
                                  std::string value);
   void FinishWrite(const ItemKey& key, const Dot& dot, bool applied_locally);
 
-  // Records a clean shutdown (call after all writes have finished).
+  // Records a clean shutdown (call after all writes have finished). Not
+  // recorded while a dot whose local apply failed is still reserved, so the
+  // next start takes a new actor rather than forget the reservation.
   Status MarkCleanShutdown();
 
   const std::string& actor() const { return actor_; }

@@ -158,7 +158,9 @@ StatusOr<SiblingSet> DecodeSiblings(std::string_view bytes) {
   Reader r(bytes);
   uint8_t format;
   uint64_t n;
-  if (!r.Byte(format) || format != kFormat || !r.Varint(n) || n > kMaxSiblings)
+  // Every version takes several bytes: a count above the input length is a
+  // lie, and must not size the allocation below.
+  if (!r.Byte(format) || format != kFormat || !r.Varint(n) || n > kMaxSiblings || n > bytes.size())
     return Status::Corruption("malformed sibling set");
   std::vector<Version> versions(n);
   for (auto& v : versions)

@@ -90,7 +90,8 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     return Status::InvalidArgument("--request-timeout-ms: must be 1..600000");
   if (c.max_value_bytes < 1 || c.max_value_bytes > (64u << 20))
     return Status::InvalidArgument("--max-value-bytes: must be 1..67108864");
-  if (c.map_size_mb < 1) return Status::InvalidArgument("--map-size-mb: must be at least 1");
+  if (c.map_size_mb < 1 || c.map_size_mb > (uint64_t(1) << 24))
+    return Status::InvalidArgument("--map-size-mb: must be 1..16777216 (16 TiB)");
   if (c.worker_threads < 1 || c.worker_threads > 1024)
     return Status::InvalidArgument("--worker-threads: must be 1..1024");
   if (c.fanout_threads < 1 || c.fanout_threads > 4096)

@@ -1,5 +1,6 @@
 #include "executor.h"
 
+#include <thrift/concurrency/Exception.h>
 #include <thrift/concurrency/FunctionRunner.h>
 #include <thrift/concurrency/ThreadFactory.h>
 
@@ -7,8 +8,10 @@ namespace monju {
 
 using namespace apache::thrift::concurrency;
 
-FanoutExecutor::FanoutExecutor(size_t threads, size_t max_pending)
-    : pool_(ThreadManager::newSimpleThreadManager(threads, max_pending)) {
+FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued)
+    : max_queued_(max_queued),
+      outstanding_(std::make_shared<std::atomic<size_t>>(0)),
+      pool_(ThreadManager::newSimpleThreadManager(threads)) {
   pool_->threadFactory(std::make_shared<ThreadFactory>());
   pool_->start();
 }
@@ -20,13 +23,24 @@ void FanoutExecutor::Stop() {
 }
 
 bool FanoutExecutor::Submit(std::function<void()> task) {
-  try {
-    // timeout -1: throw at once instead of blocking when the queue is full.
-    pool_->add(FunctionRunner::create(std::move(task)), -1);
-    return true;
-  } catch (const TooManyPendingTasksException&) {
+  // The bound is ours: ThreadManager's own limit needs add() with a negative
+  // timeout, which only try-locks its mutex and fails under mere contention.
+  if (outstanding_->fetch_add(1) >= max_queued_) {
+    outstanding_->fetch_sub(1);
     return false;
-  } catch (const IllegalStateException&) {
+  }
+  auto counter = outstanding_;
+  try {
+    pool_->add(FunctionRunner::create([counter, task = std::move(task)] {
+      struct Release {
+        std::atomic<size_t>& n;
+        ~Release() { n.fetch_sub(1); }
+      } release{*counter};
+      task();
+    }));
+    return true;
+  } catch (const apache::thrift::TException&) {  // stopping
+    outstanding_->fetch_sub(1);
     return false;
   }
 }

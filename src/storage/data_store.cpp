@@ -319,23 +319,30 @@ class DataStore::Impl {
         }
       }
       space_cv_.notify_all();
-      Status s = CommitBatch(batch);
+      std::vector<Status> results(batch.size());
+      Status s = CommitBatch(batch, &results);
       if (s.ok()) {
         commits_.fetch_add(1);
         applied_.fetch_add(batch.size());
       }
-      for (auto& op : batch) op->done.set_value(s);
+      for (size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(s.ok() ? results[i] : s);
     }
   }
 
-  // One write transaction for the whole batch; all-or-nothing.
-  Status CommitBatch(const Batch& batch) {
+  // One write transaction for the whole batch. An op whose stored bucket does
+  // not decode fails alone (nothing was written for it); an LMDB error fails
+  // the whole batch, since the transaction cannot continue.
+  Status CommitBatch(const Batch& batch, std::vector<Status>* results) {
     MDB_txn* txn;
     int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
     if (rc) return LmdbError("mdb_txn_begin", rc);
-    for (const auto& op : batch) {
-      Status s = op->is_meta ? PutMetaIn(txn, *op) : ApplyIn(txn, *op);
-      if (!s.ok()) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const auto& op = *batch[i];
+      bool op_only = false;
+      Status s = op.is_meta ? PutMetaIn(txn, op) : ApplyIn(txn, op, &op_only);
+      if (op_only) {
+        (*results)[i] = s;
+      } else if (!s.ok()) {
         mdb_txn_abort(txn);
         return s;
       }
@@ -351,14 +358,18 @@ class DataStore::Impl {
     return rc ? LmdbError("mdb_put meta", rc) : Status::OK();
   }
 
-  Status ApplyIn(MDB_txn* txn, const PendingOp& op) {
+  // `op_only`: the error concerns this op alone; the transaction is intact.
+  Status ApplyIn(MDB_txn* txn, const PendingOp& op, bool* op_only) {
     std::string k = BucketKey(op.key.partition, op.key.pk, op.key.sk);
     MDB_val mk = Val(k), mv;
     Bucket bucket;
     int rc = mdb_get(txn, items_, &mk, &mv);
     if (rc == 0) {
       auto decoded = Bucket::Decode(View(mv));
-      if (!decoded.ok()) return decoded.status();
+      if (!decoded.ok()) {
+        *op_only = true;
+        return decoded.status();
+      }
       bucket = std::move(decoded.value());
     } else if (rc != MDB_NOTFOUND) {
       return LmdbError("mdb_get", rc);

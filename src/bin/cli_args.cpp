@@ -1,0 +1,202 @@
+#include "cli_args.h"
+
+#include <boost/program_options.hpp>
+#include <sstream>
+#include <string_view>
+#include <vector>
+
+#include "common/base64.h"
+#include "config/node_config.h"
+
+namespace po = boost::program_options;
+
+namespace monju::cli {
+namespace {
+
+constexpr int kMaxTimeoutMs = 600000;
+
+const char* const kUsage =
+    "monju: client for a Monju key-value cluster\n"
+    "\n"
+    "Usage:\n"
+    "  monju [options] put PK SK VALUE\n"
+    "  monju [options] get PK SK\n"
+    "  monju [options] rm PK SK\n"
+    "  monju [options] query PK [--prefix P] [--start S] [--limit N] [--desc]\n"
+    "\n"
+    "put and rm first read the key (with -r) and write with the context of what\n"
+    "they read, so they replace exactly the values a get would show. --context\n"
+    "writes with a context from an earlier get/put instead; --blind writes with\n"
+    "none (the new value becomes a sibling of whatever is stored).\n"
+    "Put `--` before arguments that start with '-'.\n"
+    "\n"
+    "Exit codes: 0 ok, 1 not found (get), 2 invalid input, 3 quorum or\n"
+    "availability failure, 4 cannot connect.\n"
+    "\n"
+    "Options";
+
+// The raw values as parsed, before checks that involve several options.
+struct RawArgs {
+  std::vector<std::string> positional;
+  std::string addr;
+  std::string context_b64;
+  bool has_context = false;
+  bool has_w = false;
+  bool has_query_option = false;
+  std::string first_query_option;
+};
+
+po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
+  po::options_description desc(kUsage);
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("addr", po::value(&raw.addr), "HOST:PORT of any node (default $MONJU_ADDR, else 127.0.0.1:7001)")
+    ("read-quorum,r", po::value(&o.r), "R for this request (0: the node's default)")
+    ("write-quorum,w", po::value(&o.w), "W for this request (put, rm; 0: the node's default)")
+    ("context", po::value(&raw.context_b64), "put, rm: write with this base64 context")
+    ("blind", po::bool_switch(&o.blind), "put, rm: write with no context")
+    ("json", po::bool_switch(&o.json), "print one JSON object instead of text")
+    ("timeout-ms", po::value(&o.timeout_ms)->default_value(o.timeout_ms), "connect/send/receive timeout")
+    ("prefix", po::value(&o.prefix), "query: only sort keys starting with P")
+    ("start", po::value(&o.start), "query: start at this sort key (inclusive)")
+    ("limit", po::value(&o.limit), "query: at most N items (0: 100; at most 1000)")
+    ("desc", po::bool_switch(&o.descending), "query: descending sort-key order");
+  // clang-format on
+  return desc;
+}
+
+ParsedCli Error(ParsedCli out, std::string text) {
+  out.action = ParsedCli::Action::kError;
+  out.text = std::move(text);
+  return out;
+}
+
+bool ParseCommand(const std::string& word, Command* command) {
+  if (word == "put") *command = Command::kPut;
+  else if (word == "get") *command = Command::kGet;
+  else if (word == "rm") *command = Command::kRm;
+  else if (word == "query") *command = Command::kQuery;
+  else return false;
+  return true;
+}
+
+size_t ExpectedOperands(Command command) {
+  switch (command) {
+    case Command::kPut: return 3;
+    case Command::kGet: return 2;
+    case Command::kRm: return 2;
+    case Command::kQuery: return 1;
+  }
+  return 0;
+}
+
+const char* OperandSyntax(Command command) {
+  switch (command) {
+    case Command::kPut: return "PK SK VALUE";
+    case Command::kGet: return "PK SK";
+    case Command::kRm: return "PK SK";
+    case Command::kQuery: return "PK";
+  }
+  return "";
+}
+
+void FillOperands(const std::vector<std::string>& operands, CliOptions* o) {
+  o->pk = operands[0];
+  if (operands.size() > 1) o->sk = operands[1];
+  if (operands.size() > 2) o->value = operands[2];
+}
+
+// Options that only make sense for some commands. Empty when all is well.
+std::string CheckOptionsFit(const CliOptions& o, const RawArgs& raw) {
+  bool is_write = o.command == Command::kPut || o.command == Command::kRm;
+  if (raw.has_query_option && o.command != Command::kQuery)
+    return raw.first_query_option + ": only valid with query";
+  if (!is_write && raw.has_w) return "-w: only valid with put and rm";
+  if (!is_write && (raw.has_context || o.blind))
+    return std::string(raw.has_context ? "--context" : "--blind") + ": only valid with put and rm";
+  if (raw.has_context && o.blind) return "--context and --blind exclude each other";
+  return "";
+}
+
+void NoteQueryOptions(const po::variables_map& vm, RawArgs* raw) {
+  for (const char* name : {"prefix", "start", "limit", "desc"}) {
+    bool given = vm.count(name) && !vm[name].defaulted();
+    if (std::string(name) == "desc") given = given && vm[name].as<bool>();
+    if (given && !raw->has_query_option) {
+      raw->has_query_option = true;
+      raw->first_query_option = std::string("--") + name;
+    }
+  }
+}
+
+}  // namespace
+
+const char* CommandName(Command command) {
+  switch (command) {
+    case Command::kPut: return "put";
+    case Command::kGet: return "get";
+    case Command::kRm: return "rm";
+    case Command::kQuery: return "query";
+  }
+  return "?";
+}
+
+ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr) {
+  ParsedCli out;
+  CliOptions& o = out.options;
+  RawArgs raw;
+  raw.addr = env_addr && *env_addr ? env_addr : kDefaultAddr;
+  po::options_description desc = MakeDescription(o, raw);
+  po::options_description hidden;
+  hidden.add_options()("args", po::value(&raw.positional));
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description positional;
+  positional.add("args", -1);
+
+  po::variables_map vm;
+  try {
+    int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).style(style).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    // Options were not stored: still answer in JSON when it was asked for.
+    for (int i = 1; i < argc; ++i)
+      if (std::string_view(argv[i]) == "--json") o.json = true;
+    return Error(out, e.what());
+  }
+  if (vm.count("help")) {
+    std::ostringstream ss;
+    ss << desc;
+    out.action = ParsedCli::Action::kHelp;
+    out.text = ss.str();
+    return out;
+  }
+  raw.has_context = vm.count("context") > 0;
+  raw.has_w = vm.count("write-quorum") > 0;
+  NoteQueryOptions(vm, &raw);
+
+  if (raw.positional.empty()) return Error(out, "missing command (put, get, rm or query); see --help");
+  if (!ParseCommand(raw.positional[0], &o.command))
+    return Error(out, "unknown command '" + raw.positional[0] + "' (put, get, rm or query); see --help");
+  std::vector<std::string> operands(raw.positional.begin() + 1, raw.positional.end());
+  if (operands.size() != ExpectedOperands(o.command))
+    return Error(out, std::string(CommandName(o.command)) + " takes " + OperandSyntax(o.command) + ", got " +
+                          std::to_string(operands.size()) + " argument(s); see --help");
+  FillOperands(operands, &o);
+
+  if (Status s = ParseHostPort(raw.addr, &o.host, &o.port); !s.ok())
+    return Error(out, "--addr: " + s.message());
+  if (o.timeout_ms < 1 || o.timeout_ms > kMaxTimeoutMs)
+    return Error(out, "--timeout-ms: must be 1.." + std::to_string(kMaxTimeoutMs));
+  if (std::string why = CheckOptionsFit(o, raw); !why.empty()) return Error(out, why);
+  if (raw.has_context) {
+    std::optional<std::string> bytes = Base64Decode(raw.context_b64);
+    if (!bytes) return Error(out, "--context: not valid base64");
+    o.context = std::move(*bytes);
+  }
+  return out;
+}
+
+}  // namespace monju::cli

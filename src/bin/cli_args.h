@@ -1,0 +1,50 @@
+// Command-line parsing for the `monju` client. Pure: no I/O, never throws.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace monju::cli {
+
+enum class Command { kPut, kGet, kRm, kQuery };
+
+struct CliOptions {
+  Command command = Command::kGet;
+  std::string host = "127.0.0.1";
+  uint16_t port = 7001;
+  int timeout_ms = 5000;
+  bool json = false;
+
+  std::string pk;
+  std::string sk;     // put, get, rm
+  std::string value;  // put
+
+  int32_t r = 0;  // 0: the node's default
+  int32_t w = 0;
+
+  // put/rm: which context to write with. Neither set: read it first.
+  std::optional<std::string> context;  // decoded bytes from --context
+  bool blind = false;
+
+  // query
+  std::string prefix;
+  std::string start;
+  int32_t limit = 0;  // 0: the server's default (100)
+  bool descending = false;
+};
+
+struct ParsedCli {
+  enum class Action { kRun, kHelp, kError } action = Action::kRun;
+  CliOptions options;  // valid when kRun; options.json is set as far as parsed
+  std::string text;    // help text, or one error line (without "monju: ")
+};
+
+inline constexpr const char* kDefaultAddr = "127.0.0.1:7001";
+
+// env_addr: the value of MONJU_ADDR, or null when unset.
+ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr);
+
+const char* CommandName(Command command);
+
+}  // namespace monju::cli

@@ -1,0 +1,227 @@
+#include "cli_output.h"
+
+#include <cstdint>
+#include <cstdio>
+
+#include "common/base64.h"
+
+namespace monju::cli {
+namespace {
+
+// Length of the valid UTF-8 sequence starting at bytes[i], or 0 when the
+// bytes there are not one (overlong forms, surrogates and values above
+// U+10FFFF are invalid).
+size_t Utf8SequenceLength(std::string_view bytes, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(bytes[k]); };
+  unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  size_t len;
+  uint32_t cp;
+  if ((b0 & 0xE0) == 0xC0) {
+    len = 2;
+    cp = b0 & 0x1F;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3;
+    cp = b0 & 0x0F;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4;
+    cp = b0 & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > bytes.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+// C1 control characters (U+0080..U+009F) are encoded as C2 80..C2 9F.
+bool IsC1Control(std::string_view bytes, size_t i, size_t len) {
+  return len == 2 && static_cast<unsigned char>(bytes[i]) == 0xC2 &&
+         static_cast<unsigned char>(bytes[i + 1]) < 0xA0;
+}
+
+void AppendHexEscape(std::string& out, unsigned char b) {
+  char buf[5];
+  std::snprintf(buf, sizeof buf, "\\x%02x", b);
+  out += buf;
+}
+
+void AppendEscapedAscii(std::string& out, unsigned char b) {
+  switch (b) {
+    case '\n': out += "\\n"; return;
+    case '\t': out += "\\t"; return;
+    case '\r': out += "\\r"; return;
+    case '\\': out += "\\\\"; return;
+    default: break;
+  }
+  if (b < 0x20 || b == 0x7F) AppendHexEscape(out, b);
+  else out += static_cast<char>(b);
+}
+
+// "quorum_failed" -> "quorum failed"; usage errors need no label.
+std::string ErrorLabel(const std::string& kind) {
+  if (kind == "usage") return "";
+  if (kind == "connect") return "cannot connect";
+  if (kind == "invalid") return "invalid request";
+  std::string label = kind;
+  for (char& c : label)
+    if (c == '_') c = ' ';
+  return label;
+}
+
+std::string ContextLine(const std::string& context) { return "context: " + Base64Encode(context) + "\n"; }
+
+// "a | b" for display; a single value as is.
+std::string JoinValues(const std::vector<std::string>& values) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += " | ";
+    out += Escape(values[i]);
+  }
+  return out;
+}
+
+// values: each as a string when valid UTF-8, else null; values_b64: each in
+// base64, always.
+void AddValues(nlohmann::json& obj, const std::vector<std::string>& values) {
+  nlohmann::json text = nlohmann::json::array(), b64 = nlohmann::json::array();
+  for (const std::string& v : values) {
+    text.push_back(IsValidUtf8(v) ? nlohmann::json(v) : nlohmann::json(nullptr));
+    b64.push_back(Base64Encode(v));
+  }
+  obj["values"] = std::move(text);
+  obj["values_b64"] = std::move(b64);
+}
+
+// A key as text; when it is not valid UTF-8, also `<name>_b64` with its bytes.
+void AddKey(nlohmann::json& obj, const std::string& name, const std::string& key) {
+  obj[name] = key;
+  if (!IsValidUtf8(key)) obj[name + "_b64"] = Base64Encode(key);
+}
+
+nlohmann::json BaseObject(const CliOptions& options) {
+  nlohmann::json obj = nlohmann::json::object();
+  obj["op"] = CommandName(options.command);
+  AddKey(obj, "pk", options.pk);
+  if (options.command != Command::kQuery) AddKey(obj, "sk", options.sk);
+  return obj;
+}
+
+}  // namespace
+
+bool IsValidUtf8(std::string_view bytes) {
+  for (size_t i = 0; i < bytes.size();) {
+    size_t len = Utf8SequenceLength(bytes, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string Escape(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (size_t i = 0; i < bytes.size();) {
+    unsigned char b = static_cast<unsigned char>(bytes[i]);
+    if (b < 0x80) {
+      AppendEscapedAscii(out, b);
+      ++i;
+      continue;
+    }
+    size_t len = Utf8SequenceLength(bytes, i);
+    if (len == 0 || IsC1Control(bytes, i, len)) {
+      size_t n = len == 0 ? 1 : len;
+      for (size_t k = 0; k < n; ++k) AppendHexEscape(out, static_cast<unsigned char>(bytes[i + k]));
+      i += n;
+      continue;
+    }
+    out.append(bytes.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
+std::string HumanGet(const ReadView& read) {
+  std::string out;
+  if (read.found) {
+    if (read.values.size() > 1) out += std::to_string(read.values.size()) + " siblings:\n";
+    for (const std::string& v : read.values) out += Escape(v) + "\n";
+  }
+  if (read.found || !read.context.empty()) out += ContextLine(read.context);
+  return out;
+}
+
+std::string HumanWrite(const std::string& context) { return "ok\n" + ContextLine(context); }
+
+std::string HumanQuery(const QueryView& query) {
+  std::string out;
+  for (const ItemView& item : query.items) {
+    out += Escape(item.sk) + "\t";
+    if (item.values.size() > 1) out += "[" + std::to_string(item.values.size()) + " siblings] ";
+    out += JoinValues(item.values) + "\n";
+  }
+  if (!query.next_start_sk.empty()) out += "next: " + Escape(query.next_start_sk) + "\n";
+  return out;
+}
+
+std::string HumanError(const CliError& error) {
+  std::string out = "monju: ";
+  if (std::string label = ErrorLabel(error.kind); !label.empty()) out += label + ": ";
+  out += Escape(error.why);
+  if (error.needed && error.count)
+    out += " (needed " + std::to_string(*error.needed) + ", " + error.count_name + " " +
+           std::to_string(*error.count) + ")";
+  return out;
+}
+
+nlohmann::json JsonGet(const CliOptions& options, const ReadView& read) {
+  nlohmann::json obj = BaseObject(options);
+  obj["found"] = read.found;
+  AddValues(obj, read.found ? read.values : std::vector<std::string>{});
+  obj["context"] = Base64Encode(read.context);
+  return obj;
+}
+
+nlohmann::json JsonWrite(const CliOptions& options, const std::string& context) {
+  nlohmann::json obj = BaseObject(options);
+  obj["ok"] = true;
+  obj["context"] = Base64Encode(context);
+  return obj;
+}
+
+nlohmann::json JsonQuery(const CliOptions& options, const QueryView& query) {
+  nlohmann::json obj = BaseObject(options);
+  nlohmann::json items = nlohmann::json::array();
+  for (const ItemView& item : query.items) {
+    nlohmann::json entry = nlohmann::json::object();
+    AddKey(entry, "sk", item.sk);
+    AddValues(entry, item.values);
+    entry["context"] = Base64Encode(item.context);
+    items.push_back(std::move(entry));
+  }
+  obj["items"] = std::move(items);
+  if (query.next_start_sk.empty()) obj["next"] = nullptr;
+  else AddKey(obj, "next", query.next_start_sk);
+  return obj;
+}
+
+nlohmann::json JsonError(const CliError& error) {
+  nlohmann::json obj = nlohmann::json::object();
+  obj["error"] = error.kind;
+  obj["why"] = error.why;
+  if (error.needed) obj["needed"] = *error.needed;
+  if (error.count) obj[error.count_name] = *error.count;
+  obj["exit_code"] = error.exit_code;
+  return obj;
+}
+
+std::string DumpJson(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace monju::cli

@@ -1,0 +1,193 @@
+// monju: the command-line client. Talks MonjuKV (TSocket + TFramedTransport +
+// TBinaryProtocol) to one node, which coordinates the request.
+#include <thrift/TApplicationException.h>
+#include <thrift/TConfiguration.h>
+#include <thrift/TOutput.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TSocket.h>
+#include <thrift/transport/TTransportException.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "MonjuKV.h"
+#include "cli_args.h"
+#include "cli_output.h"
+
+namespace monju::cli {
+namespace {
+
+using apache::thrift::TApplicationException;
+using apache::thrift::TConfiguration;
+using apache::thrift::TException;
+using apache::thrift::protocol::TBinaryProtocol;
+using apache::thrift::transport::TFramedTransport;
+using apache::thrift::transport::TSocket;
+using apache::thrift::transport::TTransportException;
+
+// Replies can hold up to 1000 items of large values: allow big frames.
+constexpr int kMaxMessageBytes = 256 << 20;
+
+std::string AddrOf(const CliOptions& o) { return o.host + ":" + std::to_string(o.port); }
+
+// One connection to one node; closed on destruction.
+class Session {
+ public:
+  explicit Session(const CliOptions& o) {
+    auto config = std::make_shared<TConfiguration>(kMaxMessageBytes, kMaxMessageBytes);
+    socket_ = std::make_shared<TSocket>(o.host, o.port, config);
+    socket_->setConnTimeout(o.timeout_ms);
+    socket_->setRecvTimeout(o.timeout_ms);
+    socket_->setSendTimeout(o.timeout_ms);
+    transport_ = std::make_shared<TFramedTransport>(socket_, config);
+    client_ = std::make_unique<api::MonjuKVClient>(std::make_shared<TBinaryProtocol>(transport_));
+  }
+  ~Session() {
+    try {
+      if (transport_->isOpen()) transport_->close();
+    } catch (const TException&) {  // closing a broken connection: nothing to do
+    }
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void Open() { transport_->open(); }  // throws TTransportException
+  api::MonjuKVClient& client() { return *client_; }
+
+ private:
+  std::shared_ptr<TSocket> socket_;
+  std::shared_ptr<TFramedTransport> transport_;
+  std::unique_ptr<api::MonjuKVClient> client_;
+};
+
+void Print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+
+void PrintJson(const nlohmann::json& value) { Print(DumpJson(value) + "\n"); }
+
+int Report(const CliError& error, bool json) {
+  std::fflush(stdout);
+  std::cerr << HumanError(error) << std::endl;
+  if (json) PrintJson(JsonError(error));
+  return error.exit_code;
+}
+
+// The context a put/rm writes with: given, none, or the one a read returns now.
+std::string ResolveContext(api::MonjuKVClient& client, const CliOptions& o) {
+  if (o.blind) return "";
+  if (o.context) return *o.context;
+  api::GetResult current;
+  client.get(current, o.pk, o.sk, o.r);
+  return current.context;
+}
+
+int RunGet(api::MonjuKVClient& client, const CliOptions& o) {
+  api::GetResult result;
+  client.get(result, o.pk, o.sk, o.r);
+  ReadView view{result.found, std::move(result.values), std::move(result.context)};
+  if (o.json) PrintJson(JsonGet(o, view));
+  else Print(HumanGet(view));
+  if (view.found) return kExitOk;
+  if (!o.json) {
+    std::fflush(stdout);
+    std::cerr << "monju: not found" << std::endl;
+  }
+  return kExitNotFound;
+}
+
+int RunWrite(api::MonjuKVClient& client, const CliOptions& o) {
+  std::string context = ResolveContext(client, o);
+  api::WriteResult result;
+  if (o.command == Command::kPut) client.put(result, o.pk, o.sk, o.value, context, o.w);
+  else client.remove(result, o.pk, o.sk, context, o.w);
+  if (o.json) PrintJson(JsonWrite(o, result.context));
+  else Print(HumanWrite(result.context));
+  return kExitOk;
+}
+
+int RunQuery(api::MonjuKVClient& client, const CliOptions& o) {
+  api::QueryResult result;
+  client.query(result, o.pk, o.prefix, o.start, o.limit, !o.descending, o.r);
+  QueryView view;
+  view.next_start_sk = std::move(result.next_start_sk);
+  for (api::Item& item : result.items)
+    view.items.push_back({std::move(item.sk), std::move(item.values), std::move(item.context)});
+  if (o.json) PrintJson(JsonQuery(o, view));
+  else Print(HumanQuery(view));
+  return kExitOk;
+}
+
+int Dispatch(api::MonjuKVClient& client, const CliOptions& o) {
+  switch (o.command) {
+    case Command::kGet: return RunGet(client, o);
+    case Command::kPut:
+    case Command::kRm: return RunWrite(client, o);
+    case Command::kQuery: return RunQuery(client, o);
+  }
+  return kExitInvalid;
+}
+
+CliError TransportError(const CliOptions& o, const TTransportException& e) {
+  if (e.getType() == TTransportException::TIMED_OUT)
+    return {"transport", "no reply from " + AddrOf(o) + " within " + std::to_string(o.timeout_ms) + " ms",
+            kExitConnect, {}, {}, ""};
+  return {"transport", std::string(e.what()) + " (talking to " + AddrOf(o) + ")", kExitConnect, {}, {}, ""};
+}
+
+// Runs the request, turning every failure into its exit code.
+int Call(Session& session, const CliOptions& o) {
+  try {
+    return Dispatch(session.client(), o);
+  } catch (const api::InvalidRequest& e) {
+    return Report({"invalid", e.why, kExitInvalid, {}, {}, ""}, o.json);
+  } catch (const api::Unavailable& e) {
+    return Report({"unavailable", e.why, kExitUnavailable, e.needed, e.alive, "alive"}, o.json);
+  } catch (const api::QuorumFailed& e) {
+    return Report({"quorum_failed", e.why, kExitUnavailable, e.needed, e.acked, "acked"}, o.json);
+  } catch (const api::TimedOut& e) {
+    return Report({"timed_out", e.why, kExitUnavailable, {}, {}, ""}, o.json);
+  } catch (const TTransportException& e) {
+    return Report(TransportError(o, e), o.json);
+  } catch (const TException& e) {  // TApplicationException, TProtocolException
+    return Report({"rpc", std::string(e.what()) + " (talking to " + AddrOf(o) + ")", kExitConnect, {}, {}, ""},
+                  o.json);
+  }
+}
+
+int Run(const CliOptions& o) {
+  Session session(o);
+  try {
+    session.Open();
+  } catch (const TTransportException& e) {
+    return Report({"connect", AddrOf(o) + ": " + e.what(), kExitConnect, {}, {}, ""},
+                  o.json);
+  }
+  return Call(session, o);
+}
+
+}  // namespace
+}  // namespace monju::cli
+
+int main(int argc, char** argv) {
+  using namespace monju::cli;
+  // Thrift logs transport trouble itself; we report each failure as one line.
+  apache::thrift::GlobalOutput.setOutputFunction([](const char*) {});
+  ParsedCli parsed = ParseCliArgs(argc, argv, std::getenv("MONJU_ADDR"));
+  switch (parsed.action) {
+    case ParsedCli::Action::kHelp:
+      std::cout << parsed.text << std::endl;
+      return kExitOk;
+    case ParsedCli::Action::kError:
+      return Report({"usage", parsed.text, kExitInvalid, {}, {}, ""}, parsed.options.json);
+    case ParsedCli::Action::kRun:
+      break;
+  }
+  try {
+    return Run(parsed.options);
+  } catch (const std::exception& e) {
+    return Report({"internal", e.what(), kExitConnect, {}, {}, ""}, parsed.options.json);
+  }
+}

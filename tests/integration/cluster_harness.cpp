@@ -1,0 +1,623 @@
+#include "cluster_harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <thrift/TApplicationException.h>
+#include <thrift/TOutput.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TSocket.h>
+#include <thrift/transport/TTransportException.h>
+
+namespace monju::itest {
+
+namespace {
+
+using apache::thrift::TApplicationException;
+using apache::thrift::TException;
+using apache::thrift::protocol::TBinaryProtocol;
+using apache::thrift::transport::TFramedTransport;
+using apache::thrift::transport::TSocket;
+using apache::thrift::transport::TTransportException;
+
+std::string EnvOr(const char* name, const char* fallback) {
+  const char* v = getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : std::string(fallback);
+}
+
+// Ports the kernel hands out for outgoing connections; listening ports chosen
+// outside it cannot be taken by a peer's connect() while a node restarts.
+std::pair<int, int> EphemeralRange() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int lo = 32768, hi = 60999;
+  if (in) in >> lo >> hi;
+  return {lo, hi};
+}
+
+// Binds 127.0.0.1:port (0: any); returns the fd and the bound port, or -1.
+int BindLoopback(uint16_t port, uint16_t* bound) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *bound = ntohs(a.sin_port);
+  return fd;
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    std::string s = "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+    if (WCOREDUMP(status)) s += ", core dumped";
+    return s;
+  }
+  return "status " + std::to_string(status);
+}
+
+// In a forked child: a clean signal state, no inherited descriptors beyond
+// 0-2, and death with the test process.
+void PrepareChild(pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(125);
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) signal(sig, SIG_DFL);
+  close_range(3, ~0U, 0);
+}
+
+std::vector<char*> MakeArgv(const std::string& path, const std::vector<std::string>& args,
+                            std::vector<std::string>* storage) {
+  storage->clear();
+  storage->push_back(path);
+  for (const auto& a : args) storage->push_back(a);
+  std::vector<char*> argv;
+  for (auto& s : *storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  return argv;
+}
+
+std::string TailLines(const std::string& text, int lines) {
+  std::vector<std::string> all;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) all.push_back(line);
+  size_t from = all.size() > static_cast<size_t>(lines) ? all.size() - lines : 0;
+  std::string out;
+  for (size_t k = from; k < all.size(); ++k) out += all[k] + "\n";
+  return out;
+}
+
+}  // namespace
+
+std::string MonjudPath() { return EnvOr("MONJUD", ""); }
+std::string CliPath() { return EnvOr("MONJU_CLI", ""); }
+
+std::vector<uint16_t> PickFreePorts(int count) {
+  auto [eph_lo, eph_hi] = EphemeralRange();
+  (void)eph_hi;
+  int hi = std::min(eph_lo, 32768) - 1;
+  int lo = 15000;
+  std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
+                   static_cast<uint32_t>(Clock::now().time_since_epoch().count()));
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  std::set<uint16_t> seen;
+  for (int attempt = 0; static_cast<int>(ports.size()) < count && attempt < 2000; ++attempt) {
+    uint16_t want = 0;
+    if (hi > lo + 100 && attempt < 1000) want = static_cast<uint16_t>(std::uniform_int_distribution<int>(lo, hi)(rng));
+    uint16_t got = 0;
+    int fd = BindLoopback(want, &got);
+    if (fd < 0) continue;
+    if (!seen.insert(got).second) {
+      close(fd);
+      continue;
+    }
+    fds.push_back(fd);  // held until all are picked: they stay distinct
+    ports.push_back(got);
+  }
+  for (int fd : fds) close(fd);
+  return ports;
+}
+
+// ---------------------------------------------------------------- TempDir
+
+TempDir::TempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp: " + std::string(strerror(errno)));
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  if (getenv("MONJU_KEEP_TEST_DIRS") != nullptr) {
+    std::cerr << "[harness] keeping " << path_ << " (MONJU_KEEP_TEST_DIRS is set)\n";
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+// ---------------------------------------------------------------- processes
+
+std::string ProcessResult::Describe() const {
+  std::ostringstream s;
+  if (!started) s << "did not start; ";
+  if (timed_out) s << "TIMED OUT (killed); ";
+  if (exited)
+    s << "exit code " << exit_code;
+  else
+    s << "killed by signal " << signal;
+  s << " after " << elapsed.count() << " ms\n--- stdout ---\n"
+    << out << "\n--- stderr ---\n"
+    << err << "\n-------------";
+  return s.str();
+}
+
+ProcessResult RunProcess(const std::string& path, const std::vector<std::string>& args,
+                         std::chrono::milliseconds timeout) {
+  ProcessResult result;
+  auto start = Clock::now();
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return result;
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return result;
+  }
+  std::vector<std::string> storage;
+  std::vector<char*> argv = MakeArgv(path, args, &storage);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+    return result;
+  }
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    PrepareChild(parent);
+    execv(argv[0], argv.data());
+    dprintf(2, "execv %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  result.started = true;
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_fds = 2;
+  auto deadline = start + timeout;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    int n = poll(fds, 2, static_cast<int>(std::min<long long>(left, 200)));
+    if (n < 0 && errno != EINTR) break;
+    for (int k = 0; k < 2; ++k) {
+      if (fds[k].fd < 0 || fds[k].revents == 0) continue;
+      char buf[8192];
+      ssize_t got = read(fds[k].fd, buf, sizeof buf);
+      if (got > 0) {
+        sinks[k]->append(buf, static_cast<size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close(fds[k].fd);
+        fds[k].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  // Output closed: the process is exiting (or was killed); still bound the wait.
+  int status = 0;
+  while (true) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) break;
+    if (Clock::now() > deadline && !result.timed_out) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+    }
+    usleep(5000);
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) close(f.fd);
+  result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  if (WIFEXITED(status)) {
+    result.exited = true;
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signal = WTERMSIG(status);
+  }
+  return result;
+}
+
+ProcessResult RunCli(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return RunProcess(CliPath(), args, timeout);
+}
+
+std::unique_ptr<MonjuKVClient> ConnectClient(uint16_t port, int timeout_ms) {
+  // Thrift prints every failed connect to stderr; the caller gets the
+  // exception anyway, and readiness polling would flood the output.
+  static const bool quiet = [] {
+    apache::thrift::GlobalOutput.setOutputFunction([](const char*) {});
+    return true;
+  }();
+  (void)quiet;
+  auto socket = std::make_shared<TSocket>("127.0.0.1", port);
+  socket->setConnTimeout(timeout_ms);
+  socket->setRecvTimeout(timeout_ms);
+  socket->setSendTimeout(timeout_ms);
+  auto transport = std::make_shared<TFramedTransport>(socket);
+  auto protocol = std::make_shared<TBinaryProtocol>(transport);
+  transport->open();
+  return std::make_unique<MonjuKVClient>(protocol);
+}
+
+bool PollUntil(const std::function<bool()>& fn, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds interval) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    if (fn()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+// ---------------------------------------------------------------- calls
+
+const char* OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kOk: return "OK";
+    case Outcome::kInvalidRequest: return "InvalidRequest";
+    case Outcome::kUnavailable: return "Unavailable";
+    case Outcome::kQuorumFailed: return "QuorumFailed";
+    case Outcome::kTimedOut: return "TimedOut";
+    case Outcome::kTransport: return "TTransportException";
+    case Outcome::kOther: return "other exception";
+  }
+  return "?";
+}
+
+std::string DescribeException(const std::exception& e) {
+  if (auto* x = dynamic_cast<const api::InvalidRequest*>(&e)) return "InvalidRequest: " + x->why;
+  if (auto* x = dynamic_cast<const api::Unavailable*>(&e))
+    return "Unavailable: " + x->why + " (needed " + std::to_string(x->needed) + ", alive " + std::to_string(x->alive) + ")";
+  if (auto* x = dynamic_cast<const api::QuorumFailed*>(&e))
+    return "QuorumFailed: " + x->why + " (needed " + std::to_string(x->needed) + ", acked " + std::to_string(x->acked) + ")";
+  if (auto* x = dynamic_cast<const api::TimedOut*>(&e)) return "TimedOut: " + x->why;
+  if (dynamic_cast<const TTransportException*>(&e)) return std::string("TTransportException: ") + e.what();
+  if (dynamic_cast<const TApplicationException*>(&e)) return std::string("TApplicationException: ") + e.what();
+  return std::string("exception: ") + e.what();
+}
+
+CallResult Call(const std::function<void()>& fn) {
+  CallResult r;
+  auto start = Clock::now();
+  try {
+    fn();
+  } catch (const api::InvalidRequest& e) {
+    r.outcome = Outcome::kInvalidRequest;
+    r.message = DescribeException(e);
+  } catch (const api::Unavailable& e) {
+    r.outcome = Outcome::kUnavailable;
+    r.message = DescribeException(e);
+  } catch (const api::QuorumFailed& e) {
+    r.outcome = Outcome::kQuorumFailed;
+    r.message = DescribeException(e);
+  } catch (const api::TimedOut& e) {
+    r.outcome = Outcome::kTimedOut;
+    r.message = DescribeException(e);
+  } catch (const TTransportException& e) {
+    r.outcome = Outcome::kTransport;
+    r.message = DescribeException(e);
+  } catch (const std::exception& e) {
+    r.outcome = Outcome::kOther;
+    r.message = DescribeException(e);
+  }
+  r.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  return r;
+}
+
+CallResult TryPut(const LocalCluster& c, int i, const std::string& pk, const std::string& sk, const std::string& value,
+                  const std::string& context, int32_t w, api::WriteResult* out) {
+  return Call([&] {
+    auto client = c.Client(i);
+    api::WriteResult res;
+    client->put(res, pk, sk, value, context, w);
+    if (out != nullptr) *out = std::move(res);
+  });
+}
+
+CallResult TryGet(const LocalCluster& c, int i, const std::string& pk, const std::string& sk, int32_t r,
+                  api::GetResult* out) {
+  return Call([&] {
+    auto client = c.Client(i);
+    api::GetResult res;
+    client->get(res, pk, sk, r);
+    if (out != nullptr) *out = std::move(res);
+  });
+}
+
+std::string Printable(const std::string& bytes, size_t max) {
+  std::string s;
+  for (size_t k = 0; k < bytes.size() && k < max; ++k) {
+    unsigned char ch = static_cast<unsigned char>(bytes[k]);
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+      s += static_cast<char>(ch);
+    } else {
+      char buf[8];
+      snprintf(buf, sizeof buf, "\\x%02x", ch);
+      s += buf;
+    }
+  }
+  if (bytes.size() > max) s += "...(" + std::to_string(bytes.size()) + " bytes)";
+  return s;
+}
+
+// ---------------------------------------------------------------- LocalCluster
+
+LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
+  auto ports = PickFreePorts(options_.nodes);
+  if (static_cast<int>(ports.size()) != options_.nodes) throw std::runtime_error("could not find free ports");
+  for (uint16_t p : ports) {
+    Node n;
+    n.port = p;
+    nodes_.push_back(n);
+  }
+}
+
+LocalCluster::~LocalCluster() {
+  for (int i = 0; i < size(); ++i)
+    if (nodes_[i].pid > 0) Kill(i);
+}
+
+std::string LocalCluster::peers_flag() const {
+  std::string s;
+  for (int i = 0; i < size(); ++i) {
+    if (i > 0) s += ",";
+    s += id(i) + "=" + addr(i);
+  }
+  return s;
+}
+
+std::string LocalCluster::PeersFlagFor(int i) const {
+  if (auto it = options_.extra_peers.find(i); it != options_.extra_peers.end()) return peers_flag() + "," + it->second;
+  return peers_flag();
+}
+
+std::vector<std::string> LocalCluster::Args(int i) const {
+  std::vector<std::string> a = {"--id",   id(i),       "--listen", addr(i),
+                                "--data", data_dir(i), "--peers",  PeersFlagFor(i),
+                                "-N",     std::to_string(options_.n),
+                                "-R",     std::to_string(options_.r),
+                                "-W",     std::to_string(options_.w),
+                                "--request-timeout-ms", std::to_string(options_.request_timeout_ms)};
+  if (options_.map_size_mb > 0) {
+    a.push_back("--map-size-mb");
+    a.push_back(std::to_string(options_.map_size_mb));
+  }
+  std::string level = options_.log_level.empty() ? EnvOr("MONJU_TEST_LOG_LEVEL", "") : options_.log_level;
+  if (!level.empty()) {
+    a.push_back("--log-level");
+    a.push_back(level);
+  }
+  for (const auto& f : options_.extra_flags) a.push_back(f);
+  if (auto it = options_.node_flags.find(i); it != options_.node_flags.end())
+    for (const auto& f : it->second) a.push_back(f);
+  return a;
+}
+
+::testing::AssertionResult LocalCluster::Spawn(int i) {
+  std::string path = MonjudPath();
+  if (path.empty()) return ::testing::AssertionFailure() << "MONJUD is not set (run through meson test)";
+  if (nodes_.at(i).pid > 0) return ::testing::AssertionFailure() << id(i) << " is already running";
+  int log = open(log_path(i).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) return ::testing::AssertionFailure() << "open " << log_path(i) << ": " << strerror(errno);
+  std::vector<std::string> args = Args(i);
+  {
+    std::string banner = "==== [harness] starting " + path;
+    for (const auto& a : args) banner += " " + a;
+    banner += "\n";
+    (void)!write(log, banner.data(), banner.size());
+  }
+  std::vector<std::string> storage;
+  std::vector<char*> argv = MakeArgv(path, args, &storage);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(log);
+    return ::testing::AssertionFailure() << "fork: " << strerror(errno);
+  }
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    PrepareChild(parent);
+    execv(argv[0], argv.data());
+    dprintf(2, "execv %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(log);
+  nodes_[i].pid = pid;
+  nodes_[i].exit_description.clear();
+  return ::testing::AssertionSuccess();
+}
+
+void LocalCluster::Reap(int i, int status) {
+  nodes_[i].pid = -1;
+  nodes_[i].exit_description = DescribeWaitStatus(status);
+  int log = open(log_path(i).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log >= 0) {
+    std::string line = "==== [harness] " + id(i) + " " + nodes_[i].exit_description + "\n";
+    (void)!write(log, line.data(), line.size());
+    close(log);
+  }
+}
+
+bool LocalCluster::IsRunning(int i) {
+  pid_t pid = nodes_.at(i).pid;
+  if (pid <= 0) return false;
+  int status = 0;
+  pid_t r = waitpid(pid, &status, WNOHANG);
+  if (r == 0) return true;
+  if (r == pid) Reap(i, status);
+  return false;
+}
+
+::testing::AssertionResult LocalCluster::WaitReady(int i, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string last;
+  while (true) {
+    if (!IsRunning(i))
+      return ::testing::AssertionFailure() << id(i) << " exited before it was ready: " << ExitDescription(i)
+                                           << "\n--- " << log_path(i) << " ---\n"
+                                           << LogTail(i);
+    CallResult r = Call([&] {
+      auto client = Client(i, 1000);
+      api::GetResult res;
+      client->get(res, "__ready__", "__ready__", 1);
+    });
+    // Any answer from the node means it is serving; only a connection
+    // problem means "not yet".
+    if (r.outcome != Outcome::kTransport) return ::testing::AssertionSuccess();
+    last = r.message;
+    if (Clock::now() >= deadline)
+      return ::testing::AssertionFailure() << id(i) << " not ready after " << timeout.count()
+                                           << " ms; last error: " << last << "\n--- " << log_path(i)
+                                           << " ---\n"
+                                           << LogTail(i);
+    std::this_thread::sleep_for(25ms);
+  }
+}
+
+::testing::AssertionResult LocalCluster::WaitAllConnected(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (int i = 0; i < size(); ++i) {
+    if (!IsRunning(i)) continue;
+    CallResult last;
+    while (true) {
+      last = TryGet(*this, i, "__ready__", "__ready__", options_.n);
+      if (last.ok()) break;
+      if (Clock::now() >= deadline)
+        return ::testing::AssertionFailure() << id(i) << " could not read with r=" << options_.n << " within "
+                                             << timeout.count() << " ms of start; last: " << OutcomeName(last.outcome)
+                                             << " " << last.message << "\n"
+                                             << AllLogTails();
+      std::this_thread::sleep_for(25ms);
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult LocalCluster::StartNode(int i) {
+  auto spawned = Spawn(i);
+  if (!spawned) return spawned;
+  return WaitReady(i, options_.ready_timeout);
+}
+
+::testing::AssertionResult LocalCluster::Start() {
+  for (int i = 0; i < size(); ++i) {
+    auto s = Spawn(i);
+    if (!s) return s;
+  }
+  for (int i = 0; i < size(); ++i) {
+    auto s = WaitReady(i, options_.ready_timeout);
+    if (!s) return s;
+  }
+  if (options_.wait_all_connected) return WaitAllConnected(options_.ready_timeout);
+  return ::testing::AssertionSuccess();
+}
+
+void LocalCluster::Kill(int i) {
+  pid_t pid = nodes_.at(i).pid;
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  Reap(i, status);
+}
+
+::testing::AssertionResult LocalCluster::Stop(int i, std::chrono::milliseconds grace) {
+  pid_t pid = nodes_.at(i).pid;
+  if (pid <= 0) return ::testing::AssertionFailure() << id(i) << " is not running";
+  auto start = Clock::now();
+  kill(pid, SIGTERM);
+  int status = 0;
+  while (true) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      Reap(i, status);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return ::testing::AssertionSuccess();
+      return ::testing::AssertionFailure() << id(i) << " did not exit cleanly on SIGTERM: " << ExitDescription(i)
+                                           << " after " << ms << " ms\n"
+                                           << LogTail(i);
+    }
+    if (Clock::now() - start > grace) {
+      Kill(i);
+      return ::testing::AssertionFailure() << id(i) << " still running " << grace.count()
+                                           << " ms after SIGTERM; killed\n"
+                                           << LogTail(i);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+::testing::AssertionResult LocalCluster::Restart(int i) {
+  ::testing::AssertionResult stopped = ::testing::AssertionSuccess();
+  if (IsRunning(i)) stopped = Stop(i);
+  auto started = StartNode(i);
+  if (!stopped) return stopped;
+  return started;
+}
+
+std::string LocalCluster::ReadLog(int i) const {
+  std::ifstream in(log_path(i), std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string LocalCluster::LogTail(int i, int lines) const { return TailLines(ReadLog(i), lines); }
+
+std::string LocalCluster::AllLogTails(int lines) const {
+  std::string s;
+  for (int i = 0; i < size(); ++i) s += "---- " + log_path(i) + " (last " + std::to_string(lines) + " lines) ----\n" + LogTail(i, lines);
+  return s;
+}
+
+}  // namespace monju::itest

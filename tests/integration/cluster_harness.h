@@ -1,0 +1,196 @@
+// Integration-test harness: real monjud processes on 127.0.0.1, real TCP,
+// real LMDB files in a fresh temp dir.
+//
+// - LocalCluster starts N nodes (fork + execv of $MONJUD), waits for each to
+//   answer, and kills every process it started when destroyed. The temp dir
+//   is removed too, unless MONJU_KEEP_TEST_DIRS is set.
+// - Every wait is a poll against a deadline; nothing sleeps for a fixed time
+//   to "let things settle".
+// - RunProcess runs a binary (monjud with bad flags, the monju CLI) and
+//   captures its exit code, stdout and stderr.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "MonjuKV.h"
+
+namespace monju::itest {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using api::MonjuKVClient;
+
+// Paths from the environment (meson sets them); the test fails when unset.
+std::string MonjudPath();
+std::string CliPath();
+
+// Ports that were free on 127.0.0.1 a moment ago (all distinct).
+std::vector<uint16_t> PickFreePorts(int count);
+
+// A fresh directory under /tmp; removed (recursively) by the destructor
+// unless MONJU_KEEP_TEST_DIRS is set.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "monju-itest");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct ProcessResult {
+  bool started = false;      // fork/exec worked
+  bool timed_out = false;    // killed by us at the deadline
+  bool exited = false;       // exited normally (else killed by a signal)
+  int exit_code = -1;        // when exited
+  int signal = 0;            // when killed by a signal
+  std::string out, err;
+  std::chrono::milliseconds elapsed{0};
+  std::string Describe() const;  // for failure messages
+};
+
+// Runs path with args (argv[0] = path), stdin from /dev/null; kills it with
+// SIGKILL at the deadline.
+ProcessResult RunProcess(const std::string& path, const std::vector<std::string>& args,
+                         std::chrono::milliseconds timeout = 20s);
+
+// Runs the monju CLI.
+ProcessResult RunCli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 20s);
+
+// A connected client with ~5 s connect/send/recv timeouts.
+std::unique_ptr<MonjuKVClient> ConnectClient(uint16_t port, int timeout_ms = 5000);
+
+struct ClusterOptions {
+  int nodes = 3;
+  int n = 3;
+  int r = 2;
+  int w = 2;
+  int request_timeout_ms = 2000;
+  int map_size_mb = 1024;         // 0: do not pass --map-size-mb
+  std::string log_level;          // "": MONJU_TEST_LOG_LEVEL, else not passed
+  std::vector<std::string> extra_flags;                     // every node
+  std::map<int, std::vector<std::string>> node_flags;       // by node index (0-based)
+  std::map<int, std::string> extra_peers;  // appended to node i's --peers, e.g. "n4=127.0.0.1:PORT"
+  std::chrono::milliseconds ready_timeout = 15s;
+  // After start, wait until every node answers get(r = N): every node then
+  // believes every replica alive. Off for clusters that cannot get there.
+  bool wait_all_connected = true;
+};
+
+class LocalCluster {
+ public:
+  explicit LocalCluster(ClusterOptions options = {});
+  ~LocalCluster();
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+
+  // Starts every node and waits until each is ready (and, when asked, until
+  // every node reaches every replica).
+  ::testing::AssertionResult Start();
+
+  int size() const { return static_cast<int>(nodes_.size()); }
+  const ClusterOptions& options() const { return options_; }
+  std::string id(int i) const { return "n" + std::to_string(i + 1); }
+  uint16_t port(int i) const { return nodes_.at(i).port; }
+  std::string addr(int i) const { return "127.0.0.1:" + std::to_string(port(i)); }
+  std::string dir() const { return dir_.path(); }
+  std::string data_dir(int i) const { return dir() + "/" + id(i); }
+  std::string log_path(int i) const { return dir() + "/" + id(i) + ".log"; }
+  std::string peers_flag() const;             // the cluster's real peer list
+  std::string PeersFlagFor(int i) const;      // what node i is given
+  std::vector<std::string> Args(int i) const;  // argv[1..] of node i
+  pid_t pid(int i) const { return nodes_.at(i).pid; }
+
+  // Starts node i (not running) and waits until it is ready.
+  ::testing::AssertionResult StartNode(int i);
+  // Polls until node i answers a request (any reply or Unavailable/QuorumFailed
+  // /TimedOut/InvalidRequest), or fails at the deadline / when it exits.
+  ::testing::AssertionResult WaitReady(int i, std::chrono::milliseconds timeout);
+  // Polls until each running node answers get(r = N).
+  ::testing::AssertionResult WaitAllConnected(std::chrono::milliseconds timeout = 15s);
+
+  // SIGKILL + waitpid.
+  void Kill(int i);
+  // SIGTERM; waits up to `grace` for the exit, then SIGKILL. Fails when the
+  // node did not exit by itself with status 0 within the grace period.
+  ::testing::AssertionResult Stop(int i, std::chrono::milliseconds grace = 10s);
+  // Stop (if running) then StartNode: same flags, same data dir.
+  ::testing::AssertionResult Restart(int i);
+  // True while the process exists (reaps it when it exited).
+  bool IsRunning(int i);
+  // How the last process of node i ended ("" while running).
+  std::string ExitDescription(int i) const { return nodes_.at(i).exit_description; }
+
+  std::unique_ptr<MonjuKVClient> Client(int i, int timeout_ms = 5000) const { return ConnectClient(port(i), timeout_ms); }
+
+  std::string ReadLog(int i) const;
+  std::string LogTail(int i, int lines = 40) const;
+  // Every node's log tail, for failure output.
+  std::string AllLogTails(int lines = 40) const;
+
+ private:
+  struct Node {
+    uint16_t port = 0;
+    pid_t pid = -1;
+    std::string exit_description;
+  };
+  ::testing::AssertionResult Spawn(int i);
+  void Reap(int i, int status);
+
+  ClusterOptions options_;
+  TempDir dir_;
+  std::vector<Node> nodes_;
+};
+
+// Polls fn every ~20 ms until it returns true or the deadline passes.
+bool PollUntil(const std::function<bool()>& fn, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds interval = 20ms);
+
+// A readable name for the exception a call threw ("InvalidRequest: why", ...).
+std::string DescribeException(const std::exception& e);
+
+// Which API error a call ended with.
+enum class Outcome { kOk, kInvalidRequest, kUnavailable, kQuorumFailed, kTimedOut, kTransport, kOther };
+const char* OutcomeName(Outcome outcome);
+
+struct CallResult {
+  Outcome outcome = Outcome::kOk;
+  std::string message;
+  std::chrono::milliseconds elapsed{0};
+  bool ok() const { return outcome == Outcome::kOk; }
+};
+
+// Runs fn, classifying what it throws and timing it.
+CallResult Call(const std::function<void()>& fn);
+
+// Convenience wrappers on a fresh connection to node i.
+CallResult TryPut(const LocalCluster& c, int i, const std::string& pk, const std::string& sk, const std::string& value,
+                  const std::string& context = "", int32_t w = 0, api::WriteResult* out = nullptr);
+CallResult TryGet(const LocalCluster& c, int i, const std::string& pk, const std::string& sk, int32_t r = 0,
+                  api::GetResult* out = nullptr);
+
+// Bytes shown safely in messages.
+std::string Printable(const std::string& bytes, size_t max = 80);
+
+// Base fixture behaviour: on failure, print each node's log tail.
+#define MONJU_DUMP_LOGS_ON_FAILURE(cluster_ptr)                                                 \
+  do {                                                                                          \
+    if (::testing::Test::HasFailure() && (cluster_ptr) != nullptr)                              \
+      std::cerr << "==== node logs (" << (cluster_ptr)->dir() << ") ====\n"                    \
+                << (cluster_ptr)->AllLogTails() << std::flush;                                  \
+  } while (0)
+
+}  // namespace monju::itest

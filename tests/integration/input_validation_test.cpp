@@ -1,0 +1,401 @@
+// Bad input: requests the API must refuse (and keep serving afterwards), raw
+// garbage on the port, and monjud started with bad flags.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "cluster_harness.h"
+
+namespace monju::itest {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using namespace std::string_literals;
+
+constexpr size_t kMiB = 1 << 20;
+
+class InputValidationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new LocalCluster(ClusterOptions{});
+    auto started = cluster_->Start();
+    if (!started) start_error_ = new std::string(started.message());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    delete start_error_;
+    start_error_ = nullptr;
+  }
+  void SetUp() override {
+    if (start_error_ != nullptr) FAIL() << "cluster did not start: " << *start_error_;
+  }
+  void TearDown() override { MONJU_DUMP_LOGS_ON_FAILURE(cluster_); }
+
+  // The node still answers a normal request and its process is alive.
+  static void ExpectServing(int node, const std::string& after) {
+    EXPECT_TRUE(cluster_->IsRunning(node)) << "n" << node + 1 << " died after " << after << ": "
+                                           << cluster_->ExitDescription(node);
+    api::GetResult g;
+    CallResult r = TryGet(*cluster_, node, "valid-pk", "probe", 0, &g);
+    EXPECT_TRUE(r.ok()) << "n" << node + 1 << " does not serve after " << after << ": " << OutcomeName(r.outcome)
+                        << " " << r.message;
+  }
+
+  static void ExpectInvalid(const CallResult& r, const std::string& what) {
+    EXPECT_EQ(r.outcome, Outcome::kInvalidRequest) << what << ": got " << OutcomeName(r.outcome) << " " << r.message;
+  }
+
+  static LocalCluster* cluster_;
+  static std::string* start_error_;
+};
+
+LocalCluster* InputValidationTest::cluster_ = nullptr;
+std::string* InputValidationTest::start_error_ = nullptr;
+
+TEST_F(InputValidationTest, KeyLimits) {
+  LocalCluster& c = *cluster_;
+  ExpectInvalid(TryPut(c, 0, "", "sk", "v"), "put with empty pk");
+  ExpectInvalid(TryGet(c, 1, "", "sk"), "get with empty pk");
+  ExpectInvalid(Call([&] {
+                  api::WriteResult res;
+                  c.Client(2)->remove(res, "", "sk", "", 0);
+                }),
+                "remove with empty pk");
+  ExpectInvalid(Call([&] {
+                  api::QueryResult res;
+                  c.Client(0)->query(res, "", "", "", 10, true, 0);
+                }),
+                "query with empty pk");
+
+  const std::string pk1024(1024, 'p'), pk1025(1025, 'p');
+  const std::string sk1024(1024, '\xff'), sk1025(1025, 's');
+  ExpectInvalid(TryPut(c, 0, pk1025, "sk", "v"), "put with a 1025-byte pk");
+  ExpectInvalid(TryGet(c, 1, pk1025, "sk"), "get with a 1025-byte pk");
+  ExpectInvalid(TryPut(c, 1, "valid-pk", sk1025, "v"), "put with a 1025-byte sk");
+  ExpectInvalid(TryGet(c, 2, "valid-pk", sk1025), "get with a 1025-byte sk");
+
+  // The limits themselves are accepted.
+  api::GetResult g;
+  CallResult put = TryPut(c, 2, pk1024, sk1024, "at the limit");
+  EXPECT_TRUE(put.ok()) << "1024-byte pk and sk: " << put.message;
+  CallResult get = TryGet(c, 0, pk1024, sk1024, 0, &g);
+  EXPECT_TRUE(get.ok()) << get.message;
+  EXPECT_THAT(g.values, ElementsAre("at the limit"));
+  CallResult q = Call([&] {
+    api::QueryResult res;
+    c.Client(1)->query(res, pk1024, "", "", 10, true, 0);
+    ASSERT_EQ(res.items.size(), 1u);
+    EXPECT_EQ(res.items[0].sk, sk1024);
+  });
+  EXPECT_TRUE(q.ok()) << q.message;
+
+  for (int i = 0; i < 3; ++i) ExpectServing(i, "invalid keys");
+}
+
+TEST_F(InputValidationTest, ValueSizeLimit) {
+  LocalCluster& c = *cluster_;
+  const std::string exact(kMiB, 'x');
+  std::string too_big(kMiB + 1, 'y');
+  ExpectInvalid(TryPut(c, 0, "size-pk", "big", too_big), "put of 1 MiB + 1");
+  ExpectServing(0, "an oversized value");
+  api::GetResult g;
+  ASSERT_TRUE(TryGet(c, 0, "size-pk", "big", 0, &g).ok());
+  EXPECT_FALSE(g.found) << "the oversized value was stored";
+
+  CallResult ok = TryPut(c, 1, "size-pk", "exact", exact, "", 3);
+  EXPECT_TRUE(ok.ok()) << "put of exactly 1 MiB with w=3: " << OutcomeName(ok.outcome) << " " << ok.message;
+  for (int i = 0; i < 3; ++i) {
+    api::GetResult got;
+    CallResult r = TryGet(c, i, "size-pk", "exact", 3, &got);
+    EXPECT_TRUE(r.ok()) << r.message;
+    ASSERT_EQ(got.values.size(), 1u);
+    EXPECT_EQ(got.values[0].size(), kMiB);
+    EXPECT_EQ(got.values[0], exact);
+  }
+  // A 1 MiB sibling next to another 1 MiB value: a read carries 2 MiB.
+  ASSERT_TRUE(TryPut(c, 2, "size-pk", "exact", std::string(kMiB, 'z')).ok());
+  api::GetResult two;
+  ASSERT_TRUE(TryGet(c, 0, "size-pk", "exact", 3, &two).ok());
+  EXPECT_EQ(two.values.size(), 2u);
+  for (int i = 0; i < 3; ++i) ExpectServing(i, "1 MiB values");
+}
+
+TEST_F(InputValidationTest, MalformedContext) {
+  LocalCluster& c = *cluster_;
+  ASSERT_TRUE(TryPut(c, 0, "ctx-pk", "k", "v").ok());
+  for (const std::string& bad : {"garbage"s, "\xff\xff\xff\xff\xff\xff\xff\xff"s, "\0"s, "\x01"s,
+                                 std::string(200, '\x7f'), std::string(70 * 1024, '\x01')}) {
+    ExpectInvalid(TryPut(c, 1, "ctx-pk", "k", "v2", bad), "put with context " + Printable(bad, 16));
+    ExpectInvalid(Call([&] {
+                    api::WriteResult res;
+                    c.Client(2)->remove(res, "ctx-pk", "k", bad, 0);
+                  }),
+                  "remove with context " + Printable(bad, 16));
+  }
+  // A truncated real context.
+  api::GetResult g;
+  ASSERT_TRUE(TryGet(c, 0, "ctx-pk", "k", 0, &g).ok());
+  ASSERT_FALSE(g.context.empty());
+  if (g.context.size() > 1)
+    ExpectInvalid(TryPut(c, 0, "ctx-pk", "k", "v3", g.context.substr(0, g.context.size() - 1)),
+                  "put with a truncated context");
+  // Nothing changed.
+  api::GetResult after;
+  ASSERT_TRUE(TryGet(c, 2, "ctx-pk", "k", 3, &after).ok());
+  EXPECT_THAT(after.values, ElementsAre("v"));
+  for (int i = 0; i < 3; ++i) ExpectServing(i, "malformed contexts");
+}
+
+TEST_F(InputValidationTest, QuorumOutOfRange) {
+  LocalCluster& c = *cluster_;
+  ExpectInvalid(TryPut(c, 0, "q-pk", "k", "v", "", 4), "put w=4 with N=3");
+  ExpectInvalid(TryPut(c, 0, "q-pk", "k", "v", "", -1), "put w=-1");
+  ExpectInvalid(TryGet(c, 1, "q-pk", "k", 4), "get r=4 with N=3");
+  ExpectInvalid(TryGet(c, 1, "q-pk", "k", -1), "get r=-1");
+  ExpectInvalid(Call([&] {
+                  api::WriteResult res;
+                  c.Client(2)->remove(res, "q-pk", "k", "", 4);
+                }),
+                "remove w=4");
+  ExpectInvalid(Call([&] {
+                  api::QueryResult res;
+                  c.Client(2)->query(res, "q-pk", "", "", 10, true, 4);
+                }),
+                "query r=4");
+  ExpectInvalid(Call([&] {
+                  api::QueryResult res;
+                  c.Client(0)->query(res, "q-pk", "", "", 1001, true, 0);
+                }),
+                "query limit=1001");
+  api::GetResult g;
+  ASSERT_TRUE(TryGet(c, 0, "q-pk", "k", 0, &g).ok());
+  EXPECT_FALSE(g.found) << "a refused put was stored";
+  for (int i = 0; i < 3; ++i) ExpectServing(i, "out-of-range quorums");
+}
+
+// Raw bytes on the client port: the node must survive all of them.
+int ConnectRaw(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Sends bytes, then waits briefly for the server to answer or hang up (it
+// may also just wait for more bytes: all three are fine).
+void SendRaw(uint16_t port, const std::string& bytes) {
+  int fd = ConnectRaw(port);
+  ASSERT_GE(fd, 0) << "connect failed";
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may hang up early: fine
+    sent += static_cast<size_t>(n);
+  }
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 500) > 0) {
+    char buf[4096];
+    (void)!recv(fd, buf, sizeof buf, 0);
+  }
+  close(fd);
+}
+
+std::string BigEndian32(uint32_t v) {
+  uint32_t be = htonl(v);
+  return std::string(reinterpret_cast<const char*>(&be), 4);
+}
+
+TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
+  LocalCluster& c = *cluster_;
+  const int node = 1;
+  const uint16_t port = c.port(node);
+  std::mt19937 rng(12345);
+  auto random_bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& ch : s) ch = static_cast<char>(rng());
+    return s;
+  };
+
+  struct Case {
+    std::string name;
+    std::string bytes;
+  };
+  std::vector<Case> cases = {
+      {"HTTP request", "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"},
+      {"frame length 0x7fffffff", BigEndian32(0x7fffffff) + random_bytes(1000)},
+      {"frame length 0xffffffff (negative)", BigEndian32(0xffffffff) + random_bytes(100)},
+      {"frame length 0x80000000", BigEndian32(0x80000000)},
+      {"frame length 0", BigEndian32(0)},
+      {"frame length 0 twice", BigEndian32(0) + BigEndian32(0)},
+      {"frame of random bytes", BigEndian32(64) + random_bytes(64)},
+      {"frame shorter than declared", BigEndian32(1000) + random_bytes(10)},
+      {"1 MiB of random bytes", random_bytes(kMiB)},
+      {"3 bytes", "\x00\x00\x01"s},
+      // A framed binary-protocol call header naming an unknown method.
+      {"unknown method", BigEndian32(4 + 4 + 7 + 4 + 1) + BigEndian32(0x80010001) + BigEndian32(7) + "nothing" +
+                             BigEndian32(1) + "\x00"s},
+      // A framed "get" whose string length claims 2 GB.
+      {"get with a huge string length", BigEndian32(4 + 4 + 3 + 4 + 1 + 2 + 4) + BigEndian32(0x80010001) +
+                                            BigEndian32(3) + "get" + BigEndian32(1) + "\x0b\x00\x01"s +
+                                            BigEndian32(0x7ffffff0)},
+      // A framed "put" with a list/field type that does not match.
+      {"put with wrong field types", BigEndian32(4 + 4 + 3 + 4 + 1 + 2 + 4 + 1) + BigEndian32(0x80010001) +
+                                         BigEndian32(3) + "put" + BigEndian32(1) + "\x08\x00\x01"s +
+                                         BigEndian32(42) + "\x00"s},
+  };
+  for (const auto& kase : cases) {
+    SCOPED_TRACE(kase.name);
+    SendRaw(port, kase.bytes);
+    ExpectServing(node, kase.name);
+  }
+  // A connection that declares a huge frame and then stalls must not block
+  // other clients.
+  int stalled = ConnectRaw(port);
+  ASSERT_GE(stalled, 0);
+  std::string header = BigEndian32(15 * 1000 * 1000);
+  ASSERT_EQ(send(stalled, header.data(), header.size(), MSG_NOSIGNAL), 4);
+  ExpectServing(node, "a stalled connection with a large declared frame");
+  close(stalled);
+  ExpectServing(node, "closing the stalled connection");
+  for (int i = 0; i < 3; ++i) ExpectServing(i, "garbage on n2's port");
+}
+
+// ---------------------------------------------------------------- flags
+
+class MonjudFlagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ports_ = PickFreePorts(3);
+    ASSERT_EQ(ports_.size(), 3u);
+  }
+  std::string Addr(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
+  std::string Peers() const { return "n1=" + Addr(0) + ",n2=" + Addr(1) + ",n3=" + Addr(2); }
+  std::vector<std::string> Base() const {
+    return {"--id", "n1", "--listen", Addr(0), "--data", dir_.path() + "/n1", "--peers", Peers()};
+  }
+
+  // monjud must exit non-zero quickly with one line on stderr naming the flag.
+  // `flag` may list alternatives separated by '|' ("-R|--read-quorum").
+  void ExpectRefused(const std::vector<std::string>& args, const std::string& flag) {
+    ProcessResult r = RunProcess(MonjudPath(), args, 15s);
+    ASSERT_TRUE(r.started);
+    EXPECT_FALSE(r.timed_out) << "monjud kept running with a bad " << flag << "\n" << r.Describe();
+    EXPECT_TRUE(r.exited) << r.Describe();
+    EXPECT_NE(r.exit_code, 0) << r.Describe();
+    EXPECT_LT(r.elapsed, 5s) << r.Describe();
+    std::vector<std::string> lines;
+    std::stringstream ss(r.err);
+    for (std::string line; std::getline(ss, line);)
+      if (!line.empty()) lines.push_back(line);
+    EXPECT_EQ(lines.size(), 1u) << "expected exactly one line on stderr\n" << r.Describe();
+    std::vector<::testing::Matcher<std::string>> names;
+    std::stringstream alternatives(flag);
+    for (std::string name; std::getline(alternatives, name, '|');) names.push_back(HasSubstr(name));
+    EXPECT_THAT(r.err, ::testing::AnyOfArray(names)) << r.Describe();
+  }
+
+  std::vector<std::string> With(std::vector<std::string> extra) const {
+    auto a = Base();
+    for (auto& e : extra) a.push_back(std::move(e));
+    return a;
+  }
+  // Base() with the value after `flag` replaced.
+  std::vector<std::string> Replacing(const std::string& flag, const std::string& value) const {
+    auto a = Base();
+    for (size_t k = 0; k + 1 < a.size(); ++k)
+      if (a[k] == flag) a[k + 1] = value;
+    return a;
+  }
+  std::vector<std::string> Without(const std::string& flag) const {
+    auto a = Base();
+    for (size_t k = 0; k + 1 < a.size(); ++k)
+      if (a[k] == flag) {
+        a.erase(a.begin() + static_cast<long>(k), a.begin() + static_cast<long>(k) + 2);
+        break;
+      }
+    return a;
+  }
+
+  TempDir dir_{"monju-flags"};
+  std::vector<uint16_t> ports_;
+};
+
+TEST_F(MonjudFlagsTest, ReadQuorumAboveN) { ExpectRefused(With({"-N", "3", "-R", "4"}), "-R|--read-quorum"); }
+TEST_F(MonjudFlagsTest, WriteQuorumZero) { ExpectRefused(With({"-W", "0"}), "-W|--write-quorum"); }
+TEST_F(MonjudFlagsTest, ReplicasAbovePeers) { ExpectRefused(With({"-N", "4"}), "-N|--replicas"); }
+TEST_F(MonjudFlagsTest, OwnIdNotInPeers) { ExpectRefused(Replacing("--id", "n9"), "--peers"); }
+TEST_F(MonjudFlagsTest, DuplicateIds) {
+  ExpectRefused(Replacing("--peers", "n1=" + Addr(0) + ",n2=" + Addr(1) + ",n2=" + Addr(2)), "--peers");
+}
+TEST_F(MonjudFlagsTest, DuplicateAddresses) {
+  ExpectRefused(Replacing("--peers", "n1=" + Addr(0) + ",n2=" + Addr(1) + ",n3=" + Addr(1)), "--peers");
+}
+TEST_F(MonjudFlagsTest, MissingData) { ExpectRefused(Without("--data"), "--data"); }
+TEST_F(MonjudFlagsTest, DataNotWritable) {
+  ExpectRefused(Replacing("--data", "/proc/monju-cannot-create-this"), "--data");
+}
+TEST_F(MonjudFlagsTest, MissingPeers) { ExpectRefused(Without("--peers"), "--peers"); }
+TEST_F(MonjudFlagsTest, MissingListen) { ExpectRefused(Without("--listen"), "--listen"); }
+TEST_F(MonjudFlagsTest, BadListenPort) {
+  ExpectRefused(Replacing("--listen", "127.0.0.1:99999"), "--listen");
+  ExpectRefused(Replacing("--listen", "127.0.0.1:http"), "--listen");
+  ExpectRefused(Replacing("--listen", "127.0.0.1:0"), "--listen");
+  ExpectRefused(Replacing("--listen", "127.0.0.1"), "--listen");
+}
+TEST_F(MonjudFlagsTest, BadPeerPort) {
+  ExpectRefused(Replacing("--peers", "n1=" + Addr(0) + ",n2=127.0.0.1:70000,n3=" + Addr(2)), "--peers");
+}
+TEST_F(MonjudFlagsTest, NotANumber) { ExpectRefused(With({"-R", "two"}), "-R|--read-quorum"); }
+TEST_F(MonjudFlagsTest, UnknownFlag) { ExpectRefused(With({"--bogus-flag", "1"}), "--bogus-flag"); }
+
+// The listen port is taken: monjud must say so and exit, not hang.
+TEST_F(MonjudFlagsTest, ListenPortInUse) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(ports_[0]);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  ProcessResult r = RunProcess(MonjudPath(), Base(), 15s);
+  close(fd);
+  EXPECT_FALSE(r.timed_out) << r.Describe();
+  EXPECT_TRUE(r.exited) << r.Describe();
+  EXPECT_NE(r.exit_code, 0) << r.Describe();
+  EXPECT_FALSE(r.err.empty() && r.out.empty()) << "no message at all\n" << r.Describe();
+}
+
+TEST_F(MonjudFlagsTest, Help) {
+  ProcessResult r = RunProcess(MonjudPath(), {"--help"}, 15s);
+  ASSERT_TRUE(r.exited) << r.Describe();
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_LT(r.elapsed, 5s);
+  std::string text = r.out + r.err;
+  for (const char* flag : {"--id", "--listen", "--data", "--peers", "--vnodes", "--partitions", "--replicas",
+                           "--read-quorum", "--write-quorum", "-N", "-R", "-W", "--request-timeout-ms",
+                           "--max-value-bytes", "--map-size-mb", "--worker-threads", "--fanout-threads",
+                           "--log-level", "--config", "--help"})
+    EXPECT_THAT(text, HasSubstr(flag)) << "--help does not mention " << flag;
+  ProcessResult h = RunProcess(MonjudPath(), {"-h"}, 15s);
+  EXPECT_TRUE(h.exited && h.exit_code == 0) << h.Describe();
+}
+
+}  // namespace
+}  // namespace monju::itest

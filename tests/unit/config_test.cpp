@@ -1,0 +1,318 @@
+// Node configuration parsing and validation (src/config/node_config.h).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "config/node_config.h"
+
+namespace monju {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/monju-config-test-XXXXXX";
+    char* p = mkdtemp(tmpl);
+    if (!p) throw std::runtime_error("mkdtemp failed");
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  // argv[0] is added; `args` are the flags.
+  ParsedArgs Parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "monjud");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    return ParseNodeArgs(int(argv.size()), argv.data());
+  }
+  // A valid command line, with `extra` appended (later flags must not repeat
+  // earlier ones: program_options rejects repeats).
+  std::vector<std::string> Good(std::initializer_list<std::string> extra = {}) {
+    std::vector<std::string> a = {
+        "--id",   "n2",   "--listen", "127.0.0.1:7002",
+        "--data", data(), "--peers",  "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"};
+    a.insert(a.end(), extra);
+    return a;
+  }
+  // Good() with one flag's value replaced.
+  std::vector<std::string> With(const std::string& flag, const std::string& value) {
+    std::vector<std::string> a = Good();
+    for (size_t i = 0; i + 1 < a.size(); ++i)
+      if (a[i] == flag) {
+        a[i + 1] = value;
+        return a;
+      }
+    a.push_back(flag);
+    a.push_back(value);
+    return a;
+  }
+  std::vector<std::string> Without(const std::string& flag) {
+    std::vector<std::string> a = Good();
+    for (size_t i = 0; i + 1 < a.size(); ++i)
+      if (a[i] == flag) {
+        a.erase(a.begin() + i, a.begin() + i + 2);
+        break;
+      }
+    return a;
+  }
+  std::string data() const { return dir_.path() + "/node-data"; }
+
+  // Expects kError and a message naming `flag`.
+  void ExpectError(const std::vector<std::string>& args, const std::string& flag) {
+    ParsedArgs p = Parse(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(p.action, ParsedArgs::Action::kError) << joined;
+    EXPECT_NE(p.text.find(flag), std::string::npos)
+        << "error '" << p.text << "' does not name " << flag << " for: " << joined;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(ConfigTest, GoodArgsRunWithFields) {
+  ParsedArgs p = Parse(Good({"-N",
+                             "3",
+                             "-R",
+                             "1",
+                             "-W",
+                             "3",
+                             "--vnodes",
+                             "16",
+                             "--partitions",
+                             "1024",
+                             "--request-timeout-ms",
+                             "500",
+                             "--max-value-bytes",
+                             "4096",
+                             "--map-size-mb",
+                             "8",
+                             "--worker-threads",
+                             "4",
+                             "--fanout-threads",
+                             "8",
+                             "--log-level",
+                             "debug"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  const NodeConfig& c = p.config;
+  EXPECT_EQ(c.id, "n2");
+  EXPECT_EQ(c.listen_host, "127.0.0.1");
+  EXPECT_EQ(c.listen_port, 7002);
+  EXPECT_EQ(c.data_dir, data());
+  ASSERT_EQ(c.peers.size(), 3u);
+  EXPECT_EQ(c.peers[0], (PeerAddress{"n1", "127.0.0.1", 7001}));
+  EXPECT_EQ(c.peers[2], (PeerAddress{"n3", "127.0.0.1", 7003}));
+  EXPECT_EQ(c.replicas, 3u);
+  EXPECT_EQ(c.read_quorum, 1u);
+  EXPECT_EQ(c.write_quorum, 3u);
+  EXPECT_EQ(c.vnodes, 16u);
+  EXPECT_EQ(c.partitions, 1024u);
+  EXPECT_EQ(c.request_timeout_ms, 500u);
+  EXPECT_EQ(c.max_value_bytes, 4096u);
+  EXPECT_EQ(c.map_size_mb, 8u);
+  EXPECT_EQ(c.worker_threads, 4u);
+  EXPECT_EQ(c.fanout_threads, 8u);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_TRUE(std::filesystem::is_directory(data()));  // created
+}
+
+TEST_F(ConfigTest, DefaultsApply) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  NodeConfig d;
+  EXPECT_EQ(p.config.vnodes, d.vnodes);
+  EXPECT_EQ(p.config.partitions, 256u);
+  EXPECT_EQ(p.config.replicas, 3u);
+  EXPECT_EQ(p.config.read_quorum, 2u);
+  EXPECT_EQ(p.config.write_quorum, 2u);
+  EXPECT_EQ(p.config.request_timeout_ms, d.request_timeout_ms);
+}
+
+TEST_F(ConfigTest, LongQuorumFlagsAndIpv6Listen) {
+  ParsedArgs p = Parse({"--id", "a", "--listen", "[::1]:9000", "--data", data(), "--peers", "a=[::1]:9000",
+                        "--replicas", "1", "--read-quorum", "1", "--write-quorum", "1"});
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.listen_host, "::1");
+  EXPECT_EQ(p.config.listen_port, 9000);
+  EXPECT_EQ(p.config.peers[0].host, "::1");
+  EXPECT_EQ(p.config.replicas, 1u);
+}
+
+TEST_F(ConfigTest, QuorumErrors) {
+  ExpectError(Good({"-R", "4", "-N", "3"}), "-R");  // R > N
+  ExpectError(Good({"-N", "2", "-R", "3"}), "-R");
+  ExpectError(Good({"-W", "0"}), "-W");  // W = 0
+  ExpectError(Good({"-R", "0"}), "-R");
+  ExpectError(Good({"-W", "4"}), "-W");          // W > N
+  ExpectError(Good({"-N", "4"}), "--replicas");  // N > peers
+  ExpectError(Good({"-N", "0"}), "--replicas");
+  ExpectError(Good({"-W", "abc"}), "write-quorum");  // not a number
+}
+
+TEST_F(ConfigTest, PeerErrors) {
+  ExpectError(With("--peers", "n1=127.0.0.1:7001,n3=127.0.0.1:7003"), "--peers");                    // own id missing
+  ExpectError(With("--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n1=127.0.0.1:7004"), "--peers");  // dup id
+  ExpectError(With("--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7001"), "--peers");  // dup addr
+  ExpectError(With("--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:0"), "--peers");     // port 0
+  ExpectError(With("--peers", "n1=127.0.0.1:70001,n2=127.0.0.1:7002"), "--peers");                   // port > 65535
+  ExpectError(With("--peers", "n1=127.0.0.1:x,n2=127.0.0.1:7002"), "--peers");         // port not a number
+  ExpectError(With("--peers", "n1=127.0.0.1,n2=127.0.0.1:7002"), "--peers");           // no port
+  ExpectError(With("--peers", "n1,n2=127.0.0.1:7002"), "--peers");                     // no address
+  ExpectError(With("--peers", "bad id=127.0.0.1:7001,n2=127.0.0.1:7002"), "--peers");  // bad id
+  ExpectError(With("--peers", ",,,"), "--peers");                                      // empty
+  ExpectError(Without("--peers"), "--peers");
+  // The own entry must agree with --listen.
+  ExpectError(With("--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7005,n3=127.0.0.1:7003"), "--peers");
+}
+
+TEST_F(ConfigTest, ListenErrors) {
+  ExpectError(Without("--listen"), "--listen");
+  ExpectError(With("--listen", "127.0.0.1"), "--listen");
+  ExpectError(With("--listen", "127.0.0.1:0"), "--listen");
+  ExpectError(With("--listen", "127.0.0.1:65536"), "--listen");
+  ExpectError(With("--listen", "127.0.0.1:12x"), "--listen");
+  ExpectError(With("--listen", ":7002"), "--listen");
+}
+
+TEST_F(ConfigTest, IdErrors) {
+  ExpectError(With("--id", "has space"), "--id");
+  ExpectError(With("--id", std::string(65, 'a')), "--id");
+  ExpectError(Without("--id"), "--id");
+}
+
+TEST_F(ConfigTest, DataDirErrors) {
+  const std::string file = dir_.path() + "/a-file";
+  std::ofstream(file) << "not a directory";
+  ExpectError(With("--data", file), "--data");
+  ExpectError(With("--data", file + "/below"), "--data");  // cannot create under a file
+  ExpectError(Without("--data"), "--data");
+}
+
+TEST_F(ConfigTest, RangeErrors) {
+  ExpectError(With("--vnodes", "0"), "--vnodes");
+  ExpectError(With("--vnodes", "5000"), "--vnodes");
+  ExpectError(With("--partitions", "0"), "--partitions");
+  ExpectError(With("--partitions", "65537"), "--partitions");
+  ExpectError(With("--request-timeout-ms", "0"), "--request-timeout-ms");
+  ExpectError(With("--max-value-bytes", "0"), "--max-value-bytes");
+  ExpectError(With("--map-size-mb", "0"), "--map-size-mb");
+  ExpectError(With("--worker-threads", "0"), "--worker-threads");
+  ExpectError(With("--fanout-threads", "0"), "--fanout-threads");
+}
+
+TEST_F(ConfigTest, UnknownAndRepeatedFlagsAreErrors) {
+  ParsedArgs p = Parse(Good({"--no-such-flag", "1"}));
+  EXPECT_EQ(p.action, ParsedArgs::Action::kError);
+  EXPECT_NE(p.text.find("no-such-flag"), std::string::npos) << p.text;
+  p = Parse(Good({"--id", "n1"}));
+  EXPECT_EQ(p.action, ParsedArgs::Action::kError);
+  EXPECT_NE(p.text.find("id"), std::string::npos) << p.text;
+}
+
+TEST_F(ConfigTest, ConfigFileSuppliesKeys) {
+  const std::string path = dir_.path() + "/monjud.conf";
+  std::ofstream(path) << "# a comment\n"
+                      << "id = n1\n"
+                      << "listen = 127.0.0.1:7001\n"
+                      << "data = " << data() << "\n"
+                      << "peers = n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003\n"
+                      << "vnodes = 32\n"
+                      << "write-quorum = 3\n";
+  ParsedArgs p = Parse({"--config", path});
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.id, "n1");
+  EXPECT_EQ(p.config.listen_port, 7001);
+  EXPECT_EQ(p.config.data_dir, data());
+  EXPECT_EQ(p.config.peers.size(), 3u);
+  EXPECT_EQ(p.config.vnodes, 32u);
+  EXPECT_EQ(p.config.write_quorum, 3u);
+  EXPECT_EQ(p.config.read_quorum, 2u);  // default, not in the file
+
+  // The command line wins over the file.
+  p = Parse({"--config", path, "--vnodes", "8"});
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.vnodes, 8u);
+
+  // Values from the file are validated like flags.
+  const std::string bad = dir_.path() + "/bad.conf";
+  std::ofstream(bad) << "id = n1\nlisten = 127.0.0.1:7001\ndata = " << data()
+                     << "\npeers = n1=127.0.0.1:7001\nreplicas = 2\n";
+  ExpectError({"--config", bad}, "--replicas");
+}
+
+TEST_F(ConfigTest, MissingConfigFileIsAnError) {
+  ExpectError({"--config", dir_.path() + "/does-not-exist.conf"}, "--config");
+}
+
+TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
+  ParsedArgs p = Parse({"--help"});
+  ASSERT_EQ(p.action, ParsedArgs::Action::kHelp);
+  for (const char* flag : {"--help",
+                           "--config",
+                           "--id",
+                           "--listen",
+                           "--data",
+                           "--peers",
+                           "--vnodes",
+                           "--partitions",
+                           "--replicas",
+                           "--read-quorum",
+                           "--write-quorum",
+                           "-N",
+                           "-R",
+                           "-W",
+                           "--request-timeout-ms",
+                           "--max-value-bytes",
+                           "--map-size-mb",
+                           "--worker-threads",
+                           "--fanout-threads",
+                           "--log-level"})
+    EXPECT_NE(p.text.find(flag), std::string::npos) << flag << " missing from help:\n" << p.text;
+  // -h works and wins over otherwise invalid flags.
+  EXPECT_EQ(Parse({"-h", "--vnodes", "0"}).action, ParsedArgs::Action::kHelp);
+}
+
+TEST(ParseHelpersTest, HostPort) {
+  std::string host;
+  uint16_t port = 0;
+  ASSERT_TRUE(ParseHostPort("localhost:1", &host, &port).ok());
+  EXPECT_EQ(host, "localhost");
+  EXPECT_EQ(port, 1);
+  ASSERT_TRUE(ParseHostPort("10.0.0.1:65535", &host, &port).ok());
+  EXPECT_EQ(port, 65535);
+  ASSERT_TRUE(ParseHostPort("[fe80::1]:80", &host, &port).ok());
+  EXPECT_EQ(host, "fe80::1");
+  for (const char* bad :
+       {"", ":", "host", "host:", ":80", "host:0", "host:65536", "host:-1", "host:8o", "host:99999999999999999999"})
+    EXPECT_EQ(ParseHostPort(bad, &host, &port).code(), Status::Code::kInvalidArgument) << bad;
+}
+
+TEST(ParseHelpersTest, NodeIds) {
+  EXPECT_TRUE(IsValidNodeId("a"));
+  EXPECT_TRUE(IsValidNodeId("node-1.rack_2"));
+  EXPECT_TRUE(IsValidNodeId(std::string(64, 'x')));
+  EXPECT_FALSE(IsValidNodeId(""));
+  EXPECT_FALSE(IsValidNodeId(std::string(65, 'x')));
+  EXPECT_FALSE(IsValidNodeId("a/b"));  // '/' separates the incarnation in actor names
+  EXPECT_FALSE(IsValidNodeId("a=b"));
+  EXPECT_FALSE(IsValidNodeId("a,b"));
+  EXPECT_FALSE(IsValidNodeId("a b"));
+}
+
+}  // namespace
+}  // namespace monju

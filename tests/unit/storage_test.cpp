@@ -1,0 +1,655 @@
+// DataStore (src/storage/data_store.h) on real LMDB files in a fresh temp dir.
+//
+// Randomized tests use a fixed default seed and print it; set
+// MONJU_TEST_SEED=<n> to run them with another one.
+#include <gtest/gtest.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <latch>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "storage/data_store.h"
+
+namespace monju {
+namespace {
+
+using namespace std::string_literals;
+
+uint64_t TestSeed(uint64_t fallback) {
+  const char* env = std::getenv("MONJU_TEST_SEED");
+  uint64_t seed = env ? std::strtoull(env, nullptr, 10) : fallback;
+  std::cout << "[ seed     ] " << ::testing::UnitTest::GetInstance()->current_test_info()->name() << " seed=" << seed
+            << " (MONJU_TEST_SEED to override)\n";
+  return seed;
+}
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/monju-storage-test-XXXXXX";
+    char* p = mkdtemp(tmpl);
+    if (!p) throw std::runtime_error("mkdtemp failed");
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class StorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open(uint64_t map_size = 64ull << 20) {
+    store_.reset();
+    StorageOptions opts;
+    opts.path = dir_.path() + "/data";
+    opts.map_size_bytes = map_size;
+    auto s = DataStore::Open(opts);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s.value());
+  }
+
+  Status Put(uint32_t partition, const std::string& pk, const std::string& sk, const std::string& record) {
+    return store_->Apply({partition, pk, sk}, [record](const std::optional<std::string>&) { return record; });
+  }
+  // Writes many items from several threads at once, so group commit makes
+  // them one fsync per batch instead of one each.
+  void PutAll(const std::vector<std::tuple<uint32_t, std::string, std::string, std::string>>& items) {
+    constexpr size_t kWriters = 16;
+    std::atomic<size_t> next{0};
+    std::atomic<int> failures{0};
+    std::vector<std::thread> writers;
+    for (size_t w = 0; w < kWriters; ++w)
+      writers.emplace_back([&] {
+        for (size_t i; (i = next++) < items.size();) {
+          const auto& [partition, pk, sk, record] = items[i];
+          if (!Put(partition, pk, sk, record).ok()) failures++;
+        }
+      });
+    for (auto& t : writers) t.join();
+    ASSERT_EQ(failures.load(), 0);
+  }
+  Status Erase(uint32_t partition, const std::string& pk, const std::string& sk) {
+    return store_->Apply({partition, pk, sk}, [](const std::optional<std::string>&) { return std::string(); });
+  }
+  // The record, or "<NotFound>" / the error.
+  std::string Get(uint32_t partition, const std::string& pk, const std::string& sk) {
+    std::string record;
+    Status s = store_->Get({partition, pk, sk}, &record);
+    if (s.Is(Status::Code::kNotFound)) return "<NotFound>";
+    if (!s.ok()) return "<" + s.ToString() + ">";
+    return record;
+  }
+
+  struct ScanResult {
+    std::vector<std::string> sks;
+    std::vector<std::string> records;
+    bool more = false;
+  };
+  ScanResult Scan(const DataStore::ScanRequest& req) {
+    std::vector<DataStore::ScanItem> items;
+    ScanResult r;
+    Status s = store_->Scan(req, &items, &r.more);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    for (auto& it : items) {
+      r.sks.push_back(it.sk);
+      r.records.push_back(it.record);
+    }
+    return r;
+  }
+  static DataStore::ScanRequest Req(uint32_t partition, const std::string& pk, bool ascending = true,
+                                    size_t limit = 1000) {
+    DataStore::ScanRequest r;
+    r.partition = partition;
+    r.pk = pk;
+    r.ascending = ascending;
+    r.limit = limit;
+    return r;
+  }
+  // Every sk of the pk by paging `page` at a time with exclusive starts.
+  std::vector<std::string> PageThrough(uint32_t partition, const std::string& pk, bool ascending, size_t page,
+                                       const std::string& prefix = "") {
+    std::vector<std::string> all;
+    DataStore::ScanRequest req = Req(partition, pk, ascending, page);
+    req.sk_prefix = prefix;
+    for (int guard = 0; guard < 10000; ++guard) {
+      ScanResult r = Scan(req);
+      EXPECT_LE(r.sks.size(), page);
+      all.insert(all.end(), r.sks.begin(), r.sks.end());
+      if (!r.more) return all;
+      EXPECT_EQ(r.sks.size(), page) << "a page with more=true must be full";
+      if (r.sks.empty()) break;
+      req.start_sk = r.sks.back();
+      req.start_exclusive = true;
+    }
+    ADD_FAILURE() << "paging did not terminate";
+    return all;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<DataStore> store_;
+};
+
+std::vector<std::string> Reversed(std::vector<std::string> v) {
+  std::reverse(v.begin(), v.end());
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Get / Apply
+
+TEST_F(StorageTest, ApplyGetEraseAndUnchanged) {
+  EXPECT_EQ(Get(1, "pk", "sk"), "<NotFound>");
+  ASSERT_TRUE(Put(1, "pk", "sk", "v1").ok());
+  EXPECT_EQ(Get(1, "pk", "sk"), "v1");
+  EXPECT_EQ(Get(2, "pk", "sk"), "<NotFound>");   // other partition
+  EXPECT_EQ(Get(1, "pk2", "sk"), "<NotFound>");  // other pk
+  EXPECT_EQ(Get(1, "pk", "sk2"), "<NotFound>");  // other sk
+
+  // The mutator sees the current record; nullopt leaves it unchanged.
+  std::optional<std::string> seen;
+  bool called = false;
+  ASSERT_TRUE(store_
+                  ->Apply({1, "pk", "sk"},
+                          [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
+                            called = true;
+                            seen = cur;
+                            return std::nullopt;
+                          })
+                  .ok());
+  EXPECT_TRUE(called);
+  EXPECT_EQ(seen, std::optional<std::string>("v1"));
+  EXPECT_EQ(Get(1, "pk", "sk"), "v1");
+
+  // "" erases.
+  ASSERT_TRUE(Erase(1, "pk", "sk").ok());
+  EXPECT_EQ(Get(1, "pk", "sk"), "<NotFound>");
+  seen = "x";
+  ASSERT_TRUE(store_
+                  ->Apply({1, "pk", "sk"},
+                          [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
+                            seen = cur;
+                            return std::nullopt;
+                          })
+                  .ok());
+  EXPECT_EQ(seen, std::nullopt);                      // absent after the erase
+  ASSERT_TRUE(Erase(1, "pk", "never-written").ok());  // erasing nothing is fine
+  EXPECT_EQ(Get(1, "pk", "never-written"), "<NotFound>");
+  EXPECT_TRUE(Scan(Req(1, "pk")).sks.empty());
+}
+
+TEST_F(StorageTest, MutatorReadModifyWriteSeesPreviousApply) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        store_
+            ->Apply({0, "counter", ""},
+                    [](const std::optional<std::string>& cur) { return std::to_string(cur ? std::stoi(*cur) + 1 : 1); })
+            .ok());
+  }
+  EXPECT_EQ(Get(0, "counter", ""), "5");
+}
+
+TEST_F(StorageTest, BinaryKeysAndRecordsRoundTrip) {
+  const std::vector<std::string> pks = {"a:b/c d", "\0"s, "\xff\xfe"s, "user 1", "x"};
+  const std::vector<std::string> sks = {"", "\0"s, "\0\0"s, "\x01", "a\0b"s, "\xff", "\xff\xff", "z z:/"};
+  std::vector<std::tuple<uint32_t, std::string, std::string, std::string>> items;
+  for (const auto& pk : pks)
+    for (const auto& sk : sks) items.emplace_back(3, pk, sk, "rec\0"s + pk + "|" + sk);
+  PutAll(items);
+  for (const auto& pk : pks)
+    for (const auto& sk : sks) EXPECT_EQ(Get(3, pk, sk), "rec\0"s + pk + "|" + sk);
+  EXPECT_EQ(Get(3, "\0\0"s, ""), "<NotFound>");
+  EXPECT_EQ(Get(3, "", ""), "<NotFound>");
+}
+
+// ---------------------------------------------------------------------------
+// Scan
+
+TEST_F(StorageTest, ScanReturnsSkOrderBothDirections) {
+  std::vector<std::string> sks = {"",  "\0"s, "\0\0"s, "\x01", "a",    "a\0"s, "ab",      "abc",
+                                  "b", "ba",  "\x7f",  "\x80", "\xfe", "\xff", "\xff\xff"};
+  std::vector<std::string> shuffled = sks;
+  std::mt19937_64 rng(TestSeed(5));
+  std::shuffle(shuffled.begin(), shuffled.end(), rng);
+  for (const auto& sk : shuffled) ASSERT_TRUE(Put(9, "pk", sk, "r:" + sk).ok());
+  std::sort(sks.begin(), sks.end());  // byte order (std::string compares as unsigned char)
+
+  ScanResult up = Scan(Req(9, "pk"));
+  EXPECT_EQ(up.sks, sks);
+  EXPECT_FALSE(up.more);
+  for (size_t i = 0; i < up.sks.size(); ++i) EXPECT_EQ(up.records[i], "r:" + up.sks[i]);
+  ScanResult down = Scan(Req(9, "pk", false));
+  EXPECT_EQ(down.sks, Reversed(sks));
+  EXPECT_FALSE(down.more);
+}
+
+class ScanFixture : public StorageTest {
+ protected:
+  void SetUp() override {
+    StorageTest::SetUp();
+    for (const auto& sk : sks_) ASSERT_TRUE(Put(4, "pk", sk, "r").ok());
+  }
+  ScanResult From(const std::string& start, bool exclusive, bool ascending, const std::string& prefix = "",
+                  size_t limit = 1000) {
+    DataStore::ScanRequest r = Req(4, "pk", ascending, limit);
+    r.start_sk = start;
+    r.start_exclusive = exclusive;
+    r.sk_prefix = prefix;
+    return Scan(r);
+  }
+  using V = std::vector<std::string>;
+  const V sks_ = {"a", "a1", "a2", "a3", "b", "b1", "b2", "c"};
+};
+
+TEST_F(ScanFixture, Prefix) {
+  EXPECT_EQ(From("", false, true, "a").sks, (V{"a", "a1", "a2", "a3"}));
+  EXPECT_EQ(From("", false, false, "a").sks, (V{"a3", "a2", "a1", "a"}));
+  EXPECT_EQ(From("", false, true, "b").sks, (V{"b", "b1", "b2"}));
+  EXPECT_EQ(From("", false, false, "b").sks, (V{"b2", "b1", "b"}));
+  EXPECT_EQ(From("", false, true, "b1").sks, (V{"b1"}));
+  EXPECT_EQ(From("", false, true, "c").sks, (V{"c"}));
+  EXPECT_EQ(From("", false, false, "c").sks, (V{"c"}));
+  EXPECT_TRUE(From("", false, true, "d").sks.empty());
+  EXPECT_TRUE(From("", false, false, "d").sks.empty());
+  EXPECT_TRUE(From("", false, true, "a4").sks.empty());
+  EXPECT_TRUE(From("", false, false, "0").sks.empty());
+}
+
+TEST_F(ScanFixture, StartInclusiveExclusive) {
+  EXPECT_EQ(From("b", false, true).sks, (V{"b", "b1", "b2", "c"}));
+  EXPECT_EQ(From("b", true, true).sks, (V{"b1", "b2", "c"}));
+  EXPECT_EQ(From("b", false, false).sks, (V{"b", "a3", "a2", "a1", "a"}));
+  EXPECT_EQ(From("b", true, false).sks, (V{"a3", "a2", "a1", "a"}));
+  // A start between items.
+  EXPECT_EQ(From("a25", false, true).sks, (V{"a3", "b", "b1", "b2", "c"}));
+  EXPECT_EQ(From("a25", true, false).sks, (V{"a2", "a1", "a"}));
+  // Starts beyond either end.
+  EXPECT_TRUE(From("d", false, true).sks.empty());
+  EXPECT_EQ(From("d", false, false).sks, Reversed(sks_));
+  EXPECT_EQ(From("0", false, true).sks, sks_);
+  EXPECT_TRUE(From("0", false, false).sks.empty());
+  EXPECT_TRUE(From("c", true, true).sks.empty());
+  EXPECT_TRUE(From("a", true, false).sks.empty());
+}
+
+TEST_F(ScanFixture, StartCombinedWithPrefix) {
+  EXPECT_EQ(From("a1", true, true, "a").sks, (V{"a2", "a3"}));
+  EXPECT_EQ(From("a2", false, false, "a").sks, (V{"a2", "a1", "a"}));
+  EXPECT_EQ(From("0", false, true, "b").sks, (V{"b", "b1", "b2"}));   // start below the prefix
+  EXPECT_EQ(From("z", false, false, "b").sks, (V{"b2", "b1", "b"}));  // start above the prefix
+  EXPECT_TRUE(From("z", false, true, "b").sks.empty());
+  EXPECT_TRUE(From("0", false, false, "b").sks.empty());
+}
+
+TEST_F(ScanFixture, LimitAndMore) {
+  ScanResult r = From("", false, true, "", 3);
+  EXPECT_EQ(r.sks, (V{"a", "a1", "a2"}));
+  EXPECT_TRUE(r.more);
+  r = From("", false, false, "", 3);
+  EXPECT_EQ(r.sks, (V{"c", "b2", "b1"}));
+  EXPECT_TRUE(r.more);
+  r = From("", false, true, "", sks_.size());
+  EXPECT_EQ(r.sks, sks_);
+  EXPECT_FALSE(r.more);  // exactly all: nothing further
+  r = From("", false, true, "a", 4);
+  EXPECT_EQ(r.sks.size(), 4u);
+  EXPECT_FALSE(r.more);  // "b" follows but does not match the prefix
+  r = From("", false, true, "a", 3);
+  EXPECT_TRUE(r.more);
+  r = From("", false, true, "", 0);
+  EXPECT_TRUE(r.sks.empty());
+  EXPECT_FALSE(r.more);
+
+  for (size_t page : {1u, 2u, 3u, 7u, 8u, 9u}) {
+    SCOPED_TRACE("page " + std::to_string(page));
+    EXPECT_EQ(PageThrough(4, "pk", true, page), sks_);
+    EXPECT_EQ(PageThrough(4, "pk", false, page), Reversed(sks_));
+    EXPECT_EQ(PageThrough(4, "pk", true, page, "a"), (V{"a", "a1", "a2", "a3"}));
+    EXPECT_EQ(PageThrough(4, "pk", false, page, "b"), (V{"b2", "b1", "b"}));
+  }
+}
+
+// Many pks in one partition number (and the same pks in the neighbouring
+// partitions): a scan sees exactly its own pk's items.
+TEST_F(StorageTest, ScanNeverLeaksOtherPksOrPartitions) {
+  std::vector<std::string> pks = {"user", "user1", "use", "u", "user:1", "user/1", "user 1", "", "\0"s, "\xff"s};
+  for (int i = 0; i < 40; ++i) pks.push_back("pk" + std::to_string(i));
+  std::vector<std::tuple<uint32_t, std::string, std::string, std::string>> items;
+  for (uint32_t partition : {6u, 7u, 8u, 0xffffffffu})
+    for (const auto& pk : pks)
+      for (int j = 0; j < 5; ++j)
+        items.emplace_back(partition, pk, "s" + std::to_string(j), std::to_string(partition) + "/" + pk);
+  PutAll(items);
+
+  for (const auto& pk : pks) {
+    for (uint32_t partition : {7u, 0xffffffffu}) {
+      for (bool ascending : {true, false}) {
+        ScanResult r = Scan(Req(partition, pk, ascending));
+        std::vector<std::string> expected = {"s0", "s1", "s2", "s3", "s4"};
+        if (!ascending) std::reverse(expected.begin(), expected.end());
+        ASSERT_EQ(r.sks, expected) << "pk '" << pk << "' partition " << partition;
+        for (const auto& rec : r.records) ASSERT_EQ(rec, std::to_string(partition) + "/" + pk);
+        ASSERT_FALSE(r.more);
+
+        // Bounded starts land next to other pks' keys: the neighbours must
+        // neither end the scan early nor leak into it.
+        DataStore::ScanRequest req = Req(partition, pk, ascending);
+        for (const auto& [start, exclusive] : std::vector<std::pair<std::string, bool>>{
+                 {"s9", false}, {"s4", true}, {"s2", false}, {"s2", true}, {"a", false}, {"s", true}}) {
+          req.start_sk = start;
+          req.start_exclusive = exclusive;
+          std::vector<std::string> want;
+          for (const auto& sk : expected) {
+            int c = sk.compare(start);
+            if (ascending ? (c > 0 || (c == 0 && !exclusive)) : (c < 0 || (c == 0 && !exclusive))) want.push_back(sk);
+          }
+          ASSERT_EQ(Scan(req).sks, want) << "pk '" << pk << "' partition " << partition << " start " << start
+                                         << (exclusive ? " (exclusive)" : "");
+        }
+        req.start_sk.clear();
+        req.start_exclusive = false;
+        req.sk_prefix = "s3";
+        ASSERT_EQ(Scan(req).sks, std::vector<std::string>{"s3"}) << "pk '" << pk << "'";
+        ASSERT_EQ(PageThrough(partition, pk, ascending, 2), expected) << "pk '" << pk << "'";
+      }
+    }
+  }
+  EXPECT_TRUE(Scan(Req(5, "user")).sks.empty());
+  EXPECT_TRUE(Scan(Req(7, "nobody")).sks.empty());
+  EXPECT_TRUE(Scan(Req(7, "nobody", false)).sks.empty());
+}
+
+// sks longer than max_exact_sk() share buckets when their first bytes match;
+// bucket order plus in-bucket order must still be sk order.
+TEST_F(StorageTest, LongSksSortAndRoundTrip) {
+  const size_t exact = store_->max_exact_sk();
+  std::cout << "[ measured ] max_exact_sk = " << exact << "\n";
+  ASSERT_GT(exact, 100u);
+  ASSERT_LT(exact, 600u);  // so that a 600-byte common prefix forces sharing
+
+  std::mt19937_64 rng(TestSeed(77));
+  const std::string common(600, 'k');
+  std::vector<std::string> sks;
+  for (int i = 0; i < 40; ++i) {
+    std::string sk = common;
+    for (int j = 0; j < 424; ++j) sk += char(rng() % 4 == 0 ? 0 : rng());  // 1024 bytes, some '\0'
+    sks.push_back(sk);
+  }
+  sks.push_back(common);                       // a prefix of all of them
+  sks.push_back(common.substr(0, exact));      // exactly the limit
+  sks.push_back(common.substr(0, exact + 1));  // one past
+  sks.push_back(common.substr(0, exact - 1) + "\xff");
+  sks.push_back(common.substr(0, exact) + "\0"s);
+  sks.push_back(common + "\xff\xff");
+  sks.push_back("short");
+  sks.push_back(std::string(1024, '\xff'));
+  std::vector<std::string> shuffled = sks;
+  std::shuffle(shuffled.begin(), shuffled.end(), rng);
+  for (size_t i = 0; i < shuffled.size(); ++i) ASSERT_TRUE(Put(2, "pk", shuffled[i], "rec-" + shuffled[i]).ok());
+  std::sort(sks.begin(), sks.end());
+
+  for (const auto& sk : sks) ASSERT_EQ(Get(2, "pk", sk), "rec-" + sk);
+  EXPECT_EQ(Get(2, "pk", common + "x"), "<NotFound>");
+  EXPECT_EQ(Scan(Req(2, "pk")).sks, sks);
+  EXPECT_EQ(Scan(Req(2, "pk", false)).sks, Reversed(sks));
+  for (size_t page : {1u, 3u, 16u}) {
+    EXPECT_EQ(PageThrough(2, "pk", true, page), sks) << page;
+    EXPECT_EQ(PageThrough(2, "pk", false, page), Reversed(sks)) << page;
+  }
+
+  // Starts and prefixes that fall inside a shared bucket.
+  const std::string mid = sks[sks.size() / 2];
+  ASSERT_GT(mid.size(), exact);
+  DataStore::ScanRequest req = Req(2, "pk");
+  req.start_sk = mid;
+  std::vector<std::string> tail(sks.begin() + sks.size() / 2, sks.end());
+  EXPECT_EQ(Scan(req).sks, tail);
+  req.start_exclusive = true;
+  EXPECT_EQ(Scan(req).sks, std::vector<std::string>(tail.begin() + 1, tail.end()));
+  req.ascending = false;
+  std::vector<std::string> head(sks.begin(), sks.begin() + sks.size() / 2);
+  EXPECT_EQ(Scan(req).sks, Reversed(head));
+  req.start_exclusive = false;
+  head.push_back(mid);
+  EXPECT_EQ(Scan(req).sks, Reversed(head));
+
+  const std::string long_prefix = mid.substr(0, 700);
+  std::vector<std::string> with_prefix;
+  for (const auto& sk : sks)
+    if (sk.compare(0, long_prefix.size(), long_prefix) == 0) with_prefix.push_back(sk);
+  ASSERT_FALSE(with_prefix.empty());
+  DataStore::ScanRequest preq = Req(2, "pk");
+  preq.sk_prefix = long_prefix;
+  EXPECT_EQ(Scan(preq).sks, with_prefix);
+  preq.ascending = false;
+  EXPECT_EQ(Scan(preq).sks, Reversed(with_prefix));
+
+  // Erasing one member of a shared bucket keeps the others.
+  ASSERT_TRUE(Erase(2, "pk", mid).ok());
+  EXPECT_EQ(Get(2, "pk", mid), "<NotFound>");
+  std::vector<std::string> remaining = sks;
+  remaining.erase(std::find(remaining.begin(), remaining.end(), mid));
+  EXPECT_EQ(Scan(Req(2, "pk")).sks, remaining);
+  for (const auto& sk : remaining) ASSERT_EQ(Get(2, "pk", sk), "rec-" + sk);
+}
+
+TEST_F(StorageTest, ReopenKeepsData) {
+  ASSERT_TRUE(Put(1, "pk", "a", "1").ok());
+  ASSERT_TRUE(Put(1, "pk", "b", "2").ok());
+  ASSERT_TRUE(Put(1, "pk", "c", "3").ok());
+  ASSERT_TRUE(Erase(1, "pk", "b").ok());
+  ASSERT_TRUE(store_->PutMeta("incarnation", "7").ok());
+  Open();
+  EXPECT_EQ(Get(1, "pk", "a"), "1");
+  EXPECT_EQ(Get(1, "pk", "b"), "<NotFound>");
+  EXPECT_EQ(Get(1, "pk", "c"), "3");
+  EXPECT_EQ(Scan(Req(1, "pk")).sks, (std::vector<std::string>{"a", "c"}));
+  std::string meta;
+  ASSERT_TRUE(store_->GetMeta("incarnation", &meta).ok());
+  EXPECT_EQ(meta, "7");
+}
+
+TEST_F(StorageTest, MetaGetPut) {
+  std::string v = "untouched";
+  EXPECT_TRUE(store_->GetMeta("missing", &v).Is(Status::Code::kNotFound));
+  EXPECT_EQ(v, "untouched");
+  ASSERT_TRUE(store_->PutMeta("k", "v1").ok());
+  ASSERT_TRUE(store_->GetMeta("k", &v).ok());
+  EXPECT_EQ(v, "v1");
+  ASSERT_TRUE(store_->PutMeta("k", "\0v2\xff"s).ok());
+  ASSERT_TRUE(store_->GetMeta("k", &v).ok());
+  EXPECT_EQ(v, "\0v2\xff"s);
+  // Meta keys are not items.
+  EXPECT_EQ(Get(0, "k", ""), "<NotFound>");
+  EXPECT_TRUE(Scan(Req(0, "k")).sks.empty());
+}
+
+TEST_F(StorageTest, OpenFailsOnAFile) {
+  const std::string file = dir_.path() + "/not-a-dir";
+  std::ofstream(file) << "x";
+  StorageOptions opts;
+  opts.path = file;
+  auto s = DataStore::Open(opts);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Status::Code::kIOError) << s.status().ToString();
+}
+
+// 64 threads x 50 Apply calls at once: every write lands, and the writer
+// grouped them (fewer commits than applies).
+TEST_F(StorageTest, GroupCommitUnderConcurrency) {
+  constexpr int kThreads = 64, kPerThread = 50;
+  const DataStore::Stats before = store_->stats();
+  std::latch start(kThreads);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string sk = "t" + std::to_string(t) + "-" + std::to_string(i);
+        if (!Put(uint32_t(t % 4), "pk" + std::to_string(t % 8), sk, sk).ok()) failures++;
+        // Every other call also bumps one shared counter: a read-modify-write
+        // that loses updates unless mutators run one at a time.
+        if (i % 2 == 0) {
+          Status s = store_->Apply({0, "shared", "counter"}, [](const std::optional<std::string>& cur) {
+            return std::to_string(cur ? std::stoi(*cur) + 1 : 1);
+          });
+          if (!s.ok()) failures++;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+
+  for (int t = 0; t < kThreads; ++t)
+    for (int i = 0; i < kPerThread; ++i) {
+      const std::string sk = "t" + std::to_string(t) + "-" + std::to_string(i);
+      ASSERT_EQ(Get(uint32_t(t % 4), "pk" + std::to_string(t % 8), sk), sk);
+    }
+  EXPECT_EQ(Get(0, "shared", "counter"), std::to_string(kThreads * kPerThread / 2));
+
+  const DataStore::Stats after = store_->stats();
+  const uint64_t applied = after.applied - before.applied;
+  const uint64_t commits = after.commits - before.commits;
+  std::cout << "[ measured ] " << applied << " applies in " << commits << " commits\n";
+  EXPECT_EQ(applied, uint64_t(kThreads * kPerThread * 3 / 2));
+  EXPECT_LT(commits, applied);
+  EXPECT_GT(commits, 0u);
+}
+
+// Readers run beside the writer and only ever see committed states: a counter
+// bumped by concurrent read-modify-writes never goes backwards for a reader.
+TEST_F(StorageTest, ReadersSeeOnlyCommittedStates) {
+  constexpr int kWriters = 4, kBumps = 100;
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&] {
+      for (int i = 0; i < kBumps; ++i) {
+        Status s = store_->Apply({0, "pk", "counter"}, [](const std::optional<std::string>& cur) {
+          return std::to_string(cur ? std::stoi(*cur) + 1 : 1);
+        });
+        if (!s.ok()) failures++;
+      }
+      writers_left--;
+    });
+  std::atomic<int> reads{0};
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&] {
+      int last = 0;
+      while (writers_left.load() > 0) {
+        std::string record;
+        Status s = store_->Get({0, "pk", "counter"}, &record);
+        if (s.Is(Status::Code::kNotFound)) continue;
+        int now = s.ok() ? std::stoi(record) : -1;
+        if (!s.ok() || now < last || now > kWriters * kBumps) failures++;
+        last = now;
+        std::vector<DataStore::ScanItem> items;
+        bool more;
+        if (!store_->Scan(Req(0, "pk"), &items, &more).ok() || items.size() != 1 || std::stoi(items[0].record) < last)
+          failures++;
+        reads++;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Get(0, "pk", "counter"), std::to_string(kWriters * kBumps));
+}
+
+// A full map refuses writes with NoSpace and keeps serving reads.
+TEST_F(StorageTest, MapFullReturnsNoSpaceAndReadsStillWork) {
+  Open(1 << 20);  // 1 MiB
+  const std::string value(3000, 'v');
+  Status last;
+  int written = 0;
+  for (; written < 2000; ++written) {
+    last = Put(1, "pk", "item" + std::to_string(1000 + written), value + std::to_string(written));
+    if (!last.ok()) break;
+  }
+  std::cout << "[ measured ] " << written << " items of 3000 bytes fit in a 1 MiB map\n";
+  ASSERT_FALSE(last.ok()) << "the map never filled";
+  EXPECT_EQ(last.code(), Status::Code::kNoSpace) << last.ToString();
+  ASSERT_GT(written, 10);
+
+  // The failed write left nothing behind; earlier writes are all readable.
+  EXPECT_EQ(Get(1, "pk", "item" + std::to_string(1000 + written)), "<NotFound>");
+  for (int i = 0; i < written; ++i)
+    ASSERT_EQ(Get(1, "pk", "item" + std::to_string(1000 + i)), value + std::to_string(i)) << i;
+  std::vector<std::string> listed = PageThrough(1, "pk", true, 100);
+  ASSERT_EQ(listed.size(), size_t(written));
+  EXPECT_EQ(listed.front(), "item1000");
+  // Still full: another write fails the same way.
+  EXPECT_EQ(Put(1, "pk", "another", value).code(), Status::Code::kNoSpace);
+}
+
+// The documented layout: key = partition (4 bytes BE) + XXH3-128(pk) (high
+// then low, BE) + sk; value = bucket. A record that does not decode is
+// Corruption for Get, Scan and Apply, and Apply leaves it untouched.
+TEST_F(StorageTest, UndecodableBucketIsCorruption) {
+  ASSERT_TRUE(Put(5, "pk", "good", "fine").ok());
+  store_.reset();  // LMDB must not be open twice in one process
+
+  std::string key(20, '\0');
+  const uint32_t partition = 5;
+  for (int i = 0; i < 4; ++i) key[i] = char((partition >> (24 - 8 * i)) & 0xff);
+  XXH128_hash_t h = XXH3_128bits("pk", 2);
+  for (int i = 0; i < 8; ++i) key[4 + i] = char((h.high64 >> (56 - 8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i) key[12 + i] = char((h.low64 >> (56 - 8 * i)) & 0xff);
+  key += "bad";
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 4);
+    mdb_env_set_mapsize(env, 64ull << 20);
+    ASSERT_EQ(mdb_env_open(env, (dir_.path() + "/data").c_str(), 0, 0644), 0);
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi dbi;
+    ASSERT_EQ(mdb_dbi_open(txn, "items", 0, &dbi), 0);
+    MDB_val k{key.size(), key.data()};
+    std::string garbage = "\xff\xff\xff\xff garbage";
+    MDB_val v{garbage.size(), garbage.data()};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  Open();
+  EXPECT_EQ(Get(5, "pk", "good"), "fine");  // the layout assumption holds
+  std::string record;
+  EXPECT_EQ(store_->Get({5, "pk", "bad"}, &record).code(), Status::Code::kCorruption);
+  std::vector<DataStore::ScanItem> items;
+  bool more;
+  EXPECT_EQ(store_->Scan(Req(5, "pk"), &items, &more).code(), Status::Code::kCorruption);
+  bool called = false;
+  Status s = store_->Apply({5, "pk", "bad"}, [&](const std::optional<std::string>&) -> std::optional<std::string> {
+    called = true;
+    return "overwrite";
+  });
+  EXPECT_EQ(s.code(), Status::Code::kCorruption);
+  EXPECT_FALSE(called);
+  EXPECT_EQ(store_->Get({5, "pk", "bad"}, &record).code(), Status::Code::kCorruption);
+}
+
+}  // namespace
+}  // namespace monju
