@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/status.h"
@@ -48,9 +49,26 @@ class QuorumCall {
       state->replies.emplace_back();
       ++state->pending;
     }
+    // Writes carry an empty Reply; reads and scans a non-empty one.
+    constexpr bool read_only = !std::is_empty_v<Reply>;
     bool queued = executor_->Submit([state, slot, call = std::move(call)] {
+      {
+        // A read whose request is already answered is not worth a call;
+        // writes still go out (a late apply only helps the replica).
+        std::lock_guard<std::mutex> lock(state->mu);
+        if (state->closed && read_only) {
+          --state->pending;
+          ++state->failed;
+          return;
+        }
+      }
       Reply reply{};
-      Status s = call(&reply);
+      Status s;
+      try {
+        s = call(&reply);
+      } catch (const std::exception& e) {
+        s = Status::IOError(std::string("replica call failed: ") + e.what());
+      }
       std::lock_guard<std::mutex> lock(state->mu);
       --state->pending;
       if (s.ok()) {

@@ -15,8 +15,8 @@ namespace monju {
 class FanoutExecutor final : public Executor {
  public:
   FanoutExecutor(size_t threads, size_t max_queued);
-  // Waits for running tasks; queued ones are dropped (their requests have
-  // already been answered or abandoned by a stopping server).
+  // Stops taking tasks and waits for the queued and running ones to finish
+  // (each ends within its call timeout).
   ~FanoutExecutor() override;
   bool Submit(std::function<void()> task) override;
   void Stop();

@@ -48,6 +48,8 @@ class Node::Impl {
     StorageOptions so;
     so.path = (std::filesystem::path(config_.data_dir) / "data").string();
     so.map_size_bytes = config_.map_size_mb << 20;
+    // Every request and fan-out thread may hold a read transaction at once.
+    so.max_readers = config_.worker_threads + config_.fanout_threads + 64;
     auto store = DataStore::Open(so);
     if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
     std::random_device random;

@@ -41,7 +41,12 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
     if (e.getType() == TTransportException::TIMED_OUT) {
+      health_.RecordFailure();  // a peer that stopped answering is not called for a while
       return Status::TimedOut(peer_id_ + " " + what + " timed out");
+    }
+    if (e.getType() == TTransportException::CORRUPTED_DATA) {
+      // The reply, not the peer, is the problem (e.g. larger than we accept).
+      return Status::IOError(peer_id_ + " " + what + " reply refused: " + e.what());
     }
     health_.RecordFailure();
     pool_.Clear();

@@ -16,6 +16,8 @@ namespace {
 }
 
 constexpr int32_t kMaxScanLimit = 10000;
+// Well under the 64 MiB a caller accepts, even with one huge item past it.
+constexpr size_t kMaxScanReplyBytes = 8 << 20;
 
 }  // namespace
 
@@ -72,10 +74,18 @@ void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, 
   Status s = replica_->Scan(r, &items, &more);
   if (!s.ok()) ThrowError(s);
   _return.items.reserve(items.size());
+  size_t bytes = 0;
   for (auto& item : items) {
+    // Stop early rather than build a reply the caller refuses; the caller
+    // treats the last item sent as where this replica's answer ends.
+    if (!_return.items.empty() && bytes >= kMaxScanReplyBytes) {
+      more = true;
+      break;
+    }
     rpc::StoredItem out;
     out.sk = std::move(item.sk);
     out.siblings = EncodeSiblings(item.siblings);
+    bytes += out.sk.size() + out.siblings.size();
     _return.items.push_back(std::move(out));
   }
   _return.more = more;

@@ -104,6 +104,8 @@ class DataStore::Impl {
     int rc = mdb_env_create(&env_);
     if (rc) return LmdbError("mdb_env_create", rc);
     mdb_env_set_maxdbs(env_, 4);
+    rc = mdb_env_set_maxreaders(env_, std::max<uint32_t>(options.max_readers, 16));
+    if (rc) return LmdbError("mdb_env_set_maxreaders", rc);
     rc = mdb_env_set_mapsize(env_, options.map_size_bytes);
     if (rc) return LmdbError("mdb_env_set_mapsize", rc);
     rc = mdb_env_open(env_, options.path.c_str(), MDB_NOTLS, 0644);

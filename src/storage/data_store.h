@@ -36,6 +36,7 @@ struct StorageOptions {
   uint64_t map_size_bytes = 16ull << 30;   // LMDB map size: the store's size cap
   size_t max_batch_ops = 512;              // group commit: ops per transaction
   uint32_t max_pending_ops = 65536;        // writers beyond this wait (back-pressure)
+  uint32_t max_readers = 126;              // threads that may read at once (LMDB reader slots)
 };
 
 struct ItemKey {
