@@ -200,7 +200,9 @@ TEST_F(FailureTest, DataSurvivesRestarts) {
   read_all(2, 1, 0, kKeys, "n3 alone after SIGTERM restart");
   ASSERT_TRUE(c.StartNode(0));
   ASSERT_TRUE(c.StartNode(1));
-  if (!wait_r3(0) || !wait_r3(1)) return;
+  // n3 saw n1 and n2 fail and skips them for up to a second (its peer
+  // quarantine): wait until every coordinator reaches every replica again.
+  if (!wait_r3(0) || !wait_r3(1) || !wait_r3(2)) return;
 
   // 2. Writes acknowledged with W=3, then SIGKILL n2 right away.
   for (int n = kKeys; n < 2 * kKeys; ++n) {
@@ -209,7 +211,7 @@ TEST_F(FailureTest, DataSurvivesRestarts) {
   }
   c.Kill(1);
   ASSERT_TRUE(c.StartNode(1));
-  if (!wait_r3(1)) return;
+  if (!wait_r3(1) || !wait_r3(0) || !wait_r3(2)) return;
   read_all(1, 3, 0, 2 * kKeys, "after SIGKILL restart of n2");
   // n2's own copy, alone.
   c.Kill(0);
