@@ -21,23 +21,8 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::UnorderedElementsAre;
 
-class BasicOpsTest : public ::testing::Test {
+class BasicOpsTest : public SharedClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = new LocalCluster(ClusterOptions{});
-    auto started = cluster_->Start();
-    if (!started) start_error_ = new std::string(started.message());
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-    delete start_error_;
-    start_error_ = nullptr;
-  }
-  void SetUp() override {
-    if (start_error_ != nullptr) FAIL() << "cluster did not start: " << *start_error_;
-  }
-  void TearDown() override { MONJU_DUMP_LOGS_ON_FAILURE(cluster_); }
 
   static std::unique_ptr<MonjuKVClient> Client(int i) { return cluster_->Client(i); }
 
@@ -115,12 +100,8 @@ class BasicOpsTest : public ::testing::Test {
     return sks;
   }
 
-  static LocalCluster* cluster_;
-  static std::string* start_error_;
 };
 
-LocalCluster* BasicOpsTest::cluster_ = nullptr;
-std::string* BasicOpsTest::start_error_ = nullptr;
 
 std::string ItemSk(const char* prefix, int n) {
   char buf[32];

@@ -25,24 +25,13 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-class CliTest : public ::testing::Test {
+class CliTest : public SharedClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = new LocalCluster(ClusterOptions{});
-    auto started = cluster_->Start();
-    if (!started) start_error_ = new std::string(started.message());
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-    delete start_error_;
-    start_error_ = nullptr;
-  }
   void SetUp() override {
-    if (start_error_ != nullptr) FAIL() << "cluster did not start: " << *start_error_;
+    SharedClusterTest::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_FALSE(CliPath().empty()) << "MONJU_CLI is not set";
   }
-  void TearDown() override { MONJU_DUMP_LOGS_ON_FAILURE(cluster_); }
 
   // monju --addr <node> args...
   static ProcessResult Cli(int node, std::vector<std::string> args) {
@@ -56,12 +45,8 @@ class CliTest : public ::testing::Test {
     return g;
   }
 
-  static LocalCluster* cluster_;
-  static std::string* start_error_;
 };
 
-LocalCluster* CliTest::cluster_ = nullptr;
-std::string* CliTest::start_error_ = nullptr;
 
 TEST_F(CliTest, PutThenGet) {
   ProcessResult put = Cli(0, {"put", "cli-pk", "s", "v"});

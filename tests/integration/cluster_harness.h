@@ -193,4 +193,30 @@ std::string Printable(const std::string& bytes, size_t max = 80);
                 << (cluster_ptr)->AllLogTails() << std::flush;                                  \
   } while (0)
 
+// A suite whose tests share one 3-node cluster (each test uses its own keys).
+// The cluster starts before the suite's first test and stops after its last;
+// a failed start fails every test with the reason, and a failed test prints
+// the node logs.
+class SharedClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new LocalCluster(ClusterOptions{});
+    auto started = cluster_->Start();
+    if (!started) start_error_ = new std::string(started.message());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    delete start_error_;
+    start_error_ = nullptr;
+  }
+  void SetUp() override {
+    if (start_error_ != nullptr) FAIL() << "cluster did not start: " << *start_error_;
+  }
+  void TearDown() override { MONJU_DUMP_LOGS_ON_FAILURE(cluster_); }
+
+  static inline LocalCluster* cluster_ = nullptr;
+  static inline std::string* start_error_ = nullptr;
+};
+
 }  // namespace monju::itest

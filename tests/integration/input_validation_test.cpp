@@ -22,23 +22,8 @@ using namespace std::string_literals;
 
 constexpr size_t kMiB = 1 << 20;
 
-class InputValidationTest : public ::testing::Test {
+class InputValidationTest : public SharedClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = new LocalCluster(ClusterOptions{});
-    auto started = cluster_->Start();
-    if (!started) start_error_ = new std::string(started.message());
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-    delete start_error_;
-    start_error_ = nullptr;
-  }
-  void SetUp() override {
-    if (start_error_ != nullptr) FAIL() << "cluster did not start: " << *start_error_;
-  }
-  void TearDown() override { MONJU_DUMP_LOGS_ON_FAILURE(cluster_); }
 
   // The node still answers a normal request and its process is alive.
   static void ExpectServing(int node, const std::string& after) {
@@ -54,12 +39,8 @@ class InputValidationTest : public ::testing::Test {
     EXPECT_EQ(r.outcome, Outcome::kInvalidRequest) << what << ": got " << OutcomeName(r.outcome) << " " << r.message;
   }
 
-  static LocalCluster* cluster_;
-  static std::string* start_error_;
 };
 
-LocalCluster* InputValidationTest::cluster_ = nullptr;
-std::string* InputValidationTest::start_error_ = nullptr;
 
 TEST_F(InputValidationTest, KeyLimits) {
   LocalCluster& c = *cluster_;

@@ -3,6 +3,7 @@
 //
 // Randomized tests use a fixed default seed and print it; set
 // MONJU_TEST_SEED=<n> to run them with another one.
+#include "test_support.h"
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,13 +21,8 @@
 namespace monju {
 namespace {
 
-uint64_t TestSeed(uint64_t fallback) {
-  const char* env = std::getenv("MONJU_TEST_SEED");
-  uint64_t seed = env ? std::strtoull(env, nullptr, 10) : fallback;
-  std::cout << "[ seed     ] " << ::testing::UnitTest::GetInstance()->current_test_info()->name() << " seed=" << seed
-            << " (MONJU_TEST_SEED to override)\n";
-  return seed;
-}
+using monju::test_support::TestSeed;
+
 
 Dot D(const std::string& actor, uint64_t counter) { return Dot{actor, counter}; }
 

@@ -1,4 +1,5 @@
 // Node configuration parsing and validation (src/config/node_config.h).
+#include "test_support.h"
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -13,23 +14,8 @@
 namespace monju {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/monju-config-test-XXXXXX";
-    char* p = mkdtemp(tmpl);
-    if (!p) throw std::runtime_error("mkdtemp failed");
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
+using monju::test_support::TempDir;
 
- private:
-  std::string path_;
-};
 
 class ConfigTest : public ::testing::Test {
  protected:

@@ -1,8 +1,9 @@
 // HintStore: durability across reopen, per-owner order, caps, any key bytes.
 #include "hintstore.h"
 
+#include "test_support.h"
+
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 
@@ -11,12 +12,6 @@ namespace {
 
 class HintStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/monju-hints-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   static Hint MakeHint(const std::string& owner, const std::string& pk, const std::string& value) {
     Hint h;
@@ -29,7 +24,8 @@ class HintStoreTest : public ::testing::Test {
     return h;
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"monju-hints"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(HintStoreTest, HintsSurviveReopenInOrderPerOwner) {

@@ -4,6 +4,7 @@
 // MONJU_TEST_SEED=<n> to run them with another one.
 #include "replica.h"
 
+#include "test_support.h"
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -26,31 +27,10 @@
 namespace monju {
 namespace {
 
-uint64_t TestSeed(uint64_t fallback) {
-  const char* env = std::getenv("MONJU_TEST_SEED");
-  uint64_t seed = env ? std::strtoull(env, nullptr, 10) : fallback;
-  std::cout << "[ seed     ] " << ::testing::UnitTest::GetInstance()->current_test_info()->name() << " seed=" << seed
-            << " (MONJU_TEST_SEED to override)\n";
-  return seed;
-}
+using monju::test_support::TempDir;
+using monju::test_support::TestSeed;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/monju-replica-test-XXXXXX";
-    char* p = mkdtemp(tmpl);
-    if (!p) throw std::runtime_error("mkdtemp failed");
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
 
- private:
-  std::string path_;
-};
 
 // `seed` picks the incarnation of a new store (ignored for an existing one).
 std::unique_ptr<Replica> OpenReplica(const std::string& dir, const std::string& id, uint64_t seed = 0) {

@@ -2,6 +2,7 @@
 //
 // Randomized tests use a fixed default seed and print it; set
 // MONJU_TEST_SEED=<n> to run them with another one.
+#include "test_support.h"
 #include <gtest/gtest.h>
 #include <lmdb.h>
 #include <stdlib.h>
@@ -25,34 +26,12 @@
 namespace monju {
 namespace {
 
+using monju::test_support::TempDir;
+using monju::test_support::TestSeed;
+
 using namespace std::string_literals;
 
-uint64_t TestSeed(uint64_t fallback) {
-  const char* env = std::getenv("MONJU_TEST_SEED");
-  uint64_t seed = env ? std::strtoull(env, nullptr, 10) : fallback;
-  std::cout << "[ seed     ] " << ::testing::UnitTest::GetInstance()->current_test_info()->name() << " seed=" << seed
-            << " (MONJU_TEST_SEED to override)\n";
-  return seed;
-}
 
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/monju-storage-test-XXXXXX";
-    char* p = mkdtemp(tmpl);
-    if (!p) throw std::runtime_error("mkdtemp failed");
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class StorageTest : public ::testing::Test {
  protected:

@@ -4,6 +4,7 @@
 // Most tests run the fan-out on an inline executor (calls run one after the
 // other inside Submit) so counts are deterministic; the tests about
 // parallelism, early answers and deadlines use a thread-per-task executor.
+#include "test_support.h"
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -27,25 +28,10 @@
 namespace monju {
 namespace {
 
+using monju::test_support::TempDir;
+
 using namespace std::chrono_literals;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/monju-coordinator-test-XXXXXX";
-    char* p = mkdtemp(tmpl);
-    if (!p) throw std::runtime_error("mkdtemp failed");
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // ---------------------------------------------------------------------------
 // Fakes
