@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "common/fixed_codec.h"
+
 namespace monju {
 namespace {
 
@@ -24,34 +26,19 @@ bool ParseKey(std::string_view k, std::string* owner, uint64_t* sequence) {
   return true;
 }
 
-void PutU32(std::string& out, uint32_t v) {
-  for (int i = 3; i >= 0; --i) out += char((v >> (8 * i)) & 0xff);
-}
-
-bool GetU32(std::string_view in, size_t& pos, uint32_t& v) {
-  if (in.size() - pos < 4) return false;
-  v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | uint8_t(in[pos++]);
-  return true;
-}
-
-bool GetBytes(std::string_view in, size_t& pos, std::string& out) {
-  uint32_t n;
-  if (!GetU32(in, pos, n) || in.size() - pos < n) return false;
-  out.assign(in.substr(pos, n));
-  pos += n;
-  return true;
-}
+using fixed::GetBytes;
+using fixed::GetU32;
+using fixed::PutBytes;
+using fixed::PutU32;
 
 std::string EncodeHint(const Hint& h) {
   std::string out;
   PutU32(out, h.partition);
   PutU32(out, uint32_t(h.created_unix_ms >> 32));
   PutU32(out, uint32_t(h.created_unix_ms & 0xffffffff));
-  for (const std::string* s : {&h.pk, &h.sk, &h.version}) {
-    PutU32(out, static_cast<uint32_t>(s->size()));
-    out += *s;
-  }
+  PutBytes(out, h.pk);
+  PutBytes(out, h.sk);
+  PutBytes(out, h.version);
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "storage/bucket.h"
 
+#include "common/fixed_codec.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -7,26 +9,10 @@
 namespace monju {
 namespace {
 
-void PutU32(std::string& out, uint32_t v) {
-  char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-  out.append(b, 4);
-}
-
-bool GetU32(std::string_view in, size_t& pos, uint32_t& v) {
-  if (in.size() - pos < 4) return false;
-  v = (uint32_t(uint8_t(in[pos])) << 24) | (uint32_t(uint8_t(in[pos + 1])) << 16) |
-      (uint32_t(uint8_t(in[pos + 2])) << 8) | uint32_t(uint8_t(in[pos + 3]));
-  pos += 4;
-  return true;
-}
-
-bool GetBytes(std::string_view in, size_t& pos, std::string& out) {
-  uint32_t n;
-  if (!GetU32(in, pos, n) || in.size() - pos < n) return false;
-  out.assign(in.substr(pos, n));
-  pos += n;
-  return true;
-}
+using fixed::GetBytes;
+using fixed::GetU32;
+using fixed::PutBytes;
+using fixed::PutU32;
 
 bool Less(const Bucket::Entry& e, std::string_view pk, std::string_view sk) {
   int c = std::string_view(e.sk).compare(sk);
@@ -53,12 +39,9 @@ std::string Bucket::Encode() const {
   std::string out;
   PutU32(out, static_cast<uint32_t>(entries_.size()));
   for (const auto& e : entries_) {
-    PutU32(out, static_cast<uint32_t>(e.pk.size()));
-    out += e.pk;
-    PutU32(out, static_cast<uint32_t>(e.sk.size()));
-    out += e.sk;
-    PutU32(out, static_cast<uint32_t>(e.record.size()));
-    out += e.record;
+    PutBytes(out, e.pk);
+    PutBytes(out, e.sk);
+    PutBytes(out, e.record);
   }
   return out;
 }
