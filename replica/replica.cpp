@@ -98,6 +98,20 @@ Status Replica::Scan(const DataStore::ScanRequest& request, std::vector<ScannedI
   return Status::OK();
 }
 
+Status Replica::ReadEncoded(const ItemKey& key, std::string* record) const {
+  Status s = store_->Get(key, record);
+  if (s.Is(Status::Code::kNotFound)) {
+    record->clear();
+    return Status::OK();
+  }
+  return s;
+}
+
+Status Replica::ScanEncoded(const DataStore::ScanRequest& request, std::vector<DataStore::ScanItem>* out,
+                            bool* more) const {
+  return store_->Scan(request, out, more);
+}
+
 std::string Replica::InflightKey(const ItemKey& key) {
   std::string k = std::to_string(key.pk.size()) + ":";
   k += key.pk;

@@ -52,6 +52,11 @@ class Replica {
   // Empty set when absent.
   Status Read(const ItemKey& key, SiblingSet* out) const;
   Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) const;
+  // The same, as stored: each record is an encoded SiblingSet (src/clock/
+  // codec.h), ready to send to a peer without decoding. Read gives "" when absent.
+  Status ReadEncoded(const ItemKey& key, std::string* record) const;
+  Status ScanEncoded(const DataStore::ScanRequest& request, std::vector<DataStore::ScanItem>* out,
+                     bool* more) const;
 
   // A new version of `key` written through this node with the client's
   // context. Its dot is above every counter of this actor that the local

@@ -50,10 +50,8 @@ void ReplicaHandler::apply(int64_t cluster_fingerprint, const std::string& pk, c
 void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,
                           const std::string& sk) {
   auto view = CheckCaller(cluster_fingerprint);
-  SiblingSet siblings;
-  Status s = replica_->Read(ItemKey{view->ring().PartitionOf(pk), pk, sk}, &siblings);
+  Status s = replica_->ReadEncoded(ItemKey{view->ring().PartitionOf(pk), pk, sk}, &_return);
   if (!s.ok()) ThrowError(s);
-  _return = EncodeSiblings(siblings);
 }
 
 void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk,
@@ -69,9 +67,9 @@ void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, 
   r.start_exclusive = start_exclusive;
   r.limit = static_cast<size_t>(limit);
   r.ascending = ascending;
-  std::vector<ScannedItem> items;
+  std::vector<DataStore::ScanItem> items;
   bool more = false;
-  Status s = replica_->Scan(r, &items, &more);
+  Status s = replica_->ScanEncoded(r, &items, &more);
   if (!s.ok()) ThrowError(s);
   _return.items.reserve(items.size());
   size_t bytes = 0;
@@ -84,7 +82,7 @@ void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, 
     }
     rpc::StoredItem out;
     out.sk = std::move(item.sk);
-    out.siblings = EncodeSiblings(item.siblings);
+    out.siblings = std::move(item.record);
     bytes += out.sk.size() + out.siblings.size();
     _return.items.push_back(std::move(out));
   }
