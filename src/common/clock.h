@@ -1,21 +1,41 @@
-// Time source, injected wherever time matters so that tests control it.
+// Time sources, injected wherever time matters so that tests control them.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 
 namespace monju {
 
+// Monotonic time: timeouts, intervals, rates.
 class Clock {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
   virtual ~Clock() = default;
-  // Monotonic time; thread-safe.
+  // Thread-safe.
   virtual TimePoint Now() const = 0;
 };
 
 class SteadyClock final : public Clock {
  public:
   TimePoint Now() const override { return std::chrono::steady_clock::now(); }
+};
+
+// Wall-clock time: ages that must survive a restart (hint creation, delete
+// time of tombstones). Comparable across nodes only up to their clock skew.
+class WallClock {
+ public:
+  virtual ~WallClock() = default;
+  // Milliseconds since the Unix epoch; thread-safe.
+  virtual int64_t UnixMillis() const = 0;
+};
+
+class SystemWallClock final : public WallClock {
+ public:
+  int64_t UnixMillis() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
 };
 
 }  // namespace monju

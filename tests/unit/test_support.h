@@ -4,11 +4,15 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
+
+#include "common/clock.h"
 
 namespace monju::test_support {
 
@@ -41,5 +45,25 @@ inline uint64_t TestSeed(uint64_t fallback) {
             << " (MONJU_TEST_SEED to override)\n";
   return seed;
 }
+
+// Clocks that move only when a test advances them. Thread-safe.
+class FakeClock final : public Clock {
+ public:
+  TimePoint Now() const override { return TimePoint(std::chrono::nanoseconds(now_ns_.load())); }
+  void Advance(std::chrono::nanoseconds d) { now_ns_.fetch_add(d.count()); }
+
+ private:
+  std::atomic<int64_t> now_ns_{int64_t(1) << 40};  // well past zero
+};
+
+class FakeWallClock final : public WallClock {
+ public:
+  explicit FakeWallClock(int64_t unix_ms = 1'800'000'000'000) : now_ms_(unix_ms) {}
+  int64_t UnixMillis() const override { return now_ms_.load(); }
+  void Advance(std::chrono::milliseconds d) { now_ms_.fetch_add(d.count()); }
+
+ private:
+  std::atomic<int64_t> now_ms_;
+};
 
 }  // namespace monju::test_support
