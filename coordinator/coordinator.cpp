@@ -1,7 +1,10 @@
 #include "coordinator.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 
 #include "clock/codec.h"
 #include "config/node_config.h"
@@ -24,16 +27,83 @@ std::string Describe(const QuorumCount& q, const char* what) {
   return std::string(what) + " " + std::to_string(q.got) + " of " + std::to_string(q.needed) + " needed";
 }
 
+// Versions of `merged` that `reply` lacks (neither holds nor supersedes).
+std::vector<const Version*> Missing(const SiblingSet& reply, const SiblingSet& merged) {
+  std::vector<const Version*> out;
+  for (const auto& v : merged.versions()) {
+    SiblingSet probe = reply;
+    if (probe.Add(v)) out.push_back(&v);
+  }
+  return out;
+}
+
 }  // namespace
 
+struct Coordinator::Counters {
+  std::atomic<uint64_t> puts{0}, gets{0}, removes{0}, queries{0};
+  std::atomic<uint64_t> unavailable{0}, quorum_failed{0}, timed_out{0}, invalid{0};
+  std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0};
+};
+
+// One write's plan and what its calls share; outlives the request while
+// calls are still running.
+struct Coordinator::WriteRun {
+  WriteRun(WritePlan p) : plan(std::move(p)) {}
+  std::mutex mu;
+  std::condition_variable cv;
+  WritePlan plan;
+  std::shared_ptr<const ClusterView> view;
+  std::shared_ptr<const ItemKey> key;
+  std::shared_ptr<const Version> version;
+  uint32_t self = 0;
+  std::string first_error;
+};
+
 Coordinator::Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
-                         EndpointDirectory* endpoints, Executor* executor, const Clock* clock)
+                         EndpointDirectory* endpoints, Executor* executor, const WallClock* wall)
     : options_(std::move(options)),
       membership_(membership),
       local_(local),
       endpoints_(endpoints),
       executor_(executor),
-      clock_(clock) {}
+      wall_(wall),
+      counters_(std::make_unique<Counters>()) {}
+
+Coordinator::~Coordinator() = default;
+
+CoordinatorStats Coordinator::stats() const {
+  CoordinatorStats s;
+  s.puts = counters_->puts;
+  s.gets = counters_->gets;
+  s.removes = counters_->removes;
+  s.queries = counters_->queries;
+  s.unavailable = counters_->unavailable;
+  s.quorum_failed = counters_->quorum_failed;
+  s.timed_out = counters_->timed_out;
+  s.invalid = counters_->invalid;
+  s.writes_with_fallback = counters_->writes_with_fallback;
+  s.writes_hinted = counters_->writes_hinted;
+  s.read_repairs = counters_->read_repairs;
+  return s;
+}
+
+void Coordinator::Count(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kUnavailable:
+      ++counters_->unavailable;
+      break;
+    case Status::Code::kTimedOut:
+      ++counters_->timed_out;
+      break;
+    case Status::Code::kInvalidArgument:
+      ++counters_->invalid;
+      break;
+    case Status::Code::kOk:
+      break;
+    default:
+      ++counters_->quorum_failed;
+  }
+}
 
 Status Coordinator::ValidateKey(const std::string& pk, const std::string& sk) {
   if (pk.empty()) return Status::InvalidArgument("pk must not be empty");
@@ -78,18 +148,66 @@ Placement Place(const Membership* membership, const std::string& self_id, const 
 
 WriteOutcome Coordinator::Put(const std::string& pk, const std::string& sk, std::string value,
                               const std::string& context, int32_t w) {
+  ++counters_->puts;
   if (value.size() > options_.max_value_bytes) {
     WriteOutcome out;
     out.status = Status::InvalidArgument("value is " + std::to_string(value.size()) + " bytes; the limit is " +
                                          std::to_string(options_.max_value_bytes));
+    Count(out.status);
     return out;
   }
-  return Write(pk, sk, false, std::move(value), context, w);
+  WriteOutcome out = Write(pk, sk, false, std::move(value), context, w);
+  Count(out.status);
+  return out;
 }
 
 WriteOutcome Coordinator::Remove(const std::string& pk, const std::string& sk, const std::string& context,
                                  int32_t w) {
-  return Write(pk, sk, true, std::string(), context, w);
+  ++counters_->removes;
+  WriteOutcome out = Write(pk, sk, true, std::string(), context, w);
+  Count(out.status);
+  return out;
+}
+
+void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions) {
+  for (const auto& action : actions) {
+    const bool local = action.member == run->self;
+    ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
+    Replica* replica = local_;
+    auto task = [this, run, action, local, ep, replica] {
+      Status s;
+      if (action.kind == WritePlan::Kind::kApply && local) {
+        s = replica->Apply(*run->key, *run->version);
+        replica->FinishWrite(*run->key, run->version->dot, s.ok());
+      } else if (action.kind == WritePlan::Kind::kApply) {
+        s = ep->Apply(*run->key, *run->version);
+      } else {
+        s = ep->ApplyHinted(run->view->members()[action.owner].id, *run->key, *run->version);
+      }
+      std::vector<WritePlan::Action> next;
+      {
+        std::lock_guard<std::mutex> lock(run->mu);
+        if (s.ok()) {
+          next = run->plan.OnSuccess(action);
+        } else {
+          if (run->first_error.empty()) run->first_error = s.ToString();
+          next = run->plan.OnFailure(action);
+        }
+        run->cv.notify_all();
+      }
+      Execute(run, next);
+    };
+    if (executor_->Submit(std::move(task))) continue;
+    if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
+    std::vector<WritePlan::Action> next;
+    {
+      std::lock_guard<std::mutex> lock(run->mu);
+      if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
+      next = run->plan.OnFailure(action);
+      run->cv.notify_all();
+    }
+    Execute(run, next);
+  }
 }
 
 WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
@@ -113,18 +231,29 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     out.status = Status::InvalidArgument("this node is not a replica of the key; forward the write to an owner");
     return out;
   }
+  const uint32_t self = place.members[place.self_index];
+  const auto& view = place.view;
+  auto alive = [this, view, self](uint32_t member) {
+    return member == self || endpoints_->Endpoint(*view, member).LikelyAlive();
+  };
 
-  int alive = 0;
-  for (size_t i = 0; i < n; ++i)
-    if (static_cast<int>(i) == place.self_index || endpoints_->Endpoint(*place.view, place.members[i]).LikelyAlive())
-      ++alive;
-  out.quorum = {needed, alive};
-  if (alive < needed) {
-    out.status = Status::Unavailable(Describe(out.quorum, "replicas alive:"));
+  // Nothing is sent unless enough nodes are believed alive to meet W.
+  int alive_owners = 0, alive_fallbacks = 0;
+  for (uint32_t m : place.members) alive_owners += alive(m) ? 1 : 0;
+  if (options_.sloppy_quorum)
+    for (uint32_t m : view->ring().Fallbacks(place.partition)) alive_fallbacks += alive(m) ? 1 : 0;
+  const int available = alive_owners + std::min(alive_fallbacks, static_cast<int>(n) - alive_owners);
+  out.quorum = {needed, available};
+  if (available < needed) {
+    out.status = Status::Unavailable(Describe(out.quorum, options_.sloppy_quorum
+                                                              ? "replicas and fallbacks alive:"
+                                                              : "replicas alive:"));
     return out;
   }
 
-  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + options_.request_timeout;
+  const auto handoff_at = start + options_.handoff_after;
   ItemKey key{place.partition, pk, sk};
   auto version = local_->PrepareWrite(key, ctx.value(), tombstone, std::move(value));
   if (!version.ok()) {
@@ -135,40 +264,54 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     out.quorum = {needed, 0};
     return out;
   }
-  // Shared with calls that may outlive this request.
-  auto shared_version = std::make_shared<const Version>(std::move(version.value()));
-  auto shared_key = std::make_shared<const ItemKey>(key);
+  if (tombstone) version.value().deleted_unix_ms = wall_->UnixMillis();
 
-  QuorumCall<Ack> call(needed, executor_);
-  for (size_t i = 0; i < n; ++i) {
-    if (static_cast<int>(i) == place.self_index) {
-      Replica* local = local_;
-      call.Start([local, shared_key, shared_version](Ack*) {
-        Status s = local->Apply(*shared_key, *shared_version);
-        local->FinishWrite(*shared_key, shared_version->dot, s.ok());
-        return s;
-      });
-      continue;
-    }
-    ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
-    if (!ep->LikelyAlive()) {
-      call.Skip(place.view->members()[place.members[i]].id + " is down");
-      continue;
-    }
-    call.Start([ep, shared_key, shared_version](Ack*) { return ep->Apply(*shared_key, *shared_version); });
+  auto run = std::make_shared<WriteRun>(WritePlan(place.members, view->ring().Fallbacks(place.partition), self,
+                                                  needed, options_.sloppy_quorum, alive));
+  run->view = view;
+  run->self = self;
+  run->key = std::make_shared<const ItemKey>(std::move(key));
+  run->version = std::make_shared<const Version>(std::move(version.value()));
+  std::vector<WritePlan::Action> first;
+  {
+    std::lock_guard<std::mutex> lock(run->mu);
+    first = run->plan.Start();
   }
-  auto result = call.Wait(deadline);
-  out.quorum = {needed, result.succeeded};
-  switch (result.result) {
-    case QuorumCall<Ack>::Result::kQuorum:
+  Execute(run, first);
+
+  std::unique_lock<std::mutex> lock(run->mu);
+  bool handoff_fired = false;
+  while (!run->plan.Done()) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    if (!handoff_fired && now >= handoff_at) {
+      handoff_fired = true;
+      auto more = run->plan.OnHandoffDeadline();
+      lock.unlock();
+      Execute(run, more);
+      lock.lock();
+      continue;
+    }
+    run->cv.wait_until(lock, handoff_fired ? deadline : std::min(handoff_at, deadline));
+  }
+
+  const auto& plan = run->plan;
+  out.quorum = {needed, plan.acked_slots()};
+  for (uint32_t m : plan.acked_members()) out.acked_by.push_back(view->members()[m].id);
+  for (uint32_t m : plan.hinted_owners()) out.hinted_for.push_back(view->members()[m].id);
+  out.used_fallback = plan.used_fallback();
+  switch (plan.result()) {
+    case WritePlan::Result::kMet:
       out.status = Status::OK();
-      out.context = EncodeContext(shared_version->FullContext());
+      out.context = EncodeContext(run->version->FullContext());
+      if (out.used_fallback) ++counters_->writes_with_fallback;
+      if (!out.hinted_for.empty()) ++counters_->writes_hinted;
       break;
-    case QuorumCall<Ack>::Result::kFailed:
+    case WritePlan::Result::kFailed:
       out.status = Status::QuorumFailed(Describe(out.quorum, "write acknowledged by") + "; first error: " +
-                                        result.first_error);
+                                        run->first_error);
       break;
-    case QuorumCall<Ack>::Result::kTimedOut:
+    case WritePlan::Result::kPending:
       out.status = Status::TimedOut(Describe(out.quorum, "write acknowledged by") + " within " +
                                     std::to_string(options_.request_timeout.count()) + " ms");
       break;
@@ -176,7 +319,25 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
   return out;
 }
 
+void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
+                            const std::vector<const SiblingSet*>& replies, const SiblingSet& merged) {
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (!replies[i]) continue;  // no answer: nothing known about this replica
+    for (const Version* v : Missing(*replies[i], merged)) {
+      Status s = targets[i]->Apply(key, *v);
+      if (s.ok()) ++counters_->read_repairs;
+    }
+  }
+}
+
 ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32_t r) {
+  ++counters_->gets;
+  ReadOutcome out = GetInternal(pk, sk, r);
+  Count(out.status);
+  return out;
+}
+
+ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& sk, int32_t r) {
   ReadOutcome out;
   if (!(out.status = ValidateKey(pk, sk)).ok()) return out;
   Placement place = Place(membership_, options_.self_id, pk);
@@ -187,20 +348,26 @@ ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32
   const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   auto shared_key = std::make_shared<const ItemKey>(ItemKey{place.partition, pk, sk});
   QuorumCall<SiblingSet> call(needed, executor_);
-  int alive = 0;
   std::vector<ReplicaEndpoint*> targets;
   for (size_t i = 0; i < n; ++i) {
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
-    if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) {
-      ++alive;
-      targets.push_back(ep);
-    }
+    if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
   }
-  out.quorum = {needed, alive};
-  if (alive < needed) {
+  out.quorum = {needed, static_cast<int>(targets.size())};
+  if (static_cast<int>(targets.size()) < needed) {
     out.status = Status::Unavailable(Describe(out.quorum, "replicas alive:"));
     return out;
   }
+  // Read repair, once every replica asked has answered or failed.
+  call.OnSettled([this, targets, shared_key](const std::vector<std::optional<SiblingSet>>& replies) {
+    SiblingSet merged;
+    std::vector<const SiblingSet*> answered;
+    for (const auto& reply : replies) {
+      answered.push_back(reply ? &*reply : nullptr);
+      if (reply) merged.Merge(*reply);
+    }
+    RepairKey(*shared_key, targets, answered, merged);
+  });
   for (ReplicaEndpoint* ep : targets)
     call.Start([ep, shared_key](SiblingSet* reply) { return ep->Read(*shared_key, reply); });
   auto result = call.Wait(deadline);
@@ -216,7 +383,8 @@ ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32
     return out;
   }
   SiblingSet merged;
-  for (const auto& reply : result.replies) merged.Merge(reply);
+  for (const auto& reply : result.replies)
+    if (reply) merged.Merge(*reply);
   out.status = Status::OK();
   out.found = merged.HasLive();
   out.values = merged.LiveValues();
@@ -224,14 +392,15 @@ ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32
   return out;
 }
 
-namespace {
-struct ScanReply {
-  std::vector<ScannedItem> items;
-  bool more = false;
-};
-}  // namespace
 
 QueryOutcome Coordinator::Query(const QueryRequest& request) {
+  ++counters_->queries;
+  QueryOutcome out = QueryInternal(request);
+  Count(out.status);
+  return out;
+}
+
+QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
   QueryOutcome out;
   if (!(out.status = ValidateKey(request.pk, request.start_sk)).ok()) return out;
   if (request.sk_prefix.size() > kMaxSkBytes) {
@@ -295,16 +464,19 @@ QueryOutcome Coordinator::Query(const QueryRequest& request) {
     // Where the complete part of this round ends (inclusive), if any replica stopped early.
     std::optional<std::string> boundary;
     for (const auto& reply : result.replies) {
-      if (!reply.more || reply.items.empty()) continue;
-      const std::string& last = reply.items.back().sk;
+      if (!reply || !reply->more || reply->items.empty()) continue;
+      const std::string& last = reply->items.back().sk;
       if (!boundary || (asc ? last < *boundary : last > *boundary)) boundary = last;
     }
     std::map<std::string, SiblingSet> merged;
-    for (const auto& reply : result.replies)
-      for (const auto& item : reply.items) {
+    for (const auto& reply : result.replies) {
+      if (!reply) continue;
+      for (const auto& item : reply->items) {
         if (boundary && (asc ? item.sk > *boundary : item.sk < *boundary)) continue;
         merged[item.sk].Merge(item.siblings);
       }
+    }
+    RepairRound(place.partition, request.pk, targets, result.replies, merged);
 
     auto emit = [&](const std::string& sk, const SiblingSet& siblings) -> bool {
       // Returns false once the page is full and `sk` became the next start.
@@ -339,6 +511,48 @@ QueryOutcome Coordinator::Query(const QueryRequest& request) {
     cursor = *boundary;
     cursor_exclusive = true;
   }
+}
+
+void Coordinator::RepairRound(uint32_t partition, const std::string& pk, const std::vector<ReplicaEndpoint*>& targets,
+                              const std::vector<std::optional<ScanReply>>& replies,
+                              const std::map<std::string, SiblingSet>& merged) {
+  // Cheap check first: most rounds have nothing to repair.
+  struct Work {
+    ItemKey key;
+    std::vector<const SiblingSet*> answered;
+    SiblingSet merged;
+  };
+  std::vector<Work> work;
+  static const SiblingSet kAbsent;
+  for (const auto& [sk, set] : merged) {
+    std::vector<const SiblingSet*> answered(targets.size(), nullptr);
+    bool stale = false;
+    for (size_t i = 0; i < replies.size() && i < targets.size(); ++i) {
+      if (!replies[i]) continue;
+      answered[i] = &kAbsent;  // every reply covers the merged range: absent means absent
+      for (const auto& item : replies[i]->items)
+        if (item.sk == sk) answered[i] = &item.siblings;
+      if (!stale && !(*answered[i] == set)) stale = !Missing(*answered[i], set).empty();
+    }
+    if (stale) work.push_back({ItemKey{partition, pk, sk}, std::move(answered), set});
+  }
+  if (work.empty()) return;
+  // The replies live only for this round: copy what the repair needs.
+  auto copies = std::make_shared<std::vector<std::pair<Work, std::vector<SiblingSet>>>>();
+  for (auto& w : work) {
+    std::vector<SiblingSet> owned;
+    for (const SiblingSet* a : w.answered) owned.push_back(a ? *a : SiblingSet());
+    copies->push_back({std::move(w), std::move(owned)});
+  }
+  auto answered_mask = std::make_shared<std::vector<bool>>();
+  for (size_t i = 0; i < targets.size(); ++i) answered_mask->push_back(i < replies.size() && replies[i]);
+  executor_->Submit([this, targets, copies, answered_mask] {
+    for (auto& [w, owned] : *copies) {
+      std::vector<const SiblingSet*> answered;
+      for (size_t i = 0; i < owned.size(); ++i) answered.push_back((*answered_mask)[i] ? &owned[i] : nullptr);
+      RepairKey(w.key, targets, answered, w.merged);
+    }
+  });
 }
 
 }  // namespace monju

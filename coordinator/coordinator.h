@@ -5,6 +5,13 @@
 //   (never one after another); the local replica is called in-process. The
 //   answer comes as soon as W writes (or R reads) have acknowledged, within
 //   the request deadline. Partial success is never reported as success.
+// - Writes use a sloppy quorum (write_plan.h): an owner that is down, fails,
+//   or is silent for `handoff_after` gets a hint on a fallback node, which
+//   counts toward W (strict mode: only owners count). The outcome names who
+//   acknowledged and which owners get the write by handoff.
+// - Reads go to the owners only. Once every asked replica has answered (after
+//   the client got its answer), replicas whose answer lacked a version of the
+//   merged result get it (read repair).
 // - Errors: InvalidArgument (bad input, nothing sent), Unavailable (fewer
 //   replicas believed alive than needed, nothing sent), QuorumFailed (replicas
 //   answered but too few acknowledged), TimedOut (the deadline passed first).
@@ -23,7 +30,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +42,7 @@
 #include "membership.h"
 #include "replica.h"
 #include "storage/data_store.h"
+#include "write_plan.h"
 
 namespace monju {
 
@@ -42,6 +52,9 @@ class ReplicaEndpoint {
  public:
   virtual ~ReplicaEndpoint() = default;
   virtual Status Apply(const ItemKey& key, const Version& version) = 0;
+  // Stores the version durably as a hint for `owner` (a node id), for later
+  // delivery. NoSpace when the replica's hint caps are reached.
+  virtual Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) = 0;
   virtual Status Read(const ItemKey& key, SiblingSet* out) = 0;
   virtual Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) = 0;
   // False while the peer is known to be down: the coordinator does not count it.
@@ -69,6 +82,17 @@ struct CoordinatorOptions {
   uint32_t default_w = 2;
   std::chrono::milliseconds request_timeout{2000};
   uint64_t max_value_bytes = 1 << 20;
+  bool sloppy_quorum = true;
+  std::chrono::milliseconds handoff_after{300};
+};
+
+// Counters since start; read with stats().
+struct CoordinatorStats {
+  uint64_t puts = 0, gets = 0, removes = 0, queries = 0;
+  uint64_t unavailable = 0, quorum_failed = 0, timed_out = 0, invalid = 0;
+  uint64_t writes_with_fallback = 0;  // a fallback's hint counted toward W
+  uint64_t writes_hinted = 0;         // some owner gets the write by handoff
+  uint64_t read_repairs = 0;          // versions sent to stale replicas
 };
 
 struct QuorumCount {
@@ -80,6 +104,9 @@ struct WriteOutcome {
   Status status;
   QuorumCount quorum;
   std::string context;  // encoded; covers exactly the version written
+  std::vector<std::string> acked_by;    // node ids, owners and fallbacks
+  bool used_fallback = false;           // a fallback's hint counted toward W
+  std::vector<std::string> hinted_for;  // owners that get the write by handoff
 };
 
 struct ReadOutcome {
@@ -116,8 +143,10 @@ class Coordinator {
  public:
   // `local` may be null on a node that holds no data (tests); then the node
   // never coordinates writes itself.
+  // `wall` stamps tombstones with their delete time (for reaping).
   Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
-              EndpointDirectory* endpoints, Executor* executor, const Clock* clock);
+              EndpointDirectory* endpoints, Executor* executor, const WallClock* wall);
+  ~Coordinator();
 
   // True when this node is a replica of pk's partition in the current view.
   bool IsOwner(const std::string& pk) const;
@@ -133,16 +162,37 @@ class Coordinator {
   static Status ValidateKey(const std::string& pk, const std::string& sk);
   Status ValidateQuorum(int32_t value, const char* name, uint32_t replicas) const;
 
+  CoordinatorStats stats() const;
+
  private:
+  struct Counters;
+  struct WriteRun;
   WriteOutcome Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
                      const std::string& context, int32_t w);
+  // Runs plan actions on the executor; outcomes feed back into the plan.
+  void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions);
+  void Count(const Status& s);
+  // Sends each replica the merged versions its reply lacked.
+  void RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
+                 const std::vector<const SiblingSet*>& replies, const SiblingSet& merged);
+  struct ScanReply {
+    std::vector<ScannedItem> items;
+    bool more = false;
+  };
+  // Read repair of one query round, off the client's path.
+  void RepairRound(uint32_t partition, const std::string& pk, const std::vector<ReplicaEndpoint*>& targets,
+                   const std::vector<std::optional<ScanReply>>& replies,
+                   const std::map<std::string, SiblingSet>& merged);
+  ReadOutcome GetInternal(const std::string& pk, const std::string& sk, int32_t r);
+  QueryOutcome QueryInternal(const QueryRequest& request);
 
   CoordinatorOptions options_;
   const Membership* membership_;
   Replica* local_;
   EndpointDirectory* endpoints_;
   Executor* executor_;
-  const Clock* clock_;
+  const WallClock* wall_;
+  std::unique_ptr<Counters> counters_;
 };
 
 }  // namespace monju

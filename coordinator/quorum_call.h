@@ -27,11 +27,18 @@ class QuorumCall {
   struct Outcome {
     Result result;
     int succeeded = 0;
-    std::vector<Reply> replies;  // of the calls that succeeded by the end
-    std::string first_error;     // of the failed calls, for the error message
+    // By call, in Start() order: the replies that had arrived by the end.
+    std::vector<std::optional<Reply>> replies;
+    std::string first_error;  // of the failed calls, for the error message
   };
+  // Every reply, late ones included, once no call is pending any more.
+  using SettledFn = std::function<void(const std::vector<std::optional<Reply>>& replies)>;
 
   QuorumCall(int needed, Executor* executor) : needed_(needed), executor_(executor), state_(std::make_shared<State>()) {}
+
+  // Runs `fn` on the executor once Wait() has returned and every call has
+  // ended (read repair: off the client's path). Call before Start().
+  void OnSettled(SettledFn fn) { state_->on_settled = std::move(fn); }
 
   // Counts a target that was not called (known down) as failed.
   void Skip(const std::string& why) {
@@ -55,10 +62,13 @@ class QuorumCall {
       {
         // A read whose request is already answered is not worth a call;
         // writes still go out (a late apply only helps the replica).
-        std::lock_guard<std::mutex> lock(state->mu);
+        std::unique_lock<std::mutex> lock(state->mu);
         if (state->closed && read_only) {
           --state->pending;
           ++state->failed;
+          Settle settle = TakeSettle(*state);
+          lock.unlock();
+          settle();
           return;
         }
       }
@@ -69,16 +79,19 @@ class QuorumCall {
       } catch (const std::exception& e) {
         s = Status::IOError(std::string("replica call failed: ") + e.what());
       }
-      std::lock_guard<std::mutex> lock(state->mu);
+      std::unique_lock<std::mutex> lock(state->mu);
       --state->pending;
       if (s.ok()) {
         ++state->succeeded;
-        if (!state->closed) state->replies[slot] = std::move(reply);
+        state->replies[slot] = std::move(reply);
       } else {
         ++state->failed;
         if (state->first_error.empty()) state->first_error = s.ToString();
       }
       state->cv.notify_all();
+      Settle settle = TakeSettle(*state);
+      lock.unlock();
+      settle();
     });
     if (!queued) {
       std::lock_guard<std::mutex> lock(state->mu);
@@ -104,9 +117,12 @@ class QuorumCall {
     } else {
       out.result = Result::kTimedOut;
     }
-    for (auto& r : state_->replies)
-      if (r) out.replies.push_back(std::move(*r));
+    out.replies = state_->replies;
     state_->closed = true;
+    if (state_->pending == 0 && state_->on_settled) {
+      auto settle = std::make_shared<Settle>(TakeSettle(*state_));
+      executor_->Submit([settle] { (*settle)(); });  // dropped when overloaded: repair is best effort
+    }
     return out;
   }
 
@@ -118,7 +134,24 @@ class QuorumCall {
     bool closed = false;
     std::vector<std::optional<Reply>> replies;
     std::string first_error;
+    SettledFn on_settled;
   };
+
+  // The settled callback with its replies, to run without the lock; a no-op
+  // unless Wait() has returned and no call is pending. Takes it at most once.
+  struct Settle {
+    SettledFn fn;
+    std::vector<std::optional<Reply>> replies;
+    void operator()() const {
+      if (fn) fn(replies);
+    }
+  };
+  static Settle TakeSettle(State& state) {
+    if (!state.closed || state.pending != 0 || !state.on_settled) return {};
+    Settle s{std::move(state.on_settled), state.replies};
+    state.on_settled = nullptr;
+    return s;
+  }
   const int needed_;
   Executor* executor_;
   std::shared_ptr<State> state_;

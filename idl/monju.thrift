@@ -25,6 +25,9 @@ struct GetResult {
 
 struct WriteResult {
   1: binary context,        // covers exactly the version just written
+  2: list<string> acked_by, // node ids that acknowledged by the time of the answer
+  3: bool used_fallback,    // some acknowledgement came from a fallback node holding a hint
+  4: list<string> hinted_for, // owners that missed the write and get it by hinted handoff
 }
 
 struct Item {

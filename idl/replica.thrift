@@ -18,6 +18,13 @@ struct StoredItem {
   2: binary siblings,   // encoded SiblingSet
 }
 
+// One version of one key, for batched applies (hint delivery).
+struct KeyedVersion {
+  1: string pk,
+  2: string sk,
+  3: binary version,    // encoded Version
+}
+
 struct ScanReply {
   1: list<StoredItem> items,
   2: bool more,          // true when the scan stopped at the limit
@@ -29,6 +36,16 @@ service MonjuReplica {
 
   // Merge one version (encoded Version) into the key's siblings. Idempotent.
   void apply(1: i64 cluster_fingerprint, 2: string pk, 3: string sk, 4: binary version)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
+
+  // Store the version as a hint for `owner`, which is down or slow; this node
+  // delivers it when the owner is seen alive again. Returns once the hint is
+  // durable. ReplicaError code kNoSpace when the hint caps are reached.
+  void apply_hinted(1: i64 cluster_fingerprint, 2: string owner, 3: string pk, 4: string sk, 5: binary version)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
+
+  // apply() of each, made durable together. Idempotent (hint delivery).
+  void apply_batch(1: i64 cluster_fingerprint, 2: list<KeyedVersion> items)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
   // The key's siblings (encoded SiblingSet), tombstones included; empty when absent.

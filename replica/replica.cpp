@@ -10,6 +10,31 @@ namespace monju {
 namespace {
 constexpr char kIncarnationKey[] = "incarnation";
 constexpr char kCleanKey[] = "clean_shutdown";
+constexpr char kReapFloorKey[] = "reap_floor";
+
+// Merges `version` into the stored record. A record that does not decode is
+// left untouched and reported through *decode_error.
+DataStore::Mutator MergeInto(const Version& version, Status* decode_error) {
+  return [&version, decode_error](const std::optional<std::string>& current) -> std::optional<std::string> {
+    auto siblings = DecodeSiblings(current ? *current : std::string());
+    if (!siblings.ok()) {
+      *decode_error = siblings.status();
+      return std::nullopt;
+    }
+    if (!siblings->Add(version)) return std::nullopt;  // already held or superseded
+    return EncodeSiblings(siblings.value());
+  };
+}
+
+StatusOr<uint64_t> ParseNumber(const std::string& what, const std::string& value) {
+  try {
+    size_t used = 0;
+    uint64_t n = std::stoull(value, &used);
+    if (used == value.size()) return n;
+  } catch (const std::exception&) {
+  }
+  return Status::Corruption("stored " + what + " '" + value + "' is not a number");
+}
 }  // namespace
 
 Replica::Replica(std::string node_id, std::unique_ptr<DataStore> store)
@@ -51,6 +76,14 @@ StatusOr<std::unique_ptr<Replica>> Replica::Open(std::string node_id, std::uniqu
   if ((s = r->store_->PutMeta(kIncarnationKey, std::to_string(incarnation))).ok())
     s = r->store_->PutMeta(kCleanKey, "0");
   if (!s.ok()) return s;
+  s = r->store_->GetMeta(kReapFloorKey, &value);
+  if (s.ok()) {
+    auto floor = ParseNumber("reap floor", value);
+    if (!floor.ok()) return floor.status();
+    r->reap_floor_ = floor.value();
+  } else if (!s.Is(Status::Code::kNotFound)) {
+    return s;
+  }
   r->incarnation_ = incarnation;
   r->actor_ = ActorName(r->node_id_, incarnation);
   return r;
@@ -58,16 +91,43 @@ StatusOr<std::unique_ptr<Replica>> Replica::Open(std::string node_id, std::uniqu
 
 Status Replica::Apply(const ItemKey& key, const Version& version) {
   Status decode_error;
-  Status s = store_->Apply(key, [&](const std::optional<std::string>& current) -> std::optional<std::string> {
-    auto siblings = DecodeSiblings(current ? *current : std::string());
-    if (!siblings.ok()) {
-      decode_error = siblings.status();
-      return std::nullopt;
-    }
-    if (!siblings->Add(version)) return std::nullopt;  // already held or superseded
-    return EncodeSiblings(siblings.value());
-  });
+  Status s = store_->Apply(key, MergeInto(version, &decode_error));
   return s.ok() ? decode_error : s;
+}
+
+std::vector<Status> Replica::ApplyBatch(const std::vector<std::pair<ItemKey, Version>>& items) {
+  std::vector<Status> decode_errors(items.size());
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+  ops.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i)
+    ops.emplace_back(items[i].first, MergeInto(items[i].second, &decode_errors[i]));
+  std::vector<Status> results = store_->ApplyBatch(std::move(ops));
+  for (size_t i = 0; i < results.size(); ++i)
+    if (results[i].ok()) results[i] = decode_errors[i];
+  return results;
+}
+
+StatusOr<bool> Replica::ReapIfUnchanged(const ItemKey& key, const std::string& expected_record) {
+  auto expected = DecodeSiblings(expected_record);
+  if (!expected.ok()) return expected.status();
+  if (expected->empty()) return false;  // nothing to erase
+  const uint64_t held = expected->MaxCounter(actor_);
+  if (held > reap_floor_.load()) {
+    std::lock_guard<std::mutex> lock(reap_floor_mu_);
+    if (held > reap_floor_.load()) {
+      Status s = store_->PutMeta(kReapFloorKey, std::to_string(held));
+      if (!s.ok()) return s;
+      reap_floor_.store(held);
+    }
+  }
+  bool erased = false;
+  Status s = store_->Apply(key, [&](const std::optional<std::string>& current) -> std::optional<std::string> {
+    if (!current || *current != expected_record) return std::nullopt;
+    erased = true;
+    return std::string();
+  });
+  if (!s.ok()) return s;
+  return erased;
 }
 
 Status Replica::Read(const ItemKey& key, SiblingSet* out) const {
@@ -112,6 +172,11 @@ Status Replica::ScanEncoded(const DataStore::ScanRequest& request, std::vector<D
   return store_->Scan(request, out, more);
 }
 
+Status Replica::ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out,
+                        std::string* next) const {
+  return store_->ScanAll(cursor, limit, out, next);
+}
+
 std::string Replica::InflightKey(const ItemKey& key) {
   std::string k = std::to_string(key.pk.size()) + ":";
   k += key.pk;
@@ -137,7 +202,10 @@ StatusOr<Version> Replica::PrepareWrite(const ItemKey& key, const CausalContext&
   v.value = tombstone ? std::string() : std::move(value);
   v.dot.actor = actor_;
   uint64_t& issued = stripe.inflight[ik];
-  const uint64_t highest = std::max({issued, local.MaxCounter(actor_), context.MaxCounter(actor_)});
+  // The floor is read after the local copy: a reap raises it before erasing,
+  // so a copy already reaped is never missed by both.
+  const uint64_t highest =
+      std::max({issued, local.MaxCounter(actor_), context.MaxCounter(actor_), reap_floor_.load()});
   if (highest == std::numeric_limits<uint64_t>::max()) {
     // The next counter would wrap to 0, which no replica can decode.
     if (issued == 0) stripe.inflight.erase(ik);

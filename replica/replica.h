@@ -14,15 +14,23 @@
 //   (a dot issued but not made durable before a crash is never issued again
 //   with different content). A clean restart keeps the actor, so clocks do not
 //   grow with routine restarts.
+// - ReapIfUnchanged() erases a key's record (a reaped tombstone). Counters of
+//   this node's actor that the record held are never issued again for any
+//   key: a durable floor, raised before the erase, keeps PrepareWrite() above
+//   them. Otherwise a recreated key would reuse dots that another owner's
+//   not-yet-reaped tombstone already covers, and that tombstone would
+//   silently swallow the new write.
 //
 // Thread safety: every method may be called concurrently.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "clock/causal.h"
@@ -49,6 +57,17 @@ class Replica {
   // Durable merge; NoSpace when the store is full, Corruption when the stored
   // record does not decode (the record is left untouched).
   Status Apply(const ItemKey& key, const Version& version);
+  // Apply() of each item, sharing group commits (one or few fsyncs for the
+  // lot). Returns once all are durable: one status per item, in order, each
+  // meaning what Apply()'s would.
+  std::vector<Status> ApplyBatch(const std::vector<std::pair<ItemKey, Version>>& items);
+  // Erases the item only if its stored record is still byte-identical to
+  // `expected_record` (as ReadEncoded()/ScanAll() gave it), so that a version
+  // that arrived since the caller decided to erase survives. True when it was
+  // erased; false when the record differs or is absent. Durable on return.
+  // Errors: Corruption when `expected_record` does not decode (nothing is
+  // erased), and those of the store.
+  StatusOr<bool> ReapIfUnchanged(const ItemKey& key, const std::string& expected_record);
   // Empty set when absent.
   Status Read(const ItemKey& key, SiblingSet* out) const;
   Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) const;
@@ -57,6 +76,8 @@ class Replica {
   Status ReadEncoded(const ItemKey& key, std::string* record) const;
   Status ScanEncoded(const DataStore::ScanRequest& request, std::vector<DataStore::ScanItem>* out,
                      bool* more) const;
+  // Every item of every partition, records as stored: DataStore::ScanAll().
+  Status ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out, std::string* next) const;
 
   // A new version of `key` written through this node with the client's
   // context. Its dot is above every counter of this actor that the local
@@ -84,6 +105,11 @@ class Replica {
   std::string actor_;
   uint64_t incarnation_ = 0;
   std::unique_ptr<DataStore> store_;
+
+  // Every counter of actor_ held by a reaped record is at most this. Raised
+  // (durably, under reap_floor_mu_) before the erase it covers.
+  std::atomic<uint64_t> reap_floor_{0};
+  std::mutex reap_floor_mu_;
 
   // Highest counter issued per key whose local apply has not finished. The
   // local read and the issue happen under the key's stripe lock, so a read

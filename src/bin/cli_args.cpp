@@ -23,6 +23,8 @@ const char* const kUsage =
     "  monju [options] get PK SK\n"
     "  monju [options] rm PK SK\n"
     "  monju [options] query PK [--prefix P] [--start S] [--limit N] [--desc]\n"
+    "  monju [options] status     the ring, each peer's state as the node sees it, pending hints\n"
+    "  monju [options] stats      the node's counters\n"
     "\n"
     "put and rm first read the key (with -r) and write with the context of what\n"
     "they read, so they replace exactly the values a get would show. --context\n"
@@ -77,6 +79,8 @@ bool ParseCommand(const std::string& word, Command* command) {
   else if (word == "get") *command = Command::kGet;
   else if (word == "rm") *command = Command::kRm;
   else if (word == "query") *command = Command::kQuery;
+  else if (word == "status") *command = Command::kStatus;
+  else if (word == "stats") *command = Command::kStats;
   else return false;
   return true;
 }
@@ -87,6 +91,8 @@ size_t ExpectedOperands(Command command) {
     case Command::kGet: return 2;
     case Command::kRm: return 2;
     case Command::kQuery: return 1;
+    case Command::kStatus:
+    case Command::kStats: return 0;
   }
   return 0;
 }
@@ -97,11 +103,14 @@ const char* OperandSyntax(Command command) {
     case Command::kGet: return "PK SK";
     case Command::kRm: return "PK SK";
     case Command::kQuery: return "PK";
+    case Command::kStatus:
+    case Command::kStats: return "no arguments";
   }
   return "";
 }
 
 void FillOperands(const std::vector<std::string>& operands, CliOptions* o) {
+  if (operands.empty()) return;
   o->pk = operands[0];
   if (operands.size() > 1) o->sk = operands[1];
   if (operands.size() > 2) o->value = operands[2];
@@ -113,6 +122,8 @@ std::string CheckOptionsFit(const CliOptions& o, const RawArgs& raw) {
   if (raw.has_query_option && o.command != Command::kQuery)
     return raw.first_query_option + ": only valid with query";
   if (!is_write && raw.has_w) return "-w: only valid with put and rm";
+  bool is_admin = o.command == Command::kStatus || o.command == Command::kStats;
+  if (is_admin && o.r != 0) return "-r: not valid with status and stats";
   if (!is_write && (raw.has_context || o.blind))
     return std::string(raw.has_context ? "--context" : "--blind") + ": only valid with put and rm";
   if (raw.has_context && o.blind) return "--context and --blind exclude each other";
@@ -138,6 +149,8 @@ const char* CommandName(Command command) {
     case Command::kGet: return "get";
     case Command::kRm: return "rm";
     case Command::kQuery: return "query";
+    case Command::kStatus: return "status";
+    case Command::kStats: return "stats";
   }
   return "?";
 }
@@ -177,9 +190,9 @@ ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr) 
   raw.has_w = vm.count("write-quorum") > 0;
   NoteQueryOptions(vm, &raw);
 
-  if (raw.positional.empty()) return Error(out, "missing command (put, get, rm or query); see --help");
+  if (raw.positional.empty()) return Error(out, "missing command (put, get, rm, query, status or stats); see --help");
   if (!ParseCommand(raw.positional[0], &o.command))
-    return Error(out, "unknown command '" + raw.positional[0] + "' (put, get, rm or query); see --help");
+    return Error(out, "unknown command '" + raw.positional[0] + "' (put, get, rm, query, status or stats); see --help");
   std::vector<std::string> operands(raw.positional.begin() + 1, raw.positional.end());
   if (operands.size() != ExpectedOperands(o.command))
     return Error(out, std::string(CommandName(o.command)) + " takes " + OperandSyntax(o.command) + ", got " +

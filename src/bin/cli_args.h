@@ -7,7 +7,7 @@
 
 namespace monju::cli {
 
-enum class Command { kPut, kGet, kRm, kQuery };
+enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats };
 
 struct CliOptions {
   Command command = Command::kGet;

@@ -156,7 +156,49 @@ std::string HumanGet(const ReadView& read) {
   return out;
 }
 
-std::string HumanWrite(const std::string& context) { return "ok\n" + ContextLine(context); }
+namespace {
+std::string JoinIds(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const auto& id : ids) out += (out.empty() ? "" : ", ") + id;
+  return out;
+}
+}  // namespace
+
+std::string HumanWrite(const WriteView& write) {
+  std::string out = "ok\n";
+  if (!write.acked_by.empty()) {
+    out += "acked by: " + JoinIds(write.acked_by);
+    if (write.used_fallback) out += " (a fallback holding a hint counted)";
+    out += "\n";
+  }
+  if (!write.hinted_for.empty()) out += "hinted for: " + JoinIds(write.hinted_for) + " (delivered when back)\n";
+  return out + ContextLine(write.context);
+}
+
+std::string HumanStatus(const StatusView& status) {
+  char line[512];
+  std::string out = "node " + status.id + " (" + (status.sloppy_quorum ? "sloppy" : "strict") + " quorum)\n";
+  out += "ring: " + status.ring + "\n";
+  std::snprintf(line, sizeof line, "%-16s %-22s %-8s %7s %10s %10s %13s\n", "PEER", "ADDRESS", "STATE", "PHI",
+                "HEARD_MS", "PARTITIONS", "PENDING_HINTS");
+  out += line;
+  for (const PeerView& p : status.peers) {
+    bool self = p.state == "self";
+    std::snprintf(line, sizeof line, "%-16s %-22s %-8s %7s %10s %10d %13lld\n", Escape(p.id).c_str(),
+                  p.address.c_str(), p.state.c_str(), self ? "-" : std::to_string(p.phi).substr(0, 6).c_str(),
+                  self ? "-" : std::to_string(p.ms_since_heard).c_str(), p.partitions,
+                  static_cast<long long>(p.pending_hints));
+    out += line;
+  }
+  out += "pending hints: " + std::to_string(status.pending_hints_total) + "\n";
+  return out;
+}
+
+std::string HumanStats(const std::map<std::string, int64_t>& stats) {
+  std::string out;
+  for (const auto& [name, value] : stats) out += name + " " + std::to_string(value) + "\n";
+  return out;
+}
 
 std::string HumanQuery(const QueryView& query) {
   std::string out;
@@ -187,10 +229,41 @@ nlohmann::json JsonGet(const CliOptions& options, const ReadView& read) {
   return obj;
 }
 
-nlohmann::json JsonWrite(const CliOptions& options, const std::string& context) {
+nlohmann::json JsonWrite(const CliOptions& options, const WriteView& write) {
   nlohmann::json obj = BaseObject(options);
   obj["ok"] = true;
-  obj["context"] = Base64Encode(context);
+  obj["context"] = Base64Encode(write.context);
+  obj["acked_by"] = write.acked_by;
+  obj["used_fallback"] = write.used_fallback;
+  obj["hinted_for"] = write.hinted_for;
+  return obj;
+}
+
+nlohmann::json JsonStatus(const StatusView& status) {
+  nlohmann::json obj = nlohmann::json::object();
+  obj["id"] = status.id;
+  obj["ring"] = status.ring;
+  obj["sloppy_quorum"] = status.sloppy_quorum;
+  obj["pending_hints"] = status.pending_hints_total;
+  nlohmann::json peers = nlohmann::json::array();
+  for (const PeerView& p : status.peers) {
+    nlohmann::json e = nlohmann::json::object();
+    e["id"] = p.id;
+    e["address"] = p.address;
+    e["state"] = p.state;
+    e["phi"] = p.phi;
+    e["ms_since_heard"] = p.ms_since_heard;
+    e["partitions"] = p.partitions;
+    e["pending_hints"] = p.pending_hints;
+    peers.push_back(std::move(e));
+  }
+  obj["peers"] = std::move(peers);
+  return obj;
+}
+
+nlohmann::json JsonStats(const std::map<std::string, int64_t>& stats) {
+  nlohmann::json obj = nlohmann::json::object();
+  for (const auto& [name, value] : stats) obj[name] = value;
   return obj;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,28 @@ struct QueryView {
   std::string next_start_sk;  // empty at the end
 };
 
+struct WriteView {
+  std::string context;  // raw bytes
+  std::vector<std::string> acked_by;
+  bool used_fallback = false;
+  std::vector<std::string> hinted_for;
+};
+
+struct PeerView {
+  std::string id, address, state;
+  double phi = 0;
+  int64_t ms_since_heard = 0;
+  int64_t pending_hints = 0;
+  int32_t partitions = 0;
+};
+
+struct StatusView {
+  std::string id, ring;
+  bool sloppy_quorum = true;
+  std::vector<PeerView> peers;
+  int64_t pending_hints_total = 0;
+};
+
 struct CliError {
   std::string kind;  // "invalid", "unavailable", "quorum_failed", "timed_out", "connect", "transport", ...
   std::string why;
@@ -57,13 +80,20 @@ std::string Escape(std::string_view bytes);
 // Human text; each ends with a newline. A get that found nothing gives only
 // the context line (or nothing when the context is empty).
 std::string HumanGet(const ReadView& read);
-std::string HumanWrite(const std::string& context);
+// "ok", then who acknowledged, fallbacks and hinted owners, then the context.
+std::string HumanWrite(const WriteView& write);
+// A table of peers (state, suspicion, partitions, pending hints).
+std::string HumanStatus(const StatusView& status);
+// "name value" lines in name order.
+std::string HumanStats(const std::map<std::string, int64_t>& stats);
 std::string HumanQuery(const QueryView& query);
 // One line, no newline: "monju: unavailable: why (needed 2, alive 1)".
 std::string HumanError(const CliError& error);
 
 nlohmann::json JsonGet(const CliOptions& options, const ReadView& read);
-nlohmann::json JsonWrite(const CliOptions& options, const std::string& context);
+nlohmann::json JsonWrite(const CliOptions& options, const WriteView& write);
+nlohmann::json JsonStatus(const StatusView& status);
+nlohmann::json JsonStats(const std::map<std::string, int64_t>& stats);
 nlohmann::json JsonQuery(const CliOptions& options, const QueryView& query);
 nlohmann::json JsonError(const CliError& error);
 // One line; invalid UTF-8 in strings is replaced, never thrown on.

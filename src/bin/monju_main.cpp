@@ -4,6 +4,7 @@
 #include <thrift/TConfiguration.h>
 #include <thrift/TOutput.h>
 #include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/protocol/TMultiplexedProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 #include <thrift/transport/TTransportException.h>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "MonjuAdmin.h"
 #include "MonjuKV.h"
 #include "cli_args.h"
 #include "cli_output.h"
@@ -44,7 +46,10 @@ class Session {
     socket_->setRecvTimeout(o.timeout_ms);
     socket_->setSendTimeout(o.timeout_ms);
     transport_ = std::make_shared<TFramedTransport>(socket_, config);
-    client_ = std::make_unique<api::MonjuKVClient>(std::make_shared<TBinaryProtocol>(transport_));
+    auto protocol = std::make_shared<TBinaryProtocol>(transport_);
+    client_ = std::make_unique<api::MonjuKVClient>(protocol);
+    admin_ = std::make_unique<admin::MonjuAdminClient>(
+        std::make_shared<apache::thrift::protocol::TMultiplexedProtocol>(protocol, "admin"));
   }
   ~Session() {
     try {
@@ -57,11 +62,13 @@ class Session {
 
   void Open() { transport_->open(); }  // throws TTransportException
   api::MonjuKVClient& client() { return *client_; }
+  admin::MonjuAdminClient& admin() { return *admin_; }
 
  private:
   std::shared_ptr<TSocket> socket_;
   std::shared_ptr<TFramedTransport> transport_;
   std::unique_ptr<api::MonjuKVClient> client_;
+  std::unique_ptr<admin::MonjuAdminClient> admin_;
 };
 
 void Print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
@@ -103,8 +110,36 @@ int RunWrite(api::MonjuKVClient& client, const CliOptions& o) {
   api::WriteResult result;
   if (o.command == Command::kPut) client.put(result, o.pk, o.sk, o.value, context, o.w);
   else client.remove(result, o.pk, o.sk, context, o.w);
-  if (o.json) PrintJson(JsonWrite(o, result.context));
-  else Print(HumanWrite(result.context));
+  WriteView view{std::move(result.context), std::move(result.acked_by), result.used_fallback,
+                 std::move(result.hinted_for)};
+  if (o.json) PrintJson(JsonWrite(o, view));
+  else Print(HumanWrite(view));
+  return kExitOk;
+}
+
+int RunStatus(admin::MonjuAdminClient& admin, const CliOptions& o) {
+  admin::NodeStatus status;
+  admin.status(status);
+  StatusView view;
+  view.id = status.id;
+  view.ring = status.ring;
+  view.sloppy_quorum = status.sloppy_quorum;
+  view.pending_hints_total = status.pending_hints_total;
+  for (const auto& p : status.peers) {
+    auto owned = status.partitions_owned.find(p.id);
+    view.peers.push_back({p.id, p.address, p.state, p.phi, p.ms_since_heard, p.pending_hints,
+                          owned == status.partitions_owned.end() ? 0 : owned->second});
+  }
+  if (o.json) PrintJson(JsonStatus(view));
+  else Print(HumanStatus(view));
+  return kExitOk;
+}
+
+int RunStats(admin::MonjuAdminClient& admin, const CliOptions& o) {
+  std::map<std::string, int64_t> stats;
+  admin.stats(stats);
+  if (o.json) PrintJson(JsonStats(stats));
+  else Print(HumanStats(stats));
   return kExitOk;
 }
 
@@ -120,8 +155,11 @@ int RunQuery(api::MonjuKVClient& client, const CliOptions& o) {
   return kExitOk;
 }
 
-int Dispatch(api::MonjuKVClient& client, const CliOptions& o) {
+int Dispatch(Session& session, const CliOptions& o) {
+  api::MonjuKVClient& client = session.client();
   switch (o.command) {
+    case Command::kStatus: return RunStatus(session.admin(), o);
+    case Command::kStats: return RunStats(session.admin(), o);
     case Command::kGet: return RunGet(client, o);
     case Command::kPut:
     case Command::kRm: return RunWrite(client, o);
@@ -140,7 +178,7 @@ CliError TransportError(const CliOptions& o, const TTransportException& e) {
 // Runs the request, turning every failure into its exit code.
 int Call(Session& session, const CliOptions& o) {
   try {
-    return Dispatch(session.client(), o);
+    return Dispatch(session, o);
   } catch (const api::InvalidRequest& e) {
     return Report({"invalid", e.why, kExitInvalid, {}, {}, ""}, o.json);
   } catch (const api::Unavailable& e) {

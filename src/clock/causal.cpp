@@ -129,4 +129,16 @@ bool SiblingSet::HasLive() const {
   return std::any_of(versions_.begin(), versions_.end(), [](const Version& v) { return !v.tombstone; });
 }
 
+bool SiblingSet::AllTombstones() const {
+  return !versions_.empty() &&
+         std::all_of(versions_.begin(), versions_.end(), [](const Version& v) { return v.tombstone; });
+}
+
+int64_t SiblingSet::LatestDeleteMs() const {
+  int64_t latest = 0;
+  for (const auto& v : versions_)
+    if (v.tombstone) latest = std::max(latest, v.deleted_unix_ms);
+  return latest;
+}
+
 }  // namespace monju

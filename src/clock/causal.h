@@ -61,6 +61,10 @@ struct Version {
   CausalContext past;
   bool tombstone = false;
   std::string value;  // empty for tombstones
+  // When the delete was written (coordinator's wall clock, Unix ms). Only
+  // meaningful for tombstones: it starts the reaping grace period. 0 = unknown
+  // (written before delete times were recorded), which counts as long ago.
+  int64_t deleted_unix_ms = 0;
 
   // past plus this version's own dot: what a reader of it has seen.
   CausalContext FullContext() const;
@@ -91,6 +95,11 @@ class SiblingSet {
   // Values of siblings that are not tombstones, in a stable order (by dot).
   std::vector<std::string> LiveValues() const;
   bool HasLive() const;
+  // Non-empty and every version a tombstone: the key reads as deleted.
+  bool AllTombstones() const;
+  // Latest deleted_unix_ms among the tombstones; 0 when there are none or no
+  // tombstone knows its delete time.
+  int64_t LatestDeleteMs() const;
   bool empty() const { return versions_.empty(); }
   size_t size() const { return versions_.size(); }
   const std::vector<Version>& versions() const { return versions_; }

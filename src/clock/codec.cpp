@@ -1,5 +1,6 @@
 #include "clock/codec.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace monju {
@@ -10,6 +11,12 @@ constexpr uint64_t kMaxActors = 4096;
 constexpr uint64_t kMaxCloud = 1 << 16;
 constexpr uint64_t kMaxSiblings = 1 << 16;
 constexpr uint64_t kMaxActorLen = 256;
+
+// A version's flags byte. kTombstoneNoTime is what records written before
+// delete times existed hold; it still decodes (time 0, unknown).
+constexpr uint8_t kLive = 0;
+constexpr uint8_t kTombstoneNoTime = 1;
+constexpr uint8_t kTombstoneTimed = 2;  // followed by a varint: deleted_unix_ms
 
 void PutVarint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -95,7 +102,12 @@ bool ReadContext(Reader& r, CausalContext& c) {
 void PutVersion(std::string& out, const Version& v) {
   PutBytes(out, v.dot.actor);
   PutVarint(out, v.dot.counter);
-  out += char(v.tombstone ? 1 : 0);
+  if (v.tombstone) {
+    out += char(kTombstoneTimed);
+    PutVarint(out, uint64_t(std::max<int64_t>(v.deleted_unix_ms, 0)));  // a negative time is no time
+  } else {
+    out += char(kLive);
+  }
   PutContext(out, v.past);
   PutBytes(out, v.value);
 }
@@ -103,9 +115,14 @@ void PutVersion(std::string& out, const Version& v) {
 bool ReadVersion(Reader& r, Version& v) {
   uint8_t flags;
   if (!r.Bytes(v.dot.actor, kMaxActorLen) || v.dot.actor.empty() || !r.Varint(v.dot.counter) ||
-      v.dot.counter == 0 || !r.Byte(flags) || flags > 1)
+      v.dot.counter == 0 || !r.Byte(flags) || flags > kTombstoneTimed)
     return false;
-  v.tombstone = flags == 1;
+  v.tombstone = flags == kTombstoneNoTime || flags == kTombstoneTimed;
+  if (flags == kTombstoneTimed) {
+    uint64_t ms;
+    if (!r.Varint(ms) || ms > uint64_t(INT64_MAX)) return false;
+    v.deleted_unix_ms = int64_t(ms);
+  }
   if (!ReadContext(r, v.past)) return false;
   if (!r.Bytes(v.value, UINT32_MAX)) return false;
   return !(v.tombstone && !v.value.empty());

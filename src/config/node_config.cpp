@@ -96,6 +96,27 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     return Status::InvalidArgument("--worker-threads: must be 1..1024");
   if (c.fanout_threads < 1 || c.fanout_threads > 4096)
     return Status::InvalidArgument("--fanout-threads: must be 1..4096");
+  if (c.handoff_after_ms < 1 || c.handoff_after_ms >= c.request_timeout_ms)
+    return Status::InvalidArgument("--handoff-after-ms: must be 1..request-timeout-ms-1 (" +
+                                   std::to_string(c.request_timeout_ms) + " ms now)");
+  if (c.probe_interval_ms < 10 || c.probe_interval_ms > 60000)
+    return Status::InvalidArgument("--probe-interval-ms: must be 10..60000");
+  if (c.probe_timeout_ms < 10 || c.probe_timeout_ms > 60000)
+    return Status::InvalidArgument("--probe-timeout-ms: must be 10..60000");
+  if (c.hint_max_per_owner < 1 || c.hint_max_total < 1)
+    return Status::InvalidArgument("--hint-max-per-owner/--hint-max-total: must be at least 1");
+  if (c.hint_map_size_mb < 1 || c.hint_map_size_mb > (uint64_t(1) << 24))
+    return Status::InvalidArgument("--hint-map-size-mb: must be 1..16777216");
+  if (c.hint_ttl_s < 1) return Status::InvalidArgument("--hint-ttl-s: must be at least 1");
+  if (c.hint_rate < 1) return Status::InvalidArgument("--hint-rate: must be at least 1 hint per second");
+  if (c.tombstone_grace_s < 1) return Status::InvalidArgument("--tombstone-grace-s: must be at least 1");
+  // A hint delivered after the tombstone that superseded it was reaped would
+  // bring the key back: hints must expire first.
+  if (c.hint_ttl_s > c.tombstone_grace_s)
+    return Status::InvalidArgument("--hint-ttl-s: " + std::to_string(c.hint_ttl_s) +
+                                   " exceeds --tombstone-grace-s " + std::to_string(c.tombstone_grace_s) +
+                                   "; a late hint could resurrect a reaped delete");
+  if (c.reap_interval_ms < 10) return Status::InvalidArgument("--reap-interval-ms: must be at least 10");
   if (c.data_dir.empty()) return Status::InvalidArgument("--data: required");
   std::error_code ec;
   std::filesystem::create_directories(c.data_dir, ec);
@@ -110,7 +131,7 @@ Status ValidateNodeConfig(const NodeConfig& c) {
 ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
   ParsedArgs out;
   NodeConfig& c = out.config;
-  std::string listen, peers, config_file;
+  std::string listen, peers, config_file, quorum_mode = "sloppy";
   po::options_description desc(
       "monjud: a Monju node (coordinator and replica on one port)\n\n"
       "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port,... [options]\n\nOptions");
@@ -132,7 +153,18 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("map-size-mb", po::value(&c.map_size_mb)->default_value(c.map_size_mb), "LMDB map size: the data store's size cap")
     ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
     ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making replica calls")
-    ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error");
+    ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error")
+    ("quorum-mode", po::value(&quorum_mode)->default_value(quorum_mode), "sloppy: fallbacks holding hints count toward W; strict: only owners count")
+    ("handoff-after-ms", po::value(&c.handoff_after_ms)->default_value(c.handoff_after_ms), "an owner silent this long also gets a hinted copy on a fallback")
+    ("probe-interval-ms", po::value(&c.probe_interval_ms)->default_value(c.probe_interval_ms), "failure-detector probe period per peer")
+    ("probe-timeout-ms", po::value(&c.probe_timeout_ms)->default_value(c.probe_timeout_ms), "a probe unanswered this long fails")
+    ("hint-max-per-owner", po::value(&c.hint_max_per_owner)->default_value(c.hint_max_per_owner), "hints held for one owner; more are refused")
+    ("hint-max-total", po::value(&c.hint_max_total)->default_value(c.hint_max_total), "hints held in total; more are refused")
+    ("hint-map-size-mb", po::value(&c.hint_map_size_mb)->default_value(c.hint_map_size_mb), "LMDB map size of DATA/hints")
+    ("hint-ttl-s", po::value(&c.hint_ttl_s)->default_value(c.hint_ttl_s), "hints older than this are dropped (at most --tombstone-grace-s)")
+    ("hint-rate", po::value(&c.hint_rate)->default_value(c.hint_rate), "hints delivered per second, all owners together")
+    ("tombstone-grace-s", po::value(&c.tombstone_grace_s)->default_value(c.tombstone_grace_s), "a tombstone is reaped no sooner than this after the delete")
+    ("reap-interval-ms", po::value(&c.reap_interval_ms)->default_value(c.reap_interval_ms), "pause between tombstone-reaper passes");
   // clang-format on
   try {
     po::variables_map vm;
@@ -168,6 +200,13 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     s = Status::InvalidArgument("--peers: required, id=host:port,...");
   } else {
     s = ParsePeers(peers, &c.peers);
+  }
+  if (s.ok()) {
+    if (quorum_mode == "sloppy" || quorum_mode == "strict") {
+      c.sloppy_quorum = quorum_mode == "sloppy";
+    } else {
+      s = Status::InvalidArgument("--quorum-mode: must be sloppy or strict, got '" + quorum_mode + "'");
+    }
   }
   if (s.ok()) s = ValidateNodeConfig(c);
   if (!s.ok()) {

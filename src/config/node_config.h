@@ -36,6 +36,19 @@ struct NodeConfig {
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 64;     // outbound replica calls
   std::string log_level = "info";
+
+  // Failure handling.
+  bool sloppy_quorum = true;            // fallbacks holding hints count toward W
+  uint32_t handoff_after_ms = 300;      // an owner silent this long gets a fallback too
+  uint32_t probe_interval_ms = 250;     // failure-detector probes per peer
+  uint32_t probe_timeout_ms = 500;
+  uint64_t hint_max_per_owner = 100000;
+  uint64_t hint_max_total = 1000000;
+  uint64_t hint_map_size_mb = 4096;     // LMDB map of DATA/hints
+  uint32_t hint_ttl_s = 3 * 3600;       // older hints are dropped (anti-entropy repairs)
+  uint32_t hint_rate = 5000;            // hints delivered per second, all owners together
+  uint32_t tombstone_grace_s = 6 * 3600;
+  uint32_t reap_interval_ms = 10000;    // between tombstone-reaper passes
 };
 
 // Limits on client input, enforced by the coordinator.

@@ -2,7 +2,9 @@
 //
 // Generated Thrift clients are not thread-safe, so each call borrows one
 // client for its whole duration. A client whose call failed at the transport
-// level is dropped, never returned. Thread-safe.
+// level is dropped, never returned. An idle connection that the peer closed
+// (it restarted) is noticed at Borrow() and replaced, so the first call after
+// a peer restart does not fail. Thread-safe.
 #pragma once
 
 #include <thrift/TConfiguration.h>
@@ -11,6 +13,9 @@
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,13 +41,15 @@ class ClientPool {
   // A connected client; throws apache::thrift::transport::TTransportException
   // when the peer cannot be reached.
   std::unique_ptr<Client> Borrow() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
+    for (;;) {
+      std::unique_ptr<Client> c;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (idle_.empty()) break;
+        c = std::move(idle_.back());
         idle_.pop_back();
-        return c;
       }
+      if (StillOpen(*c)) return c;
     }
     return Connect();
   }
@@ -63,6 +70,18 @@ class ClientPool {
   const ConnectionOptions& options() const { return options_; }
 
  private:
+  // An idle connection must have nothing to read: end of file means the peer
+  // closed it, and stray bytes mean its framing is lost. Never blocks.
+  static bool StillOpen(Client& client) {
+    using namespace apache::thrift::transport;
+    auto framed = std::dynamic_pointer_cast<TFramedTransport>(client.getInputProtocol()->getTransport());
+    auto socket = framed ? std::dynamic_pointer_cast<TSocket>(framed->getUnderlyingTransport()) : nullptr;
+    if (!socket || !socket->isOpen()) return false;
+    char byte;
+    ssize_t n = ::recv(socket->getSocketFD(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
   std::unique_ptr<Client> Connect() {
     using namespace apache::thrift;
     auto config = std::make_shared<TConfiguration>(options_.max_message_bytes, options_.max_message_bytes);

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace monju {
 namespace {
 
@@ -35,14 +37,22 @@ namespace {
   }
 }
 
+void Fill(api::WriteResult& result, WriteOutcome&& out) {
+  result.context = std::move(out.context);
+  result.acked_by = std::move(out.acked_by);
+  result.used_fallback = out.used_fallback;
+  result.hinted_for = std::move(out.hinted_for);
+}
+
 }  // namespace
 
 KvHandler::KvHandler(Coordinator* coordinator, const Membership* membership, std::string self_id,
-                     ConnectionOptions forward_options)
+                     ConnectionOptions forward_options, std::function<bool(const std::string&)> likely_alive)
     : coordinator_(coordinator),
       membership_(membership),
       self_id_(std::move(self_id)),
-      forward_options_(std::move(forward_options)) {}
+      forward_options_(std::move(forward_options)),
+      likely_alive_(std::move(likely_alive)) {}
 
 ClientPool<api::MonjuKVClient>& KvHandler::PoolFor(const PeerAddress& peer) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -60,7 +70,10 @@ ClientPool<api::MonjuKVClient>& KvHandler::PoolFor(const PeerAddress& peer) {
 template <typename Fn>
 void KvHandler::Forward(const std::string& pk, Fn&& fn) {
   auto view = membership_->Current();
-  const auto& owners = view->ring().PreferenceList(view->ring().PartitionOf(pk));
+  std::vector<uint32_t> owners = view->ring().PreferenceList(view->ring().PartitionOf(pk));
+  // Owners believed alive first, in preference order.
+  std::stable_partition(owners.begin(), owners.end(),
+                        [&](uint32_t m) { return likely_alive_(view->members()[m].id); });
   std::string last_error = "no owner reachable";
   for (uint32_t index : owners) {
     const PeerAddress& peer = view->members()[index];
@@ -114,7 +127,7 @@ void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std:
   }
   WriteOutcome out = coordinator_->Put(pk, sk, value, context, w);
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
-  _return.context = std::move(out.context);
+  Fill(_return, std::move(out));
 }
 
 void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const std::string& sk,
@@ -126,7 +139,7 @@ void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const s
   }
   WriteOutcome out = coordinator_->Remove(pk, sk, context, w);
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
-  _return.context = std::move(out.context);
+  Fill(_return, std::move(out));
 }
 
 void KvHandler::get(api::GetResult& _return, const std::string& pk, const std::string& sk, int32_t r) {

@@ -3,6 +3,7 @@
 // forwarded to a live owner (its coordinator issues the version's dot).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -15,8 +16,10 @@ namespace monju {
 
 class KvHandler final : public api::MonjuKVIf {
  public:
+  // likely_alive: this node's failure-detector view of a peer id; owners it
+  // believes down are tried last when forwarding.
   KvHandler(Coordinator* coordinator, const Membership* membership, std::string self_id,
-            ConnectionOptions forward_options);
+            ConnectionOptions forward_options, std::function<bool(const std::string&)> likely_alive);
 
   void put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
            const std::string& context, int32_t w) override;
@@ -36,6 +39,7 @@ class KvHandler final : public api::MonjuKVIf {
   const Membership* membership_;
   const std::string self_id_;
   const ConnectionOptions forward_options_;
+  const std::function<bool(const std::string&)> likely_alive_;
   std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<ClientPool<api::MonjuKVClient>>> pools_;
 };

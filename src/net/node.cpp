@@ -13,10 +13,16 @@
 #include <mutex>
 #include <random>
 
+#include "admin_handler.h"
 #include "executor.h"
+#include "hint_delivery.h"
+#include "hint_intake.h"
 #include "kv_handler.h"
+#include "peer_prober.h"
+#include "peer_services.h"
 #include "replica_endpoints.h"
 #include "replica_handler.h"
+#include "tombstone_reaper.h"
 
 namespace monju {
 
@@ -63,10 +69,23 @@ class Node::Impl {
     spdlog::info("cluster {} (fingerprint {:016x})", view.value()->description(), view.value()->fingerprint());
     membership_ = std::make_unique<Membership>(std::move(view.value()));
 
+    HintLimits limits;
+    limits.max_per_owner = config_.hint_max_per_owner;
+    limits.max_total = config_.hint_max_total;
+    limits.map_size_bytes = config_.hint_map_size_mb << 20;
+    const std::string hints_path = (std::filesystem::path(config_.data_dir) / "hints").string();
+    auto hints = HintStore::Open(hints_path, limits);
+    if (!hints.ok()) return Status::IOError("--data: hints: " + hints.status().ToString());
+    hint_store_ = std::move(hints.value());
+    intake_ = std::make_unique<HintIntake>(hint_store_.get(), &wall_);
+    spdlog::info("hints at {}: {} pending", hints_path, hint_store_->PendingTotal());
+
     ConnectionOptions conn;
     conn.connect_timeout_ms = static_cast<int>(std::min<uint32_t>(config_.request_timeout_ms, 1000));
     conn.io_timeout_ms = static_cast<int>(config_.request_timeout_ms);
-    endpoints_ = std::make_unique<NodeEndpoints>(config_.id, replica_.get(), conn, &clock_);
+    DetectorOptions detector;
+    detector.probe_interval = std::chrono::milliseconds(config_.probe_interval_ms);
+    endpoints_ = std::make_unique<NodeEndpoints>(config_.id, replica_.get(), intake_.get(), conn, &clock_, detector);
     executor_ = std::make_unique<FanoutExecutor>(config_.fanout_threads, config_.fanout_threads * 64);
 
     CoordinatorOptions co;
@@ -75,8 +94,34 @@ class Node::Impl {
     co.default_w = config_.write_quorum;
     co.request_timeout = std::chrono::milliseconds(config_.request_timeout_ms);
     co.max_value_bytes = config_.max_value_bytes;
+    co.sloppy_quorum = config_.sloppy_quorum;
+    co.handoff_after = std::chrono::milliseconds(config_.handoff_after_ms);
     coordinator_ = std::make_unique<Coordinator>(co, membership_.get(), replica_.get(), endpoints_.get(),
-                                                 executor_.get(), &clock_);
+                                                 executor_.get(), &wall_);
+
+    hint_target_ = std::make_unique<NodeHintTarget>(membership_.get(), endpoints_.get());
+    DeliveryOptions delivery;
+    delivery.max_hints_per_second = config_.hint_rate;
+    delivery.ttl = std::chrono::seconds(config_.hint_ttl_s);
+    delivery_ = std::make_unique<HintDelivery>(hint_store_.get(), hint_target_.get(), &clock_, &wall_, delivery);
+    intake_->set_delivery(delivery_.get());
+    delivery_->Start();
+
+    owner_reader_ = std::make_unique<NodeOwnerReader>(membership_.get(), endpoints_.get());
+    ReaperOptions reaper;
+    reaper.grace = std::chrono::seconds(config_.tombstone_grace_s);
+    reaper.interval = std::chrono::milliseconds(config_.reap_interval_ms);
+    reaper_ = std::make_unique<TombstoneReaper>(replica_.get(), owner_reader_.get(), &wall_, reaper);
+    reaper_->Start();
+
+    ConnectionOptions probe = conn;
+    probe.connect_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
+    probe.io_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
+    HintDelivery* delivery_ptr = delivery_.get();
+    prober_ = std::make_unique<PeerProber>(membership_.get(), endpoints_.get(), probe,
+                                           std::chrono::milliseconds(config_.probe_interval_ms),
+                                           [delivery_ptr](const std::string&) { delivery_ptr->Notify(); });
+    prober_->Start();
     return StartServer(conn);
   }
 
@@ -89,15 +134,25 @@ class Node::Impl {
       if (serve_thread_.joinable()) serve_thread_.join();
       if (workers_) workers_->stop();
     }
+    if (prober_) prober_->Stop();
+    if (reaper_) reaper_->Stop();
+    if (delivery_) delivery_->Stop();
     if (executor_) executor_->Stop();
     if (replica_) {
       Status s = replica_->MarkCleanShutdown();
       if (!s.ok()) spdlog::warn("could not record a clean shutdown: {}", s.ToString());
     }
     server_.reset();
+    prober_.reset();
+    reaper_.reset();
+    owner_reader_.reset();
+    delivery_.reset();
+    hint_target_.reset();
     coordinator_.reset();
     executor_.reset();
     endpoints_.reset();
+    intake_.reset();
+    hint_store_.reset();
     replica_.reset();  // closes the store after its writer drained
     spdlog::info("stopped");
   }
@@ -105,11 +160,27 @@ class Node::Impl {
  private:
   Status StartServer(const ConnectionOptions& conn) {
     auto mux = std::make_shared<TMultiplexedProcessor>();
-    auto kv = std::make_shared<KvHandler>(coordinator_.get(), membership_.get(), config_.id, conn);
+    NodeEndpoints* endpoints = endpoints_.get();
+    auto kv = std::make_shared<KvHandler>(coordinator_.get(), membership_.get(), config_.id, conn,
+                                          [endpoints](const std::string& id) {
+                                            return endpoints->Detector(id)->LikelyAlive();
+                                          });
     mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
     mux->registerProcessor("replica",
                            std::make_shared<rpc::MonjuReplicaProcessor>(
-                               std::make_shared<ReplicaHandler>(replica_.get(), membership_.get())));
+                               std::make_shared<ReplicaHandler>(replica_.get(), membership_.get(), intake_.get())));
+    AdminSources sources;
+    sources.self_id = config_.id;
+    sources.sloppy_quorum = config_.sloppy_quorum;
+    sources.membership = membership_.get();
+    sources.endpoints = endpoints_.get();
+    sources.hints = intake_.get();
+    sources.coordinator = coordinator_.get();
+    sources.delivery = delivery_.get();
+    sources.reaper = reaper_.get();
+    sources.replica = replica_.get();
+    mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
+                                        std::make_shared<AdminHandler>(std::move(sources))));
 
     workers_ = concurrency::ThreadManager::newSimpleThreadManager(config_.worker_threads);
     workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
@@ -147,11 +218,19 @@ class Node::Impl {
 
   const NodeConfig config_;
   SteadyClock clock_;
+  SystemWallClock wall_;
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Membership> membership_;
+  std::unique_ptr<HintStore> hint_store_;
+  std::unique_ptr<HintIntake> intake_;
   std::unique_ptr<NodeEndpoints> endpoints_;
   std::unique_ptr<FanoutExecutor> executor_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<NodeHintTarget> hint_target_;
+  std::unique_ptr<HintDelivery> delivery_;
+  std::unique_ptr<NodeOwnerReader> owner_reader_;
+  std::unique_ptr<TombstoneReaper> reaper_;
+  std::unique_ptr<PeerProber> prober_;
   std::shared_ptr<concurrency::ThreadManager> workers_;
   std::shared_ptr<server::TNonblockingServer> server_;
   std::thread serve_thread_;

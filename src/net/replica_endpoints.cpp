@@ -10,12 +10,17 @@ namespace monju {
 using apache::thrift::TException;
 using apache::thrift::transport::TTransportException;
 
+Status LocalReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {
+  if (!hints_) return Status::Unavailable("this node keeps no hints");
+  return hints_->Store(owner, key, EncodeVersion(version));
+}
+
 RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, ConnectionOptions options, uint64_t fingerprint,
-                                             const Clock* clock)
+                                             std::shared_ptr<PeerDetector> detector)
     : peer_id_(std::move(peer_id)),
       fingerprint_(static_cast<int64_t>(fingerprint)),
       pool_(std::move(options)),
-      health_(clock, std::chrono::milliseconds(1000)) {}
+      detector_(std::move(detector)) {}
 
 template <typename Fn>
 Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
@@ -23,36 +28,38 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
   try {
     client = pool_.Borrow();
   } catch (const TException& e) {
-    health_.RecordFailure();
+    detector_->RecordFailure();
     return Status::Unavailable(peer_id_ + " unreachable: " + e.what());
   }
   try {
     Status s = fn(*client);
     pool_.Return(std::move(client));
-    health_.RecordSuccess();
+    detector_->RecordSuccess();
     return s;
   } catch (const rpc::ClusterMismatch& e) {
     pool_.Return(std::move(client));
+    detector_->RecordSuccess();  // it answered: alive, just configured differently
     spdlog::error("peer {} refused {}: cluster parameters differ: {}", peer_id_, what, e.why);
     return Status::Mismatch(peer_id_ + " has different cluster parameters: " + e.why);
   } catch (const rpc::ReplicaError& e) {
     pool_.Return(std::move(client));
+    detector_->RecordSuccess();
     return Status::FromCode(e.code, peer_id_ + ": " + e.why);
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
     if (e.getType() == TTransportException::TIMED_OUT) {
-      health_.RecordFailure();  // a peer that stopped answering is not called for a while
+      detector_->RecordFailure();  // a peer that stopped answering is not called for a while
       return Status::TimedOut(peer_id_ + " " + what + " timed out");
     }
     if (e.getType() == TTransportException::CORRUPTED_DATA) {
       // The reply, not the peer, is the problem (e.g. larger than we accept).
       return Status::IOError(peer_id_ + " " + what + " reply refused: " + e.what());
     }
-    health_.RecordFailure();
+    detector_->RecordFailure();
     pool_.Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
   } catch (const TException& e) {
-    health_.RecordFailure();
+    detector_->RecordFailure();
     pool_.Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
   }
@@ -62,6 +69,30 @@ Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) 
   const std::string encoded = EncodeVersion(version);
   return Call("apply", [&](rpc::MonjuReplicaClient& c) {
     c.apply(fingerprint_, key.pk, key.sk, encoded);
+    return Status::OK();
+  });
+}
+
+Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {
+  const std::string encoded = EncodeVersion(version);
+  return Call("apply_hinted", [&](rpc::MonjuReplicaClient& c) {
+    c.apply_hinted(fingerprint_, owner, key.pk, key.sk, encoded);
+    return Status::OK();
+  });
+}
+
+Status RemoteReplicaEndpoint::ApplyBatch(const std::vector<Hint>& hints) {
+  std::vector<rpc::KeyedVersion> items;
+  items.reserve(hints.size());
+  for (const auto& h : hints) {
+    rpc::KeyedVersion kv;
+    kv.pk = h.pk;
+    kv.sk = h.sk;
+    kv.version = h.version;
+    items.push_back(std::move(kv));
+  }
+  return Call("apply_batch", [&](rpc::MonjuReplicaClient& c) {
+    c.apply_batch(fingerprint_, items);
     return Status::OK();
   });
 }
@@ -100,12 +131,30 @@ Status RemoteReplicaEndpoint::Ping() {
   });
 }
 
-NodeEndpoints::NodeEndpoints(std::string self_id, Replica* local, ConnectionOptions base, const Clock* clock)
-    : self_id_(std::move(self_id)), local_(local), base_(std::move(base)), clock_(clock) {}
+NodeEndpoints::NodeEndpoints(std::string self_id, Replica* local, HintIntake* hints, ConnectionOptions base,
+                             const Clock* clock, DetectorOptions detector_options)
+    : self_id_(std::move(self_id)),
+      local_(local, hints),
+      base_(std::move(base)),
+      clock_(clock),
+      detector_options_(detector_options) {}
+
+std::shared_ptr<PeerDetector> NodeEndpoints::Detector(const std::string& peer_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& d = detectors_[peer_id];
+  if (!d) d = std::make_shared<PeerDetector>(clock_, detector_options_);
+  return d;
+}
 
 ReplicaEndpoint& NodeEndpoints::Endpoint(const ClusterView& view, uint32_t member_index) {
+  if (view.members()[member_index].id == self_id_) return local_;
+  return *Remote(view, member_index);
+}
+
+RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t member_index) {
   const PeerAddress& peer = view.members()[member_index];
-  if (peer.id == self_id_) return local_;
+  if (peer.id == self_id_) return nullptr;
+  auto detector = Detector(peer.id);
   std::string key = peer.ToString() + "@" + std::to_string(view.fingerprint());
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = remotes_[key];
@@ -114,9 +163,9 @@ ReplicaEndpoint& NodeEndpoints::Endpoint(const ClusterView& view, uint32_t membe
     options.host = peer.host;
     options.port = peer.port;
     options.service = "replica";
-    slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, options, view.fingerprint(), clock_);
+    slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, options, view.fingerprint(), std::move(detector));
   }
-  return *slot;
+  return slot.get();
 }
 
 }  // namespace monju

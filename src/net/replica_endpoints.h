@@ -1,23 +1,27 @@
 // The coordinator's ways to reach replicas: in-process for this node, Thrift
-// (MonjuReplica, multiplexed as "replica") for peers.
+// (MonjuReplica, multiplexed as "replica") for peers. Every remote call feeds
+// the peer's failure detector, which decides LikelyAlive().
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "MonjuReplica.h"
 #include "client_pool.h"
 #include "coordinator.h"
-#include "peer_health.h"
+#include "health/failure_detector.h"
+#include "hint_intake.h"
 
 namespace monju {
 
 class LocalReplicaEndpoint final : public ReplicaEndpoint {
  public:
-  explicit LocalReplicaEndpoint(Replica* replica) : replica_(replica) {}
+  LocalReplicaEndpoint(Replica* replica, HintIntake* hints) : replica_(replica), hints_(hints) {}
   Status Apply(const ItemKey& key, const Version& version) override { return replica_->Apply(key, version); }
+  Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override { return replica_->Read(key, out); }
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override {
     return replica_->Scan(r, out, more);
@@ -26,17 +30,22 @@ class LocalReplicaEndpoint final : public ReplicaEndpoint {
 
  private:
   Replica* replica_;
+  HintIntake* hints_;
 };
 
 // Thread-safe: each call borrows its own pooled client.
 class RemoteReplicaEndpoint final : public ReplicaEndpoint {
  public:
-  RemoteReplicaEndpoint(std::string peer_id, ConnectionOptions options, uint64_t fingerprint, const Clock* clock);
+  RemoteReplicaEndpoint(std::string peer_id, ConnectionOptions options, uint64_t fingerprint,
+                        std::shared_ptr<PeerDetector> detector);
   Status Apply(const ItemKey& key, const Version& version) override;
+  Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
-  bool LikelyAlive() const override { return health_.LikelyAlive(); }
-  // A bare liveness and parameter check.
+  bool LikelyAlive() const override { return detector_->LikelyAlive(); }
+  // Hint delivery: every hint's version merged at the peer, durable together.
+  Status ApplyBatch(const std::vector<Hint>& hints);
+  // A bare liveness and parameter check (the prober's, with its own timeout).
   Status Ping();
 
  private:
@@ -46,23 +55,32 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   const std::string peer_id_;
   const int64_t fingerprint_;
   ClientPool<rpc::MonjuReplicaClient> pool_;
-  PeerHealth health_;
+  std::shared_ptr<PeerDetector> detector_;
 };
 
-// Endpoints for the members of the current view, created on first use.
+// Endpoints for the members of the current view, created on first use, and
+// one failure detector per peer, kept across view changes.
 class NodeEndpoints final : public EndpointDirectory {
  public:
-  NodeEndpoints(std::string self_id, Replica* local, ConnectionOptions base, const Clock* clock);
+  NodeEndpoints(std::string self_id, Replica* local, HintIntake* hints, ConnectionOptions base,
+                const Clock* clock, DetectorOptions detector_options);
   ReplicaEndpoint& Endpoint(const ClusterView& view, uint32_t member_index) override;
+  // The remote endpoint of a member (nullptr for this node).
+  RemoteReplicaEndpoint* Remote(const ClusterView& view, uint32_t member_index);
+  // The detector of a peer id (created on first use).
+  std::shared_ptr<PeerDetector> Detector(const std::string& peer_id);
+  const std::string& self_id() const { return self_id_; }
 
  private:
   const std::string self_id_;
   LocalReplicaEndpoint local_;
   const ConnectionOptions base_;
   const Clock* clock_;
+  const DetectorOptions detector_options_;
   std::mutex mu_;
   // Keyed by "id=host:port@fingerprint" so a changed view gets fresh endpoints.
   std::unordered_map<std::string, std::unique_ptr<RemoteReplicaEndpoint>> remotes_;
+  std::unordered_map<std::string, std::shared_ptr<PeerDetector>> detectors_;
 };
 
 }  // namespace monju

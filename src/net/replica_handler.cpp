@@ -16,6 +16,7 @@ namespace {
 }
 
 constexpr int32_t kMaxScanLimit = 10000;
+constexpr size_t kMaxBatchItems = 4096;
 // Well under the 64 MiB a caller accepts, even with one huge item past it.
 constexpr size_t kMaxScanReplyBytes = 8 << 20;
 
@@ -45,6 +46,35 @@ void ReplicaHandler::apply(int64_t cluster_fingerprint, const std::string& pk, c
   if (!decoded.ok()) ThrowError(decoded.status());
   Status s = replica_->Apply(ItemKey{view->ring().PartitionOf(pk), pk, sk}, decoded.value());
   if (!s.ok()) ThrowError(s);
+}
+
+void ReplicaHandler::apply_hinted(int64_t cluster_fingerprint, const std::string& owner, const std::string& pk,
+                                  const std::string& sk, const std::string& version) {
+  auto view = CheckCaller(cluster_fingerprint);
+  if (pk.empty() || pk.size() > kMaxPkBytes || sk.size() > kMaxSkBytes)
+    ThrowError(Status::InvalidArgument("key outside limits"));
+  if (view->IndexOf(owner) < 0) ThrowError(Status::InvalidArgument("hint owner '" + owner + "' is not a member"));
+  if (!DecodeVersion(version).ok()) ThrowError(Status::Corruption("hinted version does not decode"));
+  Status s = hints_->Store(owner, ItemKey{view->ring().PartitionOf(pk), pk, sk}, version);
+  if (!s.ok()) ThrowError(s);
+}
+
+void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items) {
+  auto view = CheckCaller(cluster_fingerprint);
+  if (items.size() > kMaxBatchItems)
+    ThrowError(Status::InvalidArgument("batch of " + std::to_string(items.size()) + " items; the limit is " +
+                                       std::to_string(kMaxBatchItems)));
+  std::vector<std::pair<ItemKey, Version>> decoded;
+  decoded.reserve(items.size());
+  for (const auto& item : items) {
+    if (item.pk.empty() || item.pk.size() > kMaxPkBytes || item.sk.size() > kMaxSkBytes)
+      ThrowError(Status::InvalidArgument("key outside limits"));
+    auto v = DecodeVersion(item.version);
+    if (!v.ok()) ThrowError(v.status());
+    decoded.emplace_back(ItemKey{view->ring().PartitionOf(item.pk), item.pk, item.sk}, std::move(v.value()));
+  }
+  for (const Status& s : replica_->ApplyBatch(decoded))
+    if (!s.ok()) ThrowError(s);
 }
 
 void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,

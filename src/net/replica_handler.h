@@ -3,6 +3,7 @@
 #pragma once
 
 #include "MonjuReplica.h"
+#include "hint_intake.h"
 #include "membership.h"
 #include "replica.h"
 
@@ -10,11 +11,15 @@ namespace monju {
 
 class ReplicaHandler final : public rpc::MonjuReplicaIf {
  public:
-  ReplicaHandler(Replica* replica, const Membership* membership) : replica_(replica), membership_(membership) {}
+  ReplicaHandler(Replica* replica, const Membership* membership, HintIntake* hints)
+      : replica_(replica), membership_(membership), hints_(hints) {}
 
   void ping(int64_t cluster_fingerprint) override;
   void apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
              const std::string& version) override;
+  void apply_hinted(int64_t cluster_fingerprint, const std::string& owner, const std::string& pk,
+                    const std::string& sk, const std::string& version) override;
+  void apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items) override;
   void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk) override;
   void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,
             const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending) override;
@@ -25,6 +30,7 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
 
   Replica* replica_;
   const Membership* membership_;
+  HintIntake* hints_;
 };
 
 }  // namespace monju

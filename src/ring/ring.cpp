@@ -38,16 +38,23 @@ StatusOr<std::shared_ptr<const Ring>> Ring::Build(std::vector<std::string> node_
   });
 
   const size_t want = std::min<size_t>(replicas, ring->nodes_.size());
+  const size_t want_fallbacks = std::min<size_t>(replicas, ring->nodes_.size() - want);
   ring->preference_.resize(partitions);
+  ring->fallbacks_.resize(partitions);
   for (uint32_t p = 0; p < partitions; ++p) {
     uint64_t start = ring->PartitionStart(p);
     auto it = std::lower_bound(ring->tokens_.begin(), ring->tokens_.end(), start,
                                [](const Token& t, uint64_t pos) { return t.position < pos; });
     size_t idx = it - ring->tokens_.begin();
     auto& list = ring->preference_[p];
-    for (size_t step = 0; step < ring->tokens_.size() && list.size() < want; ++step) {
+    auto& more = ring->fallbacks_[p];
+    for (size_t step = 0; step < ring->tokens_.size() && more.size() < want_fallbacks + (want - list.size());
+         ++step) {
       uint32_t node = ring->tokens_[(idx + step) % ring->tokens_.size()].node;
-      if (std::find(list.begin(), list.end(), node) == list.end()) list.push_back(node);
+      if (std::find(list.begin(), list.end(), node) != list.end() ||
+          std::find(more.begin(), more.end(), node) != more.end())
+        continue;
+      (list.size() < want ? list : more).push_back(node);
     }
   }
   return std::shared_ptr<const Ring>(std::move(ring));

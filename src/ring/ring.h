@@ -39,6 +39,9 @@ class Ring {
 
   // Node indices, primary first; size min(replicas, node count).
   const std::vector<uint32_t>& PreferenceList(uint32_t partition) const { return preference_[partition]; }
+  // The next distinct nodes clockwise after the preference list (at most
+  // `replicas` of them): where writes go when owners are down (sloppy quorum).
+  const std::vector<uint32_t>& Fallbacks(uint32_t partition) const { return fallbacks_[partition]; }
   // The node index owning the first token at or after `position`.
   uint32_t NodeAt(uint64_t position) const;
 
@@ -55,6 +58,7 @@ class Ring {
   std::vector<std::string> nodes_;
   std::vector<Token> tokens_;  // sorted by position
   std::vector<std::vector<uint32_t>> preference_;
+  std::vector<std::vector<uint32_t>> fallbacks_;
   uint32_t vnodes_ = 0, partitions_ = 0, replicas_ = 0;
 };
 

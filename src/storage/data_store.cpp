@@ -152,18 +152,36 @@ class DataStore::Impl {
   }
 
   Status Apply(const ItemKey& key, Mutator mutate) {
-    auto op = std::make_shared<PendingOp>();
-    op->key = key;
-    op->mutate = std::move(mutate);
-    std::future<Status> done = op->done.get_future();
+    std::vector<std::pair<ItemKey, Mutator>> ops;
+    ops.emplace_back(key, std::move(mutate));
+    return ApplyBatch(std::move(ops)).front();
+  }
+
+  std::vector<Status> ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops) {
+    if (ops.empty()) return {};
+    std::vector<std::shared_ptr<PendingOp>> pending;
+    std::vector<std::future<Status>> done;
+    pending.reserve(ops.size());
+    done.reserve(ops.size());
+    for (auto& [key, mutate] : ops) {
+      auto op = std::make_shared<PendingOp>();
+      op->key = std::move(key);
+      op->mutate = std::move(mutate);
+      done.push_back(op->done.get_future());
+      pending.push_back(std::move(op));
+    }
     {
       std::unique_lock<std::mutex> lock(mu_);
       space_cv_.wait(lock, [&] { return stopping_ || queue_.size() < options_.max_pending_ops; });
-      if (stopping_) return Status::ShuttingDown("store is closing");
-      queue_.push_back(std::move(op));
+      if (stopping_) return std::vector<Status>(ops.size(), Status::ShuttingDown("store is closing"));
+      // All at once: the writer takes them into the same transaction(s).
+      for (auto& op : pending) queue_.push_back(std::move(op));
     }
     work_cv_.notify_one();
-    return done.get();
+    std::vector<Status> results;
+    results.reserve(done.size());
+    for (auto& f : done) results.push_back(f.get());
+    return results;
   }
 
   Status Scan(const ScanRequest& req, std::vector<ScanItem>* out, bool* more) const {
@@ -266,6 +284,53 @@ class DataStore::Impl {
       }
     }
     if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
+    return Status::OK();
+  }
+
+  Status ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out, std::string* next) const {
+    out->clear();
+    *next = cursor;
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    Cursor cur(txn.get(), items_);
+    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+
+    // The cursor is the LMDB key of the last bucket returned; every real key
+    // is at least a header long, so "" cannot be one.
+    MDB_val mk, mv;
+    int rc;
+    if (cursor.empty()) {
+      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_FIRST);
+    } else {
+      mk = Val(cursor);
+      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+      if (rc == 0 && View(mk) == cursor) rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT);
+    }
+    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
+      const std::string_view key = View(mk);
+      next->assign(key);
+      if (key.size() < kKeyHeader) return Status::Corruption("item key shorter than its header");
+      auto bucket = Bucket::Decode(View(mv));
+      if (!bucket.ok()) {
+        if (mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT) == MDB_NOTFOUND) next->clear();
+        return bucket.status();
+      }
+      uint32_t partition = 0;
+      for (int i = 0; i < 4; ++i) partition = (partition << 8) | uint8_t(key[i]);
+      for (const Bucket::Entry& e : bucket->entries()) out->push_back({partition, e.pk, e.sk, e.record});
+      if (out->size() >= limit) {
+        // Look one ahead so that a walk ending on a full page says so now
+        // (an error here is the next call's to report).
+        if (mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT) == MDB_NOTFOUND) next->clear();
+        return Status::OK();
+      }
+    }
+    if (rc != MDB_NOTFOUND) {
+      *next = cursor;
+      out->clear();
+      return LmdbError("mdb_cursor_get", rc);
+    }
+    next->clear();
     return Status::OK();
   }
 
@@ -422,6 +487,13 @@ Status DataStore::Get(const ItemKey& key, std::string* record) const { return im
 Status DataStore::Apply(const ItemKey& key, Mutator mutate) { return impl_->Apply(key, std::move(mutate)); }
 Status DataStore::Scan(const ScanRequest& r, std::vector<ScanItem>* out, bool* more) const {
   return impl_->Scan(r, out, more);
+}
+std::vector<Status> DataStore::ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops) {
+  return impl_->ApplyBatch(std::move(ops));
+}
+Status DataStore::ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out,
+                          std::string* next) const {
+  return impl_->ScanAll(cursor, limit, out, next);
 }
 Status DataStore::GetMeta(std::string_view key, std::string* value) const { return impl_->GetMeta(key, value); }
 Status DataStore::PutMeta(std::string_view key, std::string_view value) { return impl_->PutMeta(key, value); }

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -43,6 +44,12 @@ struct ItemKey {
   uint32_t partition = 0;
   std::string pk;
   std::string sk;
+};
+
+// One item as ScanAll() finds it.
+struct RawItem {
+  uint32_t partition = 0;
+  std::string pk, sk, record;
 };
 
 class DataStore {
@@ -86,9 +93,30 @@ class DataStore {
   // ShuttingDown. Blocks the caller; never call from the writer thread.
   Status Apply(const ItemKey& key, Mutator mutate);
 
+  // Apply() of every op, queued with the writer at once so that they share
+  // group commits (usually one fsync for all). Returns once all are durable:
+  // one status per op, in order, each meaning what Apply()'s would. Ops on
+  // the same item run in the given order. May exceed max_pending_ops by the
+  // size of the batch.
+  std::vector<Status> ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops);
+
   // Items of one pk in sk order (or reverse), at most `limit`. `more` is set
   // when further matching items exist.
   Status Scan(const ScanRequest& request, std::vector<ScanItem>* out, bool* more) const;
+
+  // Every item of every partition, page by page, for background work
+  // (tombstone reaping, anti-entropy). Items come in storage order (partition,
+  // pk hash, sk) strictly after `cursor` ("" = from the start), at most about
+  // `limit` (whole buckets only, so a page can exceed it by the few entries of
+  // a shared bucket; at least one bucket per call). *next is the opaque cursor
+  // to continue from, "" when the end was reached. Each call is one short read
+  // transaction; none is held across calls, so items written or erased during
+  // a walk may or may not be seen, while items present throughout are seen
+  // exactly once.
+  // Corruption when a bucket does not decode: *out holds the items before it
+  // and *next skips it, so a walk can log and go on. Other errors leave *next
+  // at `cursor`.
+  Status ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out, std::string* next) const;
 
   // Small node-local metadata (incarnation, shutdown marker). Put is durable.
   Status GetMeta(std::string_view key, std::string* value) const;

@@ -1,5 +1,7 @@
 #include "cluster_harness.h"
 
+#include "clock/codec.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,9 +22,11 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <sys/stat.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/TOutput.h>
 #include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/protocol/TMultiplexedProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 #include <thrift/transport/TTransportException.h>
@@ -33,6 +38,7 @@ namespace {
 using apache::thrift::TApplicationException;
 using apache::thrift::TException;
 using apache::thrift::protocol::TBinaryProtocol;
+using apache::thrift::protocol::TMultiplexedProtocol;
 using apache::thrift::transport::TFramedTransport;
 using apache::thrift::transport::TSocket;
 using apache::thrift::transport::TTransportException;
@@ -383,6 +389,225 @@ std::string Printable(const std::string& bytes, size_t max) {
     }
   }
   if (bytes.size() > max) s += "...(" + std::to_string(bytes.size()) + " bytes)";
+  return s;
+}
+
+// ---------------------------------------------------------------- admin, replica, resources
+
+namespace {
+
+// A framed binary protocol to 127.0.0.1:port, multiplexed as `service`.
+std::shared_ptr<apache::thrift::protocol::TProtocol> OpenMultiplexed(uint16_t port, const std::string& service,
+                                                                     int timeout_ms) {
+  // As in ConnectClient: failed connects are reported by the exception only.
+  static const bool quiet = [] {
+    apache::thrift::GlobalOutput.setOutputFunction([](const char*) {});
+    return true;
+  }();
+  (void)quiet;
+  auto socket = std::make_shared<TSocket>("127.0.0.1", port);
+  socket->setConnTimeout(timeout_ms);
+  socket->setRecvTimeout(timeout_ms);
+  socket->setSendTimeout(timeout_ms);
+  auto transport = std::make_shared<TFramedTransport>(socket);
+  auto protocol = std::make_shared<TBinaryProtocol>(transport);
+  transport->open();
+  return std::make_shared<TMultiplexedProtocol>(protocol, service);
+}
+
+}  // namespace
+
+AdminClient::AdminClient(const LocalCluster& c, int i, int timeout_ms) : AdminClient(c.port(i), timeout_ms) {}
+
+AdminClient::AdminClient(uint16_t port, int timeout_ms)
+    : client_(std::make_shared<admin::MonjuAdminClient>(OpenMultiplexed(port, "admin", timeout_ms))) {}
+
+admin::NodeStatus AdminClient::Status() {
+  admin::NodeStatus s;
+  client_->status(s);
+  return s;
+}
+
+std::map<std::string, int64_t> AdminClient::Stats() {
+  std::map<std::string, int64_t> s;
+  client_->stats(s);
+  return s;
+}
+
+bool TryStats(const LocalCluster& c, int i, std::map<std::string, int64_t>* out, std::string* error) {
+  CallResult r = Call([&] { *out = AdminClient(c, i).Stats(); });
+  if (!r.ok() && error != nullptr) *error = r.message;
+  return r.ok();
+}
+
+bool TryStatus(const LocalCluster& c, int i, admin::NodeStatus* out, std::string* error) {
+  CallResult r = Call([&] { *out = AdminClient(c, i).Status(); });
+  if (!r.ok() && error != nullptr) *error = r.message;
+  return r.ok();
+}
+
+int64_t StatOf(const std::map<std::string, int64_t>& stats, const std::string& name) {
+  auto it = stats.find(name);
+  return it == stats.end() ? 0 : it->second;
+}
+
+int64_t SumStat(LocalCluster& c, const std::string& name) {
+  int64_t total = 0;
+  for (int i = 0; i < c.size(); ++i) {
+    if (!c.IsRunning(i)) continue;
+    std::map<std::string, int64_t> stats;
+    if (TryStats(c, i, &stats)) total += StatOf(stats, name);
+  }
+  return total;
+}
+
+std::string PeerState(const LocalCluster& c, int observer, const std::string& peer) {
+  admin::NodeStatus status;
+  if (!TryStatus(c, observer, &status)) return "";
+  for (const auto& p : status.peers)
+    if (p.id == peer) return p.state;
+  return "";
+}
+
+::testing::AssertionResult WaitPeerState(const LocalCluster& c, int observer, const std::string& peer,
+                                         const std::string& state, std::chrono::milliseconds timeout) {
+  std::string last;
+  if (PollUntil([&] { return (last = PeerState(c, observer, peer)) == state; }, timeout, 20ms))
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << c.id(observer) << " still sees " << peer << " as '" << last
+                                       << "' after " << timeout.count() << " ms (waited for '" << state << "')";
+}
+
+::testing::AssertionResult WaitAllSee(LocalCluster& c, int peer_index, const std::string& state,
+                                      std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (int i = 0; i < c.size(); ++i) {
+    if (i == peer_index || !c.IsRunning(i)) continue;
+    auto left = std::max<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()), 1ms);
+    auto r = WaitPeerState(c, i, c.id(peer_index), state, left);
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult WaitHintsDrained(LocalCluster& c, std::chrono::milliseconds timeout) {
+  std::string last;
+  bool drained = PollUntil(
+      [&] {
+        last.clear();
+        bool all = true;
+        for (int i = 0; i < c.size(); ++i) {
+          if (!c.IsRunning(i)) continue;
+          std::map<std::string, int64_t> stats;
+          std::string error;
+          if (!TryStats(c, i, &stats, &error)) {
+            last += c.id(i) + ": stats failed (" + error + "); ";
+            all = false;
+            continue;
+          }
+          int64_t pending = StatOf(stats, "hints.pending");
+          last += c.id(i) + ": " + std::to_string(pending) + " pending; ";
+          if (pending != 0) all = false;
+        }
+        return all;
+      },
+      timeout, 50ms);
+  if (drained) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "hints not drained after " << timeout.count() << " ms: " << last;
+}
+
+ReplicaClient::ReplicaClient(const LocalCluster& c, int i, int timeout_ms) {
+  fingerprint_ = AdminClient(c, i, timeout_ms).Status().fingerprint;
+  client_ = std::make_shared<rpc::MonjuReplicaClient>(OpenMultiplexed(c.port(i), "replica", timeout_ms));
+}
+
+SiblingSet ReplicaClient::Read(const std::string& pk, const std::string& sk) {
+  std::string encoded;
+  client_->read(encoded, fingerprint_, pk, sk);
+  auto decoded = DecodeSiblings(encoded);
+  if (!decoded.ok())
+    throw std::runtime_error("replica read of " + Printable(pk) + "/" + Printable(sk) +
+                             " does not decode: " + decoded.status().ToString());
+  return std::move(decoded.value());
+}
+
+SiblingSet ReplicaRead(const LocalCluster& c, int i, const std::string& pk, const std::string& sk) {
+  return ReplicaClient(c, i).Read(pk, sk);
+}
+
+::testing::AssertionResult TryReplicaRead(const LocalCluster& c, int i, const std::string& pk, const std::string& sk,
+                                          SiblingSet* out) {
+  CallResult r = Call([&] { *out = ReplicaRead(c, i, pk, sk); });
+  if (r.ok()) return ::testing::AssertionSuccess();
+  std::string why = r.message;
+  return ::testing::AssertionFailure() << "replica read on " << c.id(i) << " of " << Printable(pk) << "/"
+                                       << Printable(sk) << ": " << why;
+}
+
+std::string DescribeSiblings(const SiblingSet& s) {
+  if (s.empty()) return "absent";
+  if (s.AllTombstones()) return "tombstone";
+  std::string out = "live [";
+  bool first = true;
+  for (const auto& v : s.LiveValues()) {
+    out += (first ? "" : ", ") + Printable(v, 40);
+    first = false;
+  }
+  out += "]";
+  if (s.size() > s.LiveValues().size()) out += " + tombstone";
+  return out;
+}
+
+int64_t VmRssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      std::stringstream ss(line.substr(6));
+      int64_t kib = -1;
+      ss >> kib;
+      return kib;
+    }
+  }
+  return -1;
+}
+
+DirUsage DirectoryUsage(const std::string& path) {
+  DirUsage u;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    u.apparent += static_cast<uint64_t>(st.st_size);
+    u.allocated += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return u;
+}
+
+std::string LatencySummary::ToString() const {
+  char buf[160];
+  snprintf(buf, sizeof buf, "n=%zu p50=%.2f ms p99=%.2f ms max=%.2f ms mean=%.2f ms", count, p50_ms, p99_ms, max_ms,
+           mean_ms);
+  return buf;
+}
+
+LatencySummary Summarize(std::vector<std::chrono::microseconds> samples) {
+  LatencySummary s;
+  s.count = samples.size();
+  if (samples.empty()) return s;
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    size_t idx = static_cast<size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
+    return static_cast<double>(samples[std::min(idx, samples.size() - 1)].count()) / 1000.0;
+  };
+  s.p50_ms = at(0.50);
+  s.p99_ms = at(0.99);
+  s.max_ms = static_cast<double>(samples.back().count()) / 1000.0;
+  double sum = 0;
+  for (auto v : samples) sum += static_cast<double>(v.count());
+  s.mean_ms = sum / static_cast<double>(samples.size()) / 1000.0;
   return s;
 }
 

@@ -22,7 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "MonjuAdmin.h"
 #include "MonjuKV.h"
+#include "MonjuReplica.h"
+#include "clock/causal.h"
 
 namespace monju::itest {
 
@@ -184,6 +187,80 @@ CallResult TryGet(const LocalCluster& c, int i, const std::string& pk, const std
 
 // Bytes shown safely in messages.
 std::string Printable(const std::string& bytes, size_t max = 80);
+
+// ---------------------------------------------------------------- admin, replica, resources
+
+// MonjuAdmin (multiplexed as "admin") of node i, on its own connection.
+// Calls throw like any Thrift call (TTransportException when the node is down).
+class AdminClient {
+ public:
+  AdminClient(const LocalCluster& c, int i, int timeout_ms = 5000);
+  explicit AdminClient(uint16_t port, int timeout_ms = 5000);
+  admin::NodeStatus Status();
+  std::map<std::string, int64_t> Stats();
+
+ private:
+  std::shared_ptr<admin::MonjuAdminClient> client_;
+};
+
+// Node i's counters; false (with *error set when given) when the call failed.
+bool TryStats(const LocalCluster& c, int i, std::map<std::string, int64_t>* out, std::string* error = nullptr);
+bool TryStatus(const LocalCluster& c, int i, admin::NodeStatus* out, std::string* error = nullptr);
+// A counter by name, 0 when absent.
+int64_t StatOf(const std::map<std::string, int64_t>& stats, const std::string& name);
+// Sum of one counter over every running node (nodes that do not answer count 0).
+int64_t SumStat(LocalCluster& c, const std::string& name);
+// State of `peer` as node `observer` sees it ("alive", "suspect", "down",
+// "self"), "" when the status call failed or the peer is not listed.
+std::string PeerState(const LocalCluster& c, int observer, const std::string& peer);
+// Polls until node `observer` reports `peer` in `state`.
+::testing::AssertionResult WaitPeerState(const LocalCluster& c, int observer, const std::string& peer,
+                                         const std::string& state, std::chrono::milliseconds timeout = 15s);
+// Polls until every running node other than `peer`'s own reports it in `state`.
+::testing::AssertionResult WaitAllSee(LocalCluster& c, int peer_index, const std::string& state,
+                                      std::chrono::milliseconds timeout = 15s);
+// Polls until every running node reports hints.pending == 0.
+::testing::AssertionResult WaitHintsDrained(LocalCluster& c, std::chrono::milliseconds timeout = 60s);
+
+// MonjuReplica (multiplexed as "replica") of node i: reads ONE node's copy,
+// bypassing any coordinator (so no read repair happens). The cluster
+// fingerprint comes from the node's admin status.
+class ReplicaClient {
+ public:
+  ReplicaClient(const LocalCluster& c, int i, int timeout_ms = 5000);
+  // The key's siblings on this node, tombstones included; empty when absent.
+  // Throws std::runtime_error when the bytes do not decode.
+  SiblingSet Read(const std::string& pk, const std::string& sk);
+
+ private:
+  std::shared_ptr<rpc::MonjuReplicaClient> client_;
+  int64_t fingerprint_ = 0;
+};
+
+// One-shot ReplicaClient(c, i).Read(pk, sk).
+SiblingSet ReplicaRead(const LocalCluster& c, int i, const std::string& pk, const std::string& sk);
+// Same, classifying failures instead of throwing.
+::testing::AssertionResult TryReplicaRead(const LocalCluster& c, int i, const std::string& pk, const std::string& sk,
+                                          SiblingSet* out);
+// "absent", "tombstone", or the live values, for messages.
+std::string DescribeSiblings(const SiblingSet& s);
+
+// VmRSS of a process in KiB (from /proc/<pid>/status), -1 when unknown.
+int64_t VmRssKiB(pid_t pid);
+// Bytes under a directory: apparent (sum of file sizes) and allocated on disk.
+struct DirUsage {
+  uint64_t apparent = 0;
+  uint64_t allocated = 0;
+};
+DirUsage DirectoryUsage(const std::string& path);
+
+// Latency summary of a set of measurements, in microseconds.
+struct LatencySummary {
+  size_t count = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0, mean_ms = 0;
+  std::string ToString() const;
+};
+LatencySummary Summarize(std::vector<std::chrono::microseconds> samples);
 
 // Base fixture behaviour: on failure, print each node's log tail.
 #define MONJU_DUMP_LOGS_ON_FAILURE(cluster_ptr)                                                 \

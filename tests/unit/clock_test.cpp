@@ -431,6 +431,32 @@ TEST(SiblingSetTest, TombstoneOnlySetHasNoLiveValues) {
   EXPECT_TRUE(s2.HasLive());
 }
 
+TEST(SiblingSetTest, AllTombstonesAndLatestDeleteMs) {
+  SiblingSet empty;
+  EXPECT_FALSE(empty.AllTombstones());  // absent is not deleted
+  EXPECT_EQ(empty.LatestDeleteMs(), 0);
+
+  Version live = V(D("a", 1), {}, "x");
+  Version t1 = Tomb(D("b", 1), {});
+  t1.deleted_unix_ms = 5000;
+  Version t2 = Tomb(D("c", 1), {});
+  t2.deleted_unix_ms = 7000;
+  Version unknown = Tomb(D("d", 1), {});  // time 0: unknown
+
+  SiblingSet tombs = Apply({t1, unknown});
+  EXPECT_TRUE(tombs.AllTombstones());
+  EXPECT_EQ(tombs.LatestDeleteMs(), 5000);
+  tombs.Add(t2);
+  EXPECT_EQ(tombs.LatestDeleteMs(), 7000);
+  EXPECT_EQ(Apply({unknown}).LatestDeleteMs(), 0);
+
+  SiblingSet mixed = Apply({live, t2});
+  EXPECT_FALSE(mixed.AllTombstones());
+  EXPECT_EQ(mixed.LatestDeleteMs(), 7000);  // tombstones only; the live sibling has no delete time
+  EXPECT_FALSE(Apply({live}).AllTombstones());
+  EXPECT_EQ(Apply({live}).LatestDeleteMs(), 0);
+}
+
 TEST(SiblingSetTest, ConstructorAndMergeAreAdd) {
   Version a1 = V(D("a", 1), {}, "a1");
   Version b1 = V(D("b", 1), a1.FullContext(), "b1");
@@ -520,7 +546,9 @@ Version SampleVersion() {
 SiblingSet SampleSiblings() {
   SiblingSet s;
   s.Add(SampleVersion());
-  s.Add(Tomb(D("n3", 2), Upto("n3", 1)));
+  Version deleted = Tomb(D("n3", 2), Upto("n3", 1));
+  deleted.deleted_unix_ms = 1'700'000'000'123;
+  s.Add(deleted);
   s.Add(V(D("n4", 1), {}, ""));  // an empty (non-tombstone) value
   return s;
 }
@@ -554,6 +582,65 @@ TEST(CodecTest, VersionRoundTrip) {
   ASSERT_TRUE(dt.ok());
   EXPECT_TRUE(dt->tombstone);
   EXPECT_EQ(dt.value(), t);
+}
+
+TEST(CodecTest, TombstoneDeleteTimeRoundTrips) {
+  for (int64_t ms : {int64_t(0), int64_t(1), int64_t(1'800'000'000'000), INT64_MAX}) {
+    SCOPED_TRACE(ms);
+    Version t = Tomb(D("x", 3), Upto("y", 2));
+    t.deleted_unix_ms = ms;
+    auto decoded = DecodeVersion(EncodeVersion(t));
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_EQ(decoded.value(), t);
+    auto set = DecodeSiblings(EncodeSiblings(SiblingSet({t})));
+    ASSERT_TRUE(set.ok()) << set.status().ToString();
+    EXPECT_EQ(set->LatestDeleteMs(), ms);
+  }
+  // A negative time is no time.
+  Version negative = Tomb(D("x", 1), {});
+  negative.deleted_unix_ms = -5;
+  auto decoded = DecodeVersion(EncodeVersion(negative));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->deleted_unix_ms, 0);
+  // A live version never carries one.
+  Version live = V(D("x", 1), {}, "v");
+  live.deleted_unix_ms = 1234;
+  decoded = DecodeVersion(EncodeVersion(live));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_FALSE(decoded->tombstone);
+  EXPECT_EQ(decoded->deleted_unix_ms, 0);
+}
+
+// Records written before delete times existed mark tombstones with flags 1
+// and no time; they still decode (time 0, unknown) and re-encode with flags 2.
+TEST(CodecTest, TombstoneWithoutTimeStillDecodes) {
+  using namespace std::string_literals;
+  // format 1, actor "a", counter 1, flags 1, empty ctx, empty value
+  const std::string old_version = "\x01\x01"
+                                  "a\x01\x01\x00\x00"s;
+  auto v = DecodeVersion(old_version);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->tombstone);
+  EXPECT_EQ(v->deleted_unix_ms, 0);
+  EXPECT_EQ(EncodeVersion(v.value()), "\x01\x01"
+                                      "a\x01\x02\x00\x00\x00"s);
+  auto again = DecodeVersion(EncodeVersion(v.value()));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value(), v.value());
+
+  // The same inside a sibling set, next to a timed tombstone.
+  const std::string old_set = "\x01\x02"
+                              "\x01"
+                              "a\x01\x01\x00\x00"
+                              "\x01"
+                              "b\x01\x02\xe8\x07\x00\x00"s;  // time 1000
+  auto s = DecodeSiblings(old_set);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_TRUE(s->AllTombstones());
+  EXPECT_EQ(s->versions()[0].deleted_unix_ms, 0);
+  EXPECT_EQ(s->versions()[1].deleted_unix_ms, 1000);
+  EXPECT_EQ(s->LatestDeleteMs(), 1000);
 }
 
 TEST(CodecTest, SiblingsRoundTrip) {
@@ -658,7 +745,32 @@ TEST(CodecTest, MalformedFieldsAreCorruption) {
                   "a\x00\x00\x00\x01v"s));  // counter 0
   EXPECT_TRUE(
       corrupt_ver("\x01\x01"
-                  "a\x01\x02\x00\x01v"s));  // unknown flags
+                  "a\x01\x03\x00\x01v"s));  // unknown flags
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\xff\x00\x01v"s));  // unknown flags
+  // Sanity: a timed tombstone (time 1000).
+  ASSERT_TRUE(DecodeVersion("\x01\x01"
+                            "a\x01\x02\xe8\x07\x00\x00"s)
+                  .ok());
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\x02\xe8\x07\x00\x01v"s));  // timed tombstone with a value
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\x02"s));  // time missing
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\x02\xe8"s));  // time cut short
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\x02\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01\x00\x00"s));  // time 2^63: beyond int64
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\x02" + std::string(11, '\xff') + "\x00\x00"s));  // time varint too long
+  EXPECT_TRUE(
+      corrupt_ver("\x01\x01"
+                  "a\x01\x00\x05\x00\x01v"s));  // a live version followed by a time
   EXPECT_TRUE(
       corrupt_ver("\x01\x01"
                   "a\x01\x01\x00\x01v"s));  // tombstone with a value

@@ -201,6 +201,31 @@ TEST_F(ConfigTest, RangeErrors) {
   ExpectError(With("--fanout-threads", "0"), "--fanout-threads");
 }
 
+TEST_F(ConfigTest, FailureHandlingFlags) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_TRUE(p.config.sloppy_quorum);
+  EXPECT_LE(p.config.hint_ttl_s, p.config.tombstone_grace_s);
+  p = Parse(Good({"--quorum-mode", "strict", "--hint-max-per-owner", "20", "--hint-ttl-s", "5",
+                  "--tombstone-grace-s", "5", "--reap-interval-ms", "200", "--handoff-after-ms", "50"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_FALSE(p.config.sloppy_quorum);
+  EXPECT_EQ(p.config.hint_max_per_owner, 20u);
+  EXPECT_EQ(p.config.hint_ttl_s, 5u);
+  EXPECT_EQ(p.config.tombstone_grace_s, 5u);
+  EXPECT_EQ(p.config.reap_interval_ms, 200u);
+  EXPECT_EQ(p.config.handoff_after_ms, 50u);
+
+  ExpectError(With("--quorum-mode", "loose"), "--quorum-mode");
+  ExpectError(With("--handoff-after-ms", "0"), "--handoff-after-ms");
+  ExpectError(With("--handoff-after-ms", "2000"), "--handoff-after-ms");  // not below the request timeout
+  ExpectError(With("--probe-interval-ms", "1"), "--probe-interval-ms");
+  ExpectError(With("--hint-max-total", "0"), "--hint-max");
+  ExpectError(With("--hint-rate", "0"), "--hint-rate");
+  // A hint outliving the tombstone grace could resurrect a reaped delete.
+  ExpectError(Good({"--hint-ttl-s", "100", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
+}
+
 TEST_F(ConfigTest, UnknownAndRepeatedFlagsAreErrors) {
   ParsedArgs p = Parse(Good({"--no-such-flag", "1"}));
   EXPECT_EQ(p.action, ParsedArgs::Action::kError);
@@ -267,7 +292,18 @@ TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
                            "--map-size-mb",
                            "--worker-threads",
                            "--fanout-threads",
-                           "--log-level"})
+                           "--log-level",
+                           "--quorum-mode",
+                           "--handoff-after-ms",
+                           "--probe-interval-ms",
+                           "--probe-timeout-ms",
+                           "--hint-max-per-owner",
+                           "--hint-max-total",
+                           "--hint-map-size-mb",
+                           "--hint-ttl-s",
+                           "--hint-rate",
+                           "--tombstone-grace-s",
+                           "--reap-interval-ms"})
     EXPECT_NE(p.text.find(flag), std::string::npos) << flag << " missing from help:\n" << p.text;
   // -h works and wins over otherwise invalid flags.
   EXPECT_EQ(Parse({"-h", "--vnodes", "0"}).action, ParsedArgs::Action::kHelp);

@@ -191,6 +191,145 @@ TEST_F(ReplicaTest, UndecodableRecordIsCorruptionAndLeftUntouched) {
 }
 
 // ---------------------------------------------------------------------------
+// Batches, reaping, full scans
+
+TEST_F(ReplicaTest, ApplyBatchMergesEachDurably) {
+  const ItemKey a{3, "pk", "a"}, b{3, "pk", "b"}, bad{3, "pk", "bad"};
+  const std::string garbage = "\x07not a sibling set";
+  ASSERT_TRUE(replica_->store().Apply(bad, [&](const std::optional<std::string>&) { return garbage; }).ok());
+  Version a1 = V("x", 1, {}, "a1");
+  Version a2 = V("x", 2, a1.FullContext(), "a2");
+  Version concurrent = V("y", 1, {}, "y1");
+  Version b1 = V("x", 3, {}, "b1");
+  const DataStore::Stats before = replica_->store().stats();
+  std::vector<Status> results =
+      replica_->ApplyBatch({{a, a1}, {bad, b1}, {a, concurrent}, {a, a2}, {b, b1}, {a, a1} /* a replay */});
+  ASSERT_EQ(results.size(), 6u);
+  for (size_t i : {0u, 2u, 3u, 4u, 5u}) EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].ToString();
+  EXPECT_EQ(results[1].code(), Status::Code::kCorruption) << results[1].ToString();
+  EXPECT_EQ(replica_->store().stats().commits - before.commits, 1u);
+
+  replica_.reset();
+  replica_ = OpenReplica(dir_.path(), "n1");
+  ASSERT_TRUE(replica_);
+  EXPECT_EQ(DotsOf(Read(a)), (std::vector<Dot>{{"x", 2}, {"y", 1}}));
+  EXPECT_EQ(Read(b).LiveValues(), (std::vector<std::string>{"b1"}));
+  std::string record;
+  ASSERT_TRUE(replica_->ReadEncoded(bad, &record).ok());
+  EXPECT_EQ(record, garbage);  // left untouched
+  EXPECT_TRUE(replica_->ApplyBatch({}).empty());
+}
+
+TEST_F(ReplicaTest, ReapIfUnchangedErasesOnlyTheRecordTheCallerSaw) {
+  Version t;
+  t.dot = {"x", 1};
+  t.tombstone = true;
+  t.deleted_unix_ms = 1000;
+  ASSERT_TRUE(replica_->Apply(key_, t).ok());
+  std::string seen;
+  ASSERT_TRUE(replica_->ReadEncoded(key_, &seen).ok());
+
+  // A version that arrives after the caller looked survives.
+  ASSERT_TRUE(replica_->Apply(key_, V("y", 1, {}, "new")).ok());
+  auto reaped = replica_->ReapIfUnchanged(key_, seen);
+  ASSERT_TRUE(reaped.ok()) << reaped.status().ToString();
+  EXPECT_FALSE(reaped.value());
+  EXPECT_EQ(Read(key_).LiveValues(), (std::vector<std::string>{"new"}));
+
+  // The record as it is now goes.
+  ASSERT_TRUE(replica_->ReadEncoded(key_, &seen).ok());
+  reaped = replica_->ReapIfUnchanged(key_, seen);
+  ASSERT_TRUE(reaped.ok()) << reaped.status().ToString();
+  EXPECT_TRUE(reaped.value());
+  EXPECT_TRUE(Read(key_).empty());
+  std::string record = "x";
+  ASSERT_TRUE(replica_->ReadEncoded(key_, &record).ok());
+  EXPECT_EQ(record, "");
+
+  // Absent: nothing to erase.
+  reaped = replica_->ReapIfUnchanged(key_, seen);
+  ASSERT_TRUE(reaped.ok());
+  EXPECT_FALSE(reaped.value());
+  reaped = replica_->ReapIfUnchanged(key_, "");
+  ASSERT_TRUE(reaped.ok());
+  EXPECT_FALSE(reaped.value());
+  // Bytes that are no record at all erase nothing.
+  ASSERT_TRUE(replica_->Apply(key_, t).ok());
+  reaped = replica_->ReapIfUnchanged(key_, "\x07garbage");
+  EXPECT_EQ(reaped.status().code(), Status::Code::kCorruption);
+  EXPECT_FALSE(Read(key_).empty());
+}
+
+// Reaping forgets a key's dots. If this node then issued them again for a
+// recreated key, an owner still holding the tombstone (its reaper has not
+// run yet) would treat the new write as already deleted and drop it. Counters
+// of this node's actor that a reaped record held are never issued again, also
+// after a restart.
+TEST_F(ReplicaTest, ReapedCountersAreNeverReissued) {
+  CausalContext ctx;
+  for (int i = 0; i < 3; ++i) ctx = Write(key_, ctx, "v" + std::to_string(i)).FullContext();
+  auto del = replica_->PrepareWrite(key_, ctx, true, "");
+  ASSERT_TRUE(del.ok());
+  ASSERT_TRUE(replica_->Apply(key_, del.value()).ok());
+  replica_->FinishWrite(key_, del->dot, true);
+  ASSERT_EQ(del->dot.counter, 4u);
+  const SiblingSet elsewhere = Read(key_);  // another owner, not reaped yet
+
+  std::string seen;
+  ASSERT_TRUE(replica_->ReadEncoded(key_, &seen).ok());
+  auto reaped = replica_->ReapIfUnchanged(key_, seen);
+  ASSERT_TRUE(reaped.ok() && reaped.value());
+
+  // A blind write recreating the key.
+  Version recreated = Write(key_, {}, "back");
+  EXPECT_GT(recreated.dot.counter, 4u);
+  SiblingSet merged = elsewhere;
+  EXPECT_TRUE(merged.Add(recreated)) << "the old tombstone swallowed the new write";
+  EXPECT_EQ(merged.LiveValues(), (std::vector<std::string>{"back"}));
+
+  // The floor is durable and holds for every key.
+  ASSERT_TRUE(replica_->MarkCleanShutdown().ok());
+  const std::string actor = replica_->actor();
+  replica_.reset();
+  replica_ = OpenReplica(dir_.path(), "n1");
+  ASSERT_TRUE(replica_);
+  ASSERT_EQ(replica_->actor(), actor);
+  EXPECT_GT(Write({3, "pk", "another"}, {}, "x").dot.counter, 4u);
+}
+
+TEST(ReplicaReapFloorTest, UnreadableReapFloorIsCorruption) {
+  TempDir dir;
+  {
+    auto r = OpenReplica(dir.path(), "n1");
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->store().PutMeta("reap_floor", "12x").ok());
+  }
+  StorageOptions opts;
+  opts.path = dir.path() + "/data";
+  opts.map_size_bytes = 64ull << 20;
+  auto store = DataStore::Open(opts);
+  ASSERT_TRUE(store.ok());
+  auto r = Replica::Open("n1", std::move(store.value()), 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kCorruption) << r.status().ToString();
+}
+
+TEST_F(ReplicaTest, ScanAllGivesEncodedRecordsOfEveryPartition) {
+  ASSERT_TRUE(replica_->Apply({9, "p", "s"}, V("x", 1, {}, "nine")).ok());
+  ASSERT_TRUE(replica_->Apply({2, "p", "s"}, V("x", 2, {}, "two")).ok());
+  std::vector<RawItem> out;
+  std::string next = "x";
+  ASSERT_TRUE(replica_->ScanAll("", 100, &out, &next).ok());
+  EXPECT_EQ(next, "");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].partition, 2u);
+  EXPECT_EQ(out[1].partition, 9u);
+  auto decoded = DecodeSiblings(out[1].record);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->LiveValues(), (std::vector<std::string>{"nine"}));
+}
+
+// ---------------------------------------------------------------------------
 // Dots
 
 TEST_F(ReplicaTest, PrepareWriteIssuesIncreasingDots) {

@@ -147,6 +147,29 @@ TEST(RingTest, PreferenceListIsClockwiseWalkFromPartitionStart) {
   }
 }
 
+// Fallbacks continue the same walk: the next distinct nodes after the
+// preference list, at most N of them, never an owner.
+TEST(RingTest, FallbacksContinueTheWalkPastThePreferenceList) {
+  for (int nodes : {1, 3, 4, 5, 8}) {
+    auto r = MustBuild(Ids(nodes), 8, 64, 3);
+    ASSERT_TRUE(r);
+    const auto& tokens = r->tokens();
+    for (uint32_t p = 0; p < 64; ++p) {
+      size_t idx = 0;
+      while (idx < tokens.size() && tokens[idx].position < r->PartitionStart(p)) ++idx;
+      std::vector<uint32_t> walk;
+      for (size_t step = 0; step < tokens.size(); ++step) {
+        uint32_t node = tokens[(idx + step) % tokens.size()].node;
+        if (std::find(walk.begin(), walk.end(), node) == walk.end()) walk.push_back(node);
+      }
+      const size_t owners = std::min<size_t>(3, nodes);
+      const size_t fallbacks = std::min<size_t>(3, nodes - owners);
+      std::vector<uint32_t> expected(walk.begin() + owners, walk.begin() + owners + fallbacks);
+      ASSERT_EQ(r->Fallbacks(p), expected) << "nodes=" << nodes << " p=" << p;
+    }
+  }
+}
+
 TEST(RingTest, NodeAtWrapsAround) {
   auto r = MustBuild(Ids(4), 4);
   ASSERT_TRUE(r);

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <latch>
 #include <random>
+#include <set>
 #include <string>
 #include <mutex>
 #include <thread>
@@ -126,9 +127,67 @@ class StorageTest : public ::testing::Test {
     return all;
   }
 
+  // Closes the store, writes an undecodable bucket straight into LMDB under
+  // the documented layout (partition BE + XXH3-128(pk) high, low BE + sk),
+  // and reopens.
+  void PlantGarbageBucket(uint32_t partition, const std::string& pk, const std::string& sk) {
+    store_.reset();  // LMDB must not be open twice in one process
+    std::string key(20, '\0');
+    for (int i = 0; i < 4; ++i) key[i] = char((partition >> (24 - 8 * i)) & 0xff);
+    XXH128_hash_t h = XXH3_128bits(pk.data(), pk.size());
+    for (int i = 0; i < 8; ++i) key[4 + i] = char((h.high64 >> (56 - 8 * i)) & 0xff);
+    for (int i = 0; i < 8; ++i) key[12 + i] = char((h.low64 >> (56 - 8 * i)) & 0xff);
+    key += sk;
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 4);
+    mdb_env_set_mapsize(env, 64ull << 20);
+    ASSERT_EQ(mdb_env_open(env, (dir_.path() + "/data").c_str(), 0, 0644), 0);
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi dbi;
+    ASSERT_EQ(mdb_dbi_open(txn, "items", 0, &dbi), 0);
+    MDB_val k{key.size(), key.data()};
+    std::string garbage = "\xff\xff\xff\xff garbage";
+    MDB_val v{garbage.size(), garbage.data()};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    Open();
+  }
+
+  // Every item, by walking ScanAll() `page` at a time.
+  std::vector<RawItem> WalkAll(size_t page, size_t* pages = nullptr) {
+    std::vector<RawItem> all;
+    std::string cursor;
+    for (int guard = 0; guard < 100000; ++guard) {
+      std::vector<RawItem> out;
+      std::string next = "untouched";
+      Status s = store_->ScanAll(cursor, page, &out, &next);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      if (!s.ok()) return all;
+      if (pages) ++*pages;
+      all.insert(all.end(), out.begin(), out.end());
+      if (next.empty()) return all;
+      EXPECT_FALSE(out.empty()) << "a page that is not the last must hold items";
+      EXPECT_NE(next, cursor) << "no progress";
+      cursor = next;
+    }
+    ADD_FAILURE() << "ScanAll walk did not terminate";
+    return all;
+  }
+
   TempDir dir_;
   std::unique_ptr<DataStore> store_;
 };
+
+using Item = std::tuple<uint32_t, std::string, std::string, std::string>;
+
+std::vector<Item> AsTuples(const std::vector<RawItem>& items) {
+  std::vector<Item> out;
+  for (const auto& i : items) out.emplace_back(i.partition, i.pk, i.sk, i.record);
+  return out;
+}
 
 std::vector<std::string> Reversed(std::vector<std::string> v) {
   std::reverse(v.begin(), v.end());
@@ -619,33 +678,7 @@ TEST_F(StorageTest, MapFullReturnsNoSpaceAndReadsStillWork) {
 // Corruption for Get, Scan and Apply, and Apply leaves it untouched.
 TEST_F(StorageTest, UndecodableBucketIsCorruption) {
   ASSERT_TRUE(Put(5, "pk", "good", "fine").ok());
-  store_.reset();  // LMDB must not be open twice in one process
-
-  std::string key(20, '\0');
-  const uint32_t partition = 5;
-  for (int i = 0; i < 4; ++i) key[i] = char((partition >> (24 - 8 * i)) & 0xff);
-  XXH128_hash_t h = XXH3_128bits("pk", 2);
-  for (int i = 0; i < 8; ++i) key[4 + i] = char((h.high64 >> (56 - 8 * i)) & 0xff);
-  for (int i = 0; i < 8; ++i) key[12 + i] = char((h.low64 >> (56 - 8 * i)) & 0xff);
-  key += "bad";
-  {
-    MDB_env* env = nullptr;
-    ASSERT_EQ(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 4);
-    mdb_env_set_mapsize(env, 64ull << 20);
-    ASSERT_EQ(mdb_env_open(env, (dir_.path() + "/data").c_str(), 0, 0644), 0);
-    MDB_txn* txn = nullptr;
-    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-    MDB_dbi dbi;
-    ASSERT_EQ(mdb_dbi_open(txn, "items", 0, &dbi), 0);
-    MDB_val k{key.size(), key.data()};
-    std::string garbage = "\xff\xff\xff\xff garbage";
-    MDB_val v{garbage.size(), garbage.data()};
-    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
-    ASSERT_EQ(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-  }
-  Open();
+  PlantGarbageBucket(5, "pk", "bad");
   EXPECT_EQ(Get(5, "pk", "good"), "fine");  // the layout assumption holds
   std::string record;
   EXPECT_EQ(store_->Get({5, "pk", "bad"}, &record).code(), Status::Code::kCorruption);
@@ -660,6 +693,236 @@ TEST_F(StorageTest, UndecodableBucketIsCorruption) {
   EXPECT_EQ(s.code(), Status::Code::kCorruption);
   EXPECT_FALSE(called);
   EXPECT_EQ(store_->Get({5, "pk", "bad"}, &record).code(), Status::Code::kCorruption);
+}
+
+// ---------------------------------------------------------------------------
+// ApplyBatch
+
+// One batch: every op lands, ops on one item run in order, and the whole
+// batch costs one commit (one fsync) rather than one per op.
+TEST_F(StorageTest, ApplyBatchIsDurableInOneCommit) {
+  ASSERT_TRUE(Put(1, "pk", "erase-me", "old").ok());
+  ASSERT_TRUE(Put(1, "pk", "keep-me", "kept").ok());
+  const DataStore::Stats before = store_->stats();
+
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+  for (int i = 0; i < 64; ++i) {
+    const std::string sk = "item" + std::to_string(i);
+    ops.emplace_back(ItemKey{uint32_t(i % 3), "pk", sk}, [sk](const std::optional<std::string>&) { return sk; });
+  }
+  for (int i = 0; i < 3; ++i)  // a read-modify-write: each sees the one before
+    ops.emplace_back(ItemKey{1, "pk", "counter"}, [](const std::optional<std::string>& cur) {
+      return std::to_string(cur ? std::stoi(*cur) + 1 : 1);
+    });
+  ops.emplace_back(ItemKey{1, "pk", "erase-me"}, [](const std::optional<std::string>&) { return std::string(); });
+  ops.emplace_back(ItemKey{1, "pk", "keep-me"},
+                   [](const std::optional<std::string>&) -> std::optional<std::string> { return std::nullopt; });
+  const size_t n = ops.size();
+  std::vector<Status> results = store_->ApplyBatch(std::move(ops));
+  ASSERT_EQ(results.size(), n);
+  for (size_t i = 0; i < n; ++i) EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].ToString();
+
+  const DataStore::Stats after = store_->stats();
+  EXPECT_EQ(after.commits - before.commits, 1u);
+  EXPECT_EQ(after.applied - before.applied, n);
+
+  Open();  // durable: still there after a reopen
+  for (int i = 0; i < 64; ++i) {
+    const std::string sk = "item" + std::to_string(i);
+    ASSERT_EQ(Get(uint32_t(i % 3), "pk", sk), sk);
+  }
+  EXPECT_EQ(Get(1, "pk", "counter"), "3");
+  EXPECT_EQ(Get(1, "pk", "erase-me"), "<NotFound>");
+  EXPECT_EQ(Get(1, "pk", "keep-me"), "kept");
+
+  EXPECT_TRUE(store_->ApplyBatch({}).empty());
+}
+
+// As with Apply(), an item whose bucket does not decode fails alone; the
+// rest of the batch commits.
+TEST_F(StorageTest, ApplyBatchCorruptRecordFailsOnlyItsOwnOp) {
+  PlantGarbageBucket(5, "pk", "bad");
+  bool bad_called = false;
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+  ops.emplace_back(ItemKey{5, "pk", "a"}, [](const std::optional<std::string>&) { return "A"s; });
+  ops.emplace_back(ItemKey{5, "pk", "bad"}, [&](const std::optional<std::string>&) {
+    bad_called = true;
+    return "overwrite"s;
+  });
+  ops.emplace_back(ItemKey{5, "pk", "z"}, [](const std::optional<std::string>&) { return "Z"s; });
+  std::vector<Status> results = store_->ApplyBatch(std::move(ops));
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_TRUE(results[0].ok()) << results[0].ToString();
+  EXPECT_EQ(results[1].code(), Status::Code::kCorruption) << results[1].ToString();
+  EXPECT_TRUE(results[2].ok()) << results[2].ToString();
+  EXPECT_FALSE(bad_called);
+  Open();
+  EXPECT_EQ(Get(5, "pk", "a"), "A");
+  EXPECT_EQ(Get(5, "pk", "z"), "Z");
+  std::string record;
+  EXPECT_EQ(store_->Get({5, "pk", "bad"}, &record).code(), Status::Code::kCorruption);
+}
+
+// Batches from many threads at once all land.
+TEST_F(StorageTest, ConcurrentApplyBatches) {
+  constexpr int kThreads = 8, kBatches = 10, kPerBatch = 20;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+        for (int i = 0; i < kPerBatch; ++i) {
+          const std::string sk = std::to_string(t) + "/" + std::to_string(b) + "/" + std::to_string(i);
+          ops.emplace_back(ItemKey{uint32_t(t), "pk", sk}, [sk](const std::optional<std::string>&) { return sk; });
+        }
+        for (const Status& s : store_->ApplyBatch(std::move(ops)))
+          if (!s.ok()) failures++;
+      }
+    });
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  EXPECT_EQ(WalkAll(1000).size(), size_t(kThreads * kBatches * kPerBatch));
+}
+
+// ---------------------------------------------------------------------------
+// ScanAll
+
+TEST_F(StorageTest, ScanAllOfEmptyStore) {
+  ASSERT_TRUE(store_->PutMeta("incarnation", "1").ok());  // meta is not an item
+  std::vector<RawItem> out = {RawItem{1, "stale", "", ""}};
+  std::string next = "stale";
+  ASSERT_TRUE(store_->ScanAll("", 10, &out, &next).ok());
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(next, "");
+}
+
+// Items of several partitions, many pks, and long sks that share buckets:
+// every page size visits each item exactly once, in the same order, with
+// partitions ascending and each pk's items together in sk order.
+TEST_F(StorageTest, ScanAllVisitsEveryItemOnceAcrossPages) {
+  const size_t exact = store_->max_exact_sk();
+  ASSERT_LT(exact, 600u);
+  const std::string common(600, 'k');  // sks beyond `exact` bytes that match share a bucket
+  std::vector<Item> items;
+  for (uint32_t partition : {0u, 1u, 7u, 0xffffffffu})
+    for (int p = 0; p < 6; ++p) {
+      const std::string pk = "pk" + std::to_string(p);
+      for (int j = 0; j < 4; ++j) {
+        const std::string sk = "s" + std::to_string(j);
+        items.emplace_back(partition, pk, sk, std::to_string(partition) + "/" + pk + "/" + sk);
+      }
+    }
+  for (const std::string& tail : {""s, "a"s, "b"s, "c"s, "d\0e"s})  // five items in one bucket
+    items.emplace_back(7u, "shared", common + tail, "shared" + tail);
+  items.emplace_back(7u, "shared", "x", "alone");
+  PutAll(items);
+  std::vector<Item> want = items;
+  std::sort(want.begin(), want.end());
+
+  std::vector<Item> first;
+  for (size_t page : {1u, 2u, 3u, 5u, 7u, 1000u}) {
+    SCOPED_TRACE("page " + std::to_string(page));
+    size_t pages = 0;
+    std::vector<Item> walked = AsTuples(WalkAll(page, &pages));
+    ASSERT_EQ(walked.size(), items.size());
+    std::vector<Item> sorted = walked;
+    std::sort(sorted.begin(), sorted.end());
+    ASSERT_EQ(sorted, want);  // each exactly once
+    if (first.empty()) first = walked;
+    ASSERT_EQ(walked, first);  // one storage order whatever the page size
+    // Whole buckets: a page exceeds `page` by at most a shared bucket's extra entries.
+    EXPECT_GE(pages, (items.size() - 4) / page);
+    EXPECT_LE(pages, items.size() / page + 2);
+
+    for (size_t i = 1; i < walked.size(); ++i) {
+      const auto& [pa, pka, ska, ra] = walked[i - 1];
+      const auto& [pb, pkb, skb, rb] = walked[i];
+      ASSERT_LE(pa, pb) << "partitions out of order at " << i;
+      if (pa == pb && pka == pkb) {
+        ASSERT_LT(ska, skb) << "sks out of order at " << i;
+      }
+    }
+    // Each (partition, pk) forms one contiguous run.
+    std::set<std::pair<uint32_t, std::string>> finished;
+    for (size_t i = 0; i < walked.size(); ++i) {
+      std::pair<uint32_t, std::string> group{std::get<0>(walked[i]), std::get<1>(walked[i])};
+      if (i > 0 && std::make_pair(std::get<0>(walked[i - 1]), std::get<1>(walked[i - 1])) != group) {
+        ASSERT_TRUE(finished.insert({std::get<0>(walked[i - 1]), std::get<1>(walked[i - 1])}).second);
+      }
+      ASSERT_FALSE(finished.count(group)) << "pk " << group.second << " split at " << i;
+    }
+  }
+
+  // A page never splits the shared bucket: asking for 1 item at its start
+  // returns all five.
+  std::string cursor;
+  std::vector<RawItem> out;
+  std::string next;
+  bool saw_shared = false;
+  for (int guard = 0; guard < 1000 && !saw_shared; ++guard) {
+    ASSERT_TRUE(store_->ScanAll(cursor, 1, &out, &next).ok());
+    ASSERT_FALSE(out.empty());
+    if (out[0].pk == "shared" && out[0].sk.size() >= exact) {
+      saw_shared = true;
+      EXPECT_EQ(out.size(), 5u);
+    } else {
+      EXPECT_EQ(out.size(), 1u);
+    }
+    if (next.empty()) break;
+    cursor = next;
+  }
+  EXPECT_TRUE(saw_shared);
+}
+
+// Items written or erased between pages: those present throughout are seen
+// exactly once, even when the cursor's own item is gone.
+TEST_F(StorageTest, ScanAllContinuesAcrossChanges) {
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(2, "pk", "s" + std::to_string(i), "r").ok());
+  std::vector<RawItem> out;
+  std::string next;
+  ASSERT_TRUE(store_->ScanAll("", 3, &out, &next).ok());
+  ASSERT_EQ(out.size(), 3u);
+  ASSERT_FALSE(next.empty());
+  std::set<std::string> seen;
+  for (const auto& item : out) seen.insert(item.sk);
+  ASSERT_TRUE(Erase(2, "pk", out.back().sk).ok());  // the cursor's item
+  std::string cursor = next;
+  for (int guard = 0; guard < 100 && !cursor.empty(); ++guard) {
+    ASSERT_TRUE(store_->ScanAll(cursor, 3, &out, &cursor).ok());
+    for (const auto& item : out) ASSERT_TRUE(seen.insert(item.sk).second) << "seen twice: " << item.sk;
+  }
+  EXPECT_TRUE(cursor.empty());
+  EXPECT_EQ(seen.size(), 10u);
+
+  // Reading exactly to the end says so on the last page, not one page later.
+  ASSERT_TRUE(store_->ScanAll("", 9, &out, &next).ok());  // 9 items remain
+  EXPECT_EQ(out.size(), 9u);
+  EXPECT_EQ(next, "");
+}
+
+// A bucket that does not decode is Corruption, but the walk can step past it.
+TEST_F(StorageTest, ScanAllStepsPastAnUndecodableBucket) {
+  ASSERT_TRUE(Put(5, "pk", "a", "A").ok());
+  ASSERT_TRUE(Put(5, "pk", "z", "Z").ok());
+  PlantGarbageBucket(5, "pk", "m");  // sorts between a and z
+  std::vector<std::string> seen;
+  std::string cursor;
+  int corruptions = 0;
+  for (int guard = 0; guard < 10; ++guard) {
+    std::vector<RawItem> out;
+    std::string next;
+    Status s = store_->ScanAll(cursor, 100, &out, &next);
+    if (!s.ok()) {
+      EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+      ++corruptions;
+    }
+    for (const auto& item : out) seen.push_back(item.sk);
+    if (next.empty()) break;
+    cursor = next;
+  }
+  EXPECT_EQ(corruptions, 1);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "z"}));
 }
 
 }  // namespace

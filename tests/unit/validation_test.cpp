@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "clock/codec.h"
+#include "coordinator_fakes.h"
 #include "coordinator.h"
 #include "membership.h"
 #include "replica.h"
@@ -28,195 +29,10 @@
 namespace monju {
 namespace {
 
-using monju::test_support::TempDir;
+using namespace monju::test_support;
 
 using namespace std::chrono_literals;
 
-
-// ---------------------------------------------------------------------------
-// Fakes
-
-class InlineExecutor : public Executor {
- public:
-  bool Submit(std::function<void()> task) override {
-    if (reject) return false;
-    task();
-    return true;
-  }
-  bool reject = false;
-};
-
-class ThreadExecutor : public Executor {
- public:
-  ~ThreadExecutor() override { JoinAll(); }
-  bool Submit(std::function<void()> task) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    threads_.emplace_back(std::move(task));
-    return true;
-  }
-  void JoinAll() {
-    for (;;) {
-      std::vector<std::thread> batch;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        batch.swap(threads_);
-      }
-      if (batch.empty()) return;
-      for (auto& t : batch) t.join();
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::thread> threads_;
-};
-
-// Calls wait here while the gate is held; a wait gives up after 5 s and
-// records that it did, so a coordinator that waits for a held call shows up as
-// a failure instead of a hang.
-class Gate {
- public:
-  void Hold() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = false;
-  }
-  void Release() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void Pass() {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, 5s, [&] { return open_; })) gave_up_ = true;
-  }
-  bool gave_up() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return gave_up_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = true;
-  bool gave_up_ = false;
-};
-
-// All `parties` callers must be inside at the same time for any to pass.
-class Rendezvous {
- public:
-  explicit Rendezvous(int parties) : parties_(parties) {}
-  bool Meet() {
-    std::unique_lock<std::mutex> lock(mu_);
-    ++arrived_;
-    cv_.notify_all();
-    return cv_.wait_for(lock, 5s, [&] { return arrived_ >= parties_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int parties_, arrived_ = 0;
-};
-
-using FakeKey = std::tuple<uint32_t, std::string, std::string>;
-
-// An in-memory replica with failure injection. Configure before calls start.
-class FakeEndpoint : public ReplicaEndpoint {
- public:
-  Status Apply(const ItemKey& key, const Version& version) override {
-    applies++;
-    if (rendezvous && !rendezvous->Meet()) return Status::TimedOut("rendezvous: the other call never came");
-    gate.Pass();
-    if (!apply_error.ok()) return apply_error;
-    std::lock_guard<std::mutex> lock(mu_);
-    data_[{key.partition, key.pk, key.sk}].Add(version);
-    return Status::OK();
-  }
-  Status Read(const ItemKey& key, SiblingSet* out) override {
-    reads++;
-    gate.Pass();
-    if (!read_error.ok()) return read_error;
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = data_.find({key.partition, key.pk, key.sk});
-    *out = it == data_.end() ? SiblingSet() : it->second;
-    return Status::OK();
-  }
-  Status Scan(const DataStore::ScanRequest& req, std::vector<ScannedItem>* out, bool* more) override {
-    scans++;
-    gate.Pass();
-    if (!read_error.ok()) return read_error;
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<ScannedItem> all;
-    for (const auto& [k, s] : data_) {
-      const auto& [partition, pk, sk] = k;
-      if (partition != req.partition || pk != req.pk) continue;
-      if (sk.compare(0, req.sk_prefix.size(), req.sk_prefix) != 0) continue;
-      all.push_back({sk, s});
-    }
-    if (!req.ascending) std::reverse(all.begin(), all.end());
-    out->clear();
-    *more = false;
-    for (auto& item : all) {
-      if (!req.start_sk.empty() || req.start_exclusive) {
-        int c = item.sk.compare(req.start_sk);
-        if (req.ascending ? (c < 0 || (c == 0 && req.start_exclusive)) : (c > 0 || (c == 0 && req.start_exclusive)))
-          continue;
-      }
-      if (out->size() == req.limit) {
-        *more = true;
-        break;
-      }
-      out->push_back(item);
-    }
-    return Status::OK();
-  }
-  bool LikelyAlive() const override { return alive.load(); }
-
-  void Store(const ItemKey& key, const Version& v) {
-    std::lock_guard<std::mutex> lock(mu_);
-    data_[{key.partition, key.pk, key.sk}].Add(v);
-  }
-  SiblingSet Stored(const ItemKey& key) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = data_.find({key.partition, key.pk, key.sk});
-    return it == data_.end() ? SiblingSet() : it->second;
-  }
-
-  std::atomic<bool> alive{true};
-  std::atomic<int> applies{0}, reads{0}, scans{0};
-  Status apply_error, read_error;
-  Gate gate;
-  Rendezvous* rendezvous = nullptr;
-
- private:
-  std::mutex mu_;
-  std::map<FakeKey, SiblingSet> data_;
-};
-
-// The local replica seen as an endpoint (the coordinator reads it this way).
-class LocalEndpoint : public ReplicaEndpoint {
- public:
-  explicit LocalEndpoint(Replica* r) : r_(r) {}
-  Status Apply(const ItemKey& key, const Version& version) override { return r_->Apply(key, version); }
-  Status Read(const ItemKey& key, SiblingSet* out) override { return r_->Read(key, out); }
-  Status Scan(const DataStore::ScanRequest& req, std::vector<ScannedItem>* out, bool* more) override {
-    return r_->Scan(req, out, more);
-  }
-  bool LikelyAlive() const override { return true; }
-
- private:
-  Replica* r_;
-};
-
-class FakeDirectory : public EndpointDirectory {
- public:
-  ReplicaEndpoint& Endpoint(const ClusterView& view, uint32_t member_index) override {
-    return *by_id.at(view.members().at(member_index).id);
-  }
-  std::map<std::string, ReplicaEndpoint*> by_id;
-};
 
 // ---------------------------------------------------------------------------
 // Static validation
@@ -309,7 +125,7 @@ class CoordinatorTest : public ::testing::Test {
   FakeEndpoint n2_, n3_;
   FakeDirectory dir_map_;
   std::unique_ptr<Membership> membership_;
-  SteadyClock clock_;
+  test_support::FakeWallClock clock_;
   InlineExecutor inline_;
   ThreadExecutor threads_;
   std::unique_ptr<Coordinator> coord_;

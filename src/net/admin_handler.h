@@ -1,0 +1,36 @@
+// Serves MonjuAdmin (multiplexed as "admin"): this node's view of the ring
+// and its peers, and its counters. Read-only; every source must outlive it.
+#pragma once
+
+#include "MonjuAdmin.h"
+#include "coordinator.h"
+#include "hint_delivery.h"
+#include "hint_intake.h"
+#include "replica_endpoints.h"
+#include "tombstone_reaper.h"
+
+namespace monju {
+
+struct AdminSources {
+  std::string self_id;
+  bool sloppy_quorum = true;
+  const Membership* membership = nullptr;
+  NodeEndpoints* endpoints = nullptr;
+  HintIntake* hints = nullptr;
+  const Coordinator* coordinator = nullptr;
+  const HintDelivery* delivery = nullptr;
+  const TombstoneReaper* reaper = nullptr;
+  Replica* replica = nullptr;
+};
+
+class AdminHandler final : public admin::MonjuAdminIf {
+ public:
+  explicit AdminHandler(AdminSources sources) : src_(std::move(sources)) {}
+  void status(admin::NodeStatus& _return) override;
+  void stats(std::map<std::string, int64_t>& _return) override;
+
+ private:
+  AdminSources src_;
+};
+
+}  // namespace monju

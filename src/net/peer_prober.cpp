@@ -1,0 +1,71 @@
+#include "peer_prober.h"
+
+#include <spdlog/spdlog.h>
+
+namespace monju {
+
+PeerProber::PeerProber(const Membership* membership, NodeEndpoints* endpoints, ConnectionOptions probe_connection,
+                       std::chrono::milliseconds interval, std::function<void(const std::string&)> on_alive)
+    : membership_(membership),
+      endpoints_(endpoints),
+      probe_connection_(std::move(probe_connection)),
+      interval_(interval),
+      on_alive_(std::move(on_alive)) {}
+
+PeerProber::~PeerProber() { Stop(); }
+
+void PeerProber::Start() {
+  auto view = membership_->Current();
+  for (const auto& peer : view->members())
+    if (peer.id != endpoints_->self_id()) threads_.emplace_back([this, peer] { ProbeLoop(peer); });
+}
+
+void PeerProber::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void PeerProber::ProbeLoop(PeerAddress peer) {
+  ConnectionOptions options = probe_connection_;
+  options.host = peer.host;
+  options.port = peer.port;
+  options.service = "replica";
+  options.max_idle = 1;
+  ClientPool<rpc::MonjuReplicaClient> pool(options);
+  auto detector = endpoints_->Detector(peer.id);
+  PeerState last = detector->State();
+  for (;;) {
+    const auto next = std::chrono::steady_clock::now() + interval_;
+    const int64_t fingerprint = static_cast<int64_t>(membership_->Current()->fingerprint());
+    try {
+      auto client = pool.Borrow();
+      try {
+        client->ping(fingerprint);
+        pool.Return(std::move(client));
+        detector->RecordSuccess();
+      } catch (const rpc::ClusterMismatch& e) {
+        pool.Return(std::move(client));
+        detector->RecordSuccess();  // alive; the data path logs the mismatch
+      }
+    } catch (const apache::thrift::TException& e) {
+      pool.Clear();
+      detector->RecordFailure();
+    }
+    PeerState now = detector->State();
+    if (now != last) {
+      spdlog::info("peer {} is now {} (was {})", peer.id, PeerStateName(now), PeerStateName(last));
+      if (now == PeerState::kAlive && on_alive_) on_alive_(peer.id);
+      last = now;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_until(lock, next, [this] { return stopping_; })) return;
+  }
+}
+
+}  // namespace monju

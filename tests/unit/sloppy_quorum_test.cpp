@@ -1,0 +1,297 @@
+// Coordinator under failure (coordinator/coordinator.h): which replicas a
+// write goes to, when a fallback holds a hint, when W is met, delete times on
+// tombstones, and read repair. A 5-node view with N = 3 (so every key has two
+// fallbacks); this node (n1) is a real Replica in a temp dir, the others are
+// fakes. Fan-out runs inline unless a test needs calls to overlap.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clock/codec.h"
+#include "coordinator.h"
+#include "coordinator_fakes.h"
+#include "membership.h"
+#include "replica.h"
+#include "test_support.h"
+
+namespace monju {
+namespace {
+
+using namespace monju::test_support;
+using namespace std::chrono_literals;
+
+class SloppyQuorumTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StorageOptions so;
+    so.path = dir_.path() + "/data";
+    so.map_size_bytes = 64ull << 20;
+    auto store = DataStore::Open(so);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto r = Replica::Open("n1", std::move(store.value()), /*seed=*/7);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    replica_ = std::move(r.value());
+    local_ = std::make_unique<LocalEndpoint>(replica_.get());
+
+    std::vector<PeerAddress> peers;
+    for (int i = 1; i <= 5; ++i) peers.push_back({"n" + std::to_string(i), "127.0.0.1", uint16_t(7000 + i)});
+    auto view = ClusterView::Create(peers, 8, 16, 3);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    membership_ = std::make_unique<Membership>(view.value());
+    directory_.by_id["n1"] = local_.get();
+    for (int i = 2; i <= 5; ++i) {
+      fakes_.push_back(std::make_unique<FakeEndpoint>());
+      directory_.by_id["n" + std::to_string(i)] = fakes_.back().get();
+    }
+    // A pk that n1 replicates, with its other owners and fallbacks.
+    const Ring& ring = membership_->Current()->ring();
+    for (int k = 0; pk_.empty(); ++k) {
+      std::string pk = "pk-" + std::to_string(k);
+      const auto& owners = ring.PreferenceList(ring.PartitionOf(pk));
+      if (std::find(owners.begin(), owners.end(), 0u) == owners.end()) continue;
+      pk_ = pk;
+      for (uint32_t m : owners)
+        if (m != 0) others_.push_back(Id(m));
+      for (uint32_t m : ring.Fallbacks(ring.PartitionOf(pk))) fallbacks_.push_back(Id(m));
+    }
+    ASSERT_EQ(others_.size(), 2u);
+    ASSERT_EQ(fallbacks_.size(), 2u);
+    Make();
+  }
+  void TearDown() override {
+    for (auto& f : fakes_) f->gate.Release();
+    threads_.JoinAll();
+  }
+
+  std::string Id(uint32_t member) const { return membership_->Current()->members()[member].id; }
+  FakeEndpoint& Fake(const std::string& id) { return static_cast<FakeEndpoint&>(*directory_.by_id.at(id)); }
+  ItemKey Key(const std::string& sk) const {
+    return {membership_->Current()->ring().PartitionOf(pk_), pk_, sk};
+  }
+
+  void Make(bool sloppy = true, Executor* executor = nullptr, std::chrono::milliseconds handoff = 300ms,
+            std::chrono::milliseconds timeout = 10s) {
+    CoordinatorOptions o;
+    o.self_id = "n1";
+    o.default_r = 2;
+    o.default_w = 2;
+    o.request_timeout = timeout;
+    o.sloppy_quorum = sloppy;
+    o.handoff_after = handoff;
+    coord_ = std::make_unique<Coordinator>(o, membership_.get(), replica_.get(), &directory_,
+                                           executor ? executor : &inline_, &wall_);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Replica> replica_;
+  std::unique_ptr<LocalEndpoint> local_;
+  std::unique_ptr<Membership> membership_;
+  std::vector<std::unique_ptr<FakeEndpoint>> fakes_;
+  FakeDirectory directory_;
+  InlineExecutor inline_;
+  ThreadExecutor threads_;
+  FakeWallClock wall_;
+  std::unique_ptr<Coordinator> coord_;
+  std::string pk_;
+  std::vector<std::string> others_;     // the two owners besides n1
+  std::vector<std::string> fallbacks_;  // in ring order
+};
+
+TEST_F(SloppyQuorumTest, AllOwnersUpNoFallbackIsCalled) {
+  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(Fake(others_[0]).applies, 1);
+  EXPECT_EQ(Fake(others_[1]).applies, 1);
+  for (const auto& f : fallbacks_) EXPECT_EQ(Fake(f).applies + Fake(f).hinted, 0) << f;
+  EXPECT_FALSE(w.used_fallback);
+  EXPECT_TRUE(w.hinted_for.empty());
+  std::vector<std::string> acked = w.acked_by;
+  std::sort(acked.begin(), acked.end());
+  std::vector<std::string> owners = {"n1", others_[0], others_[1]};
+  std::sort(owners.begin(), owners.end());
+  EXPECT_EQ(acked, owners);
+}
+
+TEST_F(SloppyQuorumTest, DownOwnerIsReplacedByTheFirstFallbackHoldingAHint) {
+  Fake(others_[1]).alive = false;
+  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(Fake(others_[1]).applies, 0) << "a down owner is not called";
+  FakeEndpoint& fallback = Fake(fallbacks_[0]);
+  auto hints = fallback.Hints();
+  ASSERT_EQ(hints.size(), 1u);
+  EXPECT_EQ(hints[0].owner, others_[1]);
+  EXPECT_EQ(hints[0].pk, pk_);
+  EXPECT_EQ(hints[0].sk, "a");
+  EXPECT_EQ(hints[0].version.value, "v");
+  EXPECT_EQ(fallback.applies, 0) << "a fallback holds a hint, not a replica";
+  EXPECT_EQ(Fake(fallbacks_[1]).hinted, 0);
+  EXPECT_TRUE(w.used_fallback);
+  EXPECT_EQ(w.hinted_for, std::vector<std::string>{others_[1]});
+  EXPECT_NE(std::find(w.acked_by.begin(), w.acked_by.end(), fallbacks_[0]), w.acked_by.end());
+  EXPECT_EQ(w.quorum.got, 3);
+}
+
+TEST_F(SloppyQuorumTest, DownFallbackIsSkipped) {
+  Fake(others_[1]).alive = false;
+  Fake(fallbacks_[0]).alive = false;
+  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(Fake(fallbacks_[0]).hinted, 0);
+  EXPECT_EQ(Fake(fallbacks_[1]).Hints().size(), 1u);
+}
+
+TEST_F(SloppyQuorumTest, StrictModeCountsOnlyOwners) {
+  Make(/*sloppy=*/false);
+  Fake(others_[1]).alive = false;
+  WriteOutcome w3 = coord_->Put(pk_, "a", "v", "", 3);
+  EXPECT_EQ(w3.status.code(), Status::Code::kUnavailable) << w3.status.ToString();
+  EXPECT_EQ(Fake(others_[0]).applies, 0) << "nothing is sent when W cannot be met";
+  // W=2 works; the down owner's hint stays on this node and fallbacks see nothing.
+  WriteOutcome w2 = coord_->Put(pk_, "a", "v", "", 2);
+  ASSERT_TRUE(w2.status.ok()) << w2.status.ToString();
+  EXPECT_FALSE(w2.used_fallback);
+  EXPECT_EQ(local_->HintedFor(), std::vector<std::string>{others_[1]});
+  for (const auto& f : fallbacks_) EXPECT_EQ(Fake(f).hinted, 0) << f;
+}
+
+TEST_F(SloppyQuorumTest, FailingOwnerGetsAHintOnAFallback) {
+  Fake(others_[0]).apply_error = Status::IOError("disk on fire");
+  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(Fake(others_[0]).applies, 1);
+  ASSERT_EQ(Fake(fallbacks_[0]).Hints().size(), 1u);
+  EXPECT_EQ(Fake(fallbacks_[0]).Hints()[0].owner, others_[0]);
+  EXPECT_EQ(w.hinted_for, std::vector<std::string>{others_[0]});
+}
+
+TEST_F(SloppyQuorumTest, SilentOwnerGetsAHintAfterTheHandoffDeadline) {
+  Make(/*sloppy=*/true, &threads_, /*handoff=*/20ms, /*timeout=*/20s);
+  Fake(others_[0]).gate.Hold();  // answers only when released
+  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_TRUE(w.used_fallback);
+  EXPECT_EQ(w.hinted_for, std::vector<std::string>{others_[0]});
+  EXPECT_EQ(Fake(fallbacks_[0]).Hints().size(), 1u);
+  EXPECT_FALSE(Fake(others_[0]).gate.gave_up()) << "the write waited for the silent owner";
+}
+
+TEST_F(SloppyQuorumTest, RefusedHintsCountOnlyTrueOwners) {
+  Fake(others_[1]).alive = false;
+  for (const auto& f : fallbacks_) Fake(f).hint_error = Status::NoSpace("hint cap reached");
+  WriteOutcome w3 = coord_->Put(pk_, "a", "v", "", 3);
+  EXPECT_EQ(w3.status.code(), Status::Code::kQuorumFailed) << w3.status.ToString();
+  EXPECT_NE(w3.status.message().find("hint cap"), std::string::npos) << w3.status.ToString();
+  EXPECT_EQ(w3.quorum.got, 2);
+  // The two live owners still make a W=2 write; the hint then stays here.
+  WriteOutcome w2 = coord_->Put(pk_, "b", "v", "", 2);
+  ASSERT_TRUE(w2.status.ok()) << w2.status.ToString();
+  EXPECT_FALSE(w2.used_fallback);
+}
+
+TEST_F(SloppyQuorumTest, UnavailableWhenOwnersAndFallbacksCannotReachW) {
+  Fake(others_[0]).alive = false;
+  Fake(others_[1]).alive = false;
+  Fake(fallbacks_[0]).alive = false;
+  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  EXPECT_EQ(w.status.code(), Status::Code::kUnavailable) << w.status.ToString();
+  EXPECT_EQ(w.quorum.got, 2);
+  EXPECT_EQ(Fake(fallbacks_[1]).hinted, 0);
+  // W=2 rests on this node plus one fallback.
+  WriteOutcome w2 = coord_->Put(pk_, "a", "v", "", 2);
+  ASSERT_TRUE(w2.status.ok()) << w2.status.ToString();
+  EXPECT_TRUE(w2.used_fallback);
+}
+
+TEST_F(SloppyQuorumTest, TombstonesCarryTheirDeleteTime) {
+  ASSERT_TRUE(coord_->Put(pk_, "a", "v", "", 0).status.ok());
+  ReadOutcome r = coord_->Get(pk_, "a", 0);
+  WriteOutcome rm = coord_->Remove(pk_, "a", r.context, 0);
+  ASSERT_TRUE(rm.status.ok()) << rm.status.ToString();
+  SiblingSet stored;
+  ASSERT_TRUE(replica_->Read(Key("a"), &stored).ok());
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_TRUE(stored.versions()[0].tombstone);
+  EXPECT_EQ(stored.versions()[0].deleted_unix_ms, wall_.UnixMillis());
+}
+
+TEST_F(SloppyQuorumTest, ReadRepairSendsMissingVersionsToStaleReplicasOnly) {
+  Version v;
+  v.dot = {"nx/1", 1};
+  v.value = "old";
+  ASSERT_TRUE(replica_->Apply(Key("a"), v).ok());
+  Fake(others_[0]).Store(Key("a"), v);  // up to date; others_[1] missed it
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  // Inline fan-out: the repair ran before Get returned.
+  EXPECT_EQ(Fake(others_[1]).applies, 1);
+  EXPECT_EQ(Fake(others_[1]).Stored(Key("a")).versions(), std::vector<Version>{v});
+  EXPECT_EQ(Fake(others_[0]).applies, 0) << "an up-to-date replica is left alone";
+  EXPECT_EQ(coord_->stats().read_repairs, 1u);
+  // A second read finds nothing stale.
+  ASSERT_TRUE(coord_->Get(pk_, "a", 2).status.ok());
+  EXPECT_EQ(coord_->stats().read_repairs, 1u);
+}
+
+TEST_F(SloppyQuorumTest, ReadRepairSpreadsTombstonesButNotSupersededValues) {
+  Version live;
+  live.dot = {"nx/1", 1};
+  live.value = "old";
+  Version tomb;
+  tomb.dot = {"nx/1", 2};
+  tomb.past.Add(live.dot);
+  tomb.tombstone = true;
+  tomb.deleted_unix_ms = 5;
+  ASSERT_TRUE(replica_->Apply(Key("a"), tomb).ok());
+  Fake(others_[0]).Store(Key("a"), live);  // missed the delete
+  ReadOutcome r = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_FALSE(r.found);
+  EXPECT_EQ(Fake(others_[0]).Stored(Key("a")).versions(), std::vector<Version>{tomb});
+  SiblingSet local;
+  ASSERT_TRUE(replica_->Read(Key("a"), &local).ok());
+  EXPECT_EQ(local.versions(), std::vector<Version>{tomb}) << "the live value must not come back here";
+}
+
+TEST_F(SloppyQuorumTest, QueryRepairsItemsAStaleReplicaLacks) {
+  Version v1, v2;
+  v1.dot = {"nx/1", 1};
+  v1.value = "one";
+  v2.dot = {"nx/1", 2};
+  v2.value = "two";
+  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
+  ASSERT_TRUE(replica_->Apply(Key("i2"), v2).ok());
+  Fake(others_[0]).Store(Key("i1"), v1);
+  Fake(others_[0]).Store(Key("i2"), v2);
+  Fake(others_[1]).Store(Key("i1"), v1);  // lacks i2
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 3;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  ASSERT_EQ(out.items.size(), 2u);
+  EXPECT_EQ(Fake(others_[1]).Stored(Key("i2")).versions(), std::vector<Version>{v2});
+  EXPECT_EQ(Fake(others_[1]).applies, 1);
+  EXPECT_EQ(Fake(others_[0]).applies, 0);
+}
+
+TEST_F(SloppyQuorumTest, CountersFollowOutcomes) {
+  ASSERT_TRUE(coord_->Put(pk_, "a", "v", "", 0).status.ok());
+  ASSERT_TRUE(coord_->Get(pk_, "a", 0).status.ok());
+  Fake(others_[0]).alive = false;
+  Fake(others_[1]).alive = false;
+  for (const auto& f : fallbacks_) Fake(f).alive = false;
+  EXPECT_EQ(coord_->Put(pk_, "a", "v", "", 0).status.code(), Status::Code::kUnavailable);
+  EXPECT_EQ(coord_->Put("", "a", "v", "", 0).status.code(), Status::Code::kInvalidArgument);
+  CoordinatorStats s = coord_->stats();
+  EXPECT_EQ(s.puts, 3u);
+  EXPECT_EQ(s.gets, 1u);
+  EXPECT_EQ(s.unavailable, 1u);
+  EXPECT_EQ(s.invalid, 1u);
+}
+
+}  // namespace
+}  // namespace monju
