@@ -447,6 +447,21 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
     scan->limit = limit + 1;
     scan->ascending = asc;
     QuorumCall<ScanReply> call(needed, executor_);
+    // Read repair of this round once every replica answered, late ones
+    // included; it needs the merged items too, whichever comes last runs it.
+    auto repair = std::make_shared<RoundRepair>();
+    repair->partition = place.partition;
+    repair->pk = request.pk;
+    repair->targets = targets;
+    repair->ascending = asc;
+    call.OnSettled([this, repair](const std::vector<std::optional<ScanReply>>& replies) {
+      std::unique_lock<std::mutex> lock(repair->mu);
+      repair->replies = replies;
+      repair->have_replies = true;
+      if (!repair->have_merged) return;
+      lock.unlock();
+      RepairRound(*repair);
+    });
     for (ReplicaEndpoint* ep : targets)
       call.Start([ep, scan](ScanReply* reply) { return ep->Scan(*scan, &reply->items, &reply->more); });
     auto result = call.Wait(deadline);
@@ -476,7 +491,15 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
         merged[item.sk].Merge(item.siblings);
       }
     }
-    RepairRound(place.partition, request.pk, targets, result.replies, merged);
+    {
+      std::unique_lock<std::mutex> lock(repair->mu);
+      repair->merged = merged;
+      repair->have_merged = true;
+      if (repair->have_replies) {
+        lock.unlock();
+        executor_->Submit([this, repair] { RepairRound(*repair); });  // off the client's path
+      }
+    }
 
     auto emit = [&](const std::string& sk, const SiblingSet& siblings) -> bool {
       // Returns false once the page is full and `sk` became the next start.
@@ -513,46 +536,29 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
   }
 }
 
-void Coordinator::RepairRound(uint32_t partition, const std::string& pk, const std::vector<ReplicaEndpoint*>& targets,
-                              const std::vector<std::optional<ScanReply>>& replies,
-                              const std::map<std::string, SiblingSet>& merged) {
-  // Cheap check first: most rounds have nothing to repair.
-  struct Work {
-    ItemKey key;
-    std::vector<const SiblingSet*> answered;
-    SiblingSet merged;
-  };
-  std::vector<Work> work;
+void Coordinator::RepairRound(const RoundRepair& round) {
   static const SiblingSet kAbsent;
-  for (const auto& [sk, set] : merged) {
-    std::vector<const SiblingSet*> answered(targets.size(), nullptr);
-    bool stale = false;
-    for (size_t i = 0; i < replies.size() && i < targets.size(); ++i) {
-      if (!replies[i]) continue;
-      answered[i] = &kAbsent;  // every reply covers the merged range: absent means absent
-      for (const auto& item : replies[i]->items)
+  for (const auto& [sk, set] : round.merged) {
+    std::vector<const SiblingSet*> answered(round.targets.size(), nullptr);
+    for (size_t i = 0; i < round.replies.size() && i < round.targets.size(); ++i) {
+      const auto& reply = round.replies[i];
+      if (!reply) continue;
+      // A replica that stopped at its limit says nothing past its last item.
+      if (reply->more) {
+        if (reply->items.empty()) continue;
+        const std::string& last = reply->items.back().sk;
+        if (round.ascending ? sk > last : sk < last) continue;
+      }
+      answered[i] = &kAbsent;
+      for (const auto& item : reply->items)
         if (item.sk == sk) answered[i] = &item.siblings;
-      if (!stale && !(*answered[i] == set)) stale = !Missing(*answered[i], set).empty();
     }
-    if (stale) work.push_back({ItemKey{partition, pk, sk}, std::move(answered), set});
+    // Late replies may know more than the quorum did.
+    SiblingSet full = set;
+    for (const SiblingSet* a : answered)
+      if (a) full.Merge(*a);
+    RepairKey(ItemKey{round.partition, round.pk, sk}, round.targets, answered, full);
   }
-  if (work.empty()) return;
-  // The replies live only for this round: copy what the repair needs.
-  auto copies = std::make_shared<std::vector<std::pair<Work, std::vector<SiblingSet>>>>();
-  for (auto& w : work) {
-    std::vector<SiblingSet> owned;
-    for (const SiblingSet* a : w.answered) owned.push_back(a ? *a : SiblingSet());
-    copies->push_back({std::move(w), std::move(owned)});
-  }
-  auto answered_mask = std::make_shared<std::vector<bool>>();
-  for (size_t i = 0; i < targets.size(); ++i) answered_mask->push_back(i < replies.size() && replies[i]);
-  executor_->Submit([this, targets, copies, answered_mask] {
-    for (auto& [w, owned] : *copies) {
-      std::vector<const SiblingSet*> answered;
-      for (size_t i = 0; i < owned.size(); ++i) answered.push_back((*answered_mask)[i] ? &owned[i] : nullptr);
-      RepairKey(w.key, targets, answered, w.merged);
-    }
-  });
 }
 
 }  // namespace monju

@@ -32,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -179,10 +180,20 @@ class Coordinator {
     std::vector<ScannedItem> items;
     bool more = false;
   };
-  // Read repair of one query round, off the client's path.
-  void RepairRound(uint32_t partition, const std::string& pk, const std::vector<ReplicaEndpoint*>& targets,
-                   const std::vector<std::optional<ScanReply>>& replies,
-                   const std::map<std::string, SiblingSet>& merged);
+  // One query round's read repair: every reply (late ones included) and the
+  // round's merged items, whichever arrives last triggers it.
+  struct RoundRepair {
+    std::mutex mu;
+    uint32_t partition = 0;
+    std::string pk;
+    bool ascending = true;
+    std::vector<ReplicaEndpoint*> targets;
+    std::vector<std::optional<ScanReply>> replies;
+    std::map<std::string, SiblingSet> merged;
+    bool have_replies = false, have_merged = false;
+  };
+  // Runs off the client's path.
+  void RepairRound(const RoundRepair& round);
   ReadOutcome GetInternal(const std::string& pk, const std::string& sk, int32_t r);
   QueryOutcome QueryInternal(const QueryRequest& request);
 

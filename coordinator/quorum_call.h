@@ -60,10 +60,11 @@ class QuorumCall {
     constexpr bool read_only = !std::is_empty_v<Reply>;
     bool queued = executor_->Submit([state, slot, call = std::move(call)] {
       {
-        // A read whose request is already answered is not worth a call;
-        // writes still go out (a late apply only helps the replica).
+        // A read whose request is already answered is not worth a call,
+        // unless its reply feeds read repair; writes still go out (a late
+        // apply only helps the replica).
         std::unique_lock<std::mutex> lock(state->mu);
-        if (state->closed && read_only) {
+        if (state->closed && read_only && !state->on_settled) {
           --state->pending;
           ++state->failed;
           Settle settle = TakeSettle(*state);

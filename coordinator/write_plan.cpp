@@ -111,8 +111,11 @@ WritePlan::Result WritePlan::result() const {
 }
 
 bool WritePlan::Done() const {
+  // A failure waits for the calls in flight too, so the answer says how many
+  // replicas really took the write (they are not rolled back).
   Result r = result();
-  return r == Result::kFailed || (r == Result::kMet && pending_hints_ == 0);
+  if (r == Result::kMet) return pending_hints_ == 0;
+  return r == Result::kFailed && pending_hints_ == 0 && pending_applies_ == 0;
 }
 
 }  // namespace monju

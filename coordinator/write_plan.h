@@ -15,7 +15,8 @@
 //   neither does any hint in strict mode: the hint is then only for delivery.
 // - The write is met at W slots; it has failed when nothing still pending
 //   could reach W. Done() also waits for the hints already started, so the
-//   answer can say which owners will get the write by handoff.
+//   answer can say which owners will get the write by handoff (and, after a
+//   failure, for every call, so it can say how many replicas took it).
 //
 // Not thread-safe: the caller serialises events.
 #pragma once
@@ -57,7 +58,7 @@ class WritePlan {
   std::vector<Action> OnHandoffDeadline();
 
   Result result() const;
-  // Met with no hint still in flight, or failed.
+  // Met with no hint still in flight, or failed with no call in flight.
   bool Done() const;
   int acked_slots() const { return acked_slots_; }
   int needed() const { return w_; }

@@ -29,7 +29,7 @@ namespace {
     }
     default: {
       api::QuorumFailed e;
-      e.why = s.ToString();
+      e.why = s.Is(Status::Code::kQuorumFailed) ? s.message() : s.ToString();
       e.needed = q.needed;
       e.acked = q.got;
       throw e;

@@ -168,7 +168,7 @@ class Node::Impl {
     mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
     mux->registerProcessor("replica",
                            std::make_shared<rpc::MonjuReplicaProcessor>(
-                               std::make_shared<ReplicaHandler>(replica_.get(), membership_.get(), intake_.get())));
+                               std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get())));
     AdminSources sources;
     sources.self_id = config_.id;
     sources.sloppy_quorum = config_.sloppy_quorum;

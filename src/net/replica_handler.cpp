@@ -10,7 +10,7 @@ namespace {
 
 [[noreturn]] void ThrowError(const Status& s) {
   rpc::ReplicaError e;
-  e.why = s.ToString();
+  e.why = s.message();  // the code travels on its own
   e.code = static_cast<int32_t>(s.code());
   throw e;
 }
@@ -54,8 +54,11 @@ void ReplicaHandler::apply_hinted(int64_t cluster_fingerprint, const std::string
   if (pk.empty() || pk.size() > kMaxPkBytes || sk.size() > kMaxSkBytes)
     ThrowError(Status::InvalidArgument("key outside limits"));
   if (view->IndexOf(owner) < 0) ThrowError(Status::InvalidArgument("hint owner '" + owner + "' is not a member"));
-  if (!DecodeVersion(version).ok()) ThrowError(Status::Corruption("hinted version does not decode"));
-  Status s = hints_->Store(owner, ItemKey{view->ring().PartitionOf(pk), pk, sk}, version);
+  auto decoded = DecodeVersion(version);
+  if (!decoded.ok()) ThrowError(Status::Corruption("hinted version does not decode"));
+  const ItemKey key{view->ring().PartitionOf(pk), pk, sk};
+  // A hint for this very node (views differ for a moment): it is simply a write.
+  Status s = owner == self_id_ ? replica_->Apply(key, decoded.value()) : hints_->Store(owner, key, version);
   if (!s.ok()) ThrowError(s);
 }
 

@@ -11,8 +11,8 @@ namespace monju {
 
 class ReplicaHandler final : public rpc::MonjuReplicaIf {
  public:
-  ReplicaHandler(Replica* replica, const Membership* membership, HintIntake* hints)
-      : replica_(replica), membership_(membership), hints_(hints) {}
+  ReplicaHandler(std::string self_id, Replica* replica, const Membership* membership, HintIntake* hints)
+      : self_id_(std::move(self_id)), replica_(replica), membership_(membership), hints_(hints) {}
 
   void ping(int64_t cluster_fingerprint) override;
   void apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
@@ -28,6 +28,7 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   // Throws ClusterMismatch; returns the view the request runs under.
   std::shared_ptr<const ClusterView> CheckCaller(int64_t cluster_fingerprint) const;
 
+  const std::string self_id_;
   Replica* replica_;
   const Membership* membership_;
   HintIntake* hints_;

@@ -278,6 +278,48 @@ TEST_F(SloppyQuorumTest, QueryRepairsItemsAStaleReplicaLacks) {
   EXPECT_EQ(Fake(others_[0]).applies, 0);
 }
 
+class LateReplyTest : public SloppyQuorumTest {
+ protected:
+  // others_[1] lacks i1 and answers only after the client got its answer.
+  FakeEndpoint& SetUpStale() {
+    Make(/*sloppy=*/true, &threads_);
+    v_.dot = {"nx/1", 1};
+    v_.value = "one";
+    EXPECT_TRUE(replica_->Apply(Key("i1"), v_).ok());
+    Fake(others_[0]).Store(Key("i1"), v_);
+    FakeEndpoint& stale = Fake(others_[1]);
+    stale.gate.Hold();
+    return stale;
+  }
+  void ExpectRepairedAfterRelease(FakeEndpoint& stale) {
+    EXPECT_EQ(stale.applies, 0) << "nothing to repair before the late reply arrives";
+    stale.gate.Release();
+    threads_.JoinAll();  // every call, then the repair it triggers
+    EXPECT_EQ(stale.Stored(Key("i1")).versions(), std::vector<Version>{v_});
+    EXPECT_EQ(stale.applies, 1);
+    EXPECT_EQ(Fake(others_[0]).applies, 0);
+  }
+  Version v_;
+};
+
+TEST_F(LateReplyTest, GetRepairsAReplicaThatAnsweredAfterTheClient) {
+  FakeEndpoint& stale = SetUpStale();
+  ReadOutcome r = coord_->Get(pk_, "i1", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ExpectRepairedAfterRelease(stale);
+}
+
+TEST_F(LateReplyTest, QueryRepairsAReplicaThatAnsweredAfterTheClient) {
+  FakeEndpoint& stale = SetUpStale();
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 2;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.items.size(), 1u);
+  ExpectRepairedAfterRelease(stale);
+}
+
 TEST_F(SloppyQuorumTest, CountersFollowOutcomes) {
   ASSERT_TRUE(coord_->Put(pk_, "a", "v", "", 0).status.ok());
   ASSERT_TRUE(coord_->Get(pk_, "a", 0).status.ok());

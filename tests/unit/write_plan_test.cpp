@@ -156,7 +156,14 @@ TEST(WritePlanTest, ImpossibleWFailsAtOnce) {
   Fixture f({1, 2, 3, 4}, /*w=*/2);
   f.plan.Start();
   EXPECT_EQ(f.plan.result(), Result::kFailed);
+  EXPECT_FALSE(f.plan.Done()) << "a failure still waits for the calls in flight";
+  f.plan.OnSuccess(Apply(0));
+  f.plan.OnSuccess(Hint(kSelf, 1));
+  EXPECT_FALSE(f.plan.Done());
+  f.plan.OnFailure(Hint(kSelf, 2));
+  EXPECT_EQ(f.plan.result(), Result::kFailed);
   EXPECT_TRUE(f.plan.Done());
+  EXPECT_EQ(f.plan.acked_slots(), 1);
 }
 
 TEST(WritePlanTest, WOfOneIsMetByThisNodeAlone) {
