@@ -326,7 +326,8 @@ TEST_F(DeleteTest, DeletedKeyNeverComesBackWhenTheHintIsDelivered) {
   // Without any coordinator read, n3 holds the tombstone.
   SiblingSet s;
   ASSERT_TRUE(TryReplicaRead(c, 2, pk_, sk_, &s));
-  EXPECT_TRUE(!s.empty() && s.AllTombstones()) << "n3 holds " << DescribeSiblings(s) << " after the hint drained";
+  // (Or nothing, when the grace period already passed and every node reaped it.)
+  EXPECT_TRUE(s.empty() || s.AllTombstones()) << "n3 holds " << DescribeSiblings(s) << " after the hint drained";
 
   auto grace_end = removed_at_ + std::chrono::seconds(kGraceS);
   auto span = std::chrono::duration_cast<std::chrono::milliseconds>(grace_end - Clock::now()) + 2s;
@@ -388,8 +389,10 @@ TEST_F(DeleteTest, DeletedKeyNeverComesBackAfterTheHintExpired) {
   ASSERT_TRUE(get.ok()) << get.message;
   EXPECT_FALSE(g.found) << "the deleted key reads as live through n1 with n3 stale";
   SiblingSet on_n3;
+  // The repaired tombstone may be reaped at once (grace is long past), so
+  // "absent" also counts: what matters is that the live value is gone.
   bool repaired = PollUntil(
-      [&] { return TryReplicaRead(c, 2, pk_, sk_, &on_n3) && !on_n3.empty() && on_n3.AllTombstones(); }, 10s, 20ms);
+      [&] { return TryReplicaRead(c, 2, pk_, sk_, &on_n3) && !on_n3.HasLive(); }, 10s, 20ms);
   ASSERT_TRUE(repaired) << "n3 still holds " << DescribeSiblings(on_n3) << " 10 s after a quorum read";
 
   NeverLive(std::chrono::seconds(kGraceS) + 2s);
