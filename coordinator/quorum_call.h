@@ -120,10 +120,10 @@ class QuorumCall {
     }
     out.replies = state_->replies;
     state_->closed = true;
-    if (state_->pending == 0 && state_->on_settled) {
-      auto settle = std::make_shared<Settle>(TakeSettle(*state_));
-      executor_->Submit([settle] { (*settle)(); });  // dropped when overloaded: repair is best effort
-    }
+    auto settle = std::make_shared<Settle>(TakeSettle(*state_));
+    lock.unlock();
+    // Off the client's path; dropped when overloaded (repair is best effort).
+    if (settle->fn) executor_->Submit([settle] { (*settle)(); });
     return out;
   }
 

@@ -113,6 +113,25 @@ bool HintDelivery::DeliverToOwner(const std::string& owner, size_t* sent) {
       return true;
     }
     if (stored.empty()) break;
+    // Age is checked again for every batch: a long backlog must not deliver
+    // a hint past its ttl (it could outlive the grace of a tombstone that
+    // superseded it), nor trust that creation times follow sequence order.
+    const int64_t cutoff = wall_->UnixMillis() - options_.ttl.count();
+    std::vector<StoredHint> young;
+    for (StoredHint& h : stored) {
+      if (h.hint.created_unix_ms >= cutoff) {
+        young.push_back(std::move(h));
+        continue;
+      }
+      s = store_->Remove(owner, h.sequence);
+      if (!s.ok()) {
+        spdlog::error("hints for {}: cannot remove expired hint {}: {}", owner, h.sequence, s.ToString());
+        return true;
+      }
+      ++expired_;
+    }
+    stored = std::move(young);
+    if (stored.empty()) continue;
     batch.clear();
     for (const StoredHint& h : stored) batch.push_back(h.hint);
     tokens_ -= static_cast<double>(batch.size());  // spent even on failure: the owner got the load

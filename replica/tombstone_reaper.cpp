@@ -103,7 +103,7 @@ void TombstoneReaper::RunOnce() {
   if (backlog_.empty()) ScanPage();
   size_t checks = 0;
   uint64_t reaped = 0;
-  while (!backlog_.empty() && checks < options_.max_checks_per_pass) {
+  while (!backlog_.empty() && checks < options_.max_checks_per_pass && !Stopping()) {
     Candidate c = std::move(backlog_.front());
     backlog_.pop_front();
     if (Examine(c, &reaped)) ++checks;
@@ -111,6 +111,11 @@ void TombstoneReaper::RunOnce() {
   if (reaped > 0)
     spdlog::info("tombstone reaper: reaped {} of {} tombstones checked this pass ({} waiting for the next)", reaped,
                  checks, backlog_.size());
+}
+
+bool TombstoneReaper::Stopping() {
+  std::lock_guard<std::mutex> lock(thread_mu_);
+  return stopping_;
 }
 
 void TombstoneReaper::Start() {

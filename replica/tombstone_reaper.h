@@ -124,6 +124,8 @@ class TombstoneReaper {
   std::atomic<uint64_t> reaped_{0}, checked_{0}, blocked_{0};
 
   std::mutex lifecycle_mu_;  // serialises Start() and Stop()
+  // Checked between owner checks, so Stop() waits for one check at most.
+  bool Stopping();
   std::mutex thread_mu_;     // guards stopping_ and thread_
   std::condition_variable wake_;
   bool stopping_ = false;

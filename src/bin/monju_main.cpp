@@ -19,6 +19,7 @@
 #include "MonjuKV.h"
 #include "cli_args.h"
 #include "cli_output.h"
+#include "net/thrift_limits.h"
 
 namespace monju::cli {
 namespace {
@@ -46,7 +47,7 @@ class Session {
     socket_->setRecvTimeout(o.timeout_ms);
     socket_->setSendTimeout(o.timeout_ms);
     transport_ = std::make_shared<TFramedTransport>(socket_, config);
-    auto protocol = std::make_shared<TBinaryProtocol>(transport_);
+    auto protocol = LimitedProtocol(transport_, kMaxMessageBytes);
     client_ = std::make_unique<api::MonjuKVClient>(protocol);
     admin_ = std::make_unique<admin::MonjuAdminClient>(
         std::make_shared<apache::thrift::protocol::TMultiplexedProtocol>(protocol, "admin"));

@@ -111,10 +111,11 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.hint_rate < 1) return Status::InvalidArgument("--hint-rate: must be at least 1 hint per second");
   if (c.tombstone_grace_s < 1) return Status::InvalidArgument("--tombstone-grace-s: must be at least 1");
   // A hint delivered after the tombstone that superseded it was reaped would
-  // bring the key back: hints must expire first.
-  if (c.hint_ttl_s > c.tombstone_grace_s)
+  // bring the key back: hints must expire first, with room for clock skew
+  // between the node holding the hint and the one that stamped the delete.
+  if (c.hint_ttl_s >= c.tombstone_grace_s)
     return Status::InvalidArgument("--hint-ttl-s: " + std::to_string(c.hint_ttl_s) +
-                                   " exceeds --tombstone-grace-s " + std::to_string(c.tombstone_grace_s) +
+                                   " must be below --tombstone-grace-s " + std::to_string(c.tombstone_grace_s) +
                                    "; a late hint could resurrect a reaped delete");
   if (c.reap_interval_ms < 10) return Status::InvalidArgument("--reap-interval-ms: must be at least 10");
   if (c.data_dir.empty()) return Status::InvalidArgument("--data: required");

@@ -45,7 +45,7 @@ struct NodeConfig {
   uint64_t hint_max_per_owner = 100000;
   uint64_t hint_max_total = 1000000;
   uint64_t hint_map_size_mb = 4096;     // LMDB map of DATA/hints
-  uint32_t hint_ttl_s = 3 * 3600;       // older hints are dropped (anti-entropy repairs)
+  uint32_t hint_ttl_s = 3 * 3600;       // older hints are dropped; below tombstone_grace_s
   uint32_t hint_rate = 5000;            // hints delivered per second, all owners together
   uint32_t tombstone_grace_s = 6 * 3600;
   uint32_t reap_interval_ms = 10000;    // between tombstone-reaper passes

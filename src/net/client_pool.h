@@ -15,6 +15,8 @@
 
 #include <sys/socket.h>
 
+#include "thrift_limits.h"
+
 #include <cerrno>
 #include <memory>
 #include <mutex>
@@ -92,7 +94,7 @@ class ClientPool {
     socket->setNoDelay(true);
     socket->setLinger(false, 0);
     auto transport = std::make_shared<transport::TFramedTransport>(socket, config);
-    std::shared_ptr<protocol::TProtocol> protocol = std::make_shared<protocol::TBinaryProtocol>(transport);
+    std::shared_ptr<protocol::TProtocol> protocol = LimitedProtocol(transport, options_.max_message_bytes);
     if (!options_.service.empty())
       protocol = std::make_shared<protocol::TMultiplexedProtocol>(protocol, options_.service);
     transport->open();

@@ -22,6 +22,7 @@
 #include "peer_services.h"
 #include "replica_endpoints.h"
 #include "replica_handler.h"
+#include "thrift_limits.h"
 #include "tombstone_reaper.h"
 
 namespace monju {
@@ -186,10 +187,10 @@ class Node::Impl {
     workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
     workers_->start();
     auto socket = std::make_shared<transport::TNonblockingServerSocket>(config_.listen_host, config_.listen_port);
-    server_ = std::make_shared<server::TNonblockingServer>(mux, std::make_shared<protocol::TBinaryProtocolFactory>(),
-                                                           socket, workers_);
     // Largest request: a value at the limit plus keys and context.
-    server_->setMaxFrameSize(config_.max_value_bytes + (1 << 20));
+    const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
+    server_ = std::make_shared<server::TNonblockingServer>(mux, LimitedProtocolFactory(max_frame), socket, workers_);
+    server_->setMaxFrameSize(static_cast<size_t>(max_frame));
     auto ready = std::make_shared<ReadySignal>();
     server_->setServerEventHandler(ready);
 

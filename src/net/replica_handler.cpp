@@ -67,17 +67,32 @@ void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<
   if (items.size() > kMaxBatchItems)
     ThrowError(Status::InvalidArgument("batch of " + std::to_string(items.size()) + " items; the limit is " +
                                        std::to_string(kMaxBatchItems)));
+  // An item that can never apply (bad key, undecodable version, or a stored
+  // record that does not decode) is logged and skipped: refusing the batch
+  // would make the sender retry it forever and hold back every later hint.
+  // Anything else (disk full, shutting down) refuses the batch for a retry.
   std::vector<std::pair<ItemKey, Version>> decoded;
   decoded.reserve(items.size());
   for (const auto& item : items) {
-    if (item.pk.empty() || item.pk.size() > kMaxPkBytes || item.sk.size() > kMaxSkBytes)
-      ThrowError(Status::InvalidArgument("key outside limits"));
     auto v = DecodeVersion(item.version);
-    if (!v.ok()) ThrowError(v.status());
+    if (item.pk.empty() || item.pk.size() > kMaxPkBytes || item.sk.size() > kMaxSkBytes || !v.ok()) {
+      spdlog::error("apply_batch: skipping an item that cannot apply (pk of {} bytes): {}", item.pk.size(),
+                    v.ok() ? "key outside limits" : v.status().ToString());
+      continue;
+    }
     decoded.emplace_back(ItemKey{view->ring().PartitionOf(item.pk), item.pk, item.sk}, std::move(v.value()));
   }
-  for (const Status& s : replica_->ApplyBatch(decoded))
-    if (!s.ok()) ThrowError(s);
+  auto statuses = replica_->ApplyBatch(decoded);
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    const Status& s = statuses[i];
+    if (s.ok()) continue;
+    if (s.Is(Status::Code::kCorruption) || s.Is(Status::Code::kInvalidArgument)) {
+      spdlog::error("apply_batch: skipping a version for a key of partition {}: {}", decoded[i].first.partition,
+                    s.ToString());
+      continue;
+    }
+    ThrowError(s);
+  }
 }
 
 void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,

@@ -559,12 +559,15 @@ std::string DescribeSiblings(const SiblingSet& s) {
   return out;
 }
 
-int64_t VmRssKiB(pid_t pid) {
+int64_t VmRssKiB(pid_t pid) { return ProcStatusKiB(pid, "VmRSS:"); }
+int64_t VmHwmKiB(pid_t pid) { return ProcStatusKiB(pid, "VmHWM:"); }
+
+int64_t ProcStatusKiB(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      std::stringstream ss(line.substr(6));
+    if (line.rfind(field, 0) == 0) {
+      std::stringstream ss(line.substr(field.size()));
       int64_t kib = -1;
       ss >> kib;
       return kib;

@@ -247,6 +247,10 @@ std::string DescribeSiblings(const SiblingSet& s);
 
 // VmRSS of a process in KiB (from /proc/<pid>/status), -1 when unknown.
 int64_t VmRssKiB(pid_t pid);
+// Peak VmRSS of a process in KiB (VmHWM), -1 when unknown.
+int64_t VmHwmKiB(pid_t pid);
+// A "Field:" line of /proc/<pid>/status in KiB, -1 when unknown.
+int64_t ProcStatusKiB(pid_t pid, const std::string& field);
 // Bytes under a directory: apparent (sum of file sizes) and allocated on disk.
 struct DirUsage {
   uint64_t apparent = 0;

@@ -236,16 +236,29 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
       {"get with a huge string length", BigEndian32(4 + 4 + 3 + 4 + 1 + 2 + 4) + BigEndian32(0x80010001) +
                                             BigEndian32(3) + "get" + BigEndian32(1) + "\x0b\x00\x01"s +
                                             BigEndian32(0x7ffffff0)},
+      // A framed replica "apply_batch" whose list of structs claims 2^31 - 16
+      // elements (Thrift would size a vector to that before reading any).
+      {"apply_batch with a huge list count",
+       BigEndian32(4 + 4 + 19 + 4 + 3 + 8 + 3 + 1 + 4 + 1) + BigEndian32(0x80010001) + BigEndian32(19) +
+           "replica:apply_batch" + BigEndian32(1) + "\x0a\x00\x01"s + std::string(8, '\0') + "\x0f\x00\x02\x0c"s +
+           BigEndian32(0x7ffffff0) + "\x00"s},
       // A framed "put" with a list/field type that does not match.
       {"put with wrong field types", BigEndian32(4 + 4 + 3 + 4 + 1 + 2 + 4 + 1) + BigEndian32(0x80010001) +
                                          BigEndian32(3) + "put" + BigEndian32(1) + "\x08\x00\x01"s +
                                          BigEndian32(42) + "\x00"s},
   };
+  const int64_t peak_before_kib = VmHwmKiB(c.pid(node));
   for (const auto& kase : cases) {
     SCOPED_TRACE(kase.name);
     SendRaw(port, kase.bytes);
     ExpectServing(node, kase.name);
   }
+  // Sizes claimed by a frame are not allocated before they are checked: a
+  // 2 GB string or list header costs nothing (the node's peak memory shows it).
+  const int64_t peak_after_kib = VmHwmKiB(c.pid(node));
+  ASSERT_GT(peak_before_kib, 0);
+  EXPECT_LT(peak_after_kib - peak_before_kib, 64 * 1024)
+      << "peak RSS grew from " << peak_before_kib << " KiB to " << peak_after_kib << " KiB on garbage frames";
   // A connection that declares a huge frame and then stalls must not block
   // other clients.
   int stalled = ConnectRaw(port);

@@ -92,7 +92,7 @@ class RepairTest : public ::testing::Test {
 // 5a. One get (R=2) through n1 repairs n3, which missed the write; a key that
 // was not read stays missing (so it was the read that repaired).
 TEST_F(RepairTest, QuorumReadRepairsAStaleReplica) {
-  LocalCluster& c = StartCluster({"--hint-ttl-s", "1", "--tombstone-grace-s", "1"});
+  LocalCluster& c = StartCluster({"--hint-ttl-s", "1", "--tombstone-grace-s", "2"});
   const std::string pk = "rr-get";
 
   ASSERT_NO_FATAL_FAILURE(MissWritesOnN3(
@@ -139,7 +139,7 @@ TEST_F(RepairTest, QuorumReadRepairsAStaleReplica) {
 // race, and every query must repair n3, not only those where n3 answered
 // among the first R.
 TEST_F(RepairTest, QueryRepairsItemsMissingOnAStaleReplica) {
-  LocalCluster& c = StartCluster({"--hint-ttl-s", "1", "--tombstone-grace-s", "1"});
+  LocalCluster& c = StartCluster({"--hint-ttl-s", "1", "--tombstone-grace-s", "2"});
   constexpr int kPks = 6;
   constexpr int kItems = 8;
   auto pk = [](int p) { return "rr-query-" + std::to_string(p); };
@@ -206,7 +206,7 @@ TEST_F(RepairTest, QueryRepairsItemsMissingOnAStaleReplica) {
 // tombstones are reaped only once every owner has one.
 class DeleteTest : public RepairTest {
  protected:
-  static constexpr int kGraceS = 3;
+  static constexpr int kGraceS = 4;
   static constexpr int kReapIntervalMs = 200;
   const std::string pk_ = "del";
   const std::string sk_ = "k";

@@ -207,12 +207,12 @@ TEST_F(ConfigTest, FailureHandlingFlags) {
   EXPECT_TRUE(p.config.sloppy_quorum);
   EXPECT_LE(p.config.hint_ttl_s, p.config.tombstone_grace_s);
   p = Parse(Good({"--quorum-mode", "strict", "--hint-max-per-owner", "20", "--hint-ttl-s", "5",
-                  "--tombstone-grace-s", "5", "--reap-interval-ms", "200", "--handoff-after-ms", "50"}));
+                  "--tombstone-grace-s", "6", "--reap-interval-ms", "200", "--handoff-after-ms", "50"}));
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
   EXPECT_FALSE(p.config.sloppy_quorum);
   EXPECT_EQ(p.config.hint_max_per_owner, 20u);
   EXPECT_EQ(p.config.hint_ttl_s, 5u);
-  EXPECT_EQ(p.config.tombstone_grace_s, 5u);
+  EXPECT_EQ(p.config.tombstone_grace_s, 6u);
   EXPECT_EQ(p.config.reap_interval_ms, 200u);
   EXPECT_EQ(p.config.handoff_after_ms, 50u);
 
@@ -224,6 +224,7 @@ TEST_F(ConfigTest, FailureHandlingFlags) {
   ExpectError(With("--hint-rate", "0"), "--hint-rate");
   // A hint outliving the tombstone grace could resurrect a reaped delete.
   ExpectError(Good({"--hint-ttl-s", "100", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
+  ExpectError(Good({"--hint-ttl-s", "50", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
 }
 
 TEST_F(ConfigTest, UnknownAndRepeatedFlagsAreErrors) {
