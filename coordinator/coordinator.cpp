@@ -60,12 +60,14 @@ struct Coordinator::WriteRun {
 };
 
 Coordinator::Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
-                         EndpointDirectory* endpoints, Executor* executor, const WallClock* wall)
+                         EndpointDirectory* endpoints, Executor* executor, const Clock* clock,
+                         const WallClock* wall)
     : options_(std::move(options)),
       membership_(membership),
       local_(local),
       endpoints_(endpoints),
       executor_(executor),
+      clock_(clock),
       wall_(wall),
       counters_(std::make_unique<Counters>()) {}
 
@@ -251,7 +253,7 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     return out;
   }
 
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = clock_->Now();
   const auto deadline = start + options_.request_timeout;
   const auto handoff_at = start + options_.handoff_after;
   ItemKey key{place.partition, pk, sk};
@@ -282,7 +284,7 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
   std::unique_lock<std::mutex> lock(run->mu);
   bool handoff_fired = false;
   while (!run->plan.Done()) {
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_->Now();
     if (now >= deadline) break;
     if (!handoff_fired && now >= handoff_at) {
       handoff_fired = true;
@@ -292,7 +294,7 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
       lock.lock();
       continue;
     }
-    run->cv.wait_until(lock, handoff_fired ? deadline : std::min(handoff_at, deadline));
+    clock_->WaitUntil(run->cv, lock, handoff_fired ? deadline : std::min(handoff_at, deadline));
   }
 
   const auto& plan = run->plan;
@@ -345,9 +347,9 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   if (!(out.status = ValidateQuorum(r, "r", n)).ok()) return out;
   const int needed = r == 0 ? static_cast<int>(std::min(options_.default_r, n)) : r;
 
-  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  const auto deadline = clock_->Now() + options_.request_timeout;
   auto shared_key = std::make_shared<const ItemKey>(ItemKey{place.partition, pk, sk});
-  QuorumCall<SiblingSet> call(needed, executor_);
+  QuorumCall<SiblingSet> call(needed, executor_, clock_);
   std::vector<ReplicaEndpoint*> targets;
   for (size_t i = 0; i < n; ++i) {
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
@@ -419,7 +421,7 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
   if (!(out.status = ValidateQuorum(request.r, "r", n)).ok()) return out;
   const int needed = request.r == 0 ? static_cast<int>(std::min(options_.default_r, n)) : request.r;
   const bool asc = request.ascending;
-  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  const auto deadline = clock_->Now() + options_.request_timeout;
 
   // A cursor into the pk, advanced round by round: replicas may answer with
   // different items (tombstones, missed writes), so only items up to the
@@ -446,7 +448,7 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
     scan->start_exclusive = cursor_exclusive;
     scan->limit = limit + 1;
     scan->ascending = asc;
-    QuorumCall<ScanReply> call(needed, executor_);
+    QuorumCall<ScanReply> call(needed, executor_, clock_);
     // Read repair of this round once every replica answered, late ones
     // included; it needs the merged items too, whichever comes last runs it.
     auto repair = std::make_shared<RoundRepair>();
@@ -525,7 +527,7 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
       out.status = Status::OK();
       return out;
     }
-    if (std::chrono::steady_clock::now() >= deadline) {
+    if (clock_->Now() >= deadline) {
       out.items.clear();
       out.status = Status::TimedOut("query did not finish within " +
                                     std::to_string(options_.request_timeout.count()) + " ms");

@@ -144,9 +144,11 @@ class Coordinator {
  public:
   // `local` may be null on a node that holds no data (tests); then the node
   // never coordinates writes itself.
-  // `wall` stamps tombstones with their delete time (for reaping).
+  // `clock` times the request deadline and the handoff wait (all waiting
+  // goes through it); `wall` stamps tombstones with their delete time (for
+  // reaping).
   Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
-              EndpointDirectory* endpoints, Executor* executor, const WallClock* wall);
+              EndpointDirectory* endpoints, Executor* executor, const Clock* clock, const WallClock* wall);
   ~Coordinator();
 
   // True when this node is a replica of pk's partition in the current view.
@@ -202,6 +204,7 @@ class Coordinator {
   Replica* local_;
   EndpointDirectory* endpoints_;
   Executor* executor_;
+  const Clock* clock_;
   const WallClock* wall_;
   std::unique_ptr<Counters> counters_;
 };

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "coordinator.h"
 
@@ -34,7 +35,8 @@ class QuorumCall {
   // Every reply, late ones included, once no call is pending any more.
   using SettledFn = std::function<void(const std::vector<std::optional<Reply>>& replies)>;
 
-  QuorumCall(int needed, Executor* executor) : needed_(needed), executor_(executor), state_(std::make_shared<State>()) {}
+  QuorumCall(int needed, Executor* executor, const Clock* clock)
+      : needed_(needed), executor_(executor), clock_(clock), state_(std::make_shared<State>()) {}
 
   // Runs `fn` on the executor once Wait() has returned and every call has
   // ended (read repair: off the client's path). Call before Start().
@@ -104,10 +106,10 @@ class QuorumCall {
 
   // Waits for the outcome. Calls still running finish in the background and
   // their results are dropped.
-  Outcome Wait(std::chrono::steady_clock::time_point deadline) {
+  Outcome Wait(Clock::TimePoint deadline) {
     std::unique_lock<std::mutex> lock(state_->mu);
     auto decided = [&] { return state_->succeeded >= needed_ || state_->succeeded + state_->pending < needed_; };
-    state_->cv.wait_until(lock, deadline, decided);
+    while (!decided() && clock_->Now() < deadline) clock_->WaitUntil(state_->cv, lock, deadline);
     Outcome out;
     out.succeeded = state_->succeeded;
     out.first_error = state_->first_error;
@@ -155,6 +157,7 @@ class QuorumCall {
   }
   const int needed_;
   Executor* executor_;
+  const Clock* clock_;
   std::shared_ptr<State> state_;
 };
 

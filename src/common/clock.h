@@ -2,7 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 
 namespace monju {
 
@@ -13,11 +15,21 @@ class Clock {
   virtual ~Clock() = default;
   // Thread-safe.
   virtual TimePoint Now() const = 0;
+  // Blocks on `cv` (whose mutex `lock` holds) until notified or until Now()
+  // reaches `deadline`; may also return spuriously, so callers re-check their
+  // condition and the time in a loop. Waiting goes through the clock so that a
+  // fake clock can wake waiters when a test moves time.
+  virtual void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                         TimePoint deadline) const = 0;
 };
 
 class SteadyClock final : public Clock {
  public:
   TimePoint Now() const override { return std::chrono::steady_clock::now(); }
+  void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                 TimePoint deadline) const override {
+    cv.wait_until(lock, deadline);
+  }
 };
 
 // Wall-clock time: ages that must survive a restart (hint creation, delete

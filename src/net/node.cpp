@@ -98,7 +98,7 @@ class Node::Impl {
     co.sloppy_quorum = config_.sloppy_quorum;
     co.handoff_after = std::chrono::milliseconds(config_.handoff_after_ms);
     coordinator_ = std::make_unique<Coordinator>(co, membership_.get(), replica_.get(), endpoints_.get(),
-                                                 executor_.get(), &wall_);
+                                                 executor_.get(), &clock_, &wall_);
 
     hint_target_ = std::make_unique<NodeHintTarget>(membership_.get(), endpoints_.get());
     DeliveryOptions delivery;

@@ -164,8 +164,6 @@ TEST_F(HandoffTest, HintsDeliverAllWritesToARestoredNode) {
   LatencySummary up = Summarize(up_latency), down = Summarize(down_latency);
   std::cout << "[measure] put W=2 latency, all up:  " << up.ToString() << "\n"
             << "[measure] put W=2 latency, n3 down: " << down.ToString() << "\n";
-  // Liveness only: a write with an owner down must not wait for timeouts.
-  EXPECT_LT(down.p99_ms, kRequestTimeoutMs + 0.0) << "with n3 down, writes wait for the request timeout";
 }
 
 // 2. The node holding hints is SIGKILLed before the owner returns: the hints

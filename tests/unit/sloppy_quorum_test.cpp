@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "clock/codec.h"
@@ -82,7 +83,7 @@ class SloppyQuorumTest : public ::testing::Test {
     o.sloppy_quorum = sloppy;
     o.handoff_after = handoff;
     coord_ = std::make_unique<Coordinator>(o, membership_.get(), replica_.get(), &directory_,
-                                           executor ? executor : &inline_, &wall_);
+                                           executor ? executor : &inline_, &clock_, &wall_);
   }
 
   TempDir dir_;
@@ -94,6 +95,7 @@ class SloppyQuorumTest : public ::testing::Test {
   InlineExecutor inline_;
   ThreadExecutor threads_;
   FakeWallClock wall_;
+  FakeClock clock_;
   std::unique_ptr<Coordinator> coord_;
   std::string pk_;
   std::vector<std::string> others_;     // the two owners besides n1
@@ -169,9 +171,19 @@ TEST_F(SloppyQuorumTest, FailingOwnerGetsAHintOnAFallback) {
 }
 
 TEST_F(SloppyQuorumTest, SilentOwnerGetsAHintAfterTheHandoffDeadline) {
-  Make(/*sloppy=*/true, &threads_, /*handoff=*/20ms, /*timeout=*/20s);
+  Make(/*sloppy=*/true, &threads_, /*handoff=*/300ms, /*timeout=*/20s);
   Fake(others_[0]).gate.Hold();  // answers only when released
-  WriteOutcome w = coord_->Put(pk_, "a", "v", "", 3);
+  WriteOutcome w;
+  std::thread writer([&] { w = coord_->Put(pk_, "a", "v", "", 3); });
+  // Until the handoff deadline the write waits for the silent owner, with no
+  // fallback called.
+  ASSERT_TRUE(clock_.AwaitWaits(1));
+  clock_.Advance(299ms);
+  const uint64_t waits = clock_.waits();
+  ASSERT_TRUE(clock_.AwaitWaits(waits + 1)) << "the write ended before the handoff deadline";
+  for (const auto& f : fallbacks_) EXPECT_EQ(Fake(f).Hints().size(), 0u) << f << " got a hint before the deadline";
+  clock_.Advance(1ms);
+  writer.join();
   ASSERT_TRUE(w.status.ok()) << w.status.ToString();
   EXPECT_TRUE(w.used_fallback);
   EXPECT_EQ(w.hinted_for, std::vector<std::string>{others_[0]});

@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -47,13 +51,51 @@ inline uint64_t TestSeed(uint64_t fallback) {
 }
 
 // Clocks that move only when a test advances them. Thread-safe.
+//
+// WaitUntil() returns when notified, when a test has moved the clock to the
+// deadline, or spuriously after a millisecond of real time (allowed by the
+// contract: callers re-check their condition and Now()). So the code under
+// test decides only on fake time. A test that must move time only once that
+// code waits uses AwaitWaits(), a wait on a condition, not a sleep.
 class FakeClock final : public Clock {
  public:
-  TimePoint Now() const override { return TimePoint(std::chrono::nanoseconds(now_ns_.load())); }
-  void Advance(std::chrono::nanoseconds d) { now_ns_.fetch_add(d.count()); }
+  TimePoint Now() const override {
+    std::lock_guard<std::mutex> g(mu_);
+    return now_;
+  }
+
+  void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                 TimePoint deadline) const override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (now_ >= deadline) return;
+      ++waits_;
+    }
+    waits_cv_.notify_all();
+    cv.wait_for(lock, std::chrono::milliseconds(1));
+  }
+
+  void Advance(std::chrono::nanoseconds d) {
+    std::lock_guard<std::mutex> g(mu_);
+    now_ += d;
+  }
+
+  // Waits (on a condition, up to 10 s of real time) until WaitUntil() has
+  // blocked at least `n` times since construction; false on give-up.
+  bool AwaitWaits(uint64_t n) const {
+    std::unique_lock<std::mutex> g(mu_);
+    return waits_cv_.wait_for(g, std::chrono::seconds(10), [&] { return waits_ >= n; });
+  }
+  uint64_t waits() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return waits_;
+  }
 
  private:
-  std::atomic<int64_t> now_ns_{int64_t(1) << 40};  // well past zero
+  mutable std::mutex mu_;
+  mutable std::condition_variable waits_cv_;
+  TimePoint now_{std::chrono::nanoseconds(int64_t(1) << 40)};  // well past zero
+  mutable uint64_t waits_ = 0;
 };
 
 class FakeWallClock final : public WallClock {
