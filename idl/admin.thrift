@@ -1,5 +1,6 @@
 // Operator service, multiplexed as "admin" on the node's port: what this node
-// sees and counts. Read-only; no cluster fingerprint needed.
+// sees and counts; no cluster fingerprint needed. Read-only, except the
+// testing-only fault injection.
 
 namespace cpp monju.admin
 
@@ -22,8 +23,19 @@ struct NodeStatus {
   7: bool sloppy_quorum,
 }
 
+exception AdminError { 1: string why }
+
+// Testing only: a fault on this node's calls to one peer.
+struct LinkFaultSpec {
+  1: bool drop,             // calls fail as if the peer were unreachable
+  2: i32 delay_ms,          // added before every call
+}
+
 service MonjuAdmin {
   NodeStatus status()
   // Counters since the process started, by name (see docs/design.md).
   map<string, i64> stats()
+  // Replaces every injected link fault (peer id -> fault; empty heals all).
+  // Refused unless the node runs with --fault-injection.
+  void set_link_faults(1: map<string, LinkFaultSpec> faults) throws (1: AdminError error)
 }

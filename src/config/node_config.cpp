@@ -165,7 +165,8 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("hint-ttl-s", po::value(&c.hint_ttl_s)->default_value(c.hint_ttl_s), "hints older than this are dropped (at most --tombstone-grace-s)")
     ("hint-rate", po::value(&c.hint_rate)->default_value(c.hint_rate), "hints delivered per second, all owners together")
     ("tombstone-grace-s", po::value(&c.tombstone_grace_s)->default_value(c.tombstone_grace_s), "a tombstone is reaped no sooner than this after the delete")
-    ("reap-interval-ms", po::value(&c.reap_interval_ms)->default_value(c.reap_interval_ms), "pause between tombstone-reaper passes");
+    ("reap-interval-ms", po::value(&c.reap_interval_ms)->default_value(c.reap_interval_ms), "pause between tombstone-reaper passes")
+    ("fault-injection", po::bool_switch(&c.fault_injection), "TESTING ONLY: accept admin calls that drop or delay this node's calls to chosen peers");
   // clang-format on
   try {
     po::variables_map vm;

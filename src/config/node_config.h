@@ -49,6 +49,10 @@ struct NodeConfig {
   uint32_t hint_rate = 5000;            // hints delivered per second, all owners together
   uint32_t tombstone_grace_s = 6 * 3600;
   uint32_t reap_interval_ms = 10000;    // between tombstone-reaper passes
+
+  // Testing only: lets the admin service make this node drop or delay its
+  // calls to chosen peers (chaos runs without root). Off in production.
+  bool fault_injection = false;
 };
 
 // Limits on client input, enforced by the coordinator.

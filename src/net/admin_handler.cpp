@@ -1,5 +1,7 @@
 #include "admin_handler.h"
 
+#include <spdlog/spdlog.h>
+
 namespace monju {
 
 void AdminHandler::status(admin::NodeStatus& _return) {
@@ -75,6 +77,27 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   DataStore::Stats s = src_.replica->store().stats();
   put("storage.commits", s.commits);
   put("storage.applied", s.applied);
+}
+
+void AdminHandler::set_link_faults(const std::map<std::string, admin::LinkFaultSpec>& faults) {
+  if (!src_.link_faults) {
+    admin::AdminError e;
+    e.why = "fault injection is off; start monjud with --fault-injection (testing only)";
+    throw e;
+  }
+  std::map<std::string, LinkFault> next;
+  for (const auto& [peer, spec] : faults) {
+    if (spec.delay_ms < 0 || spec.delay_ms > 60000) {
+      admin::AdminError e;
+      e.why = "delay_ms for " + peer + " must be 0..60000";
+      throw e;
+    }
+    next[peer] = LinkFault{spec.drop, std::chrono::milliseconds(spec.delay_ms)};
+  }
+  for (const auto& [peer, f] : next)
+    spdlog::warn("injected fault on calls to {}: {}{} ms delay", peer, f.drop ? "drop, " : "", f.delay.count());
+  if (next.empty()) spdlog::warn("injected link faults cleared");
+  src_.link_faults->Set(std::move(next));
 }
 
 }  // namespace monju

@@ -1,11 +1,13 @@
 // Serves MonjuAdmin (multiplexed as "admin"): this node's view of the ring
-// and its peers, and its counters. Read-only; every source must outlive it.
+// and its peers, and its counters; and, on a node started with
+// --fault-injection only, injected link faults. Every source must outlive it.
 #pragma once
 
 #include "MonjuAdmin.h"
 #include "coordinator.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
+#include "link_faults.h"
 #include "replica_endpoints.h"
 #include "tombstone_reaper.h"
 
@@ -21,6 +23,7 @@ struct AdminSources {
   const HintDelivery* delivery = nullptr;
   const TombstoneReaper* reaper = nullptr;
   Replica* replica = nullptr;
+  LinkFaults* link_faults = nullptr;  // null unless --fault-injection
 };
 
 class AdminHandler final : public admin::MonjuAdminIf {
@@ -28,6 +31,7 @@ class AdminHandler final : public admin::MonjuAdminIf {
   explicit AdminHandler(AdminSources sources) : src_(std::move(sources)) {}
   void status(admin::NodeStatus& _return) override;
   void stats(std::map<std::string, int64_t>& _return) override;
+  void set_link_faults(const std::map<std::string, admin::LinkFaultSpec>& faults) override;
 
  private:
   AdminSources src_;

@@ -15,6 +15,11 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
+#include <thread>
+
+#include "connect_from.h"
+#include "link_faults.h"
 #include "thrift_limits.h"
 
 #include <cerrno>
@@ -33,6 +38,13 @@ struct ConnectionOptions {
   int max_message_bytes = 64 << 20;  // replies larger than this are refused
   std::string service;               // multiplexed service name; "" for none
   size_t max_idle = 64;              // idle clients kept per peer
+  // Local address to connect from ("" for the kernel's choice): a node
+  // connects from the address it listens on, so peers (and packet filters)
+  // see which node a connection comes from.
+  std::string bind_host;
+  // Testing only (--fault-injection): faults on the link to `peer_id`.
+  const LinkFaults* faults = nullptr;
+  std::string peer_id;
 };
 
 template <typename Client>
@@ -43,6 +55,7 @@ class ClientPool {
   // A connected client; throws apache::thrift::transport::TTransportException
   // when the peer cannot be reached.
   std::unique_ptr<Client> Borrow() {
+    if (options_.faults) ApplyInjectedFault();
     for (;;) {
       std::unique_ptr<Client> c;
       {
@@ -84,10 +97,26 @@ class ClientPool {
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
+  void ApplyInjectedFault() {
+    LinkFault fault = options_.faults->To(options_.peer_id);
+    if (fault.delay.count() > 0) std::this_thread::sleep_for(fault.delay);
+    if (!fault.drop) return;
+    Clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.connect_timeout_ms));
+    throw apache::thrift::transport::TTransportException(apache::thrift::transport::TTransportException::NOT_OPEN,
+                                                         options_.peer_id + " unreachable (injected fault)");
+  }
+
   std::unique_ptr<Client> Connect() {
     using namespace apache::thrift;
     auto config = std::make_shared<TConfiguration>(options_.max_message_bytes, options_.max_message_bytes);
-    auto socket = std::make_shared<transport::TSocket>(options_.host, options_.port, config);
+    std::shared_ptr<transport::TSocket> socket;
+    if (options_.bind_host.empty()) {
+      socket = std::make_shared<transport::TSocket>(options_.host, options_.port, config);
+    } else {
+      socket = std::make_shared<transport::TSocket>(
+          ConnectFrom(options_.bind_host, options_.host, options_.port, options_.connect_timeout_ms), config);
+    }
     socket->setConnTimeout(options_.connect_timeout_ms);
     socket->setRecvTimeout(options_.io_timeout_ms);
     socket->setSendTimeout(options_.io_timeout_ms);

@@ -62,6 +62,7 @@ ClientPool<api::MonjuKVClient>& KvHandler::PoolFor(const PeerAddress& peer) {
     o.host = peer.host;
     o.port = peer.port;
     o.service = "";
+    o.peer_id = peer.id;
     slot = std::make_unique<ClientPool<api::MonjuKVClient>>(o);
   }
   return *slot;

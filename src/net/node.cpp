@@ -82,6 +82,13 @@ class Node::Impl {
     spdlog::info("hints at {}: {} pending", hints_path, hint_store_->PendingTotal());
 
     ConnectionOptions conn;
+    // Connect from the listen address, unless listening on every address.
+    if (config_.listen_host != "0.0.0.0" && config_.listen_host != "::") conn.bind_host = config_.listen_host;
+    if (config_.fault_injection) {
+      link_faults_ = std::make_unique<LinkFaults>();
+      conn.faults = link_faults_.get();
+      spdlog::warn("fault injection is ON (--fault-injection): for tests only");
+    }
     conn.connect_timeout_ms = static_cast<int>(std::min<uint32_t>(config_.request_timeout_ms, 1000));
     conn.io_timeout_ms = static_cast<int>(config_.request_timeout_ms);
     DetectorOptions detector;
@@ -180,6 +187,7 @@ class Node::Impl {
     sources.delivery = delivery_.get();
     sources.reaper = reaper_.get();
     sources.replica = replica_.get();
+    sources.link_faults = link_faults_.get();
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
 
@@ -220,6 +228,7 @@ class Node::Impl {
   const NodeConfig config_;
   SteadyClock clock_;
   SystemWallClock wall_;
+  std::unique_ptr<LinkFaults> link_faults_;  // only with --fault-injection
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Membership> membership_;
   std::unique_ptr<HintStore> hint_store_;

@@ -36,6 +36,7 @@ void PeerProber::ProbeLoop(PeerAddress peer) {
   options.host = peer.host;
   options.port = peer.port;
   options.service = "replica";
+  options.peer_id = peer.id;
   options.max_idle = 1;
   ClientPool<rpc::MonjuReplicaClient> pool(options);
   auto detector = endpoints_->Detector(peer.id);

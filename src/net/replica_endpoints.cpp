@@ -163,6 +163,7 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
     options.host = peer.host;
     options.port = peer.port;
     options.service = "replica";
+    options.peer_id = peer.id;
     slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, options, view.fingerprint(), std::move(detector));
   }
   return slot.get();
