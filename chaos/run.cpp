@@ -392,7 +392,7 @@ std::string RunReport::Table() const {
   s << "chaos run: seed " << options.seed << ", " << options.nodes << " nodes (N=" << options.n
     << " R=" << options.r << " W=" << options.w << "), " << options.duration.count() << " s, faults " << kinds
     << " (partitions by " << partitions_by << "), " << options.workload.clients << " clients at "
-    << options.workload.ops_per_second << " ops/s\n";
+    << options.workload.ops_per_second << " cycles/s (a read and its write)\n";
   s << std::setw(8) << "ops" << std::setw(8) << "writes" << std::setw(7) << "acked" << std::setw(8) << "failed"
     << std::setw(9) << "unknown" << std::setw(6) << "lost" << std::setw(13) << "resurrected" << std::setw(11)
     << "divergent" << std::setw(15) << "convergence_s" << "\n";

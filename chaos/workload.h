@@ -29,7 +29,7 @@ inline constexpr const char* kItemSk = "v";
 struct WorkloadOptions {
   uint64_t seed = 1;
   int clients = 6;
-  double ops_per_second = 150;  // all clients together
+  double ops_per_second = 150;  // cycles (a read and its write), all clients together
   int register_keys = 8;
   int set_keys = 4;
   // Relative weights of the three workloads (0 turns one off).

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     ("write-quorum,W", po::value(&o.w)->default_value(o.w), "W of the nodes (W=1 with wipes loses data: a check of the checker)")
     ("read-quorum,R", po::value(&o.r)->default_value(o.r), "R of the nodes")
     ("clients", po::value(&o.workload.clients)->default_value(o.workload.clients), "client threads")
-    ("rate", po::value(&o.workload.ops_per_second)->default_value(o.workload.ops_per_second), "operations per second, all clients")
+    ("rate", po::value(&o.workload.ops_per_second)->default_value(o.workload.ops_per_second), "client cycles per second (a read and the write based on it), all clients together")
     ("network", po::value(&network)->default_value(network), "auto | private (own network namespace, iptables; root) | injected (fault hooks)")
     ("converge-timeout-s", po::value(&converge_s)->default_value(converge_s), "longest wait for replicas to converge after the heal")
     ("out", po::value(&o.out_dir), "output directory (default: /tmp/monju-chaos-<seed>-<pid>)")
