@@ -17,17 +17,37 @@ StatusOr<std::shared_ptr<const Ring>> Ring::Build(std::vector<std::string> node_
   if (node_ids.empty()) return Status::InvalidArgument("ring needs at least one node");
   if (vnodes == 0 || partitions == 0 || replicas == 0)
     return Status::InvalidArgument("vnodes, partitions and replicas must be at least 1");
-  if (std::set<std::string>(node_ids.begin(), node_ids.end()).size() != node_ids.size())
-    return Status::InvalidArgument("node ids must be unique");
+  std::vector<RingNode> nodes;
+  nodes.reserve(node_ids.size());
+  for (auto& id : node_ids) nodes.push_back({id, id, vnodes});
+  return Build(std::move(nodes), partitions, replicas);
+}
+
+StatusOr<std::shared_ptr<const Ring>> Ring::Build(std::vector<RingNode> nodes, uint32_t partitions,
+                                                  uint32_t replicas) {
+  if (nodes.empty()) return Status::InvalidArgument("ring needs at least one node");
+  if (partitions == 0 || replicas == 0) return Status::InvalidArgument("partitions and replicas must be at least 1");
+  std::set<std::string> ids, token_names;
+  size_t placed = 0;
+  uint32_t max_vnodes = 0;
+  for (const auto& n : nodes) {
+    if (!ids.insert(n.id).second) return Status::InvalidArgument("node ids must be unique");
+    if (n.vnodes == 0) continue;
+    if (!token_names.insert(n.token_name).second)
+      return Status::InvalidArgument("two placed nodes share the token name '" + n.token_name + "'");
+    ++placed;
+    max_vnodes = std::max(max_vnodes, n.vnodes);
+  }
+  if (placed == 0) return Status::InvalidArgument("ring needs at least one node with tokens");
 
   std::shared_ptr<Ring> ring(new Ring());
-  ring->nodes_ = std::move(node_ids);
-  ring->vnodes_ = vnodes;
+  ring->vnodes_ = max_vnodes;
   ring->partitions_ = partitions;
   ring->replicas_ = replicas;
-  for (uint32_t n = 0; n < ring->nodes_.size(); ++n) {
-    for (uint32_t i = 0; i < vnodes; ++i) {
-      std::string name = ring->nodes_[n] + "#" + std::to_string(i);
+  for (uint32_t n = 0; n < nodes.size(); ++n) {
+    ring->nodes_.push_back(nodes[n].id);
+    for (uint32_t i = 0; i < nodes[n].vnodes; ++i) {
+      std::string name = nodes[n].token_name + "#" + std::to_string(i);
       ring->tokens_.push_back({XXH64(name.data(), name.size(), kTokenSeed), n});
     }
   }
@@ -37,8 +57,8 @@ StatusOr<std::shared_ptr<const Ring>> Ring::Build(std::vector<std::string> node_
     return ring->nodes_[a.node] < ring->nodes_[b.node];
   });
 
-  const size_t want = std::min<size_t>(replicas, ring->nodes_.size());
-  const size_t want_fallbacks = std::min<size_t>(replicas, ring->nodes_.size() - want);
+  const size_t want = std::min<size_t>(replicas, placed);
+  const size_t want_fallbacks = std::min<size_t>(replicas, placed - want);
   ring->preference_.resize(partitions);
   ring->fallbacks_.resize(partitions);
   for (uint32_t p = 0; p < partitions; ++p) {

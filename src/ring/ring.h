@@ -19,6 +19,16 @@
 
 namespace monju {
 
+// One node of a ring built node by node: its tokens are xxHash64 of
+// "<token_name>#<i>" for i < vnodes. A replacement node takes over the tokens
+// of the node it replaces by naming it as token_name; a node with 0 vnodes is
+// listed in nodes() but owns nothing (a member that is not placed yet).
+struct RingNode {
+  std::string id;
+  std::string token_name;
+  uint32_t vnodes = 0;
+};
+
 class Ring {
  public:
   struct Token {
@@ -30,6 +40,12 @@ class Ring {
   // replicas >= 1 (lists are cut to the node count when it is smaller).
   static StatusOr<std::shared_ptr<const Ring>> Build(std::vector<std::string> node_ids, uint32_t vnodes,
                                                      uint32_t partitions, uint32_t replicas);
+  // The same from per-node token names and counts. Ids and
+  // token names of placed nodes must be unique; at least one node must have
+  // tokens. Lists are cut to the number of placed nodes. vnodes() is the
+  // largest count.
+  static StatusOr<std::shared_ptr<const Ring>> Build(std::vector<RingNode> nodes, uint32_t partitions,
+                                                     uint32_t replicas);
 
   static uint64_t HashPk(std::string_view pk);
   uint32_t PartitionOf(std::string_view pk) const { return PartitionOfHash(HashPk(pk)); }

@@ -321,6 +321,47 @@ TEST(RingBalanceTest, AddingANodeMovesOnlyItsShare) {
   }
 }
 
+TEST(RingTest, NodeByNodeBuildMatchesUniformBuild) {
+  std::vector<RingNode> nodes;
+  for (const auto& id : Ids(5)) nodes.push_back({id, id, 64});
+  auto a = Ring::Build(nodes, 256, 3);
+  auto b = MustBuild(Ids(5));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.value()->nodes(), b->nodes());
+  for (uint32_t p = 0; p < 256; ++p) {
+    ASSERT_EQ(a.value()->PreferenceList(p), b->PreferenceList(p)) << p;
+    ASSERT_EQ(a.value()->Fallbacks(p), b->Fallbacks(p)) << p;
+  }
+}
+
+TEST(RingTest, UnplacedNodesAreListedButOwnNothing) {
+  std::vector<RingNode> nodes;
+  for (const auto& id : Ids(4)) nodes.push_back({id, id, 64});
+  nodes[1].vnodes = 0;
+  auto r = Ring::Build(nodes, 256, 3);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r.value()->nodes().size(), 4u);
+  auto placed = MustBuild({"node1", "node3", "node4"});
+  for (uint32_t p = 0; p < 256; ++p) {
+    ASSERT_EQ(ListIds(*r.value(), p), ListIds(*placed, p)) << p;
+    ASSERT_TRUE(r.value()->Fallbacks(p).empty()) << p;  // only 3 placed nodes
+  }
+  // A node named as another's token owner takes exactly its positions.
+  std::vector<RingNode> swapped = {{"node1", "node1", 64}, {"node2", "node2", 0}, {"node3", "node3", 64},
+                                   {"node4", "node4", 64}, {"node9", "node2", 64}};
+  auto s = Ring::Build(swapped, 256, 3);
+  ASSERT_TRUE(s.ok());
+  auto before = MustBuild({"node1", "node2", "node3", "node4"});
+  for (uint32_t p = 0; p < 256; ++p) {
+    auto want = ListIds(*before, p);
+    std::replace(want.begin(), want.end(), std::string("node2"), std::string("node9"));
+    ASSERT_EQ(ListIds(*s.value(), p), want) << p;
+  }
+  EXPECT_EQ(Ring::Build(std::vector<RingNode>{{"a", "a", 0}}, 16, 1).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(Ring::Build(std::vector<RingNode>{{"a", "t", 4}, {"b", "t", 4}}, 16, 1).status().code(),
+            Status::Code::kInvalidArgument);
+}
+
 // ---------------------------------------------------------------------------
 // ClusterView
 
