@@ -16,7 +16,10 @@ ApplyOutcome MetadataStateMachine::Apply(std::string_view bytes) {
     auto command = DecodeCommand(bytes);
     if (!command.ok()) {
       out.status = command.status();
-      spdlog::error("membership: skipping a log entry that does not decode: {}", out.status.ToString());
+      std::string head;
+      for (size_t i = 0; i < std::min<size_t>(bytes.size(), 16); ++i) head += fmt::format("{:02x}", uint8_t(bytes[i]));
+      spdlog::error("membership: skipping a log entry of {} bytes ({}...) that does not decode: {}", bytes.size(), head,
+                    out.status.ToString());
       return out;
     }
     ClusterMetadata next;

@@ -23,6 +23,7 @@
 
 #include "cluster_metadata.h"
 #include "common/status.h"
+#include "raft_group.h"
 
 namespace monju {
 
@@ -51,6 +52,21 @@ class MetadataStateMachine {
   mutable std::mutex mu_;
   ClusterMetadata metadata_;
   Listener listener_;
+};
+
+// The state machine as the Raft group replicates it (value: the epoch).
+class MetadataRaftFsm final : public RaftFsm {
+ public:
+  explicit MetadataRaftFsm(MetadataStateMachine* machine) : machine_(machine) {}
+  Result Apply(std::string_view entry) override {
+    ApplyOutcome o = machine_->Apply(entry);
+    return {o.status, o.epoch};
+  }
+  std::string Snapshot() override { return machine_->Snapshot(); }
+  Status Restore(std::string_view snapshot) override { return machine_->Restore(snapshot); }
+
+ private:
+  MetadataStateMachine* machine_;
 };
 
 }  // namespace monju

@@ -39,7 +39,7 @@ std::string Describe(const ClusterMetadata& md) {
 PeerAddress AddressOf(const Member& m) { return PeerAddress{m.id, m.host, m.port}; }
 
 StatusOr<std::shared_ptr<const ClusterView>> BuildView(const ClusterMetadata& md) {
-  if (md.epoch == 0) return Status::InvalidArgument("the cluster metadata is not bootstrapped");
+  if (md.LiveCount() == 0) return Status::InvalidArgument("the cluster metadata has no members");
   ViewLayout layout;
   layout.epoch = md.epoch;
   layout.partitions = md.partitions;

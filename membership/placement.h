@@ -20,7 +20,9 @@
 
 namespace monju {
 
-// InvalidArgument when the metadata cannot be placed (not bootstrapped).
+// InvalidArgument when the metadata cannot be placed (no members). The
+// view's epoch is the metadata's (0 for a node's provisional view before the
+// cluster's bootstrap committed).
 StatusOr<std::shared_ptr<const ClusterView>> BuildView(const ClusterMetadata& metadata);
 
 // Member addresses of the metadata's live members, as the data path sees them.

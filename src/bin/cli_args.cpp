@@ -25,6 +25,11 @@ const char* const kUsage =
     "  monju [options] query PK [--prefix P] [--start S] [--limit N] [--desc]\n"
     "  monju [options] status     the ring, each peer's state as the node sees it, pending hints\n"
     "  monju [options] stats      the node's counters\n"
+    "  monju [options] admin members | ring           membership of a Raft-managed cluster\n"
+    "  monju [options] admin join                     on a node started with --join: join the cluster\n"
+    "  monju [options] admin leave ID                 decommission member ID (its data moves first)\n"
+    "  monju [options] admin replace DEAD_ID NEW_ID   on node NEW_ID (started with --join): replace DEAD_ID\n"
+    "  monju [options] admin abort                    undo a change that is still streaming\n"
     "\n"
     "put and rm first read the key (with -r) and write with the context of what\n"
     "they read, so they replace exactly the values a get would show. --context\n"
@@ -46,6 +51,8 @@ struct RawArgs {
   bool has_w = false;
   bool has_query_option = false;
   std::string first_query_option;
+  bool has_no_wait = false;
+  bool has_wait_s = false;
 };
 
 po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
@@ -63,7 +70,9 @@ po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
     ("prefix", po::value(&o.prefix), "query: only sort keys starting with P")
     ("start", po::value(&o.start), "query: start at this sort key (inclusive)")
     ("limit", po::value(&o.limit), "query: at most N items (0: 100; at most 1000)")
-    ("desc", po::bool_switch(&o.descending), "query: descending sort-key order");
+    ("desc", po::bool_switch(&o.descending), "query: descending sort-key order")
+    ("no-wait", po::bool_switch(&o.no_wait), "admin join/leave/replace/abort: return once the change began")
+    ("wait-s", po::value(&o.wait_s)->default_value(o.wait_s), "admin join/leave/replace/abort: follow the change at most this long");
   // clang-format on
   return desc;
 }
@@ -81,6 +90,7 @@ bool ParseCommand(const std::string& word, Command* command) {
   else if (word == "query") *command = Command::kQuery;
   else if (word == "status") *command = Command::kStatus;
   else if (word == "stats") *command = Command::kStats;
+  else if (word == "admin") *command = Command::kAdmin;
   else return false;
   return true;
 }
@@ -93,8 +103,29 @@ size_t ExpectedOperands(Command command) {
     case Command::kQuery: return 1;
     case Command::kStatus:
     case Command::kStats: return 0;
+    case Command::kAdmin: return 0;  // checked by AdminOperands
   }
   return 0;
+}
+
+// admin ACTION [ARGS]: empty when well-formed, else the error.
+std::string AdminOperands(const std::vector<std::string>& operands, CliOptions* o) {
+  static const char* const kUsageLine =
+      "admin takes members, ring, join, leave ID, replace DEAD_ID NEW_ID or abort; see --help";
+  if (operands.empty()) return kUsageLine;
+  o->admin_action = operands[0];
+  o->admin_args.assign(operands.begin() + 1, operands.end());
+  size_t want = 0;
+  if (o->admin_action == "leave") want = 1;
+  else if (o->admin_action == "replace") want = 2;
+  else if (o->admin_action != "members" && o->admin_action != "ring" && o->admin_action != "join" &&
+           o->admin_action != "abort")
+    return "unknown admin command '" + o->admin_action + "'; " + kUsageLine;
+  if (o->admin_args.size() != want)
+    return "admin " + o->admin_action + " takes " +
+           (want == 0 ? std::string("no arguments") : want == 1 ? std::string("ID") : std::string("DEAD_ID NEW_ID")) +
+           ", got " + std::to_string(o->admin_args.size()) + " argument(s)";
+  return "";
 }
 
 const char* OperandSyntax(Command command) {
@@ -105,6 +136,7 @@ const char* OperandSyntax(Command command) {
     case Command::kQuery: return "PK";
     case Command::kStatus:
     case Command::kStats: return "no arguments";
+    case Command::kAdmin: return "an admin command";
   }
   return "";
 }
@@ -122,8 +154,10 @@ std::string CheckOptionsFit(const CliOptions& o, const RawArgs& raw) {
   if (raw.has_query_option && o.command != Command::kQuery)
     return raw.first_query_option + ": only valid with query";
   if (!is_write && raw.has_w) return "-w: only valid with put and rm";
-  bool is_admin = o.command == Command::kStatus || o.command == Command::kStats;
-  if (is_admin && o.r != 0) return "-r: not valid with status and stats";
+  bool is_admin = o.command == Command::kStatus || o.command == Command::kStats || o.command == Command::kAdmin;
+  if (is_admin && o.r != 0) return "-r: not valid with status, stats and admin";
+  if (o.command != Command::kAdmin && (raw.has_no_wait || raw.has_wait_s))
+    return std::string(raw.has_no_wait ? "--no-wait" : "--wait-s") + ": only valid with admin";
   if (!is_write && (raw.has_context || o.blind))
     return std::string(raw.has_context ? "--context" : "--blind") + ": only valid with put and rm";
   if (raw.has_context && o.blind) return "--context and --blind exclude each other";
@@ -151,6 +185,7 @@ const char* CommandName(Command command) {
     case Command::kQuery: return "query";
     case Command::kStatus: return "status";
     case Command::kStats: return "stats";
+    case Command::kAdmin: return "admin";
   }
   return "?";
 }
@@ -188,16 +223,21 @@ ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr) 
   }
   raw.has_context = vm.count("context") > 0;
   raw.has_w = vm.count("write-quorum") > 0;
+  raw.has_no_wait = o.no_wait;
+  raw.has_wait_s = vm.count("wait-s") && !vm["wait-s"].defaulted();
   NoteQueryOptions(vm, &raw);
 
-  if (raw.positional.empty()) return Error(out, "missing command (put, get, rm, query, status or stats); see --help");
+  if (raw.positional.empty()) return Error(out, "missing command (put, get, rm, query, status, stats or admin); see --help");
   if (!ParseCommand(raw.positional[0], &o.command))
-    return Error(out, "unknown command '" + raw.positional[0] + "' (put, get, rm, query, status or stats); see --help");
+    return Error(out, "unknown command '" + raw.positional[0] + "' (put, get, rm, query, status, stats or admin); see --help");
   std::vector<std::string> operands(raw.positional.begin() + 1, raw.positional.end());
-  if (operands.size() != ExpectedOperands(o.command))
+  if (o.command == Command::kAdmin) {
+    if (std::string why = AdminOperands(operands, &o); !why.empty()) return Error(out, why);
+    if (o.wait_s < 1 || o.wait_s > 7 * 24 * 3600) return Error(out, "--wait-s: must be 1..604800");
+  } else if (operands.size() != ExpectedOperands(o.command))
     return Error(out, std::string(CommandName(o.command)) + " takes " + OperandSyntax(o.command) + ", got " +
                           std::to_string(operands.size()) + " argument(s); see --help");
-  FillOperands(operands, &o);
+  if (o.command != Command::kAdmin) FillOperands(operands, &o);
 
   if (Status s = ParseHostPort(raw.addr, &o.host, &o.port); !s.ok())
     return Error(out, "--addr: " + s.message());

@@ -4,10 +4,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace monju::cli {
 
-enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats };
+enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats, kAdmin };
 
 struct CliOptions {
   Command command = Command::kGet;
@@ -32,6 +33,12 @@ struct CliOptions {
   std::string start;
   int32_t limit = 0;  // 0: the server's default (100)
   bool descending = false;
+
+  // admin: membership of a Raft-managed cluster (see cli_admin.h)
+  std::string admin_action;             // join | leave | replace | abort | members | ring
+  std::vector<std::string> admin_args;  // leave ID; replace DEAD_ID NEW_ID
+  bool no_wait = false;                 // join/leave/replace/abort: return once begun
+  int wait_s = 3600;                    // ... else follow the change at most this long
 };
 
 struct ParsedCli {

@@ -17,6 +17,8 @@
 
 #include "MonjuAdmin.h"
 #include "MonjuKV.h"
+#include "MonjuMembership.h"
+#include "cli_admin.h"
 #include "cli_args.h"
 #include "cli_output.h"
 #include "net/thrift_limits.h"
@@ -51,6 +53,8 @@ class Session {
     client_ = std::make_unique<api::MonjuKVClient>(protocol);
     admin_ = std::make_unique<admin::MonjuAdminClient>(
         std::make_shared<apache::thrift::protocol::TMultiplexedProtocol>(protocol, "admin"));
+    membership_ = std::make_unique<membership::MonjuMembershipClient>(
+        std::make_shared<apache::thrift::protocol::TMultiplexedProtocol>(protocol, "membership"));
   }
   ~Session() {
     try {
@@ -64,12 +68,14 @@ class Session {
   void Open() { transport_->open(); }  // throws TTransportException
   api::MonjuKVClient& client() { return *client_; }
   admin::MonjuAdminClient& admin() { return *admin_; }
+  membership::MonjuMembershipClient& membership() { return *membership_; }
 
  private:
   std::shared_ptr<TSocket> socket_;
   std::shared_ptr<TFramedTransport> transport_;
   std::unique_ptr<api::MonjuKVClient> client_;
   std::unique_ptr<admin::MonjuAdminClient> admin_;
+  std::unique_ptr<membership::MonjuMembershipClient> membership_;
 };
 
 void Print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
@@ -165,6 +171,7 @@ int Dispatch(Session& session, const CliOptions& o) {
     case Command::kPut:
     case Command::kRm: return RunWrite(client, o);
     case Command::kQuery: return RunQuery(client, o);
+    case Command::kAdmin: return RunAdmin(session.membership(), o);
   }
   return kExitInvalid;
 }
@@ -188,6 +195,11 @@ int Call(Session& session, const CliOptions& o) {
     return Report({"quorum_failed", e.why, kExitUnavailable, e.needed, e.acked, "acked"}, o.json);
   } catch (const api::TimedOut& e) {
     return Report({"timed_out", e.why, kExitUnavailable, {}, {}, ""}, o.json);
+  } catch (const membership::MembershipError& e) {
+    // Codes are monju::Status codes (src/common/status.h).
+    const bool refused = e.code == 2 || e.code == 9 || e.code == 1;  // InvalidArgument, Mismatch, NotFound
+    return Report({refused ? "refused" : "unavailable", e.why, refused ? kExitInvalid : kExitUnavailable, {}, {}, ""},
+                  o.json);
   } catch (const TTransportException& e) {
     return Report(TransportError(o, e), o.json);
   } catch (const TException& e) {  // TApplicationException, TProtocolException

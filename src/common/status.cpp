@@ -15,6 +15,7 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kQuorumFailed: return "QuorumFailed";
     case Status::Code::kMismatch: return "Mismatch";
     case Status::Code::kShuttingDown: return "ShuttingDown";
+    case Status::Code::kStaleEpoch: return "StaleEpoch";
   }
   return "Unknown";
 }

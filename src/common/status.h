@@ -26,6 +26,7 @@ class Status {
     kQuorumFailed = 8,     // replicas answered but too few acknowledged
     kMismatch = 9,         // a peer's cluster parameters differ from ours
     kShuttingDown = 10,    // the node is stopping
+    kStaleEpoch = 11,      // planned under an older membership epoch whose placement no longer holds
   };
 
   Status() = default;
@@ -40,6 +41,7 @@ class Status {
   static Status QuorumFailed(std::string m) { return {Code::kQuorumFailed, std::move(m)}; }
   static Status Mismatch(std::string m) { return {Code::kMismatch, std::move(m)}; }
   static Status ShuttingDown(std::string m) { return {Code::kShuttingDown, std::move(m)}; }
+  static Status StaleEpoch(std::string m) { return {Code::kStaleEpoch, std::move(m)}; }
   static Status FromCode(int code, std::string m) { return {static_cast<Code>(code), std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }

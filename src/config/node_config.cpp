@@ -61,9 +61,13 @@ Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers) {
 Status ValidateNodeConfig(const NodeConfig& c) {
   if (!IsValidNodeId(c.id)) return Status::InvalidArgument("--id: must be 1-64 of A-Z a-z 0-9 _ . -");
   if (c.listen_port == 0) return Status::InvalidArgument("--listen: required, HOST:PORT");
-  if (c.peers.empty()) return Status::InvalidArgument("--peers: required, id=host:port,...");
+  if (c.join_port != 0 && !c.peers.empty())
+    return Status::InvalidArgument("--join: a joining node gets the members from the cluster; drop --peers");
+  if (c.peers.empty() && !c.joining())
+    return Status::InvalidArgument(c.join_port ? "--join: needs --raft-listen (Raft-managed membership)"
+                                               : "--peers: required, id=host:port,...");
   std::set<std::string> ids, addrs;
-  bool self_found = false;
+  bool self_found = c.joining();  // a joining node gets the members from the cluster
   for (const auto& p : c.peers) {
     if (!ids.insert(p.id).second) return Status::InvalidArgument("--peers: duplicate id '" + p.id + "'");
     std::string addr = p.host + ":" + std::to_string(p.port);
@@ -79,7 +83,7 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.vnodes < 1 || c.vnodes > 4096) return Status::InvalidArgument("--vnodes: must be 1..4096");
   if (c.partitions < 1 || c.partitions > 65536) return Status::InvalidArgument("--partitions: must be 1..65536");
   if (c.replicas < 1) return Status::InvalidArgument("--replicas: N must be at least 1");
-  if (c.replicas > c.peers.size())
+  if (!c.joining() && c.replicas > c.peers.size())
     return Status::InvalidArgument("--replicas: N=" + std::to_string(c.replicas) + " exceeds the " +
                                    std::to_string(c.peers.size()) + " peers");
   if (c.read_quorum < 1 || c.read_quorum > c.replicas)
@@ -126,6 +130,47 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     return Status::InvalidArgument("--data: " + c.data_dir + " is not a directory");
   if (access(c.data_dir.c_str(), W_OK | X_OK) != 0)
     return Status::InvalidArgument("--data: " + c.data_dir + " is not writable");
+  return ValidateRaftConfig(c);
+}
+
+Status ValidateRaftConfig(const NodeConfig& c) {
+  if (!c.raft_enabled()) {
+    if (c.join_port != 0) return Status::InvalidArgument("--join: needs --raft-listen (Raft-managed membership)");
+    if (!c.raft_peers.empty()) return Status::InvalidArgument("--raft-peers: needs --raft-listen");
+    return Status::OK();
+  }
+  if (c.raft_listen_host == "0.0.0.0" || c.raft_listen_host == "::" || c.raft_listen_host.empty())
+    return Status::InvalidArgument("--raft-listen: give the address peers reach this node at, not a wildcard");
+  if (c.raft_listen_host == c.listen_host && c.raft_listen_port == c.listen_port)
+    return Status::InvalidArgument("--raft-listen: must differ from --listen");
+  if (c.raft_voters < 1 || c.raft_voters > 9 || c.raft_voters % 2 == 0)
+    return Status::InvalidArgument("--raft-voters: must be odd, 1..9");
+  if (c.stream_rate_mb < 1 || c.stream_rate_mb > 10240)
+    return Status::InvalidArgument("--stream-rate-mb: must be 1..10240");
+  if (c.joining()) {
+    if (c.join_port == 0)
+      return Status::InvalidArgument("--peers or --join: a Raft node needs the cluster to bootstrap (--peers) or "
+                                     "a member to join (--join HOST:PORT)");
+    if (!c.raft_peers.empty()) return Status::InvalidArgument("--raft-peers: only with --peers (bootstrap)");
+    return Status::OK();
+  }
+  // Bootstrap: every --peers member needs its Raft address.
+  if (c.raft_peers.size() != c.peers.size())
+    return Status::InvalidArgument("--raft-peers: give the Raft address of each of the " +
+                                   std::to_string(c.peers.size()) + " --peers members (id=host:port,...)");
+  std::set<std::string> addrs;
+  for (const auto& p : c.peers) addrs.insert(p.host + ":" + std::to_string(p.port));
+  for (const auto& r : c.raft_peers) {
+    bool member = false;
+    for (const auto& p : c.peers) member = member || p.id == r.id;
+    if (!member) return Status::InvalidArgument("--raft-peers: '" + r.id + "' is not in --peers");
+    if (!addrs.insert(r.host + ":" + std::to_string(r.port)).second)
+      return Status::InvalidArgument("--raft-peers: address " + r.host + ":" + std::to_string(r.port) +
+                                     " is used twice");
+    if (r.id == c.id && (r.port != c.raft_listen_port))
+      return Status::InvalidArgument("--raft-peers: own entry " + r.ToString() + " does not match --raft-listen port " +
+                                     std::to_string(c.raft_listen_port));
+  }
   return Status::OK();
 }
 
@@ -133,6 +178,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
   ParsedArgs out;
   NodeConfig& c = out.config;
   std::string listen, peers, config_file, quorum_mode = "sloppy";
+  std::string raft_listen, raft_peers, join;
   po::options_description desc(
       "monjud: a Monju node (coordinator and replica on one port)\n\n"
       "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port,... [options]\n\nOptions");
@@ -166,7 +212,12 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("hint-rate", po::value(&c.hint_rate)->default_value(c.hint_rate), "hints delivered per second, all owners together")
     ("tombstone-grace-s", po::value(&c.tombstone_grace_s)->default_value(c.tombstone_grace_s), "a tombstone is reaped no sooner than this after the delete")
     ("reap-interval-ms", po::value(&c.reap_interval_ms)->default_value(c.reap_interval_ms), "pause between tombstone-reaper passes")
-    ("fault-injection", po::bool_switch(&c.fault_injection), "TESTING ONLY: accept admin calls that drop or delay this node's calls to chosen peers");
+    ("fault-injection", po::bool_switch(&c.fault_injection), "TESTING ONLY: accept admin calls that drop or delay this node's calls to chosen peers")
+    ("raft-listen", po::value(&raft_listen), "HOST:PORT of this node's Raft endpoint: membership is then Raft-managed (log and snapshots in DATA/raft)")
+    ("raft-peers", po::value(&raft_peers), "bootstrap: the Raft address of each --peers member, id=host:port,...")
+    ("raft-voters", po::value(&c.raft_voters)->default_value(c.raft_voters), "bootstrap: Raft voters, the first members by id (odd); the others follow as standbys")
+    ("join", po::value(&join), "HOST:PORT of any member: a new node that joins an existing Raft-managed cluster (instead of --peers)")
+    ("stream-rate-mb", po::value(&c.stream_rate_mb)->default_value(c.stream_rate_mb), "MiB/s this node streams in when a membership change gives it partitions");
   // clang-format on
   try {
     po::variables_map vm;
@@ -198,10 +249,25 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     s = Status::InvalidArgument("--listen: required, HOST:PORT");
   } else if (Status hp = ParseHostPort(listen, &c.listen_host, &c.listen_port); !hp.ok()) {
     s = Status::InvalidArgument("--listen: " + hp.message());
-  } else if (peers.empty()) {
-    s = Status::InvalidArgument("--peers: required, id=host:port,...");
-  } else {
+  } else if (peers.empty() && join.empty()) {
+    s = Status::InvalidArgument(raft_listen.empty()
+                                    ? "--peers: required, id=host:port,..."
+                                    : "--peers or --join: a Raft node needs the cluster to bootstrap (--peers) or a "
+                                      "member to join (--join HOST:PORT)");
+  } else if (!peers.empty()) {
     s = ParsePeers(peers, &c.peers);
+  }
+  if (s.ok() && !raft_listen.empty()) {
+    if (Status hp = ParseHostPort(raft_listen, &c.raft_listen_host, &c.raft_listen_port); !hp.ok())
+      s = Status::InvalidArgument("--raft-listen: " + hp.message());
+  }
+  if (s.ok() && !raft_peers.empty()) {
+    s = ParsePeers(raft_peers, &c.raft_peers);
+    if (!s.ok()) s = Status::InvalidArgument("--raft-peers: " + s.message().substr(s.message().find(':') + 2));
+  }
+  if (s.ok() && !join.empty()) {
+    if (Status hp = ParseHostPort(join, &c.join_host, &c.join_port); !hp.ok())
+      s = Status::InvalidArgument("--join: " + hp.message());
   }
   if (s.ok()) {
     if (quorum_mode == "sloppy" || quorum_mode == "strict") {

@@ -53,6 +53,18 @@ struct NodeConfig {
   // Testing only: lets the admin service make this node drop or delay its
   // calls to chosen peers (chaos runs without root). Off in production.
   bool fault_injection = false;
+
+  // Raft-managed membership (membership/). Without --raft-listen the
+  // cluster is static: --peers, as above.
+  std::string raft_listen_host;
+  uint16_t raft_listen_port = 0;
+  std::vector<PeerAddress> raft_peers;  // Raft addresses of the --peers members (bootstrap)
+  uint32_t raft_voters = 3;             // Raft voters of a new cluster (odd)
+  std::string join_host;                // any member's client address (a joining node)
+  uint16_t join_port = 0;
+  uint32_t stream_rate_mb = 32;         // MiB/s this node streams in during membership changes
+  bool raft_enabled() const { return raft_listen_port != 0; }
+  bool joining() const { return raft_enabled() && peers.empty(); }
 };
 
 // Limits on client input, enforced by the coordinator.
@@ -77,6 +89,8 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv);
 Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port);
 Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers);
 Status ValidateNodeConfig(const NodeConfig& config);
+// The Raft flags' part of ValidateNodeConfig.
+Status ValidateRaftConfig(const NodeConfig& config);
 // A node id: 1..64 of [A-Za-z0-9_.-].
 bool IsValidNodeId(std::string_view id);
 

@@ -20,6 +20,7 @@
 #include "kv_handler.h"
 #include "peer_prober.h"
 #include "peer_services.h"
+#include "raft_membership.h"
 #include "replica_endpoints.h"
 #include "replica_handler.h"
 #include "thrift_limits.h"
@@ -65,10 +66,19 @@ class Node::Impl {
     replica_ = std::move(replica.value());
     spdlog::info("data at {} opened; dot actor '{}'", so.path, replica_->actor());
 
-    auto view = ClusterView::Create(config_.peers, config_.vnodes, config_.partitions, config_.replicas);
-    if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
-    spdlog::info("cluster {} (fingerprint {:016x})", view.value()->description(), view.value()->fingerprint());
-    membership_ = std::make_unique<Membership>(std::move(view.value()));
+    std::shared_ptr<const ClusterView> initial_view;
+    if (config_.raft_enabled()) {
+      auto raft = RaftMembership::Open(config_);
+      if (!raft.ok()) return raft.status();
+      raft_membership_ = std::move(raft.value());
+      initial_view = raft_membership_->InitialView();
+    } else {
+      auto view = ClusterView::Create(config_.peers, config_.vnodes, config_.partitions, config_.replicas);
+      if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
+      initial_view = std::move(view.value());
+    }
+    spdlog::info("cluster {} (fingerprint {:016x})", initial_view->description(), initial_view->fingerprint());
+    membership_ = std::make_unique<Membership>(std::move(initial_view));
 
     HintLimits limits;
     limits.max_per_owner = config_.hint_max_per_owner;
@@ -130,6 +140,12 @@ class Node::Impl {
                                            std::chrono::milliseconds(config_.probe_interval_ms),
                                            [delivery_ptr](const std::string&) { delivery_ptr->Notify(); });
     prober_->Start();
+    if (raft_membership_) {
+      PeerProber* prober = prober_.get();
+      Status s = raft_membership_->Start(membership_.get(), replica_.get(), endpoints_.get(),
+                                         [prober](const ClusterView&) { prober->Refresh(); });
+      if (!s.ok()) return s;
+    }
     return StartServer(conn);
   }
 
@@ -142,6 +158,7 @@ class Node::Impl {
       if (serve_thread_.joinable()) serve_thread_.join();
       if (workers_) workers_->stop();
     }
+    if (raft_membership_) raft_membership_->Stop();
     if (prober_) prober_->Stop();
     if (reaper_) reaper_->Stop();
     if (delivery_) delivery_->Stop();
@@ -151,6 +168,7 @@ class Node::Impl {
       if (!s.ok()) spdlog::warn("could not record a clean shutdown: {}", s.ToString());
     }
     server_.reset();
+    raft_membership_.reset();
     prober_.reset();
     reaper_.reset();
     owner_reader_.reset();
@@ -190,6 +208,7 @@ class Node::Impl {
     sources.link_faults = link_faults_.get();
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
+    if (raft_membership_) raft_membership_->Register(*mux);
 
     workers_ = concurrency::ThreadManager::newSimpleThreadManager(config_.worker_threads);
     workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
@@ -241,6 +260,7 @@ class Node::Impl {
   std::unique_ptr<NodeOwnerReader> owner_reader_;
   std::unique_ptr<TombstoneReaper> reaper_;
   std::unique_ptr<PeerProber> prober_;
+  std::unique_ptr<RaftMembership> raft_membership_;  // only with --raft-listen
   std::shared_ptr<concurrency::ThreadManager> workers_;
   std::shared_ptr<server::TNonblockingServer> server_;
   std::thread serve_thread_;

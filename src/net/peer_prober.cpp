@@ -16,8 +16,19 @@ PeerProber::~PeerProber() { Stop(); }
 
 void PeerProber::Start() {
   auto view = membership_->Current();
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& peer : view->members())
-    if (peer.id != endpoints_->self_id()) threads_.emplace_back([this, peer] { ProbeLoop(peer); });
+    if (peer.id != endpoints_->self_id() && probed_.insert(peer.id).second)
+      threads_.emplace_back([this, peer] { ProbeLoop(peer); });
+}
+
+void PeerProber::Refresh() {
+  auto view = membership_->Current();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return;
+  for (const auto& peer : view->members())
+    if (peer.id != endpoints_->self_id() && probed_.insert(peer.id).second)
+      threads_.emplace_back([this, peer] { ProbeLoop(peer); });
 }
 
 void PeerProber::Stop() {
@@ -26,9 +37,13 @@ void PeerProber::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  for (auto& t : threads_)
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads)
     if (t.joinable()) t.join();
-  threads_.clear();
 }
 
 void PeerProber::ProbeLoop(PeerAddress peer) {
@@ -43,7 +58,13 @@ void PeerProber::ProbeLoop(PeerAddress peer) {
   PeerState last = detector->State();
   for (;;) {
     const auto next = std::chrono::steady_clock::now() + interval_;
-    const int64_t fingerprint = static_cast<int64_t>(membership_->Current()->fingerprint());
+    auto view = membership_->Current();
+    if (view->IndexOf(peer.id) < 0) {  // no longer a member: its probe ends
+      std::lock_guard<std::mutex> lock(mu_);
+      probed_.erase(peer.id);
+      return;
+    }
+    const int64_t fingerprint = static_cast<int64_t>(view->fingerprint());
     try {
       auto client = pool.Borrow();
       try {

@@ -4,8 +4,10 @@
 // the peer's detector. When a peer turns alive again it calls `on_alive`
 // (hint delivery starts at once instead of at its next look).
 //
-// Probes cover the members of the view at Start(); view changes belong to
-// membership. Start/Stop are not thread-safe with each other; Stop() is
+// Probes cover the members of the view at Start(); Refresh() adds probes
+// for members of the current view that have none (membership changes; a
+// removed member's probe ends by itself). Start/Stop are not thread-safe
+// with each other; Refresh may be called from any thread; Stop() is
 // idempotent and returns after every probe thread has exited.
 #pragma once
 
@@ -15,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -31,6 +34,7 @@ class PeerProber {
   ~PeerProber();
   void Start();
   void Stop();
+  void Refresh();
 
  private:
   void ProbeLoop(PeerAddress peer);
@@ -44,6 +48,7 @@ class PeerProber {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
+  std::set<std::string> probed_;  // guarded by mu_
 };
 
 }  // namespace monju

@@ -652,6 +652,7 @@ std::vector<std::string> LocalCluster::Args(int i) const {
                                 "-R",     std::to_string(options_.r),
                                 "-W",     std::to_string(options_.w),
                                 "--request-timeout-ms", std::to_string(options_.request_timeout_ms)};
+  if (options_.base_args) a = options_.base_args(i);
   if (options_.map_size_mb > 0) {
     a.push_back("--map-size-mb");
     a.push_back(std::to_string(options_.map_size_mb));

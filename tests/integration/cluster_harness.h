@@ -87,6 +87,10 @@ struct ClusterOptions {
   std::vector<std::string> extra_flags;                     // every node
   std::map<int, std::vector<std::string>> node_flags;       // by node index (0-based)
   std::map<int, std::string> extra_peers;  // appended to node i's --peers, e.g. "n4=127.0.0.1:PORT"
+  // When set, node i's flags up to (not including) the common ones below
+  // (map size, log level, extra and node flags) instead of --id ... --peers
+  // ... -N -R -W: Raft-managed clusters build their own (raft_cluster.h).
+  std::function<std::vector<std::string>(int node)> base_args;
   std::chrono::milliseconds ready_timeout = 15s;
   // After start, wait until every node answers get(r = N): every node then
   // believes every replica alive. Off for clusters that cannot get there.

@@ -1,0 +1,67 @@
+#include "raft_membership.h"
+
+#include <spdlog/spdlog.h>
+
+#include "membership_handler.h"
+
+namespace monju {
+
+StatusOr<std::unique_ptr<RaftMembership>> RaftMembership::Open(const NodeConfig& c) {
+  std::unique_ptr<RaftMembership> rm(new RaftMembership());
+  rm->self_id_ = c.id;
+  ConnectionOptions base;
+  if (c.listen_host != "0.0.0.0" && c.listen_host != "::") base.bind_host = c.listen_host;
+  rm->peers_ = std::make_unique<ThriftMembershipPeers>(base);
+
+  MembershipOptions o;
+  o.self_id = c.id;
+  o.self = PeerAddress{c.id, c.listen_host, c.listen_port};
+  o.raft_address = c.raft_listen_host + ":" + std::to_string(c.raft_listen_port);
+  o.data_dir = c.data_dir;
+  o.vnodes = c.vnodes;
+  o.write_quorum = c.write_quorum;
+  if (!c.peers.empty())
+    o.bootstrap = BootstrapMetadata(c.peers, c.raft_peers, c.vnodes, c.partitions, c.replicas, c.raft_voters);
+  if (c.join_port != 0) o.join_address = c.join_host + ":" + std::to_string(c.join_port);
+  o.streamer.bytes_per_second = static_cast<double>(c.stream_rate_mb) * (1 << 20);
+  auto service = MembershipService::Open(std::move(o), rm->peers_.get());
+  if (!service.ok()) return service.status();
+  rm->service_ = std::move(service.value());
+  const ClusterMetadata& md = rm->service_->InitialMetadata();
+  if (c.read_quorum > md.replicas || c.write_quorum > md.replicas)
+    return Status::InvalidArgument("-R/-W: must be at most the cluster's N=" + std::to_string(md.replicas));
+  return rm;
+}
+
+RaftMembership::~RaftMembership() { Stop(); }
+
+Status RaftMembership::Start(Membership* membership, Replica* replica, NodeEndpoints* endpoints,
+                             std::function<void(const ClusterView&)> on_view) {
+  endpoints_ = endpoints;
+  sink_ = std::make_unique<ReplicaStreamSink>(replica, membership);
+  reader_ = std::make_unique<ReplicaPartitionReader>(replica);
+  MembershipHooks hooks;
+  hooks.peers = peers_.get();
+  hooks.sink = sink_.get();
+  hooks.reader = reader_.get();
+  const std::string self = self_id_;
+  hooks.alive = [endpoints, self](const std::string& id) {
+    return id == self || endpoints->Detector(id)->State() != PeerState::kDown;
+  };
+  hooks.on_view = std::move(on_view);
+  return service_->Start(membership, std::move(hooks));
+}
+
+void RaftMembership::Register(apache::thrift::TMultiplexedProcessor& mux) {
+  NodeEndpoints* endpoints = endpoints_;
+  auto handler = std::make_shared<MembershipHandler>(service_.get(), self_id_, [endpoints](const std::string& id) {
+    return std::string(PeerStateName(endpoints->Detector(id)->State()));
+  });
+  mux.registerProcessor("membership", std::make_shared<membership::MonjuMembershipProcessor>(handler));
+}
+
+void RaftMembership::Stop() {
+  if (service_) service_->Stop();
+}
+
+}  // namespace monju

@@ -1,0 +1,45 @@
+// RaftMembership: the node-side wiring of Raft-managed membership (a node
+// started with --raft-listen): the MembershipService with its Thrift clients,
+// the replica as streaming sink and source, and the "membership" service.
+// Static clusters never create one.
+#pragma once
+
+#include <thrift/processor/TMultiplexedProcessor.h>
+
+#include <functional>
+#include <memory>
+
+#include "config/node_config.h"
+#include "membership_clients.h"
+#include "membership_service.h"
+#include "replica.h"
+#include "replica_endpoints.h"
+#include "replica_stream.h"
+
+namespace monju {
+
+class RaftMembership {
+ public:
+  // Loads or fetches the metadata to start with (see MembershipService).
+  static StatusOr<std::unique_ptr<RaftMembership>> Open(const NodeConfig& config);
+  ~RaftMembership();
+
+  std::shared_ptr<const ClusterView> InitialView() const { return service_->InitialView(); }
+  // Starts Raft and the background work. on_view runs after every installed view.
+  Status Start(Membership* membership, Replica* replica, NodeEndpoints* endpoints,
+               std::function<void(const ClusterView&)> on_view);
+  void Register(apache::thrift::TMultiplexedProcessor& mux);
+  void Stop();
+  MembershipService& service() { return *service_; }
+
+ private:
+  RaftMembership() = default;
+  std::string self_id_;
+  NodeEndpoints* endpoints_ = nullptr;
+  std::unique_ptr<ThriftMembershipPeers> peers_;
+  std::unique_ptr<MembershipService> service_;
+  std::unique_ptr<ReplicaStreamSink> sink_;
+  std::unique_ptr<ReplicaPartitionReader> reader_;
+};
+
+}  // namespace monju
