@@ -192,7 +192,7 @@ StatusOr<std::string> ReplicaReader::Read(const std::string& pk, const std::stri
       conn_ = std::move(conn);
     }
     std::string out;
-    conn_->client->read(out, fingerprint_, pk, sk);
+    conn_->client->read(out, fingerprint_, pk, sk, rpc::EpochStamp());  // unstamped: never fenced
     return out;
   } catch (const rpc::ReplicaError& e) {
     return Status::IOError(e.why);

@@ -21,6 +21,7 @@ struct Placement {
   uint32_t partition = 0;
   std::vector<uint32_t> members;
   int self_index = -1;  // position of this node in members, or -1
+  uint32_t pending = 0;  // writes: owners beyond the read owners (a membership change)
 };
 
 std::string Describe(const QuorumCount& q, const char* what) {
@@ -57,6 +58,7 @@ struct Coordinator::WriteRun {
   std::shared_ptr<const Version> version;
   uint32_t self = 0;
   std::string first_error;
+  bool stale = false;  // a replica refused: planned under a stale epoch
 };
 
 Coordinator::Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
@@ -129,17 +131,25 @@ bool Coordinator::IsOwner(const std::string& pk) const {
   auto view = membership_->Current();
   int self = view->IndexOf(options_.self_id);
   if (self < 0 || !local_) return false;
-  const auto& list = view->ring().PreferenceList(view->ring().PartitionOf(pk));
+  const auto& list = view->WriteOwners(view->ring().PartitionOf(pk));
   return std::find(list.begin(), list.end(), static_cast<uint32_t>(self)) != list.end();
+}
+
+bool Coordinator::NewerView(const ClusterView& planned) const {
+  return membership_->Current()->epoch() > planned.epoch();
 }
 
 namespace {
 
-Placement Place(const Membership* membership, const std::string& self_id, const std::string& pk) {
+// Reads go to the read owners; writes to the write owners (the same unless
+// a membership change is pending).
+Placement Place(std::shared_ptr<const ClusterView> view, const std::string& self_id, const std::string& pk,
+                bool write) {
   Placement p;
-  p.view = membership->Current();
+  p.view = std::move(view);
   p.partition = p.view->ring().PartitionOf(pk);
-  p.members = p.view->ring().PreferenceList(p.partition);
+  p.members = write ? p.view->WriteOwners(p.partition) : p.view->ReadOwners(p.partition);
+  p.pending = write ? p.view->PendingOwners(p.partition) : 0;
   int self = p.view->IndexOf(self_id);
   for (size_t i = 0; i < p.members.size(); ++i)
     if (static_cast<int>(p.members[i]) == self) p.self_index = static_cast<int>(i);
@@ -176,10 +186,14 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
     const bool local = action.member == run->self;
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
     Replica* replica = local_;
-    auto task = [this, run, action, local, ep, replica] {
+    DataPathFence* fence = fence_;
+    auto task = [this, run, action, local, ep, replica, fence] {
       Status s;
       if (action.kind == WritePlan::Kind::kApply && local) {
-        s = replica->Apply(*run->key, *run->version);
+        // Admitted only while the planned placement holds; held until durable.
+        EpochGate::Ticket ticket;
+        if (fence) s = fence->Admit(*run->view, run->key->partition, &ticket);
+        if (s.ok()) s = replica->Apply(*run->key, *run->version);
         replica->FinishWrite(*run->key, run->version->dot, s.ok());
       } else if (action.kind == WritePlan::Kind::kApply) {
         s = ep->Apply(*run->key, *run->version);
@@ -193,6 +207,7 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
           next = run->plan.OnSuccess(action);
         } else {
           if (run->first_error.empty()) run->first_error = s.ToString();
+          if (s.Is(Status::Code::kStaleEpoch)) run->stale = true;
           next = run->plan.OnFailure(action);
         }
         run->cv.notify_all();
@@ -225,37 +240,39 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     out.status = Status::InvalidArgument("context is malformed: pass back the bytes a read or write returned");
     return out;
   }
-  Placement place = Place(membership_, options_.self_id, pk);
-  const uint32_t n = static_cast<uint32_t>(place.members.size());
+  Placement place = Place(membership_->Current(), options_.self_id, pk, true);
+  const uint32_t n = static_cast<uint32_t>(place.view->ReadOwners(place.partition).size());
   if (!(out.status = ValidateQuorum(w, "w", n)).ok()) return out;
-  const int needed = w == 0 ? static_cast<int>(std::min(options_.default_w, n)) : w;
+  const int base_needed = w == 0 ? static_cast<int>(std::min(options_.default_w, n)) : w;
   if (place.self_index < 0 || !local_) {
     out.status = Status::InvalidArgument("this node is not a replica of the key; forward the write to an owner");
     return out;
   }
-  const uint32_t self = place.members[place.self_index];
-  const auto& view = place.view;
-  auto alive = [this, view, self](uint32_t member) {
-    return member == self || endpoints_->Endpoint(*view, member).LikelyAlive();
-  };
-
-  // Nothing is sent unless enough nodes are believed alive to meet W.
-  int alive_owners = 0, alive_fallbacks = 0;
-  for (uint32_t m : place.members) alive_owners += alive(m) ? 1 : 0;
-  if (options_.sloppy_quorum)
-    for (uint32_t m : view->ring().Fallbacks(place.partition)) alive_fallbacks += alive(m) ? 1 : 0;
-  const int available = alive_owners + std::min(alive_fallbacks, static_cast<int>(n) - alive_owners);
-  out.quorum = {needed, available};
-  if (available < needed) {
-    out.status = Status::Unavailable(Describe(out.quorum, options_.sloppy_quorum
-                                                              ? "replicas and fallbacks alive:"
-                                                              : "replicas alive:"));
-    return out;
+  int needed = base_needed + static_cast<int>(place.pending);
+  {
+    const uint32_t self = place.members[place.self_index];
+    const auto& view = place.view;
+    auto alive = [this, view, self](uint32_t member) {
+      return member == self || endpoints_->Endpoint(*view, member).LikelyAlive();
+    };
+    // Nothing is sent unless enough nodes are believed alive to meet W.
+    const int slots = static_cast<int>(place.members.size());
+    int alive_owners = 0, alive_fallbacks = 0;
+    for (uint32_t m : place.members) alive_owners += alive(m) ? 1 : 0;
+    if (options_.sloppy_quorum)
+      for (uint32_t m : view->WriteFallbacks(place.partition)) alive_fallbacks += alive(m) ? 1 : 0;
+    const int available = alive_owners + std::min(alive_fallbacks, slots - alive_owners);
+    out.quorum = {needed, available};
+    if (available < needed) {
+      out.status = Status::Unavailable(Describe(out.quorum, options_.sloppy_quorum
+                                                                ? "replicas and fallbacks alive:"
+                                                                : "replicas alive:"));
+      return out;
+    }
   }
 
   const auto start = clock_->Now();
   const auto deadline = start + options_.request_timeout;
-  const auto handoff_at = start + options_.handoff_after;
   ItemKey key{place.partition, pk, sk};
   auto version = local_->PrepareWrite(key, ctx.value(), tombstone, std::move(value));
   if (!version.ok()) {
@@ -267,13 +284,64 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     return out;
   }
   if (tombstone) version.value().deleted_unix_ms = wall_->UnixMillis();
+  auto shared_key = std::make_shared<const ItemKey>(std::move(key));
+  auto shared_version = std::make_shared<const Version>(std::move(version.value()));
 
-  auto run = std::make_shared<WriteRun>(WritePlan(place.members, view->ring().Fallbacks(place.partition), self,
-                                                  needed, options_.sloppy_quorum, alive));
-  run->view = view;
-  run->self = self;
-  run->key = std::make_shared<const ItemKey>(std::move(key));
-  run->version = std::make_shared<const Version>(std::move(version.value()));
+  for (int attempt = 0;; ++attempt) {
+    const uint32_t self = place.members[place.self_index];
+    const auto view = place.view;
+    auto alive = [this, view, self](uint32_t member) {
+      return member == self || endpoints_->Endpoint(*view, member).LikelyAlive();
+    };
+    auto run = std::make_shared<WriteRun>(
+        WritePlan(place.members, view->WriteFallbacks(place.partition), self, needed, options_.sloppy_quorum, alive));
+    run->view = view;
+    run->self = self;
+    run->key = shared_key;
+    run->version = shared_version;
+    RunWrite(run, deadline, clock_->Now() + options_.handoff_after);
+
+    std::lock_guard<std::mutex> lock(run->mu);
+    const auto& plan = run->plan;
+    out = WriteOutcome{};
+    out.quorum = {needed, plan.acked_slots()};
+    for (uint32_t m : plan.acked_members()) out.acked_by.push_back(view->members()[m].id);
+    for (uint32_t m : plan.hinted_owners()) out.hinted_for.push_back(view->members()[m].id);
+    out.used_fallback = plan.used_fallback();
+    switch (plan.result()) {
+      case WritePlan::Result::kMet:
+        out.status = Status::OK();
+        out.context = EncodeContext(run->version->FullContext());
+        if (out.used_fallback) ++counters_->writes_with_fallback;
+        if (!out.hinted_for.empty()) ++counters_->writes_hinted;
+        return out;
+      case WritePlan::Result::kFailed:
+        out.status = Status::QuorumFailed(Describe(out.quorum, "write acknowledged by") + "; first error: " +
+                                          run->first_error);
+        break;
+      case WritePlan::Result::kPending:
+        out.status = Status::TimedOut(Describe(out.quorum, "write acknowledged by") + " within " +
+                                      std::to_string(options_.request_timeout.count()) + " ms");
+        break;
+    }
+    // A replica is at a newer membership epoch: send the same version to
+    // the owners of that epoch (idempotent for those that already hold it).
+    if (!run->stale || attempt + 1 >= kMaxEpochRetries || !NewerView(*view) || clock_->Now() >= deadline)
+      return out;
+    Placement next = Place(membership_->Current(), options_.self_id, pk, true);
+    if (next.self_index < 0) {
+      out.status = Status::TimedOut("the key's owners changed during the write and this node is no longer one of "
+                                    "them; outcome unknown: " + out.status.message());
+      return out;
+    }
+    place = std::move(next);
+    needed = std::min(base_needed, static_cast<int>(place.view->ReadOwners(place.partition).size())) +
+             static_cast<int>(place.pending);
+  }
+}
+
+void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoint deadline,
+                           Clock::TimePoint handoff_at) {
   std::vector<WritePlan::Action> first;
   {
     std::lock_guard<std::mutex> lock(run->mu);
@@ -296,29 +364,6 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     }
     clock_->WaitUntil(run->cv, lock, handoff_fired ? deadline : std::min(handoff_at, deadline));
   }
-
-  const auto& plan = run->plan;
-  out.quorum = {needed, plan.acked_slots()};
-  for (uint32_t m : plan.acked_members()) out.acked_by.push_back(view->members()[m].id);
-  for (uint32_t m : plan.hinted_owners()) out.hinted_for.push_back(view->members()[m].id);
-  out.used_fallback = plan.used_fallback();
-  switch (plan.result()) {
-    case WritePlan::Result::kMet:
-      out.status = Status::OK();
-      out.context = EncodeContext(run->version->FullContext());
-      if (out.used_fallback) ++counters_->writes_with_fallback;
-      if (!out.hinted_for.empty()) ++counters_->writes_hinted;
-      break;
-    case WritePlan::Result::kFailed:
-      out.status = Status::QuorumFailed(Describe(out.quorum, "write acknowledged by") + "; first error: " +
-                                        run->first_error);
-      break;
-    case WritePlan::Result::kPending:
-      out.status = Status::TimedOut(Describe(out.quorum, "write acknowledged by") + " within " +
-                                    std::to_string(options_.request_timeout.count()) + " ms");
-      break;
-  }
-  return out;
 }
 
 void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
@@ -334,15 +379,24 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
 
 ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32_t r) {
   ++counters_->gets;
-  ReadOutcome out = GetInternal(pk, sk, r);
+  ReadOutcome out;
+  for (int attempt = 0;; ++attempt) {
+    auto view = membership_->Current();
+    bool stale = false;
+    out = GetInternal(pk, sk, r, view, &stale);
+    // A replica is at a newer epoch (this node has caught up): read again
+    // from that epoch's owners rather than trust a mixed answer.
+    if (!stale || attempt + 1 >= kMaxEpochRetries || !NewerView(*view)) break;
+  }
   Count(out.status);
   return out;
 }
 
-ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& sk, int32_t r) {
+ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& sk, int32_t r,
+                                     const std::shared_ptr<const ClusterView>& view, bool* stale_out) {
   ReadOutcome out;
   if (!(out.status = ValidateKey(pk, sk)).ok()) return out;
-  Placement place = Place(membership_, options_.self_id, pk);
+  Placement place = Place(view, options_.self_id, pk, false);
   const uint32_t n = static_cast<uint32_t>(place.members.size());
   if (!(out.status = ValidateQuorum(r, "r", n)).ok()) return out;
   const int needed = r == 0 ? static_cast<int>(std::min(options_.default_r, n)) : r;
@@ -370,9 +424,22 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
     }
     RepairKey(*shared_key, targets, answered, merged);
   });
+  auto stale = std::make_shared<std::atomic<bool>>(false);
+  DataPathFence* fence = fence_;
+  const auto planned = place.view;
+  ReplicaEndpoint* local = place.self_index >= 0 ? &endpoints_->Endpoint(*planned, place.members[place.self_index])
+                                                 : nullptr;
   for (ReplicaEndpoint* ep : targets)
-    call.Start([ep, shared_key](SiblingSet* reply) { return ep->Read(*shared_key, reply); });
+    call.Start([ep, shared_key, stale, fence, planned, local](SiblingSet* reply) {
+      EpochGate::Ticket ticket;
+      Status s;
+      if (ep == local && fence) s = fence->Admit(*planned, shared_key->partition, &ticket);
+      if (s.ok()) s = ep->Read(*shared_key, reply);
+      if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+      return s;
+    });
   auto result = call.Wait(deadline);
+  *stale_out = stale->load();
   out.quorum = {needed, result.succeeded};
   if (result.result == QuorumCall<SiblingSet>::Result::kFailed) {
     out.status =
@@ -397,12 +464,20 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
 
 QueryOutcome Coordinator::Query(const QueryRequest& request) {
   ++counters_->queries;
-  QueryOutcome out = QueryInternal(request);
+  QueryOutcome out;
+  for (int attempt = 0;; ++attempt) {
+    auto view = membership_->Current();
+    bool stale = false;
+    out = QueryInternal(request, view, &stale);
+    if (!stale || attempt + 1 >= kMaxEpochRetries || !NewerView(*view)) break;
+  }
   Count(out.status);
   return out;
 }
 
-QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
+QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::shared_ptr<const ClusterView>& view,
+                                        bool* stale_out) {
+  *stale_out = false;
   QueryOutcome out;
   if (!(out.status = ValidateKey(request.pk, request.start_sk)).ok()) return out;
   if (request.sk_prefix.size() > kMaxSkBytes) {
@@ -416,9 +491,13 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
     return out;
   }
   const size_t limit = request.limit == 0 ? kDefaultQueryLimit : static_cast<size_t>(request.limit);
-  Placement place = Place(membership_, options_.self_id, request.pk);
+  Placement place = Place(view, options_.self_id, request.pk, false);
   const uint32_t n = static_cast<uint32_t>(place.members.size());
   if (!(out.status = ValidateQuorum(request.r, "r", n)).ok()) return out;
+  auto stale = std::make_shared<std::atomic<bool>>(false);
+  DataPathFence* fence = fence_;
+  ReplicaEndpoint* local = place.self_index >= 0 ? &endpoints_->Endpoint(*view, place.members[place.self_index])
+                                                 : nullptr;
   const int needed = request.r == 0 ? static_cast<int>(std::min(options_.default_r, n)) : request.r;
   const bool asc = request.ascending;
   const auto deadline = clock_->Now() + options_.request_timeout;
@@ -465,8 +544,16 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
       RepairRound(*repair);
     });
     for (ReplicaEndpoint* ep : targets)
-      call.Start([ep, scan](ScanReply* reply) { return ep->Scan(*scan, &reply->items, &reply->more); });
+      call.Start([ep, scan, stale, fence, view, local](ScanReply* reply) {
+        EpochGate::Ticket ticket;
+        Status s;
+        if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
+        if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
+        if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+        return s;
+      });
     auto result = call.Wait(deadline);
+    *stale_out = *stale_out || stale->load();
     out.quorum = {needed, result.succeeded};
     if (result.result != QuorumCall<ScanReply>::Result::kQuorum) {
       out.items.clear();

@@ -22,6 +22,13 @@
 //   (Put/Remove then return InvalidArgument).
 // - Reads merge the replies by clock. A key whose surviving siblings are all
 //   tombstones reads as not found, with the context still returned.
+// - Membership changes (Raft-managed clusters): writes go to the partition's
+//   WriteOwners and need W + PendingOwners acknowledgements; reads go to its
+//   ReadOwners (membership.h). With a fence (set_fence), the local replica's
+//   part of a request is admitted only while the planned view's placement
+//   still holds, and a request that a replica refused as planned under a
+//   stale epoch is planned again under the newer view this node then has (at
+//   most kMaxEpochRetries times; the same version, so writes stay idempotent).
 //
 // Thread safety: all methods may be called concurrently. The coordinator does
 // not own the endpoints, executor, clock or membership; they must outlive it.
@@ -39,6 +46,7 @@
 
 #include "clock/causal.h"
 #include "common/clock.h"
+#include "data_path_fence.h"
 #include "common/status.h"
 #include "membership.h"
 #include "replica.h"
@@ -167,11 +175,17 @@ class Coordinator {
 
   CoordinatorStats stats() const;
 
+  // Raft-managed membership only; set before serving. Not owned.
+  void set_fence(DataPathFence* fence) { fence_ = fence; }
+  static constexpr int kMaxEpochRetries = 3;
+
  private:
   struct Counters;
   struct WriteRun;
   WriteOutcome Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
                      const std::string& context, int32_t w);
+  // One round of a prepared write under the run's view: plan, send, wait.
+  void RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoint deadline, Clock::TimePoint handoff_at);
   // Runs plan actions on the executor; outcomes feed back into the plan.
   void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions);
   void Count(const Status& s);
@@ -196,8 +210,13 @@ class Coordinator {
   };
   // Runs off the client's path.
   void RepairRound(const RoundRepair& round);
-  ReadOutcome GetInternal(const std::string& pk, const std::string& sk, int32_t r);
-  QueryOutcome QueryInternal(const QueryRequest& request);
+  // *stale is set when a replica refused the request as planned under a stale epoch.
+  ReadOutcome GetInternal(const std::string& pk, const std::string& sk, int32_t r,
+                          const std::shared_ptr<const ClusterView>& view, bool* stale);
+  QueryOutcome QueryInternal(const QueryRequest& request, const std::shared_ptr<const ClusterView>& view,
+                             bool* stale);
+  // True when a stale refusal may be retried: a newer view is installed.
+  bool NewerView(const ClusterView& planned) const;
 
   CoordinatorOptions options_;
   const Membership* membership_;
@@ -207,6 +226,7 @@ class Coordinator {
   const Clock* clock_;
   const WallClock* wall_;
   std::unique_ptr<Counters> counters_;
+  DataPathFence* fence_ = nullptr;
 };
 
 }  // namespace monju

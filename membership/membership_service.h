@@ -34,6 +34,7 @@
 #include <thread>
 
 #include "cluster_metadata.h"
+#include "data_path_fence.h"
 #include "epoch_gate.h"
 #include "membership.h"
 #include "membership_peers.h"
@@ -97,12 +98,12 @@ struct MembersSnapshot {
 ClusterMetadata BootstrapMetadata(const std::vector<PeerAddress>& peers, const std::vector<PeerAddress>& raft_peers,
                                   uint32_t vnodes, uint32_t partitions, uint32_t replicas, uint32_t voters);
 
-class MembershipService {
+class MembershipService final : public DataPathFence {
  public:
   // Errors: IOError (cache unreadable), Unavailable (--join member
   // unreachable), InvalidArgument (bad bootstrap).
   static StatusOr<std::unique_ptr<MembershipService>> Open(MembershipOptions options, MembershipPeers* peers);
-  ~MembershipService();
+  ~MembershipService() override;
 
   std::shared_ptr<const ClusterView> InitialView() const { return initial_view_; }
   const ClusterMetadata& InitialMetadata() const { return initial_metadata_; }
@@ -112,8 +113,19 @@ class MembershipService {
   void Stop();
 
   EpochGate& gate() { return *gate_; }
-  uint64_t epoch() const { return gate_->epoch(); }
   ClusterMetadata Installed() const;
+
+  // DataPathFence.
+  uint64_t epoch() const override { return gate_->epoch(); }
+  void Observe(uint64_t epoch, const std::string& sender, std::chrono::milliseconds timeout) override {
+    CatchUp(epoch, sender, timeout);
+  }
+  Status Admit(uint64_t planned, uint32_t partition, EpochGate::Ticket* ticket) override {
+    return gate_->Admit(planned, partition, ticket);
+  }
+  Status Admit(const ClusterView& planned_view, uint32_t partition, EpochGate::Ticket* ticket) override {
+    return gate_->Admit(planned_view, partition, ticket);
+  }
 
   // A request or reply named `epoch`: if it is newer than ours, fetch the
   // metadata (from `sender_id` first, else from any member) before acting.

@@ -7,9 +7,7 @@ namespace monju {
 uint32_t TargetVoters(const ClusterMetadata& md) {
   uint32_t normal = 0;
   for (const auto& m : md.members) normal += m.state == MemberState::kNormal ? 1 : 0;
-  uint32_t target = std::min(md.voters, normal);
-  if (target > 0 && target % 2 == 0) --target;
-  return std::max<uint32_t>(target, 1);
+  return std::max<uint32_t>(1, std::min(md.voters, normal));
 }
 
 RosterStep NextRosterStep(const ClusterMetadata& md, const std::vector<RaftServer>& config,
@@ -66,8 +64,9 @@ RosterStep NextRosterStep(const ClusterMetadata& md, const std::vector<RaftServe
       }
     }
   }
-  if (voters.size() > target && voters.size() > normal_voters) {
-    // Too many: demote one that is not normal, a dead one first.
+  // A voter that is not normal (leaving, being replaced) stops voting once
+  // enough normal members vote; a dead one first.
+  if (normal_voters >= target) {
     const RaftServer* pick = nullptr;
     for (const RaftServer* s : voters) {
       const Member* m = member_of(s->id);
@@ -76,19 +75,23 @@ RosterStep NextRosterStep(const ClusterMetadata& md, const std::vector<RaftServe
     }
     if (pick) {
       const Member* m = member_of(pick->id);
-      step = {RosterStep::Kind::kAssign, pick->id, "", RaftRole::kStandby, m ? m->id : "", "one voter too many"};
+      step = {RosterStep::Kind::kAssign, pick->id, "", RaftRole::kStandby, m ? m->id : "", "it is leaving"};
       return step;
     }
   }
-  if (voters.size() > target && normal_voters > target) {
-    const RaftServer* pick = voters.back();
+  // More normal voters than configured: the last by id (a dead one first) stops.
+  if (normal_voters > md.voters) {
+    const RaftServer* pick = nullptr;
     for (const RaftServer* s : voters) {
       const Member* m = member_of(s->id);
-      if (m && !alive(m->id)) pick = s;
+      if (!m || m->state != MemberState::kNormal) continue;
+      if (!pick || !alive(m->id) || (alive(member_of(pick->id)->id) && m->id > member_of(pick->id)->id)) pick = s;
     }
-    const Member* m = member_of(pick->id);
-    step = {RosterStep::Kind::kAssign, pick->id, "", RaftRole::kStandby, m ? m->id : "", "more voters than wanted"};
-    return step;
+    if (pick) {
+      step = {RosterStep::Kind::kAssign, pick->id, "", RaftRole::kStandby, member_of(pick->id)->id,
+              "more voters than configured"};
+      return step;
+    }
   }
   return step;
 }

@@ -7,10 +7,12 @@
 //   member too, so it follows the log); a removed member, or a server that
 //   is no member, is taken out.
 // - New servers enter as spares and are then made standbys.
-// - The group keeps `voters` voters (the metadata's number, cut to the
-//   largest odd number of normal members): current voters stay; a missing
-//   voter is a normal standby that is alive, the first by id; a voter too
-//   many is demoted (a dead one first). A joining or leaving member is never
+// - The group keeps `voters` voters (the metadata's number, at most the
+//   normal members): current voters stay; a missing voter is a normal
+//   standby that is alive, the first by id. A voter that is leaving or being
+//   replaced stops voting once enough normal members vote (a dead one
+//   first), never before, so a change never shrinks the group's majority
+//   below what the live members need. A joining or leaving member is never
 //   promoted.
 #pragma once
 

@@ -71,7 +71,7 @@ ClientPool<api::MonjuKVClient>& KvHandler::PoolFor(const PeerAddress& peer) {
 template <typename Fn>
 void KvHandler::Forward(const std::string& pk, Fn&& fn) {
   auto view = membership_->Current();
-  std::vector<uint32_t> owners = view->ring().PreferenceList(view->ring().PartitionOf(pk));
+  std::vector<uint32_t> owners = view->WriteOwners(view->ring().PartitionOf(pk));
   // Owners believed alive first, in preference order.
   std::stable_partition(owners.begin(), owners.end(),
                         [&](uint32_t m) { return likely_alive_(view->members()[m].id); });

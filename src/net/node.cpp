@@ -145,6 +145,8 @@ class Node::Impl {
       Status s = raft_membership_->Start(membership_.get(), replica_.get(), endpoints_.get(),
                                          [prober](const ClusterView&) { prober->Refresh(); });
       if (!s.ok()) return s;
+      endpoints_->set_fence(&raft_membership_->service());
+      coordinator_->set_fence(&raft_membership_->service());
     }
     return StartServer(conn);
   }
@@ -192,9 +194,10 @@ class Node::Impl {
                                             return endpoints->Detector(id)->LikelyAlive();
                                           });
     mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
-    mux->registerProcessor("replica",
-                           std::make_shared<rpc::MonjuReplicaProcessor>(
-                               std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get())));
+    auto replica_handler =
+        std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get());
+    if (raft_membership_) replica_handler->set_fence(&raft_membership_->service());
+    mux->registerProcessor("replica", std::make_shared<rpc::MonjuReplicaProcessor>(replica_handler));
     AdminSources sources;
     sources.self_id = config_.id;
     sources.sloppy_quorum = config_.sloppy_quorum;

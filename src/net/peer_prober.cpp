@@ -65,10 +65,13 @@ void PeerProber::ProbeLoop(PeerAddress peer) {
       return;
     }
     const int64_t fingerprint = static_cast<int64_t>(view->fingerprint());
+    rpc::EpochStamp stamp;  // tells the peer our epoch: a lagging one catches up
+    stamp.epoch = static_cast<int64_t>(view->epoch());
+    stamp.sender = endpoints_->self_id();
     try {
       auto client = pool.Borrow();
       try {
-        client->ping(fingerprint);
+        client->ping(fingerprint, stamp);
         pool.Return(std::move(client));
         detector->RecordSuccess();
       } catch (const rpc::ClusterMismatch& e) {

@@ -43,7 +43,7 @@ class NodeOwnerReader final : public OwnerReader {
     auto view = membership_->Current();
     int self = view->IndexOf(endpoints_->self_id());
     if (self < 0 || key.partition >= view->ring().partitions()) return false;
-    for (uint32_t m : view->ring().PreferenceList(key.partition))
+    for (uint32_t m : view->WriteOwners(key.partition))
       if (static_cast<int>(m) == self) return true;
     return false;
   }
@@ -51,7 +51,8 @@ class NodeOwnerReader final : public OwnerReader {
   Status ReadAllOwners(const ItemKey& key, std::vector<SiblingSet>* out) override {
     auto view = membership_->Current();
     out->clear();
-    for (uint32_t m : view->ring().PreferenceList(key.partition)) {
+    // Every owner, those gaining the partition in a membership change too.
+    for (uint32_t m : view->WriteOwners(key.partition)) {
       SiblingSet set;
       ReplicaEndpoint& ep = endpoints_->Endpoint(*view, m);
       if (!ep.LikelyAlive()) return Status::Unavailable(view->members()[m].id + " is down");

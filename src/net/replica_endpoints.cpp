@@ -15,36 +15,49 @@ Status LocalReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey
   return hints_->Store(owner, key, EncodeVersion(version));
 }
 
-RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, ConnectionOptions options, uint64_t fingerprint,
-                                             std::shared_ptr<PeerDetector> detector)
+RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint,
+                                             uint64_t epoch, std::string self_id,
+                                             std::shared_ptr<PeerDetector> detector,
+                                             const std::atomic<DataPathFence*>* fence)
     : peer_id_(std::move(peer_id)),
       fingerprint_(static_cast<int64_t>(fingerprint)),
-      pool_(std::move(options)),
-      detector_(std::move(detector)) {}
+      pool_(std::move(pool)),
+      detector_(std::move(detector)),
+      fence_(fence) {
+  stamp_.epoch = static_cast<int64_t>(epoch);
+  stamp_.sender = std::move(self_id);
+}
 
 template <typename Fn>
 Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
   std::unique_ptr<rpc::MonjuReplicaClient> client;
   try {
-    client = pool_.Borrow();
+    client = pool_->Borrow();
   } catch (const TException& e) {
     detector_->RecordFailure();
     return Status::Unavailable(peer_id_ + " unreachable: " + e.what());
   }
   try {
     Status s = fn(*client);
-    pool_.Return(std::move(client));
+    pool_->Return(std::move(client));
     detector_->RecordSuccess();
     return s;
   } catch (const rpc::ClusterMismatch& e) {
-    pool_.Return(std::move(client));
+    pool_->Return(std::move(client));
     detector_->RecordSuccess();  // it answered: alive, just configured differently
     spdlog::error("peer {} refused {}: cluster parameters differ: {}", peer_id_, what, e.why);
     return Status::Mismatch(peer_id_ + " has different cluster parameters: " + e.why);
   } catch (const rpc::ReplicaError& e) {
-    pool_.Return(std::move(client));
+    pool_->Return(std::move(client));
     detector_->RecordSuccess();
     return Status::FromCode(e.code, peer_id_ + ": " + e.why);
+  } catch (const rpc::StaleEpoch& e) {
+    pool_->Return(std::move(client));
+    detector_->RecordSuccess();
+    // The peer is at a newer epoch: learn it before the caller re-plans.
+    if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
+      fence->Observe(static_cast<uint64_t>(std::max<int64_t>(e.epoch, 0)), peer_id_, std::chrono::milliseconds(500));
+    return Status::StaleEpoch(peer_id_ + " refused " + what + ": " + e.why);
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
     if (e.getType() == TTransportException::TIMED_OUT) {
@@ -56,11 +69,11 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
       return Status::IOError(peer_id_ + " " + what + " reply refused: " + e.what());
     }
     detector_->RecordFailure();
-    pool_.Clear();
+    pool_->Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
   } catch (const TException& e) {
     detector_->RecordFailure();
-    pool_.Clear();
+    pool_->Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
   }
 }
@@ -68,7 +81,7 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
 Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) {
   const std::string encoded = EncodeVersion(version);
   return Call("apply", [&](rpc::MonjuReplicaClient& c) {
-    c.apply(fingerprint_, key.pk, key.sk, encoded);
+    c.apply(fingerprint_, key.pk, key.sk, encoded, stamp_);
     return Status::OK();
   });
 }
@@ -76,7 +89,7 @@ Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) 
 Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {
   const std::string encoded = EncodeVersion(version);
   return Call("apply_hinted", [&](rpc::MonjuReplicaClient& c) {
-    c.apply_hinted(fingerprint_, owner, key.pk, key.sk, encoded);
+    c.apply_hinted(fingerprint_, owner, key.pk, key.sk, encoded, stamp_);
     return Status::OK();
   });
 }
@@ -92,7 +105,7 @@ Status RemoteReplicaEndpoint::ApplyBatch(const std::vector<Hint>& hints) {
     items.push_back(std::move(kv));
   }
   return Call("apply_batch", [&](rpc::MonjuReplicaClient& c) {
-    c.apply_batch(fingerprint_, items);
+    c.apply_batch(fingerprint_, items, stamp_);
     return Status::OK();
   });
 }
@@ -100,7 +113,7 @@ Status RemoteReplicaEndpoint::ApplyBatch(const std::vector<Hint>& hints) {
 Status RemoteReplicaEndpoint::Read(const ItemKey& key, SiblingSet* out) {
   return Call("read", [&](rpc::MonjuReplicaClient& c) {
     std::string bytes;
-    c.read(bytes, fingerprint_, key.pk, key.sk);
+    c.read(bytes, fingerprint_, key.pk, key.sk, stamp_);
     auto siblings = DecodeSiblings(bytes);
     if (!siblings.ok()) return siblings.status();
     *out = std::move(siblings.value());
@@ -112,7 +125,7 @@ Status RemoteReplicaEndpoint::Scan(const DataStore::ScanRequest& r, std::vector<
   return Call("scan", [&](rpc::MonjuReplicaClient& c) {
     rpc::ScanReply reply;
     c.scan(reply, fingerprint_, r.pk, r.sk_prefix, r.start_sk, r.start_exclusive, static_cast<int32_t>(r.limit),
-           r.ascending);
+           r.ascending, stamp_);
     out->clear();
     for (auto& item : reply.items) {
       auto siblings = DecodeSiblings(item.siblings);
@@ -126,7 +139,7 @@ Status RemoteReplicaEndpoint::Scan(const DataStore::ScanRequest& r, std::vector<
 
 Status RemoteReplicaEndpoint::Ping() {
   return Call("ping", [&](rpc::MonjuReplicaClient& c) {
-    c.ping(fingerprint_);
+    c.ping(fingerprint_, stamp_);
     return Status::OK();
   });
 }
@@ -155,16 +168,22 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
   const PeerAddress& peer = view.members()[member_index];
   if (peer.id == self_id_) return nullptr;
   auto detector = Detector(peer.id);
-  std::string key = peer.ToString() + "@" + std::to_string(view.fingerprint());
+  const std::string pool_key = peer.ToString() + "@" + std::to_string(view.fingerprint());
+  const std::string key = pool_key + "#" + std::to_string(view.epoch());
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = remotes_[key];
   if (!slot) {
-    ConnectionOptions options = base_;
-    options.host = peer.host;
-    options.port = peer.port;
-    options.service = "replica";
-    options.peer_id = peer.id;
-    slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, options, view.fingerprint(), std::move(detector));
+    auto& pool = pools_[pool_key];
+    if (!pool) {
+      ConnectionOptions options = base_;
+      options.host = peer.host;
+      options.port = peer.port;
+      options.service = "replica";
+      options.peer_id = peer.id;
+      pool = std::make_shared<RemoteReplicaEndpoint::Pool>(options);
+    }
+    slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, pool, view.fingerprint(), view.epoch(), self_id_,
+                                                   std::move(detector), &fence_);
   }
   return slot.get();
 }

@@ -1,8 +1,12 @@
 // The coordinator's ways to reach replicas: in-process for this node, Thrift
 // (MonjuReplica, multiplexed as "replica") for peers. Every remote call feeds
-// the peer's failure detector, which decides LikelyAlive().
+// the peer's failure detector, which decides LikelyAlive(). A remote endpoint
+// belongs to one view: its calls carry that view's epoch (EpochStamp), and a
+// StaleEpoch refusal makes this node catch up (set_fence) before the call
+// returns Status::StaleEpoch.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +16,7 @@
 #include "MonjuReplica.h"
 #include "client_pool.h"
 #include "coordinator.h"
+#include "data_path_fence.h"
 #include "health/failure_detector.h"
 #include "hint_intake.h"
 
@@ -36,8 +41,12 @@ class LocalReplicaEndpoint final : public ReplicaEndpoint {
 // Thread-safe: each call borrows its own pooled client.
 class RemoteReplicaEndpoint final : public ReplicaEndpoint {
  public:
-  RemoteReplicaEndpoint(std::string peer_id, ConnectionOptions options, uint64_t fingerprint,
-                        std::shared_ptr<PeerDetector> detector);
+  using Pool = ClientPool<rpc::MonjuReplicaClient>;
+  // `pool` is shared by the endpoints of one peer across epochs; `fence`
+  // points at the directory's (null for a static cluster).
+  RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint, uint64_t epoch,
+                        std::string self_id, std::shared_ptr<PeerDetector> detector,
+                        const std::atomic<DataPathFence*>* fence);
   Status Apply(const ItemKey& key, const Version& version) override;
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
@@ -54,8 +63,10 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
 
   const std::string peer_id_;
   const int64_t fingerprint_;
-  ClientPool<rpc::MonjuReplicaClient> pool_;
+  rpc::EpochStamp stamp_;
+  std::shared_ptr<Pool> pool_;
   std::shared_ptr<PeerDetector> detector_;
+  const std::atomic<DataPathFence*>* fence_;
 };
 
 // Endpoints for the members of the current view, created on first use, and
@@ -70,6 +81,9 @@ class NodeEndpoints final : public EndpointDirectory {
   // The detector of a peer id (created on first use).
   std::shared_ptr<PeerDetector> Detector(const std::string& peer_id);
   const std::string& self_id() const { return self_id_; }
+  // Raft-managed membership: remote calls stamp their view's epoch and
+  // report refusals here.
+  void set_fence(DataPathFence* fence) { fence_.store(fence); }
 
  private:
   const std::string self_id_;
@@ -78,9 +92,13 @@ class NodeEndpoints final : public EndpointDirectory {
   const Clock* clock_;
   const DetectorOptions detector_options_;
   std::mutex mu_;
-  // Keyed by "id=host:port@fingerprint" so a changed view gets fresh endpoints.
+  // Keyed by "id=host:port@fingerprint#epoch" so a changed view gets fresh
+  // endpoints (a few small objects per membership epoch), sharing one
+  // connection pool per "id=host:port@fingerprint".
   std::unordered_map<std::string, std::unique_ptr<RemoteReplicaEndpoint>> remotes_;
+  std::unordered_map<std::string, std::shared_ptr<RemoteReplicaEndpoint::Pool>> pools_;
   std::unordered_map<std::string, std::shared_ptr<PeerDetector>> detectors_;
+  std::atomic<DataPathFence*> fence_{nullptr};
 };
 
 }  // namespace monju

@@ -22,7 +22,11 @@ constexpr size_t kMaxScanReplyBytes = 8 << 20;
 
 }  // namespace
 
-std::shared_ptr<const ClusterView> ReplicaHandler::CheckCaller(int64_t cluster_fingerprint) const {
+std::shared_ptr<const ClusterView> ReplicaHandler::CheckCaller(int64_t cluster_fingerprint,
+                                                               const rpc::EpochStamp& stamp) const {
+  // A newer epoch than ours: fetch it before acting (bounded; never Raft).
+  if (fence_ && stamp.epoch > 0 && static_cast<uint64_t>(stamp.epoch) > fence_->epoch())
+    fence_->Observe(static_cast<uint64_t>(stamp.epoch), stamp.sender, std::chrono::milliseconds(500));
   auto view = membership_->Current();
   if (static_cast<uint64_t>(cluster_fingerprint) != view->fingerprint()) {
     spdlog::error("refusing a peer request: cluster parameters differ (caller fingerprint {:016x}, ours {:016x}: {}); "
@@ -35,24 +39,41 @@ std::shared_ptr<const ClusterView> ReplicaHandler::CheckCaller(int64_t cluster_f
   return view;
 }
 
-void ReplicaHandler::ping(int64_t cluster_fingerprint) { CheckCaller(cluster_fingerprint); }
+void ReplicaHandler::Admit(const rpc::EpochStamp& stamp, uint32_t partition, EpochGate::Ticket* ticket) const {
+  if (!fence_) return;
+  Status s = fence_->Admit(static_cast<uint64_t>(std::max<int64_t>(stamp.epoch, 0)), partition, ticket);
+  if (s.ok()) return;
+  rpc::StaleEpoch e;
+  e.why = s.message();
+  e.epoch = static_cast<int64_t>(fence_->epoch());
+  throw e;
+}
+
+void ReplicaHandler::ping(int64_t cluster_fingerprint, const rpc::EpochStamp& stamp) {
+  CheckCaller(cluster_fingerprint, stamp);
+}
 
 void ReplicaHandler::apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
-                           const std::string& version) {
-  auto view = CheckCaller(cluster_fingerprint);
+                           const std::string& version, const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
   if (pk.empty() || pk.size() > kMaxPkBytes || sk.size() > kMaxSkBytes)
     ThrowError(Status::InvalidArgument("key outside limits"));
   auto decoded = DecodeVersion(version);
   if (!decoded.ok()) ThrowError(decoded.status());
-  Status s = replica_->Apply(ItemKey{view->ring().PartitionOf(pk), pk, sk}, decoded.value());
+  const uint32_t partition = view->ring().PartitionOf(pk);
+  EpochGate::Ticket ticket;
+  Admit(stamp, partition, &ticket);
+  Status s = replica_->Apply(ItemKey{partition, pk, sk}, decoded.value());
   if (!s.ok()) ThrowError(s);
 }
 
 void ReplicaHandler::apply_hinted(int64_t cluster_fingerprint, const std::string& owner, const std::string& pk,
-                                  const std::string& sk, const std::string& version) {
-  auto view = CheckCaller(cluster_fingerprint);
+                                  const std::string& sk, const std::string& version, const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
   if (pk.empty() || pk.size() > kMaxPkBytes || sk.size() > kMaxSkBytes)
     ThrowError(Status::InvalidArgument("key outside limits"));
+  EpochGate::Ticket ticket;
+  Admit(stamp, view->ring().PartitionOf(pk), &ticket);
   if (view->IndexOf(owner) < 0) ThrowError(Status::InvalidArgument("hint owner '" + owner + "' is not a member"));
   auto decoded = DecodeVersion(version);
   if (!decoded.ok()) ThrowError(Status::Corruption("hinted version does not decode"));
@@ -62,8 +83,9 @@ void ReplicaHandler::apply_hinted(int64_t cluster_fingerprint, const std::string
   if (!s.ok()) ThrowError(s);
 }
 
-void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items) {
-  auto view = CheckCaller(cluster_fingerprint);
+void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items,
+                                 const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
   if (items.size() > kMaxBatchItems)
     ThrowError(Status::InvalidArgument("batch of " + std::to_string(items.size()) + " items; the limit is " +
                                        std::to_string(kMaxBatchItems)));
@@ -96,19 +118,24 @@ void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<
 }
 
 void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,
-                          const std::string& sk) {
-  auto view = CheckCaller(cluster_fingerprint);
-  Status s = replica_->ReadEncoded(ItemKey{view->ring().PartitionOf(pk), pk, sk}, &_return);
+                          const std::string& sk, const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
+  const uint32_t partition = view->ring().PartitionOf(pk);
+  EpochGate::Ticket ticket;
+  Admit(stamp, partition, &ticket);
+  Status s = replica_->ReadEncoded(ItemKey{partition, pk, sk}, &_return);
   if (!s.ok()) ThrowError(s);
 }
 
 void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk,
                           const std::string& sk_prefix, const std::string& start_sk, bool start_exclusive,
-                          int32_t limit, bool ascending) {
-  auto view = CheckCaller(cluster_fingerprint);
+                          int32_t limit, bool ascending, const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
   if (limit < 0 || limit > kMaxScanLimit) ThrowError(Status::InvalidArgument("scan limit outside 0..10000"));
   DataStore::ScanRequest r;
   r.partition = view->ring().PartitionOf(pk);
+  EpochGate::Ticket ticket;
+  Admit(stamp, r.partition, &ticket);
   r.pk = pk;
   r.sk_prefix = sk_prefix;
   r.start_sk = start_sk;

@@ -1,8 +1,13 @@
 // Serves MonjuReplica (node-to-node) from the local Replica. Refuses callers
 // whose cluster fingerprint differs from ours, with a log line naming both.
+// With Raft-managed membership (set_fence), a request stamped with a newer
+// epoch first makes this node catch up, and apply, apply_hinted, read and
+// scan are admitted only while the stamp's placement of the key still holds
+// (StaleEpoch otherwise).
 #pragma once
 
 #include "MonjuReplica.h"
+#include "data_path_fence.h"
 #include "hint_intake.h"
 #include "membership.h"
 #include "replica.h"
@@ -14,24 +19,35 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   ReplicaHandler(std::string self_id, Replica* replica, const Membership* membership, HintIntake* hints)
       : self_id_(std::move(self_id)), replica_(replica), membership_(membership), hints_(hints) {}
 
-  void ping(int64_t cluster_fingerprint) override;
-  void apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
-             const std::string& version) override;
+  // Raft-managed membership only; set before serving.
+  void set_fence(DataPathFence* fence) { fence_ = fence; }
+
+  void ping(int64_t cluster_fingerprint, const rpc::EpochStamp& stamp) override;
+  void apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk, const std::string& version,
+             const rpc::EpochStamp& stamp) override;
   void apply_hinted(int64_t cluster_fingerprint, const std::string& owner, const std::string& pk,
-                    const std::string& sk, const std::string& version) override;
-  void apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items) override;
-  void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk) override;
+                    const std::string& sk, const std::string& version, const rpc::EpochStamp& stamp) override;
+  void apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items,
+                   const rpc::EpochStamp& stamp) override;
+  void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
+            const rpc::EpochStamp& stamp) override;
   void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,
-            const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending) override;
+            const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending,
+            const rpc::EpochStamp& stamp) override;
 
  private:
-  // Throws ClusterMismatch; returns the view the request runs under.
-  std::shared_ptr<const ClusterView> CheckCaller(int64_t cluster_fingerprint) const;
+  // Throws ClusterMismatch; catches up with a newer stamp; returns the view
+  // the request runs under.
+  std::shared_ptr<const ClusterView> CheckCaller(int64_t cluster_fingerprint, const rpc::EpochStamp& stamp) const;
+  // Throws StaleEpoch when the stamp's placement of pk's partition no
+  // longer holds; the ticket is held while the request runs.
+  void Admit(const rpc::EpochStamp& stamp, uint32_t partition, EpochGate::Ticket* ticket) const;
 
   const std::string self_id_;
   Replica* replica_;
   const Membership* membership_;
   HintIntake* hints_;
+  DataPathFence* fence_ = nullptr;
 };
 
 }  // namespace monju

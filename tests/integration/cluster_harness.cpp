@@ -524,7 +524,7 @@ ReplicaClient::ReplicaClient(const LocalCluster& c, int i, int timeout_ms) {
 
 SiblingSet ReplicaClient::Read(const std::string& pk, const std::string& sk) {
   std::string encoded;
-  client_->read(encoded, fingerprint_, pk, sk);
+  client_->read(encoded, fingerprint_, pk, sk, rpc::EpochStamp());  // unstamped: never fenced
   auto decoded = DecodeSiblings(encoded);
   if (!decoded.ok())
     throw std::runtime_error("replica read of " + Printable(pk) + "/" + Printable(sk) +
