@@ -29,15 +29,6 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
-// Membership changes need the data path's pending placement and epoch
-// fencing; until those land they are refused.
-constexpr bool kChangesEnabled = false;
-
-Status ChangesDisabled() {
-  return Status::Unavailable("membership changes are not enabled in this build yet (the data path does not fence "
-                             "epochs yet)");
-}
-
 }  // namespace
 
 ClusterMetadata BootstrapMetadata(const std::vector<PeerAddress>& peers, const std::vector<PeerAddress>& raft_peers,
@@ -315,7 +306,6 @@ Member MembershipService::SelfMember(const ClusterMetadata&) const {
 }
 
 StatusOr<ProposeReply> MembershipService::Join() {
-  if (!kChangesEnabled) return ChangesDisabled();
   Refresh();
   ClusterMetadata md = Installed();
   if (const Member* self = md.Find(options_.self_id)) {
@@ -333,7 +323,6 @@ StatusOr<ProposeReply> MembershipService::Join() {
 }
 
 StatusOr<ProposeReply> MembershipService::Replace(const std::string& dead_id, const std::string& new_id) {
-  if (!kChangesEnabled) return ChangesDisabled();
   if (new_id != options_.self_id)
     return Status::InvalidArgument("run replace on the new node " + new_id + " itself; this node is " +
                                    options_.self_id);
@@ -359,7 +348,6 @@ StatusOr<ProposeReply> MembershipService::Replace(const std::string& dead_id, co
 }
 
 StatusOr<ProposeReply> MembershipService::Leave(const std::string& id) {
-  if (!kChangesEnabled) return ChangesDisabled();
   Refresh();
   MetadataCommand c;
   c.type = MetadataCommand::Type::kBeginLeave;
@@ -369,7 +357,6 @@ StatusOr<ProposeReply> MembershipService::Leave(const std::string& id) {
 }
 
 StatusOr<ProposeReply> MembershipService::Abort() {
-  if (!kChangesEnabled) return ChangesDisabled();
   Refresh();
   MetadataCommand c;
   c.type = MetadataCommand::Type::kAbort;
@@ -386,6 +373,19 @@ StatusOr<ProposeReply> MembershipService::Route(const std::string& command) { re
 
 StatusOr<ProposeReply> MembershipService::Propose(const std::string& command, bool forwarded) {
   if (!raft_) return Status::Unavailable("membership is not started");
+  // A leader that just died is replaced within an election timeout or two:
+  // keep trying for a while before saying there is none.
+  const auto deadline = std::chrono::steady_clock::now() + (forwarded ? 0ms : options_.leader_wait);
+  for (;;) {
+    auto r = ProposeOnce(command, forwarded);
+    if (r.ok() || !r.status().Is(Status::Code::kUnavailable) || std::chrono::steady_clock::now() >= deadline)
+      return r;
+    std::unique_lock<std::mutex> lock(tick_mu_);
+    if (tick_cv_.wait_for(lock, 200ms, [this] { return stopping_; })) return r;
+  }
+}
+
+StatusOr<ProposeReply> MembershipService::ProposeOnce(const std::string& command, bool forwarded) {
   RaftInfo info = raft_->Info();
   if (info.IsLeader()) {
     RaftGroup::Proposal p = raft_->Propose(command, options_.propose_timeout);
@@ -410,14 +410,26 @@ StatusOr<ProposeReply> MembershipService::Propose(const std::string& command, bo
     in_group = in_group || s.id == raft_->id();
     if (s.role == RaftRole::kVoter) voters.push_back(s.address);
   }
+  std::string list;
+  for (const auto& v : voters) list += (list.empty() ? "" : ", ") + v;
+  const std::string needs = "membership changes need a majority of the " + std::to_string(voters.size()) +
+                            " Raft voters (" + list + ") up and connected; reads and writes of data do not need them";
   if (info.leader_id != 0 && info.leader_id != raft_->id()) {
-    std::string address;
+    std::string address, id;
     {
       std::lock_guard<std::mutex> lock(publish_mu_);
       for (const auto& m : installed_.members)
-        if (m.raft_id == info.leader_id) address = m.Address();
+        if (m.raft_id == info.leader_id) {
+          address = m.Address();
+          id = m.id;
+        }
     }
-    if (!address.empty()) return peers_->Propose(address, command, true);
+    if (!address.empty()) {
+      auto r = peers_->Propose(address, command, true);
+      if (r.ok() || !r.status().Is(Status::Code::kUnavailable)) return r;
+      return Status::Unavailable("the Raft leader " + id + " could not take the change (" + r.status().message() + "); " +
+                                 needs);
+    }
   }
   if (!in_group) {
     // Not (yet) in the Raft group: let a member route it.
@@ -429,11 +441,7 @@ StatusOr<ProposeReply> MembershipService::Propose(const std::string& command, bo
     }
     return last;
   }
-  std::string list;
-  for (const auto& v : voters) list += (list.empty() ? "" : ", ") + v;
-  return Status::Unavailable("no Raft leader: membership changes need a majority of the " +
-                             std::to_string(voters.size()) + " Raft voters (" + list +
-                             ") up and connected; reads and writes of data do not need them");
+  return Status::Unavailable("no Raft leader: " + needs);
 }
 
 MembersSnapshot MembershipService::Members() {
@@ -528,6 +536,16 @@ void MembershipService::LeaderTick() {
   RaftInfo info = raft_->Info();
   if (!info.change_in_progress) {
     RosterStep step = NextRosterStep(md, info.configuration, hooks_.alive);
+    const bool demotes_self = step.id == raft_->id() && (step.kind == RosterStep::Kind::kRemove ||
+                                                          (step.kind == RosterStep::Kind::kAssign &&
+                                                           step.role != RaftRole::kVoter));
+    if (demotes_self) {
+      // Another voter takes over and carries the step out.
+      spdlog::info("raft: handing leadership over before {} stops voting ({})", step.member, step.why);
+      Status s = raft_->TransferLeadership(10s);
+      if (!s.ok()) spdlog::warn("raft: leadership transfer failed: {}", s.ToString());
+      return;
+    }
     if (step.kind != RosterStep::Kind::kNone) {
       Status s;
       const char* what = "";

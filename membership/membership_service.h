@@ -69,6 +69,7 @@ struct MembershipOptions {
   unsigned election_timeout_ms = 1000;
   std::chrono::milliseconds rpc_timeout{5000};
   std::chrono::milliseconds propose_timeout{10000};
+  std::chrono::milliseconds leader_wait{5000};  // for a new leader when the last one is gone
   std::chrono::milliseconds tick{200};
   std::chrono::milliseconds join_fetch_timeout{30000};
 };
@@ -154,6 +155,7 @@ class MembershipService final : public DataPathFence {
   void Publish(const ClusterMetadata& metadata, const char* from);
   StatusOr<ProposeReply> ProposeCommand(const MetadataCommand& command);
   StatusOr<ProposeReply> Route(const std::string& command);
+  StatusOr<ProposeReply> ProposeOnce(const std::string& command, bool forwarded);
   // Refreshes the installed metadata from a member (before deciding on it).
   void Refresh();
   std::string AddressOfMember(const std::string& id) const;

@@ -55,7 +55,14 @@ uint32_t PartitionStreamer::CompletedSources(const TaskState& t) const {
 void PartitionStreamer::Assign(uint64_t change_epoch, std::vector<StreamTask> tasks) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (change_epoch == epoch_ && tasks.size() == tasks_.size()) return;  // the same change
+    if (change_epoch == 0) {
+      // No change streams now: stop, but keep the last one's report.
+      if (active_) ++generation_;
+      active_ = false;
+      return;
+    }
+    if (active_ && change_epoch == epoch_ && tasks.size() == tasks_.size()) return;  // the same change
+    active_ = true;
     ++generation_;
     epoch_ = change_epoch;
     tasks_.clear();
@@ -77,6 +84,7 @@ void PartitionStreamer::Assign(uint64_t change_epoch, std::vector<StreamTask> ta
 
 std::optional<Clock::TimePoint> PartitionStreamer::Step() {
   std::unique_lock<std::mutex> lock(mu_);
+  if (!active_) return std::nullopt;
   auto task = std::find_if(tasks_.begin(), tasks_.end(), [](const TaskState& t) { return !t.done; });
   if (task == tasks_.end()) {
     if (!tasks_.empty() && !finished_) {
@@ -101,7 +109,11 @@ std::optional<Clock::TimePoint> PartitionStreamer::Step() {
     if (s.ok()) DecodeProgress(saved, &*task);
     task->loaded = true;
   }
-  if (CompletedSources(*task) >= task->task.required) {
+  // Done once every source that is up was copied, and at least `required`.
+  const uint32_t completed = CompletedSources(*task);
+  bool finished = completed >= task->task.required;
+  for (const auto& s : task->sources) finished = finished && (s.done || !source_->Alive(s.id));
+  if (finished) {
     task->done = true;
     return now;
   }

@@ -3,10 +3,13 @@
 // already come to it directly (the pending placement).
 //
 // Contract
-// - A partition is done once `required` of its sources were copied in full
-//   (a range scan, chunk by chunk, in storage order). Items are merged into
-//   the local replica by clock (StreamSink), so copying from several sources,
-//   repeating a chunk or racing new writes never loses a version.
+// - A partition is done once every source that is up, and at least
+//   `required` of them, were copied in full (a range scan, chunk by chunk, in
+//   storage order): a write acknowledged by W old owners is on at least one
+//   of `required`, and copying the others too covers writes whose copy on an
+//   owner was a hint at the time. Items are merged into the local replica by
+//   clock (StreamSink), so copying from several sources, repeating a chunk or
+//   racing new writes never loses a version.
 // - Resumable: after every applied chunk the source's cursor is saved
 //   durably (StreamSink::SaveProgress, keyed by change epoch and partition);
 //   a restarted node continues where it was, and cursors are storage keys,
@@ -15,7 +18,9 @@
 // - Rate-limited: a token bucket of `bytes_per_second` (one second's worth
 //   at most) is spent by every chunk received.
 // - Assign() switches to a new change at once; the work of an older one is
-//   dropped (its saved progress stays until that epoch is past, harmlessly).
+//   dropped (its saved progress stays, harmlessly). Assign(0, {}) stops
+//   streaming (the change moved on or was aborted); Report() then still
+//   describes the last change.
 //
 // Step() does at most one chunk and returns when to call it again, so that
 // tests drive it on a fake clock; Start() runs it on a thread of its own.
@@ -105,6 +110,7 @@ class PartitionStreamer {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   uint64_t generation_ = 0;  // bumped by Assign
+  bool active_ = false;      // a change is streaming
   uint64_t epoch_ = 0;
   std::vector<TaskState> tasks_;
   uint64_t items_ = 0, bytes_ = 0;

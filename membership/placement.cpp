@@ -86,6 +86,12 @@ std::vector<StreamTask> StreamTasksFor(const ClusterMetadata& md, std::string_vi
   return tasks;
 }
 
+std::vector<uint32_t> HintTargets(const ClusterView& view, std::string_view owner, uint32_t partition) {
+  if (partition >= view.ring().partitions()) return {};
+  if (view.IsWriteOwner(owner, partition)) return {static_cast<uint32_t>(view.IndexOf(owner))};
+  return view.WriteOwners(partition);
+}
+
 MoveCount CountMoves(const ClusterView& before, const ClusterView& after) {
   MoveCount c;
   const uint32_t q = std::min(before.ring().partitions(), after.ring().partitions());

@@ -30,9 +30,9 @@ PeerAddress AddressOf(const Member& member);
 
 // One partition a member gains in the pending change, and where it can copy
 // the partition from: the partition's owners before the change, less the
-// member itself and a member being replaced. `required` of them must be
-// copied in full (N - W + 1, at most all of them): every write acknowledged
-// by W old owners is then on at least one of them.
+// member itself and a member being replaced. Every one that is up is copied,
+// and at least `required` (N - W + 1, at most all of them): every write
+// acknowledged by W old owners is then on at least one of them.
 struct StreamTask {
   uint32_t partition = 0;
   std::vector<std::string> sources;  // in preference order
@@ -43,6 +43,13 @@ struct StreamTask {
 // kStreaming (empty in any other state). write_quorum: the cluster's W.
 std::vector<StreamTask> StreamTasksFor(const ClusterMetadata& metadata, std::string_view self,
                                        uint32_t write_quorum);
+
+// Where a hint held for `owner` is delivered for `partition`: to the owner
+// while it is one of the partition's write owners; otherwise (it left the
+// cluster, or the partition moved away from it) to every current write
+// owner (merged by clock there, so the owners that already hold it lose
+// nothing). Member indices of `view`.
+std::vector<uint32_t> HintTargets(const ClusterView& view, std::string_view owner, uint32_t partition);
 
 // Partition replicas whose owner differs between two placements (owner sets
 // compared per partition, by member id).

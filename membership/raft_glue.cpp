@@ -185,6 +185,34 @@ Status SubmitApply(struct raft* r, std::string_view entry, ApplyDone done, int* 
   return Status::OK();
 }
 
+namespace {
+
+struct TransferRequest {
+  struct raft_transfer req {};
+  ChangeDone done;
+};
+
+void TransferCb(struct raft_transfer* req) {
+  auto* r = static_cast<TransferRequest*>(req->data);
+  r->done(Status::OK());
+  delete r;
+}
+
+}  // namespace
+
+Status SubmitTransfer(struct raft* r, ChangeDone done, int* rv_out) {
+  auto* req = new TransferRequest;
+  req->req.data = req;
+  req->done = std::move(done);
+  int rv = raft_transfer(r, &req->req, 0, TransferCb);
+  if (rv_out) *rv_out = rv;
+  if (rv != 0) {
+    delete req;
+    return FromRaft(rv, "cannot transfer leadership", r);
+  }
+  return Status::OK();
+}
+
 int RoleCode(RaftRole role) {
   switch (role) {
     case RaftRole::kVoter: return RAFT_VOTER;

@@ -50,6 +50,8 @@ using ChangeDone = std::function<void(Status status)>;
 Status SubmitAdd(struct raft* r, uint64_t id, const std::string& address, ChangeDone done, int* rv = nullptr);
 Status SubmitAssign(struct raft* r, uint64_t id, RaftRole role, ChangeDone done, int* rv = nullptr);
 Status SubmitRemove(struct raft* r, uint64_t id, ChangeDone done, int* rv = nullptr);
+// To any other voter; `done` runs once the transfer ended (OK or not).
+Status SubmitTransfer(struct raft* r, ChangeDone done, int* rv = nullptr);
 
 int RoleCode(RaftRole role);
 RaftInfo InfoOf(struct raft* r);

@@ -349,6 +349,12 @@ Status RaftGroup::RemoveServer(uint64_t id, std::chrono::milliseconds timeout, b
       timeout, not_leader);
 }
 
+Status RaftGroup::TransferLeadership(std::chrono::milliseconds timeout) {
+  return impl_->Change(
+      [](struct raft* r, raft_glue::ChangeDone done, int* rv) { return raft_glue::SubmitTransfer(r, std::move(done), rv); },
+      timeout, nullptr);
+}
+
 RaftInfo RaftGroup::Info() const { return impl_->Info(); }
 uint64_t RaftGroup::id() const { return impl_->options().id; }
 const std::string& RaftGroup::address() const { return impl_->options().address; }

@@ -111,6 +111,9 @@ class RaftGroup {
                    bool* not_leader = nullptr);
   Status AssignRole(uint64_t id, RaftRole role, std::chrono::milliseconds timeout, bool* not_leader = nullptr);
   Status RemoveServer(uint64_t id, std::chrono::milliseconds timeout, bool* not_leader = nullptr);
+  // Hands leadership to another voter (before this member is demoted or
+  // removed); returns once the transfer ended either way.
+  Status TransferLeadership(std::chrono::milliseconds timeout);
 
   RaftInfo Info() const;
   uint64_t id() const;

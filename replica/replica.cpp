@@ -130,6 +130,33 @@ StatusOr<bool> Replica::ReapIfUnchanged(const ItemKey& key, const std::string& e
   return erased;
 }
 
+StatusOr<size_t> Replica::EraseIfUnchanged(const std::vector<std::pair<ItemKey, std::string>>& items) {
+  uint64_t held = 0;
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+  auto erased = std::make_shared<std::atomic<size_t>>(0);
+  for (const auto& [key, record] : items) {
+    auto set = DecodeSiblings(record);
+    if (!set.ok()) continue;
+    held = std::max(held, set->MaxCounter(actor_));
+    ops.emplace_back(key, [record, erased](const std::optional<std::string>& current) -> std::optional<std::string> {
+      if (!current || *current != record) return std::nullopt;
+      ++*erased;
+      return std::string();
+    });
+  }
+  if (held > reap_floor_.load()) {
+    std::lock_guard<std::mutex> lock(reap_floor_mu_);
+    if (held > reap_floor_.load()) {
+      Status s = store_->PutMeta(kReapFloorKey, std::to_string(held));
+      if (!s.ok()) return s;
+      reap_floor_.store(held);
+    }
+  }
+  for (const Status& s : store_->ApplyBatch(std::move(ops)))
+    if (!s.ok()) return s;
+  return erased->load();
+}
+
 Status Replica::Read(const ItemKey& key, SiblingSet* out) const {
   std::string record;
   Status s = store_->Get(key, &record);

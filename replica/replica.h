@@ -68,6 +68,11 @@ class Replica {
   // Errors: Corruption when `expected_record` does not decode (nothing is
   // erased), and those of the store.
   StatusOr<bool> ReapIfUnchanged(const ItemKey& key, const std::string& expected_record);
+  // ReapIfUnchanged() of many items (records this node no longer owns after
+  // a membership change), sharing group commits; the durable floor covers
+  // them all first. Returns how many were erased. Records that do not decode
+  // are left alone.
+  StatusOr<size_t> EraseIfUnchanged(const std::vector<std::pair<ItemKey, std::string>>& items);
   // Empty set when absent.
   Status Read(const ItemKey& key, SiblingSet* out) const;
   Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) const;

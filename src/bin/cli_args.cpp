@@ -66,7 +66,7 @@ po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
     ("context", po::value(&raw.context_b64), "put, rm: write with this base64 context")
     ("blind", po::bool_switch(&o.blind), "put, rm: write with no context")
     ("json", po::bool_switch(&o.json), "print one JSON object instead of text")
-    ("timeout-ms", po::value(&o.timeout_ms)->default_value(o.timeout_ms), "connect/send/receive timeout")
+    ("timeout-ms", po::value(&o.timeout_ms)->default_value(o.timeout_ms), "connect/send/receive timeout (admin: 30000)")
     ("prefix", po::value(&o.prefix), "query: only sort keys starting with P")
     ("start", po::value(&o.start), "query: start at this sort key (inclusive)")
     ("limit", po::value(&o.limit), "query: at most N items (0: 100; at most 1000)")
@@ -233,6 +233,8 @@ ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr) 
   std::vector<std::string> operands(raw.positional.begin() + 1, raw.positional.end());
   if (o.command == Command::kAdmin) {
     if (std::string why = AdminOperands(operands, &o); !why.empty()) return Error(out, why);
+    // A change may wait for a new Raft leader and for its commit.
+    if (vm["timeout-ms"].defaulted()) o.timeout_ms = 30000;
     if (o.wait_s < 1 || o.wait_s > 7 * 24 * 3600) return Error(out, "--wait-s: must be 1..604800");
   } else if (operands.size() != ExpectedOperands(o.command))
     return Error(out, std::string(CommandName(o.command)) + " takes " + OperandSyntax(o.command) + ", got " +

@@ -6,6 +6,7 @@
 #include "hint_delivery.h"
 #include "membership.h"
 #include "replica_endpoints.h"
+#include "routed_delivery.h"
 #include "tombstone_reaper.h"
 
 namespace monju {
@@ -17,11 +18,15 @@ class NodeHintTarget final : public HintTarget {
 
   bool OwnerAlive(const std::string& owner) override {
     auto view = membership_->Current();
-    return view->IndexOf(owner) >= 0 && endpoints_->Detector(owner)->State() == PeerState::kAlive;
+    // Raft-managed: the hints of a member that left go to the current owners.
+    if (view->IndexOf(owner) < 0) return view->epoch() > 0;
+    return endpoints_->Detector(owner)->State() == PeerState::kAlive;
   }
 
   Status Deliver(const std::string& owner, const std::vector<Hint>& batch) override {
     auto view = membership_->Current();
+    // Raft-managed: hints re-targeted when their owner left or lost the partition.
+    if (view->epoch() > 0) return DeliverRouted(*view, *endpoints_, owner, batch);
     int index = view->IndexOf(owner);
     if (index < 0) return Status::NotFound(owner + " is not a member of the current view");
     RemoteReplicaEndpoint* remote = endpoints_->Remote(*view, static_cast<uint32_t>(index));

@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "clock/codec.h"
 #include "membership_handler.h"
+#include "partition_cleanup.h"
 
 namespace monju {
 
@@ -38,6 +40,8 @@ RaftMembership::~RaftMembership() { Stop(); }
 Status RaftMembership::Start(Membership* membership, Replica* replica, NodeEndpoints* endpoints,
                              std::function<void(const ClusterView&)> on_view) {
   endpoints_ = endpoints;
+  membership_ = membership;
+  replica_ = replica;
   sink_ = std::make_unique<ReplicaStreamSink>(replica, membership);
   reader_ = std::make_unique<ReplicaPartitionReader>(replica);
   MembershipHooks hooks;
@@ -48,8 +52,48 @@ Status RaftMembership::Start(Membership* membership, Replica* replica, NodeEndpo
   hooks.alive = [endpoints, self](const std::string& id) {
     return id == self || endpoints->Detector(id)->State() != PeerState::kDown;
   };
-  hooks.on_view = std::move(on_view);
-  return service_->Start(membership, std::move(hooks));
+  hooks.on_view = [this, on_view = std::move(on_view)](const ClusterView& view) {
+    if (on_view) on_view(view);
+    {
+      std::lock_guard<std::mutex> lock(upkeep_mu_);
+      upkeep_due_ = true;
+    }
+    upkeep_cv_.notify_all();
+  };
+  Status s = service_->Start(membership, std::move(hooks));
+  if (!s.ok()) return s;
+  upkeep_ = std::thread([this] { Upkeep(); });
+  return Status::OK();
+}
+
+void RaftMembership::Upkeep() {
+  using namespace std::chrono_literals;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(upkeep_mu_);
+      upkeep_cv_.wait_for(lock, 30s, [this] { return upkeep_due_ || stopping_.load(); });
+      upkeep_due_ = false;
+      if (stopping_) return;
+    }
+    ClusterMetadata md = service_->Installed();
+    auto view = membership_->Current();
+    if (md.epoch == 0 || md.change || view->epoch() != md.epoch) continue;  // only once a change is over
+    // Partitions this node no longer owns, once per epoch; never on a node
+    // that was never a member (its store is not the cluster's).
+    if (cleaned_epoch_ == md.epoch || !md.Find(self_id_)) continue;
+    // Writes admitted under older epochs may still be landing here.
+    if (!service_->gate().WaitDrained(md.epoch, 10s)) continue;
+    PartitionCleanup cleanup(replica_);
+    auto stats = cleanup.Run([&](uint32_t p) { return view->IsWriteOwner(self_id_, p); }, stopping_);
+    if (!stats.ok()) {
+      spdlog::warn("cleanup of partitions no longer owned failed: {}", stats.status().ToString());
+      continue;
+    }
+    cleaned_epoch_ = md.epoch;
+    if (stats.value().erased)
+      spdlog::info("erased {} items of partitions this node no longer owns (epoch {}; {} items scanned)",
+                   stats.value().erased, md.epoch, stats.value().scanned);
+  }
 }
 
 void RaftMembership::Register(apache::thrift::TMultiplexedProcessor& mux) {
@@ -61,6 +105,12 @@ void RaftMembership::Register(apache::thrift::TMultiplexedProcessor& mux) {
 }
 
 void RaftMembership::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(upkeep_mu_);
+    stopping_ = true;
+  }
+  upkeep_cv_.notify_all();
+  if (upkeep_.joinable()) upkeep_.join();
   if (service_) service_->Stop();
 }
 

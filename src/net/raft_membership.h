@@ -1,13 +1,20 @@
 // RaftMembership: the node-side wiring of Raft-managed membership (a node
 // started with --raft-listen): the MembershipService with its Thrift clients,
-// the replica as streaming sink and source, and the "membership" service.
+// the replica as streaming sink and source, the "membership" service, and the
+// upkeep after a change completed (a thread of its own): this node erases
+// the partitions it no longer owns (partition_cleanup.h). Hints for owners
+// that lost a partition are re-targeted when delivered (peer_services.h).
 // Static clusters never create one.
 #pragma once
 
 #include <thrift/processor/TMultiplexedProcessor.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "config/node_config.h"
 #include "membership_clients.h"
@@ -40,6 +47,16 @@ class RaftMembership {
   std::unique_ptr<MembershipService> service_;
   std::unique_ptr<ReplicaStreamSink> sink_;
   std::unique_ptr<ReplicaPartitionReader> reader_;
+
+  void Upkeep();
+  Membership* membership_ = nullptr;
+  Replica* replica_ = nullptr;
+  std::thread upkeep_;
+  std::mutex upkeep_mu_;
+  std::condition_variable upkeep_cv_;
+  bool upkeep_due_ = false;
+  std::atomic<bool> stopping_{false};
+  uint64_t cleaned_epoch_ = 0;  // upkeep thread only
 };
 
 }  // namespace monju

@@ -93,6 +93,18 @@ void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<
   // record that does not decode) is logged and skipped: refusing the batch
   // would make the sender retry it forever and hold back every later hint.
   // Anything else (disk full, shutting down) refuses the batch for a retry.
+  // Raft-managed: hint delivery planned under an older view must not put
+  // data on a node that no longer owns it (the sender re-targets it once it
+  // catches up with the newer epoch).
+  if (fence_ && view->epoch() > 0) {
+    for (const auto& item : items) {
+      if (item.pk.empty() || item.pk.size() > kMaxPkBytes) continue;
+      const uint32_t p = view->ring().PartitionOf(item.pk);
+      if (!view->IsWriteOwner(self_id_, p))
+        ThrowError(Status::StaleEpoch("this node does not own partition " + std::to_string(p) + " at epoch " +
+                                      std::to_string(view->epoch())));
+    }
+  }
   std::vector<std::pair<ItemKey, Version>> decoded;
   decoded.reserve(items.size());
   for (const auto& item : items) {

@@ -58,9 +58,9 @@ std::vector<std::string> RaftCluster::BaseArgs(int i) const {
                                 "-W",            std::to_string(options_.w),
                                 "--vnodes",      std::to_string(options_.vnodes),
                                 "--request-timeout-ms", std::to_string(options_.request_timeout_ms)};
-  if (joiners_.count(i)) {
+  if (auto it = joiners_.find(i); it != joiners_.end()) {
     a.push_back("--join");
-    a.push_back(addr(0));
+    a.push_back(addr(it->second));
     return a;
   }
   std::string peers, raft_peers;
@@ -89,7 +89,11 @@ std::vector<std::string> RaftCluster::BaseArgs(int i) const {
 }
 
 ::testing::AssertionResult RaftCluster::StartJoiner(int i) {
-  joiners_.insert(i);
+  int via = -1;
+  for (int k = 0; k < max_nodes() && via < 0; ++k)
+    if (k != i && local_.IsRunning(k)) via = k;
+  if (via < 0) return ::testing::AssertionFailure() << "no running node to join through";
+  joiners_[i] = via;
   return local_.StartNode(i);
 }
 
@@ -106,6 +110,16 @@ bool RaftCluster::TryMembers(int i, membership::MembersReply* out, std::string* 
 bool RaftCluster::TryRing(int i, membership::RingReply* out, std::string* error) const {
   try {
     MembershipClient(local_.port(i), 5000)->ring(*out);
+    return true;
+  } catch (const std::exception& e) {
+    if (error) *error = DescribeException(e);
+    return false;
+  }
+}
+
+bool RaftCluster::TryProgress(int i, int64_t change_epoch, membership::NodeProgress* out, std::string* error) const {
+  try {
+    MembershipClient(local_.port(i), 5000)->progress(*out, change_epoch);
     return true;
   } catch (const std::exception& e) {
     if (error) *error = DescribeException(e);

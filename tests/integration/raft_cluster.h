@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,7 +37,7 @@ class RaftCluster {
 
   // Starts the bootstrap nodes and waits until each has installed epoch 1.
   ::testing::AssertionResult Start();
-  // Starts node i with --join (the first node's address) and waits until it serves.
+  // Starts node i with --join (the first running node's address) and waits until it serves.
   ::testing::AssertionResult StartJoiner(int i);
 
   LocalCluster& local() { return local_; }
@@ -50,6 +51,8 @@ class RaftCluster {
   // The membership service of node i; false (with *error) when the call failed.
   bool TryMembers(int i, membership::MembersReply* out, std::string* error = nullptr) const;
   bool TryRing(int i, membership::RingReply* out, std::string* error = nullptr) const;
+  // Node i's report of its streaming for the change that began at `change_epoch`.
+  bool TryProgress(int i, int64_t change_epoch, membership::NodeProgress* out, std::string* error = nullptr) const;
   // Installed epoch of node i, -1 when it does not answer.
   int64_t Epoch(int i) const;
   ::testing::AssertionResult WaitEpochAtLeast(int i, int64_t epoch, std::chrono::milliseconds timeout = 30s) const;
@@ -64,7 +67,7 @@ class RaftCluster {
 
   RaftClusterOptions options_;
   std::vector<uint16_t> raft_ports_;
-  std::set<int> joiners_;
+  std::map<int, int> joiners_;  // node -> the node its --join names
   LocalCluster local_;
 };
 

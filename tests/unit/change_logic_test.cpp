@@ -305,7 +305,7 @@ class StreamerTest : public ::testing::Test {
   test_support::FakeClock clock_;
 };
 
-TEST_F(StreamerTest, CopiesEveryPartitionFromTheRequiredNumberOfSources) {
+TEST_F(StreamerTest, CopiesEveryPartitionFromEverySourceThatIsUp) {
   Fill("a", 3, 25);
   Fill("b", 3, 25);
   Fill("c", 3, 25);
@@ -318,9 +318,9 @@ TEST_F(StreamerTest, CopiesEveryPartitionFromTheRequiredNumberOfSources) {
   EXPECT_TRUE(r.done);
   EXPECT_EQ(r.change_epoch, 5u);
   EXPECT_EQ(r.partitions_done, 2u);
-  EXPECT_EQ(r.items, 25u * 2 + 4 * 2);
-  EXPECT_EQ(sink_.received[3].size(), 50u);  // two full copies, merged by the sink
-  EXPECT_EQ(sources_.fetches["c"], 0);       // two sources were enough
+  EXPECT_EQ(r.items, 25u * 3 + 4 * 2);
+  EXPECT_EQ(sink_.received[3].size(), 75u);  // three full copies, merged by the sink
+  EXPECT_EQ(sources_.fetches["c"], 3);       // up, so copied although two would do
   EXPECT_EQ(sources_.fetches["a"], 3 + 1);   // 25 items in chunks of 10, then 4
 }
 
@@ -401,7 +401,9 @@ TEST_F(StreamerTest, ANewChangeReplacesTheOldOnesWork) {
   EXPECT_EQ(sink_.received[2].size(), 5u);
   EXPECT_EQ(sink_.received[1].size(), 10u);  // the first chunk only
   s->Assign(0, {});
-  EXPECT_FALSE(s->Step().has_value());  // idle
+  EXPECT_FALSE(s->Step().has_value());  // idle...
+  EXPECT_EQ(s->Report().change_epoch, 8u);  // ...but still reporting the last change
+  EXPECT_TRUE(s->Report().done);
 }
 
 }  // namespace

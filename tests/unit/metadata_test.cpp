@@ -524,5 +524,35 @@ TEST(PlacementTest, StreamTasksNameTheOldOwnersAsSources) {
   EXPECT_TRUE(StreamTasksFor(leaving, "n4", 2).empty());
 }
 
+TEST(PlacementTest, HintsOfAnOwnerThatLostThePartitionGoToTheCurrentOwners) {
+  ClusterMetadata base = MustApply({}, Bootstrap(4));
+  ClusterMetadata done = MustApply(MustApply(MustApply(base, Join(5, 1)), Step(Type::kFinishStreaming, 2)),
+                                   Step(Type::kComplete, 3));
+  auto v0 = MustView(base), v3 = MustView(done);
+  int kept = 0, moved = 0;
+  for (uint32_t p = 0; p < 256; ++p) {
+    for (uint32_t m : v0->ReadOwners(p)) {
+      const std::string& owner = v0->members()[m].id;
+      auto targets = Ids(*v3, HintTargets(*v3, owner, p));
+      if (v3->IsWriteOwner(owner, p)) {
+        ASSERT_EQ(targets, std::set<std::string>{owner}) << p;
+        ++kept;
+      } else {
+        ASSERT_EQ(targets, Ids(*v3, v3->WriteOwners(p))) << p;  // re-targeted
+        ASSERT_TRUE(targets.count("n5")) << p;
+        ++moved;
+      }
+    }
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(moved, 0);
+  // A member that left: every hint goes to the current owners.
+  ClusterMetadata left = MustApply(MustApply(MustApply(done, Leave("n2", 4)), Step(Type::kFinishStreaming, 5)),
+                                   Step(Type::kComplete, 6));
+  auto v6 = MustView(left);
+  for (uint32_t p = 0; p < 256; ++p) ASSERT_EQ(Ids(*v6, HintTargets(*v6, "n2", p)), Ids(*v6, v6->WriteOwners(p)));
+  EXPECT_TRUE(HintTargets(*v6, "n1", 9999).empty());
+}
+
 }  // namespace
 }  // namespace monju
