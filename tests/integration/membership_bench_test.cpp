@@ -27,7 +27,6 @@ TEST(MembershipBenchTest, JoinAFourthNodeToAClusterOf100kKeys) {
   o.initial = 3;
   o.partitions = 256;
   o.vnodes = 64;
-  o.extra_flags = {"--map-size-mb", "4096"};
   RaftCluster cluster(o);
   ASSERT_TRUE(cluster.Start());
   ASSERT_TRUE(cluster.WaitSettled(1));
