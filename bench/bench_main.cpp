@@ -37,7 +37,7 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
-  std::string driver_kind, addr, workload, mix_text, distribution, phase;
+  std::string driver_kind, addr, workload, mix_text, distribution, phase, monju_update;
   uint64_t records = 0, operations = 0, seed = 0;
   uint32_t rows_per_pk = 0;
   size_t value_size = 0;
@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
     ("query-limit", po::value(&query_limit)->default_value(10), "items per query")
     ("seed", po::value(&seed), "random seed (default: random; always printed)")
     ("timeout-ms", po::value(&timeout_ms)->default_value(5000), "per-request client timeout")
+    ("monju-update", po::value(&monju_update)->default_value("read"),
+     "monju updates: read (get, then put with the context read: replaces every sibling) or cached "
+     "(one put with the record's last seen context: concurrent updates leave siblings)")
     ("progress", po::value(&progress_s)->default_value(1), "seconds between progress lines on stderr (0: none)")
     ("json", po::bool_switch(&json_out), "print the results as one JSON object on stdout");
   // clang-format on
@@ -99,7 +102,7 @@ int main(int argc, char** argv) {
   if (!mix.ok()) return Fail(mix.status().message());
   auto keys = MakeKeyChooser(distribution, records, theta);
   if (!keys.ok()) return Fail(keys.status().message());
-  auto driver = MakeDriver({driver_kind, Split(addr), timeout_ms});
+  auto driver = MakeDriver({driver_kind, Split(addr), timeout_ms, monju_update});
   if (!driver.ok()) return Fail(driver.status().message());
 
   PhaseConfig config;

@@ -16,7 +16,11 @@ StatusOr<std::unique_ptr<Driver>> MakeDriver(const DriverOptions& options) {
       if (!s.ok()) return Status::InvalidArgument("--addr: " + s.message());
       nodes.emplace_back(host, port);
     }
-    if (options.kind == "monju") return MakeMonjuDriver(std::move(nodes), options.timeout_ms);
+    if (options.kind == "monju") {
+      if (options.monju_update != "read" && options.monju_update != "cached")
+        return Status::InvalidArgument("--monju-update: expected read or cached, got '" + options.monju_update + "'");
+      return MakeMonjuDriver(std::move(nodes), options.timeout_ms, options.monju_update == "read");
+    }
     if (nodes.size() != 1) return Status::InvalidArgument("--addr: redis takes one address (a single node)");
     return MakeRedisDriver(nodes[0].first, nodes[0].second, options.timeout_ms);
   }

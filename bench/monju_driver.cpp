@@ -1,12 +1,17 @@
 // Monju over Thrift: client thread i talks to node i mod n, as applications
 // spreading their load over the cluster do.
 //
-// Updates carry the context last seen for the record (from the load, a read
-// or an earlier update, shared by all threads), as a Monju client that read
-// before writing would; a write replaces exactly what its context covers, so
-// concurrent updates of one record from different threads leave siblings
-// until a later update whose context covers them. Reads that return more
-// than one sibling are counted ("reads_with_siblings").
+// How an update finds its context (a write replaces exactly the versions its
+// context covers):
+// - "read" (default): get the record, then put with the context read, as the
+//   monju CLI does. Two round trips; every sibling the read saw is replaced,
+//   so siblings never outlive the next update. The latency recorded is the
+//   pair's.
+// - "cached": put with the context of the record's last read or write in
+//   this run (shared by all threads), one round trip. Concurrent updates of a
+//   hot record then leave siblings that only a read's context covers: in an
+//   update-only workload they pile up and records grow without bound.
+// Reads that return more than one sibling are counted ("reads_with_siblings").
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
@@ -52,8 +57,10 @@ class ContextCache {
 };
 
 struct Shared {
+  bool read_before_update = true;
   ContextCache contexts;
   std::atomic<uint64_t> reads_with_siblings{0};
+  std::atomic<uint64_t> updates_replacing_siblings{0};  // "read" mode: the read saw several
 };
 
 Status FromException(const std::exception& e) {
@@ -91,15 +98,34 @@ class MonjuSession final : public Session {
     return Status::OK();
   }
 
-  Status Insert(const ItemName& item, std::string_view value) override { return Write(item, value); }
-  Status Update(const ItemName& item, std::string_view value) override { return Write(item, value); }
+  // A new record: no context needed.
+  Status Insert(const ItemName& item, std::string_view value) override {
+    value_.assign(value);
+    return Call([&] {
+      client_->put(write_, item.pk, item.sk, value_, "", 0);
+      if (!shared_->read_before_update) shared_->contexts.Put(CacheKey(item), std::move(write_.context));
+      return Status::OK();
+    });
+  }
+
+  Status Update(const ItemName& item, std::string_view value) override {
+    if (!shared_->read_before_update) return CachedWrite(item, value);
+    value_.assign(value);
+    return Call([&] {
+      client_->get(get_, item.pk, item.sk, 0);
+      if (!get_.found) return Status::NotFound("not found (read before update): " + item.pk + "/" + item.sk);
+      if (get_.values.size() > 1) shared_->updates_replacing_siblings.fetch_add(1, std::memory_order_relaxed);
+      client_->put(write_, item.pk, item.sk, value_, get_.context, 0);
+      return Status::OK();
+    });
+  }
 
   Status Read(const ItemName& item) override {
     return Call([&] {
       client_->get(get_, item.pk, item.sk, 0);
       if (!get_.found) return Status::NotFound("not found: " + item.pk + "/" + item.sk);
       if (get_.values.size() > 1) shared_->reads_with_siblings.fetch_add(1, std::memory_order_relaxed);
-      shared_->contexts.Put(CacheKey(item), std::move(get_.context));
+      if (!shared_->read_before_update) shared_->contexts.Put(CacheKey(item), std::move(get_.context));
       return Status::OK();
     });
   }
@@ -115,7 +141,7 @@ class MonjuSession final : public Session {
  private:
   static std::string CacheKey(const ItemName& item) { return item.pk + '\0' + item.sk; }
 
-  Status Write(const ItemName& item, std::string_view value) {
+  Status CachedWrite(const ItemName& item, std::string_view value) {
     const std::string key = CacheKey(item);
     value_.assign(value);
     return Call([&] {
@@ -157,8 +183,10 @@ class MonjuSession final : public Session {
 
 class MonjuDriver final : public Driver {
  public:
-  MonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms)
-      : nodes_(std::move(nodes)), timeout_ms_(timeout_ms) {}
+  MonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms, bool read_before_update)
+      : nodes_(std::move(nodes)), timeout_ms_(timeout_ms) {
+    shared_.read_before_update = read_before_update;
+  }
 
   StatusOr<std::unique_ptr<Session>> Connect(int thread_index) override {
     const auto& [host, port] = nodes_[static_cast<size_t>(thread_index) % nodes_.size()];
@@ -171,11 +199,12 @@ class MonjuDriver final : public Driver {
   std::string Describe() const override {
     std::string out = "monju (" + std::to_string(nodes_.size()) + " node" + (nodes_.size() == 1 ? "" : "s") + ":";
     for (const auto& [host, port] : nodes_) out += " " + host + ":" + std::to_string(port);
-    return out + ")";
+    return out + "; updates " + (shared_.read_before_update ? "read first" : "use cached contexts") + ")";
   }
 
   std::map<std::string, uint64_t> Counters() const override {
-    return {{"reads_with_siblings", shared_.reads_with_siblings.load()}};
+    return {{"reads_with_siblings", shared_.reads_with_siblings.load()},
+            {"updates_replacing_siblings", shared_.updates_replacing_siblings.load()}};
   }
 
  private:
@@ -186,8 +215,9 @@ class MonjuDriver final : public Driver {
 
 }  // namespace
 
-std::unique_ptr<Driver> MakeMonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms) {
-  return std::make_unique<MonjuDriver>(std::move(nodes), timeout_ms);
+std::unique_ptr<Driver> MakeMonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms,
+                                        bool read_before_update) {
+  return std::make_unique<MonjuDriver>(std::move(nodes), timeout_ms, read_before_update);
 }
 
 }  // namespace monju::bench
