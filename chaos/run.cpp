@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <random>
 #include <thread>
 
 #include "chaos.h"
@@ -32,19 +34,37 @@ constexpr int kAdminTimeoutMs = 3000;
 
 double SecondsSince(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
 
-// A port that was free on 127.0.0.1 a moment ago.
-uint16_t FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  uint16_t port = 0;
-  socklen_t len = sizeof a;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) ::close(fd);
-  return port;
+// Distinct ports that were free on 127.0.0.1 a moment ago, below the
+// kernel's range for outgoing connections: a restarting node's port cannot
+// have been taken by some connect() meanwhile. Empty when none are found.
+std::vector<uint16_t> FreeLoopbackPorts(size_t count) {
+  int ephemeral_low = 32768, ephemeral_high = 60999;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d %d", &ephemeral_low, &ephemeral_high) != 2) ephemeral_low = 32768;
+    std::fclose(f);
+  }
+  const int low = 15000, high = std::max(low + 1000, ephemeral_low - 1);
+  std::mt19937 rng(static_cast<uint32_t>(::getpid()) ^ static_cast<uint32_t>(Steady::now().time_since_epoch().count()));
+  std::vector<int> held;
+  std::vector<uint16_t> ports;
+  for (int attempt = 0; ports.size() < count && attempt < 5000; ++attempt) {
+    const auto want = static_cast<uint16_t>(std::uniform_int_distribution<int>(low, high)(rng));
+    if (std::find(ports.begin(), ports.end(), want) != ports.end()) continue;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(want);
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      held.push_back(fd);
+      ports.push_back(want);
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  for (int fd : held) ::close(fd);
+  if (ports.size() < count) ports.clear();
+  return ports;
 }
 
 class Run {
@@ -113,20 +133,23 @@ class Run {
     if (ec) return Status::IOError("cannot create " + o_.out_dir + ": " + ec.message());
     std::vector<PeerAddress> peers;
     std::vector<NodeSpec> specs(o_.nodes);
+    const std::vector<uint16_t> ports = o_.private_network ? std::vector<uint16_t>{} : FreeLoopbackPorts(2 * o_.nodes);
+    if (!o_.private_network && ports.empty()) return Status::IOError("no free ports on 127.0.0.1");
     for (int i = 0; i < o_.nodes; ++i) {
       NodeSpec& s = specs[i];
       s.id = "n" + std::to_string(i + 1);
       if (o_.private_network) {
         s.host = "127.0.0." + std::to_string(11 + i);  // one address per node: filters can tell them apart
         s.port = static_cast<uint16_t>(7101 + i);
+        s.peer_port = static_cast<uint16_t>(8101 + i);
       } else {
         s.host = "127.0.0.1";
-        s.port = FreeLoopbackPort();
-        if (s.port == 0) return Status::IOError("no free port on 127.0.0.1");
+        s.port = ports[2 * i];
+        s.peer_port = ports[2 * i + 1];
       }
       s.data_dir = o_.out_dir + "/" + s.id;
       s.log_path = o_.out_dir + "/" + s.id + ".log";
-      peers.push_back({s.id, s.host, s.port});
+      peers.push_back({s.id, s.host, s.port, s.peer_port});
     }
     std::string peer_flag;
     for (const auto& p : peers) peer_flag += (peer_flag.empty() ? "" : ",") + p.ToString();
@@ -310,7 +333,7 @@ class Run {
   FinalState ReadFinalState(const std::vector<std::string>& keys) {
     std::vector<std::unique_ptr<ReplicaReader>> readers;
     for (const auto& n : nodes_)
-      readers.push_back(std::make_unique<ReplicaReader>(n->spec().host, n->spec().port, kAdminTimeoutMs,
+      readers.push_back(std::make_unique<ReplicaReader>(n->spec().host, n->spec().peer_port, kAdminTimeoutMs,
                                                         static_cast<int64_t>(view_->fingerprint())));
     FinalState state;
     for (const auto& key : keys) {

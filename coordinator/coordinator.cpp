@@ -146,6 +146,19 @@ Placement Place(const Membership* membership, const std::string& self_id, const 
   return p;
 }
 
+// Calls every target, replies in target order: the remote ones on the
+// executor first, then this node's own replica (target `local`, -1 for none)
+// on the calling thread, which would otherwise only wait.
+template <typename Reply, typename MakeCall>
+void StartAll(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, int local, MakeCall&& make) {
+  std::vector<size_t> slots;
+  slots.reserve(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) slots.push_back(call.AddSlot());
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (static_cast<int>(i) != local) call.Launch(slots[i], make(targets[i]));
+  if (local >= 0) call.RunHere(slots[local], make(targets[local]));
+}
+
 }  // namespace
 
 WriteOutcome Coordinator::Put(const std::string& pk, const std::string& sk, std::string value,
@@ -171,7 +184,23 @@ WriteOutcome Coordinator::Remove(const std::string& pk, const std::string& sk, c
   return out;
 }
 
-void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions) {
+void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
+                          bool local_here) {
+  // An action the executor would not take fails at once.
+  auto refuse = [this, &run](const WritePlan::Action& action, bool local) {
+    if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
+    std::vector<WritePlan::Action> next;
+    {
+      std::lock_guard<std::mutex> lock(run->mu);
+      if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
+      next = run->plan.OnFailure(action);
+      run->cv.notify_all();
+    }
+    Execute(run, next);
+  };
+  std::function<void()> here;  // the local apply, run last on this thread
+  std::optional<WritePlan::Action> here_action;
+  bool overloaded = false;
   for (const auto& action : actions) {
     const bool local = action.member == run->self;
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
@@ -199,16 +228,22 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
       }
       Execute(run, next);
     };
-    if (executor_->Submit(std::move(task))) continue;
-    if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
-    std::vector<WritePlan::Action> next;
-    {
-      std::lock_guard<std::mutex> lock(run->mu);
-      if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
-      next = run->plan.OnFailure(action);
-      run->cv.notify_all();
+    if (local_here && local && action.kind == WritePlan::Kind::kApply && !here) {
+      here = std::move(task);
+      here_action = action;
+      continue;
     }
-    Execute(run, next);
+    if (executor_->Submit(std::move(task))) continue;
+    overloaded = true;
+    refuse(action, local);
+  }
+  if (here) {
+    // An overloaded node does no partial work: its own apply is refused too.
+    if (overloaded) {
+      refuse(*here_action, true);
+    } else {
+      here();
+    }
   }
 }
 
@@ -279,7 +314,9 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     std::lock_guard<std::mutex> lock(run->mu);
     first = run->plan.Start();
   }
-  Execute(run, first);
+  // The local apply runs on this thread once the peers' calls are out: it
+  // waits for the fsync, as this thread would anyway.
+  Execute(run, first, /*local_here=*/true);
 
   std::unique_lock<std::mutex> lock(run->mu);
   bool handoff_fired = false;
@@ -351,8 +388,10 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   auto shared_key = std::make_shared<const ItemKey>(ItemKey{place.partition, pk, sk});
   QuorumCall<SiblingSet> call(needed, executor_, clock_);
   std::vector<ReplicaEndpoint*> targets;
+  int local_target = -1;  // position of this node's replica in targets
   for (size_t i = 0; i < n; ++i) {
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
+    if (static_cast<int>(i) == place.self_index) local_target = static_cast<int>(targets.size());
     if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
   }
   out.quorum = {needed, static_cast<int>(targets.size())};
@@ -370,8 +409,10 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
     }
     RepairKey(*shared_key, targets, answered, merged);
   });
-  for (ReplicaEndpoint* ep : targets)
-    call.Start([ep, shared_key](SiblingSet* reply) { return ep->Read(*shared_key, reply); });
+  StartAll(call, targets, local_target,
+           [shared_key](ReplicaEndpoint* ep) -> QuorumCall<SiblingSet>::Call {
+             return [ep, shared_key](SiblingSet* reply) { return ep->Read(*shared_key, reply); };
+           });
   auto result = call.Wait(deadline);
   out.quorum = {needed, result.succeeded};
   if (result.result == QuorumCall<SiblingSet>::Result::kFailed) {
@@ -430,8 +471,10 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
   bool cursor_exclusive = false;
   for (;;) {
     std::vector<ReplicaEndpoint*> targets;
+    int local_target = -1;
     for (size_t i = 0; i < n; ++i) {
       ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
+      if (static_cast<int>(i) == place.self_index) local_target = static_cast<int>(targets.size());
       if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
     }
     out.quorum = {needed, static_cast<int>(targets.size())};
@@ -464,8 +507,9 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request) {
       lock.unlock();
       RepairRound(*repair);
     });
-    for (ReplicaEndpoint* ep : targets)
-      call.Start([ep, scan](ScanReply* reply) { return ep->Scan(*scan, &reply->items, &reply->more); });
+    StartAll(call, targets, local_target, [scan](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
+      return [ep, scan](ScanReply* reply) { return ep->Scan(*scan, &reply->items, &reply->more); };
+    });
     auto result = call.Wait(deadline);
     out.quorum = {needed, result.succeeded};
     if (result.result != QuorumCall<ScanReply>::Result::kQuorum) {

@@ -50,7 +50,22 @@ Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers) {
     p.id = item.substr(0, eq);
     if (!IsValidNodeId(p.id))
       return Status::InvalidArgument("--peers: bad node id '" + p.id + "' (1-64 of A-Z a-z 0-9 _ . -)");
-    Status s = ParseHostPort(std::string_view(item).substr(eq + 1), &p.host, &p.port);
+    std::string_view address = std::string_view(item).substr(eq + 1);
+    const auto slash = address.find('/');
+    if (slash != std::string_view::npos) {
+      std::string_view digits = address.substr(slash + 1);
+      unsigned long n = 0;
+      bool ok = !digits.empty() && digits.size() <= 5;
+      for (char c : digits) {
+        ok = ok && isdigit(static_cast<unsigned char>(c));
+        n = n * 10 + (c - '0');
+      }
+      if (!ok || n == 0 || n > 65535)
+        return Status::InvalidArgument("--peers: bad peer port in '" + item + "' (expected id=host:port/peer_port)");
+      p.peer_port = static_cast<uint16_t>(n);
+      address = address.substr(0, slash);
+    }
+    Status s = ParseHostPort(address, &p.host, &p.port);
     if (!s.ok()) return Status::InvalidArgument("--peers: " + s.message());
     peers->push_back(std::move(p));
   }
@@ -62,12 +77,27 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (!IsValidNodeId(c.id)) return Status::InvalidArgument("--id: must be 1-64 of A-Z a-z 0-9 _ . -");
   if (c.listen_port == 0) return Status::InvalidArgument("--listen: required, HOST:PORT");
   if (c.peers.empty()) return Status::InvalidArgument("--peers: required, id=host:port,...");
+  if (c.peer_port_offset < 1 || c.peer_port_offset > 65534)
+    return Status::InvalidArgument("--peer-port-offset: must be 1..65534");
+  if (c.peer_threads < 1 || c.peer_threads > 1024) return Status::InvalidArgument("--peer-threads: must be 1..1024");
   std::set<std::string> ids, addrs;
   bool self_found = false;
   for (const auto& p : c.peers) {
     if (!ids.insert(p.id).second) return Status::InvalidArgument("--peers: duplicate id '" + p.id + "'");
     std::string addr = p.host + ":" + std::to_string(p.port);
     if (!addrs.insert(addr).second) return Status::InvalidArgument("--peers: duplicate address " + addr);
+    if (p.peer_port == 0 && uint32_t(p.port) + c.peer_port_offset > 65535)
+      return Status::InvalidArgument("--peers: " + p.ToString() + ": port + --peer-port-offset " +
+                                     std::to_string(c.peer_port_offset) +
+                                     " exceeds 65535; give its peer port as id=host:port/peer_port");
+  }
+  for (const auto& p : ResolvePeerPorts(c)) {
+    std::string addr = p.host + ":" + std::to_string(p.peer_port);
+    if (!addrs.insert(addr).second)
+      return Status::InvalidArgument("--peers: peer port of " + p.id + " (" + addr +
+                                     ") is already used by another entry; every port must be distinct");
+  }
+  for (const auto& p : c.peers) {
     if (p.id == c.id) {
       self_found = true;
       if (p.port != c.listen_port)
@@ -129,21 +159,30 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   return Status::OK();
 }
 
+std::vector<PeerAddress> ResolvePeerPorts(const NodeConfig& config) {
+  std::vector<PeerAddress> out = config.peers;
+  for (auto& p : out)
+    if (p.peer_port == 0) p.peer_port = static_cast<uint16_t>(p.port + config.peer_port_offset);
+  return out;
+}
+
 ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
   ParsedArgs out;
   NodeConfig& c = out.config;
   std::string listen, peers, config_file, quorum_mode = "sloppy";
   po::options_description desc(
-      "monjud: a Monju node (coordinator and replica on one port)\n\n"
-      "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port,... [options]\n\nOptions");
+      "monjud: a Monju node (coordinator and replica; clients on one port, peers on another)\n\n"
+      "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port[/peer_port],... [options]\n\nOptions");
   // clang-format off
   desc.add_options()
     ("help,h", "print this help and exit")
     ("config", po::value(&config_file), "read options from FILE (lines 'key = value', same keys as the flags)")
     ("id", po::value(&c.id), "this node's id; must appear in --peers")
-    ("listen", po::value(&listen), "HOST:PORT to serve clients and peers on")
+    ("listen", po::value(&listen), "HOST:PORT to serve clients on (peers are served on this node's peer port, see --peers)")
     ("data", po::value(&c.data_dir), "data directory (LMDB files under DATA/data)")
-    ("peers", po::value(&peers), "the full cluster, this node included: id=host:port,...")
+    ("peers", po::value(&peers), "the full cluster, this node included: id=host:port[/peer_port],... (peer_port: node-to-node calls; default port + --peer-port-offset)")
+    ("peer-port-offset", po::value(&c.peer_port_offset)->default_value(c.peer_port_offset), "a member's peer port when --peers gives none: its port plus this (cluster constant)")
+    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "threads handling node-to-node requests (a pool apart from --worker-threads)")
     ("vnodes", po::value(&c.vnodes)->default_value(c.vnodes), "ring tokens per node")
     ("partitions", po::value(&c.partitions)->default_value(c.partitions), "Q, the fixed number of partitions (cluster constant)")
     ("replicas,N", po::value(&c.replicas)->default_value(c.replicas), "N, replicas per key")

@@ -11,11 +11,19 @@
 
 namespace monju {
 
+// One member as --peers names it: `id=host:port` or `id=host:port/peer_port`.
+// `port` serves clients (MonjuKV, admin); `peer_port` serves node-to-node
+// calls (MonjuReplica) on a server and worker pool of its own, so that
+// client requests waiting on peers can never occupy the threads those peers'
+// replica calls need. 0 means port + --peer-port-offset (ResolvePeerPorts).
 struct PeerAddress {
   std::string id;
   std::string host;
   uint16_t port = 0;
-  std::string ToString() const { return id + "=" + host + ":" + std::to_string(port); }
+  uint16_t peer_port = 0;
+  std::string ToString() const {
+    return id + "=" + host + ":" + std::to_string(port) + (peer_port ? "/" + std::to_string(peer_port) : "");
+  }
   bool operator==(const PeerAddress&) const = default;
 };
 
@@ -35,6 +43,8 @@ struct NodeConfig {
   uint64_t map_size_mb = 16384;
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 64;     // outbound replica calls
+  uint32_t peer_threads = 32;       // node-to-node request handlers (their own pool)
+  uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
 
   // Failure handling.
@@ -76,6 +86,9 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv);
 // Each returns InvalidArgument with a message that starts with the flag name.
 Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port);
 Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers);
+// The peers with every peer_port filled in (port + peer_port_offset where
+// --peers gave none). Call on a validated config.
+std::vector<PeerAddress> ResolvePeerPorts(const NodeConfig& config);
 Status ValidateNodeConfig(const NodeConfig& config);
 // A node id: 1..64 of [A-Za-z0-9_.-].
 bool IsValidNodeId(std::string_view id);

@@ -44,6 +44,60 @@ class ReadySignal final : public server::TServerEventHandler {
   bool ready = false;
 };
 
+// One TNonblockingServer with its own worker pool, serving on a thread.
+class ThriftServer {
+ public:
+  ~ThriftServer() { Stop(); }
+
+  // Returns once the server listens (or failed to).
+  Status Start(const std::string& host, uint16_t port,
+               std::shared_ptr<TProcessor> processor, uint32_t threads, int32_t max_frame) {
+    workers_ = concurrency::ThreadManager::newSimpleThreadManager(threads);
+    workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
+    workers_->start();
+    auto socket = std::make_shared<transport::TNonblockingServerSocket>(host, port);
+    server_ = std::make_shared<server::TNonblockingServer>(std::move(processor), LimitedProtocolFactory(max_frame),
+                                                           socket, workers_);
+    server_->setMaxFrameSize(static_cast<size_t>(max_frame));
+    auto ready = std::make_shared<ReadySignal>();
+    server_->setServerEventHandler(ready);
+    auto failure = std::make_shared<std::string>();
+    thread_ = std::thread([this, ready, failure] {
+      try {
+        server_->serve();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(ready->mu);
+        *failure = e.what();
+        ready->cv.notify_all();
+      }
+    });
+    std::unique_lock<std::mutex> lock(ready->mu);
+    ready->cv.wait(lock, [&] { return ready->ready || !failure->empty(); });
+    if (!failure->empty()) {
+      lock.unlock();
+      thread_.join();
+      workers_->stop();
+      server_.reset();
+      return Status::IOError(*failure);
+    }
+    return Status::OK();
+  }
+
+  // Stops accepting and serving, waits for the running requests.
+  void Stop() {
+    if (!server_) return;
+    server_->stop();
+    if (thread_.joinable()) thread_.join();
+    workers_->stop();
+    server_.reset();
+  }
+
+ private:
+  std::shared_ptr<concurrency::ThreadManager> workers_;
+  std::shared_ptr<server::TNonblockingServer> server_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 class Node::Impl {
@@ -56,7 +110,7 @@ class Node::Impl {
     so.path = (std::filesystem::path(config_.data_dir) / "data").string();
     so.map_size_bytes = config_.map_size_mb << 20;
     // Every request and fan-out thread may hold a read transaction at once.
-    so.max_readers = config_.worker_threads + config_.fanout_threads + 64;
+    so.max_readers = config_.worker_threads + config_.peer_threads + config_.fanout_threads + 64;
     auto store = DataStore::Open(so);
     if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
     std::random_device random;
@@ -65,7 +119,7 @@ class Node::Impl {
     replica_ = std::move(replica.value());
     spdlog::info("data at {} opened; dot actor '{}'", so.path, replica_->actor());
 
-    auto view = ClusterView::Create(config_.peers, config_.vnodes, config_.partitions, config_.replicas);
+    auto view = ClusterView::Create(ResolvePeerPorts(config_), config_.vnodes, config_.partitions, config_.replicas);
     if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
     spdlog::info("cluster {} (fingerprint {:016x})", view.value()->description(), view.value()->fingerprint());
     membership_ = std::make_unique<Membership>(std::move(view.value()));
@@ -137,11 +191,9 @@ class Node::Impl {
     std::lock_guard<std::mutex> lock(stop_mu_);
     if (stopped_) return;
     stopped_ = true;
-    if (server_) {
-      server_->stop();
-      if (serve_thread_.joinable()) serve_thread_.join();
-      if (workers_) workers_->stop();
-    }
+    // Clients first, so no new request waits on peers that are going away.
+    client_server_.Stop();
+    peer_server_.Stop();
     if (prober_) prober_->Stop();
     if (reaper_) reaper_->Stop();
     if (delivery_) delivery_->Stop();
@@ -150,7 +202,6 @@ class Node::Impl {
       Status s = replica_->MarkCleanShutdown();
       if (!s.ok()) spdlog::warn("could not record a clean shutdown: {}", s.ToString());
     }
-    server_.reset();
     prober_.reset();
     reaper_.reset();
     owner_reader_.reset();
@@ -167,6 +218,21 @@ class Node::Impl {
 
  private:
   Status StartServer(const ConnectionOptions& conn) {
+    // Node-to-node calls first: peers may call as soon as clients can.
+    auto peer_mux = std::make_shared<TMultiplexedProcessor>();
+    peer_mux->registerProcessor("replica",
+                                std::make_shared<rpc::MonjuReplicaProcessor>(std::make_shared<ReplicaHandler>(
+                                    config_.id, replica_.get(), membership_.get(), intake_.get())));
+    auto view = membership_->Current();
+    const int self = view->IndexOf(config_.id);
+    const uint16_t peer_port = view->members()[self].peer_port;
+    // Largest request: a value at the limit plus keys and context; a hint
+    // batch of many versions is bounded by the same frame size.
+    const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
+    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, config_.peer_threads, max_frame);
+    if (!s.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
+                                        std::to_string(peer_port) + " (this node's peer port): " + s.message());
+
     auto mux = std::make_shared<TMultiplexedProcessor>();
     NodeEndpoints* endpoints = endpoints_.get();
     auto kv = std::make_shared<KvHandler>(coordinator_.get(), membership_.get(), config_.id, conn,
@@ -174,9 +240,6 @@ class Node::Impl {
                                             return endpoints->Detector(id)->LikelyAlive();
                                           });
     mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
-    mux->registerProcessor("replica",
-                           std::make_shared<rpc::MonjuReplicaProcessor>(
-                               std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get())));
     AdminSources sources;
     sources.self_id = config_.id;
     sources.sloppy_quorum = config_.sloppy_quorum;
@@ -190,38 +253,13 @@ class Node::Impl {
     sources.link_faults = link_faults_.get();
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
-
-    workers_ = concurrency::ThreadManager::newSimpleThreadManager(config_.worker_threads);
-    workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
-    workers_->start();
-    auto socket = std::make_shared<transport::TNonblockingServerSocket>(config_.listen_host, config_.listen_port);
-    // Largest request: a value at the limit plus keys and context.
-    const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
-    server_ = std::make_shared<server::TNonblockingServer>(mux, LimitedProtocolFactory(max_frame), socket, workers_);
-    server_->setMaxFrameSize(static_cast<size_t>(max_frame));
-    auto ready = std::make_shared<ReadySignal>();
-    server_->setServerEventHandler(ready);
-
-    auto failure = std::make_shared<std::string>();
-    serve_thread_ = std::thread([this, ready, failure] {
-      try {
-        server_->serve();
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(ready->mu);
-        *failure = e.what();
-        ready->cv.notify_all();
-      }
-    });
-    std::unique_lock<std::mutex> lock(ready->mu);
-    ready->cv.wait(lock, [&] { return ready->ready || !failure->empty(); });
-    if (!failure->empty()) {
-      lock.unlock();
-      serve_thread_.join();
-      return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
-                             std::to_string(config_.listen_port) + ": " + *failure);
-    }
-    spdlog::info("serving on {}:{} (N={} R={} W={})", config_.listen_host, config_.listen_port, config_.replicas,
-                 config_.read_quorum, config_.write_quorum);
+    s = client_server_.Start(config_.listen_host, config_.listen_port, mux, config_.worker_threads,
+                             max_frame);
+    if (!s.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
+                                        std::to_string(config_.listen_port) + ": " + s.message());
+    spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers) (N={} R={} W={})",
+                 config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
+                 config_.peer_threads, config_.replicas, config_.read_quorum, config_.write_quorum);
     return Status::OK();
   }
 
@@ -241,9 +279,8 @@ class Node::Impl {
   std::unique_ptr<NodeOwnerReader> owner_reader_;
   std::unique_ptr<TombstoneReaper> reaper_;
   std::unique_ptr<PeerProber> prober_;
-  std::shared_ptr<concurrency::ThreadManager> workers_;
-  std::shared_ptr<server::TNonblockingServer> server_;
-  std::thread serve_thread_;
+  ThriftServer peer_server_;    // MonjuReplica: calls that never wait on other nodes
+  ThriftServer client_server_;  // MonjuKV and admin
   std::mutex stop_mu_;
   bool stopped_ = false;
 };

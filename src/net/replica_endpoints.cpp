@@ -161,7 +161,7 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
   if (!slot) {
     ConnectionOptions options = base_;
     options.host = peer.host;
-    options.port = peer.port;
+    options.port = peer.peer_port;
     options.service = "replica";
     options.peer_id = peer.id;
     slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, options, view.fingerprint(), std::move(detector));

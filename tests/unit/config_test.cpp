@@ -166,6 +166,47 @@ TEST_F(ConfigTest, PeerErrors) {
   ExpectError(With("--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7005,n3=127.0.0.1:7003"), "--peers");
 }
 
+TEST_F(ConfigTest, PeerPortsDefaultToOffsetOrAreGiven) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.peer_port_offset, 1000u);
+  EXPECT_EQ(p.config.peer_threads, 32u);
+  auto resolved = ResolvePeerPorts(p.config);
+  ASSERT_EQ(resolved.size(), 3u);
+  EXPECT_EQ(resolved[0], (PeerAddress{"n1", "127.0.0.1", 7001, 8001}));
+  EXPECT_EQ(resolved[2].peer_port, 8003);
+  EXPECT_EQ(resolved[2].ToString(), "n3=127.0.0.1:7003/8003");
+
+  p = Parse(With("--peers", "n1=127.0.0.1:7001/9101,n2=127.0.0.1:7002,n3=[::1]:7003/9103"));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.peers[0], (PeerAddress{"n1", "127.0.0.1", 7001, 9101}));
+  EXPECT_EQ(p.config.peers[1].peer_port, 0) << "not given: resolved later";
+  EXPECT_EQ(p.config.peers[2], (PeerAddress{"n3", "::1", 7003, 9103}));
+  resolved = ResolvePeerPorts(p.config);
+  EXPECT_EQ(resolved[0].peer_port, 9101);
+  EXPECT_EQ(resolved[1].peer_port, 8002);
+
+  p = Parse(Good({"--peer-port-offset", "5", "--peer-threads", "4"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(ResolvePeerPorts(p.config)[1].peer_port, 7007);
+  EXPECT_EQ(p.config.peer_threads, 4u);
+}
+
+TEST_F(ConfigTest, PeerPortErrors) {
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/x,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/0,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/65536,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  // A peer port that is another member's client port, or the same as another's peer port.
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/7003,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/9000,n2=127.0.0.1:7002/9000,n3=127.0.0.1:7003"), "--peers");
+  // The default peer port collides: offset 1 makes n1's peer port n2's client port.
+  ExpectError(Good({"--peer-port-offset", "1"}), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:65000,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");  // 65000 + 1000
+  ExpectError(Good({"--peer-port-offset", "0"}), "--peer-port-offset");
+  ExpectError(Good({"--peer-threads", "0"}), "--peer-threads");
+}
+
 TEST_F(ConfigTest, ListenErrors) {
   ExpectError(Without("--listen"), "--listen");
   ExpectError(With("--listen", "127.0.0.1"), "--listen");
@@ -293,6 +334,8 @@ TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
                            "--map-size-mb",
                            "--worker-threads",
                            "--fanout-threads",
+                           "--peer-threads",
+                           "--peer-port-offset",
                            "--log-level",
                            "--quorum-mode",
                            "--handoff-after-ms",
