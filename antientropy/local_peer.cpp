@@ -1,0 +1,148 @@
+#include "local_peer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "clock/codec.h"
+#include "config/node_config.h"
+
+namespace monju {
+
+LocalExchangePeer::LocalExchangePeer(Replica* replica, PartitionTrees* trees, const WallClock* wall,
+                                     LocalPeerOptions options)
+    : replica_(replica), trees_(trees), wall_(wall), options_(options) {}
+
+Status LocalExchangePeer::CheckFormat(uint32_t partition, uint32_t format) const {
+  if (format != this->format())
+    return Status::Mismatch("anti-entropy tree format " + std::to_string(format) + " differs from this node's " +
+                            std::to_string(this->format()));
+  if (partition >= trees_->partitions()) return Status::InvalidArgument("partition out of range");
+  return Status::OK();
+}
+
+Status LocalExchangePeer::Hashes(uint32_t partition, uint32_t format, uint32_t level,
+                                 const std::vector<uint32_t>& nodes, std::vector<uint64_t>* out) {
+  out->clear();
+  Status s = CheckFormat(partition, format);
+  if (!s.ok()) return s;
+  if (nodes.size() > options_.max_nodes)
+    return Status::InvalidArgument("at most " + std::to_string(options_.max_nodes) + " tree nodes per request");
+  return trees_->Hashes(partition, level, nodes, out);
+}
+
+Status LocalExchangePeer::ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
+                                     std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out,
+                                     bool* more) {
+  out->clear();
+  *more = false;
+  Status s = CheckFormat(partition, format);
+  if (!s.ok()) return s;
+  if (leaves.size() > options_.max_leaves)
+    return Status::InvalidArgument("at most " + std::to_string(options_.max_leaves) + " leaves per request");
+  const MerkleTree shape(trees_->depth());
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    if (leaves[i] >= shape.leaves()) return Status::InvalidArgument("leaf out of range");
+    if (i > 0 && leaves[i] <= leaves[i - 1]) return Status::InvalidArgument("leaves must be ascending");
+  }
+  limit = std::clamp<size_t>(limit, 1, options_.max_list_entries);
+  size_t bytes = 0;
+  std::vector<DigestEntry> page;
+  for (uint32_t leaf : leaves) {
+    auto [first, last] = shape.LeafRange(leaf);
+    if (after) {
+      if (*after >= last) continue;
+      first = std::max(first, *after + 1);
+    }
+    for (;;) {
+      if (out->size() >= limit || bytes >= options_.max_list_reply_bytes) {
+        *more = true;  // this leaf or a later one may hold more
+        return Status::OK();
+      }
+      bool range_more = false;
+      s = replica_->store().ScanDigests(partition, first, last, limit - out->size(), &page, &range_more);
+      if (!s.ok()) return s;
+      for (DigestEntry& e : page) {
+        bytes += e.pk.size() + e.sk.size() + 32;
+        out->push_back({std::move(e.pk), std::move(e.sk), e.key_hash, e.digest});
+      }
+      if (!range_more || page.empty()) break;
+      first = out->back().key_hash + 1;  // below `last`, since more of the range remains
+    }
+  }
+  return Status::OK();
+}
+
+Status LocalExchangePeer::Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) {
+  out->clear();
+  if (partition >= trees_->partitions()) return Status::InvalidArgument("partition out of range");
+  if (keys.size() > options_.max_fetch_keys)
+    return Status::InvalidArgument("at most " + std::to_string(options_.max_fetch_keys) + " keys per fetch");
+  const int64_t now_ms = wall_->UnixMillis();
+  size_t bytes = 0;
+  for (const KeyQuery& q : keys) {
+    if (!out->empty() && bytes >= options_.max_fetch_reply_bytes) break;  // the asker asks again for the rest
+    if (q.pk.empty() || q.pk.size() > kMaxPkBytes || q.sk.size() > kMaxSkBytes)
+      return Status::InvalidArgument("key outside limits");
+    auto asker = DecodeContext(q.asker_context);
+    if (!asker.ok()) return Status::Corruption("asker context does not decode");
+    KeyAnswer a;
+    a.pk = q.pk;
+    a.sk = q.sk;
+    SiblingSet mine;
+    Status s = replica_->Read(ItemKey{partition, q.pk, q.sk}, &mine);
+    if (s.Is(Status::Code::kCorruption)) {
+      // Nothing usable here; the asker keeps what it has.
+      spdlog::warn("anti-entropy: a record of partition {} does not decode; not offered", partition);
+      mine = SiblingSet();
+    } else if (!s.ok()) {
+      return s;
+    }
+    a.context = EncodeContext(mine.Context());
+    if (q.want_versions && !mine.empty()) {
+      const int64_t deleted = mine.LatestDeleteMs();
+      const bool reapable =
+          mine.AllTombstones() && (deleted == 0 || now_ms - deleted >= options_.grace.count());
+      if (reapable && asker->empty()) {
+        a.withheld = true;
+      } else {
+        for (const Version& v : mine.versions())
+          if (!asker->Contains(v.dot)) a.versions.push_back(EncodeVersion(v));
+      }
+    }
+    bytes += a.pk.size() + a.sk.size() + a.context.size();
+    for (const auto& v : a.versions) bytes += v.size();
+    out->push_back(std::move(a));
+  }
+  return Status::OK();
+}
+
+Status LocalExchangePeer::Push(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) {
+  if (partition >= trees_->partitions()) return Status::InvalidArgument("partition out of range");
+  if (versions.size() > options_.max_push_versions)
+    return Status::InvalidArgument("at most " + std::to_string(options_.max_push_versions) + " versions per push");
+  std::vector<std::pair<ItemKey, Version>> items;
+  items.reserve(versions.size());
+  for (const KeyedVersionBytes& kv : versions) {
+    auto v = DecodeVersion(kv.version);
+    if (kv.pk.empty() || kv.pk.size() > kMaxPkBytes || kv.sk.size() > kMaxSkBytes || !v.ok()) {
+      spdlog::error("anti-entropy: skipping a pushed version that cannot apply (pk of {} bytes): {}", kv.pk.size(),
+                    v.ok() ? "key outside limits" : v.status().ToString());
+      continue;
+    }
+    items.emplace_back(ItemKey{partition, kv.pk, kv.sk}, std::move(v.value()));
+  }
+  std::vector<Status> results = replica_->ApplyBatch(items);
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Status& s = results[i];
+    if (s.ok()) continue;
+    if (s.Is(Status::Code::kCorruption) || s.Is(Status::Code::kInvalidArgument)) {
+      spdlog::error("anti-entropy: skipping a version for a key of partition {}: {}", partition, s.ToString());
+      continue;
+    }
+    return s;
+  }
+  return Status::OK();
+}
+
+}  // namespace monju

@@ -1,0 +1,72 @@
+// LocalExchangePeer: this node's side of anti-entropy exchanges, answered
+// from its PartitionTrees, its store's digest index and its Replica. The
+// node's exchanges use it as their local side, and the MonjuReplica handler
+// serves peers' exchanges from it.
+//
+// Contract (see exchange.h for the protocol)
+// - Hashes / ListLeaves read the trees and the digest index only: no record
+//   is read to compare.
+// - Fetch reads each asked key's record. For want_versions it returns the
+//   versions whose dots the asker's context does not contain, except that a
+//   key whose versions are all tombstones older than `grace` (by the
+//   WallClock; a tombstone of unknown time counts as old) is withheld from an
+//   asker that holds nothing of the key. It answers a prefix once the reply
+//   passes max_fetch_reply_bytes (always at least one key).
+// - Push merges through Replica::ApplyBatch (one durable group commit). A
+//   version that does not decode, or a key outside the limits, is skipped and
+//   logged (resending it would never succeed); a key whose stored record does
+//   not decode is skipped too. Store errors (NoSpace, ShuttingDown) fail the
+//   call, and nothing is lost: the versions are merged again next exchange.
+// - Errors: Mismatch when the asker's tree format differs; InvalidArgument
+//   for a partition, level, node or leaf out of range or a request over the
+//   limits; Unavailable while the partition's tree is not built; the store's.
+//
+// Thread safety: every method may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+#include "common/clock.h"
+#include "exchange.h"
+#include "partition_trees.h"
+#include "replica.h"
+
+namespace monju {
+
+struct LocalPeerOptions {
+  std::chrono::milliseconds grace{std::chrono::hours(6)};  // the tombstone reaper's grace period
+  size_t max_nodes = 4096;                    // nodes per Hashes request
+  size_t max_leaves = 4096;                   // leaves per ListLeaves request
+  size_t max_list_entries = 10000;            // entries per ListLeaves reply
+  size_t max_list_reply_bytes = 4 << 20;      // bytes per ListLeaves reply (then `more`)
+  size_t max_fetch_keys = 1024;               // keys per Fetch request
+  size_t max_fetch_reply_bytes = 8 << 20;     // bytes per Fetch reply (then a prefix)
+  size_t max_push_versions = 4096;            // versions per Push
+};
+
+class LocalExchangePeer final : public ExchangePeer {
+ public:
+  // None of the pointers is owned; all must outlive this.
+  LocalExchangePeer(Replica* replica, PartitionTrees* trees, const WallClock* wall, LocalPeerOptions options = {});
+
+  uint32_t format() const { return TreeFormat(trees_->depth()); }
+  const LocalPeerOptions& options() const { return options_; }
+
+  Status Hashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                std::vector<uint64_t>* out) override;
+  Status ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
+                    std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override;
+  Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override;
+  Status Push(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) override;
+
+ private:
+  Status CheckFormat(uint32_t partition, uint32_t format) const;
+
+  Replica* const replica_;
+  PartitionTrees* const trees_;
+  const WallClock* const wall_;
+  const LocalPeerOptions options_;
+};
+
+}  // namespace monju
