@@ -84,6 +84,8 @@ Status LocalExchangePeer::Fetch(uint32_t partition, const std::vector<KeyQuery>&
     if (!out->empty() && bytes >= options_.max_fetch_reply_bytes) break;  // the asker asks again for the rest
     if (q.pk.empty() || q.pk.size() > kMaxPkBytes || q.sk.size() > kMaxSkBytes)
       return Status::InvalidArgument("key outside limits");
+    if (options_.partition_of && options_.partition_of(q.pk) != partition)
+      return Status::InvalidArgument("a key asked about is not in partition " + std::to_string(partition));
     auto asker = DecodeContext(q.asker_context);
     if (!asker.ok()) return Status::Corruption("asker context does not decode");
     KeyAnswer a;
@@ -121,6 +123,10 @@ Status LocalExchangePeer::Push(uint32_t partition, const std::vector<KeyedVersio
   if (partition >= trees_->partitions()) return Status::InvalidArgument("partition out of range");
   if (versions.size() > options_.max_push_versions)
     return Status::InvalidArgument("at most " + std::to_string(options_.max_push_versions) + " versions per push");
+  if (options_.partition_of)
+    for (const KeyedVersionBytes& kv : versions)
+      if (options_.partition_of(kv.pk) != partition)
+        return Status::InvalidArgument("a pushed key is not in partition " + std::to_string(partition));
   std::vector<std::pair<ItemKey, Version>> items;
   items.reserve(versions.size());
   for (const KeyedVersionBytes& kv : versions) {

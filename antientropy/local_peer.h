@@ -18,14 +18,16 @@
 //   not decode is skipped too. Store errors (NoSpace, ShuttingDown) fail the
 //   call, and nothing is lost: the versions are merged again next exchange.
 // - Errors: Mismatch when the asker's tree format differs; InvalidArgument
-//   for a partition, level, node or leaf out of range or a request over the
-//   limits; Unavailable while the partition's tree is not built; the store's.
+//   for a partition, level, node or leaf out of range, a key outside the
+//   limits or of another partition, or a request over the limits; Unavailable while the partition's tree is not built; the store's.
 //
 // Thread safety: every method may be called concurrently.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
+#include <string_view>
 
 #include "common/clock.h"
 #include "exchange.h"
@@ -43,6 +45,10 @@ struct LocalPeerOptions {
   size_t max_fetch_keys = 1024;               // keys per Fetch request
   size_t max_fetch_reply_bytes = 8 << 20;     // bytes per Fetch reply (then a prefix)
   size_t max_push_versions = 4096;            // versions per Push
+  // The partition of a pk (the ring's). When set, Fetch and Push refuse keys
+  // of another partition than the one named (a pushed key would be stored
+  // under the wrong partition); tests may leave it unset.
+  std::function<uint32_t(std::string_view pk)> partition_of;
 };
 
 class LocalExchangePeer final : public ExchangePeer {

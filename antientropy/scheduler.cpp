@@ -70,10 +70,11 @@ void AntiEntropyScheduler::Stop() {
     if (t.joinable()) t.join();
 }
 
-void AntiEntropyScheduler::SetPaused(bool paused) {
+bool AntiEntropyScheduler::SetPaused(bool paused) {
   const bool was = paused_.exchange(paused);
   if (was != paused) spdlog::info("anti-entropy: background exchanges {}", paused ? "paused" : "resumed");
   cv_.notify_all();
+  return was;
 }
 
 void AntiEntropyScheduler::Sleep(Clock::TimePoint::duration d) {

@@ -129,7 +129,8 @@ class AntiEntropyScheduler {
   // Idempotent; later RunNow() and RunNextDue() calls do nothing.
   void Stop();
 
-  void SetPaused(bool paused);
+  // Returns the previous setting.
+  bool SetPaused(bool paused);
   bool paused() const { return paused_.load(); }
 
   StatusOr<RepairReport> RunNow(std::optional<uint32_t> partition, const std::string& peer);

@@ -49,6 +49,12 @@ struct NodeConfig {
   uint32_t hint_rate = 5000;            // hints delivered per second, all owners together
   uint32_t tombstone_grace_s = 6 * 3600;
   uint32_t reap_interval_ms = 10000;    // between tombstone-reaper passes
+
+  // Anti-entropy.
+  uint32_t ae_interval_s = 600;          // each (partition, co-owner) at most this often; 0: background off
+  uint64_t ae_rate_bytes = 4 << 20;      // bytes per second, all exchanges together; 0: unlimited
+  uint32_t ae_max_concurrent = 1;        // exchanges at once, background and repair together
+  uint32_t ae_verify_interval_s = 86400; // a partition's tree is checked against the index at most this often
 };
 
 // Limits on client input, enforced by the coordinator.

@@ -1,12 +1,15 @@
 // Serves MonjuAdmin (multiplexed as "admin"): this node's view of the ring
-// and its peers, and its counters. Read-only; every source must outlive it.
+// and its peers, its counters, and its anti-entropy controls (repair now,
+// pause). Every source must outlive it.
 #pragma once
 
 #include "MonjuAdmin.h"
 #include "coordinator.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
+#include "partition_trees.h"
 #include "replica_endpoints.h"
+#include "scheduler.h"
 #include "tombstone_reaper.h"
 
 namespace monju {
@@ -21,6 +24,8 @@ struct AdminSources {
   const HintDelivery* delivery = nullptr;
   const TombstoneReaper* reaper = nullptr;
   Replica* replica = nullptr;
+  AntiEntropyScheduler* anti_entropy = nullptr;
+  const PartitionTrees* trees = nullptr;
 };
 
 class AdminHandler final : public admin::MonjuAdminIf {
@@ -28,6 +33,8 @@ class AdminHandler final : public admin::MonjuAdminIf {
   explicit AdminHandler(AdminSources sources) : src_(std::move(sources)) {}
   void status(admin::NodeStatus& _return) override;
   void stats(std::map<std::string, int64_t>& _return) override;
+  void repair(admin::RepairResult& _return, int32_t partition, const std::string& node) override;
+  bool set_repair_paused(bool paused) override;
 
  private:
   AdminSources src_;

@@ -14,14 +14,19 @@
 #include <random>
 
 #include "admin_handler.h"
+#include "clock/clock_digest.h"
+#include "exchange_peers.h"
 #include "executor.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
 #include "kv_handler.h"
+#include "local_peer.h"
+#include "partition_trees.h"
 #include "peer_prober.h"
 #include "peer_services.h"
 #include "replica_endpoints.h"
 #include "replica_handler.h"
+#include "scheduler.h"
 #include "thrift_limits.h"
 #include "tombstone_reaper.h"
 
@@ -57,6 +62,8 @@ class Node::Impl {
     so.map_size_bytes = config_.map_size_mb << 20;
     // Every request and fan-out thread may hold a read transaction at once.
     so.max_readers = config_.worker_threads + config_.fanout_threads + 64;
+    so.digest = &ClockDigest;
+    so.digest_name = kClockDigestName;
     auto store = DataStore::Open(so);
     if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
     std::random_device random;
@@ -69,6 +76,18 @@ class Node::Impl {
     if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
     spdlog::info("cluster {} (fingerprint {:016x})", view.value()->description(), view.value()->fingerprint());
     membership_ = std::make_unique<Membership>(std::move(view.value()));
+
+    // Anti-entropy trees follow the store from here on.
+    trees_ = std::make_unique<PartitionTrees>(&replica_->store(), config_.partitions);
+    Status built = trees_->Install();
+    if (!built.ok()) spdlog::warn("anti-entropy: some trees are not built ({}); they are retried before their exchanges", built.ToString());
+    spdlog::info("anti-entropy trees: {} items in {} partitions (depth {}) built from the digest index in {} ms",
+                 trees_->items(), trees_->partitions(), trees_->depth(), trees_->install_ms());
+    LocalPeerOptions lp;
+    lp.grace = std::chrono::seconds(config_.tombstone_grace_s);
+    const Membership* membership = membership_.get();
+    lp.partition_of = [membership](std::string_view pk) { return membership->Current()->ring().PartitionOf(pk); };
+    local_exchange_ = std::make_unique<LocalExchangePeer>(replica_.get(), trees_.get(), &wall_, lp);
 
     HintLimits limits;
     limits.max_per_owner = config_.hint_max_per_owner;
@@ -115,6 +134,16 @@ class Node::Impl {
     reaper_ = std::make_unique<TombstoneReaper>(replica_.get(), owner_reader_.get(), &wall_, reaper);
     reaper_->Start();
 
+    ae_directory_ = std::make_unique<NodeExchangeDirectory>(membership_.get(), endpoints_.get());
+    SchedulerOptions ae;
+    ae.interval = std::chrono::seconds(config_.ae_interval_s);
+    ae.bytes_per_second = config_.ae_rate_bytes;
+    ae.max_concurrent = config_.ae_max_concurrent;
+    ae.verify_interval = std::chrono::seconds(config_.ae_verify_interval_s);
+    ae_ = std::make_unique<AntiEntropyScheduler>(local_exchange_.get(), local_exchange_->format(), trees_.get(),
+                                                 ae_directory_.get(), &clock_, ae);
+    ae_->Start();
+
     ConnectionOptions probe = conn;
     probe.connect_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
     probe.io_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
@@ -136,6 +165,7 @@ class Node::Impl {
       if (workers_) workers_->stop();
     }
     if (prober_) prober_->Stop();
+    if (ae_) ae_->Stop();
     if (reaper_) reaper_->Stop();
     if (delivery_) delivery_->Stop();
     if (executor_) executor_->Stop();
@@ -145,6 +175,8 @@ class Node::Impl {
     }
     server_.reset();
     prober_.reset();
+    ae_.reset();
+    ae_directory_.reset();
     reaper_.reset();
     owner_reader_.reset();
     delivery_.reset();
@@ -154,7 +186,10 @@ class Node::Impl {
     endpoints_.reset();
     intake_.reset();
     hint_store_.reset();
+    local_exchange_.reset();
+    if (trees_) trees_->Uninstall();
     replica_.reset();  // closes the store after its writer drained
+    trees_.reset();
     spdlog::info("stopped");
   }
 
@@ -169,7 +204,8 @@ class Node::Impl {
     mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
     mux->registerProcessor("replica",
                            std::make_shared<rpc::MonjuReplicaProcessor>(
-                               std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get())));
+                               std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get(),
+                                                                local_exchange_.get())));
     AdminSources sources;
     sources.self_id = config_.id;
     sources.sloppy_quorum = config_.sloppy_quorum;
@@ -180,6 +216,8 @@ class Node::Impl {
     sources.delivery = delivery_.get();
     sources.reaper = reaper_.get();
     sources.replica = replica_.get();
+    sources.anti_entropy = ae_.get();
+    sources.trees = trees_.get();
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
 
@@ -222,6 +260,8 @@ class Node::Impl {
   SystemWallClock wall_;
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Membership> membership_;
+  std::unique_ptr<PartitionTrees> trees_;
+  std::unique_ptr<LocalExchangePeer> local_exchange_;
   std::unique_ptr<HintStore> hint_store_;
   std::unique_ptr<HintIntake> intake_;
   std::unique_ptr<NodeEndpoints> endpoints_;
@@ -231,6 +271,8 @@ class Node::Impl {
   std::unique_ptr<HintDelivery> delivery_;
   std::unique_ptr<NodeOwnerReader> owner_reader_;
   std::unique_ptr<TombstoneReaper> reaper_;
+  std::unique_ptr<NodeExchangeDirectory> ae_directory_;
+  std::unique_ptr<AntiEntropyScheduler> ae_;
   std::unique_ptr<PeerProber> prober_;
   std::shared_ptr<concurrency::ThreadManager> workers_;
   std::shared_ptr<server::TNonblockingServer> server_;

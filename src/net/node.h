@@ -1,6 +1,7 @@
 // Node: one monjud process. Wires the components in dependency order
-// (store -> replica -> membership -> endpoints -> executor -> coordinator ->
-// server) and stops them in reverse.
+// (store -> replica -> membership -> anti-entropy trees -> endpoints ->
+// executor -> coordinator -> background workers -> server) and stops them in
+// reverse.
 //
 // One port serves both the public MonjuKV API (unprefixed, the multiplexer's
 // default) and MonjuReplica (multiplexed as "replica"), with TFramedTransport +

@@ -137,4 +137,95 @@ void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, 
   _return.more = more;
 }
 
+LocalExchangePeer& ReplicaHandler::CheckExchange(int64_t cluster_fingerprint, int32_t partition,
+                                                 std::shared_ptr<const ClusterView>* view) const {
+  *view = CheckCaller(cluster_fingerprint);
+  if (!exchange_) ThrowError(Status::Unavailable("this node serves no anti-entropy"));
+  if (partition < 0 || static_cast<uint32_t>(partition) >= (*view)->ring().partitions())
+    ThrowError(Status::InvalidArgument("partition " + std::to_string(partition) + " out of range"));
+  return *exchange_;
+}
+
+void ReplicaHandler::ae_hashes(std::vector<int64_t>& _return, int64_t cluster_fingerprint, int32_t partition,
+                               int32_t tree_format, int32_t level, const std::vector<int32_t>& nodes) {
+  std::shared_ptr<const ClusterView> view;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, partition, &view);
+  if (level < 0) ThrowError(Status::InvalidArgument("negative tree level"));
+  std::vector<uint32_t> ask;
+  ask.reserve(nodes.size());
+  for (int32_t n : nodes) {
+    if (n < 0) ThrowError(Status::InvalidArgument("negative tree node"));
+    ask.push_back(static_cast<uint32_t>(n));
+  }
+  std::vector<uint64_t> hashes;
+  Status s = peer.Hashes(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
+                         static_cast<uint32_t>(level), ask, &hashes);
+  if (!s.ok()) ThrowError(s);
+  _return.assign(hashes.begin(), hashes.end());
+}
+
+void ReplicaHandler::ae_leaves(rpc::AeLeafPage& _return, int64_t cluster_fingerprint, int32_t partition,
+                               int32_t tree_format, const std::vector<int32_t>& leaves, bool has_after,
+                               int64_t after_key_hash, int32_t limit) {
+  std::shared_ptr<const ClusterView> view;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, partition, &view);
+  if (limit < 1 || limit > 10000) ThrowError(Status::InvalidArgument("leaf listing limit outside 1..10000"));
+  std::vector<uint32_t> ask;
+  ask.reserve(leaves.size());
+  for (int32_t l : leaves) {
+    if (l < 0) ThrowError(Status::InvalidArgument("negative leaf"));
+    ask.push_back(static_cast<uint32_t>(l));
+  }
+  std::optional<uint64_t> after;
+  if (has_after) after = static_cast<uint64_t>(after_key_hash);
+  std::vector<KeyDigest> entries;
+  bool more = false;
+  Status s = peer.ListLeaves(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format), ask, after,
+                             static_cast<size_t>(limit), &entries, &more);
+  if (!s.ok()) ThrowError(s);
+  _return.entries.reserve(entries.size());
+  for (KeyDigest& e : entries) {
+    rpc::AeKeyDigest d;
+    d.pk = std::move(e.pk);
+    d.sk = std::move(e.sk);
+    d.key_hash = static_cast<int64_t>(e.key_hash);
+    d.digest = static_cast<int64_t>(e.digest);
+    _return.entries.push_back(std::move(d));
+  }
+  _return.more = more;
+}
+
+void ReplicaHandler::ae_fetch(std::vector<rpc::AeKeyAnswer>& _return, int64_t cluster_fingerprint, int32_t partition,
+                              const std::vector<rpc::AeKeyQuery>& keys) {
+  std::shared_ptr<const ClusterView> view;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, partition, &view);
+  std::vector<KeyQuery> ask;
+  ask.reserve(keys.size());
+  for (const auto& k : keys) ask.push_back({k.pk, k.sk, k.asker_context, k.want_versions});
+  std::vector<KeyAnswer> answers;
+  Status s = peer.Fetch(static_cast<uint32_t>(partition), ask, &answers);
+  if (!s.ok()) ThrowError(s);
+  _return.reserve(answers.size());
+  for (KeyAnswer& a : answers) {
+    rpc::AeKeyAnswer out;
+    out.pk = std::move(a.pk);
+    out.sk = std::move(a.sk);
+    out.context = std::move(a.context);
+    out.versions = std::move(a.versions);
+    out.withheld = a.withheld;
+    _return.push_back(std::move(out));
+  }
+}
+
+void ReplicaHandler::ae_push(int64_t cluster_fingerprint, int32_t partition,
+                             const std::vector<rpc::KeyedVersion>& versions) {
+  std::shared_ptr<const ClusterView> view;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, partition, &view);
+  std::vector<KeyedVersionBytes> items;
+  items.reserve(versions.size());
+  for (const auto& v : versions) items.push_back({v.pk, v.sk, v.version});
+  Status s = peer.Push(static_cast<uint32_t>(partition), items);
+  if (!s.ok()) ThrowError(s);
+}
+
 }  // namespace monju
