@@ -38,14 +38,14 @@ class ExchangeRun {
         stats_(*stats) {}
 
   Status Go() {
-    std::vector<uint32_t> leaves;
-    Status s = Descend(&leaves);
+    std::vector<uint32_t> nodes;
+    Status s = Descend(&nodes);
     if (!s.ok()) return s;
-    stats_.leaves_different = leaves.size();
-    const size_t group = std::max<size_t>(limits_.leaves_per_group, 1);
-    for (size_t i = 0; i < leaves.size(); i += group) {
-      std::vector<uint32_t> part(leaves.begin() + i, leaves.begin() + std::min(leaves.size(), i + group));
-      s = SettleLeaves(part);
+    stats_.leaves_different = nodes.size();
+    const size_t group = std::max<size_t>(limits_.nodes_per_group, 1);
+    for (size_t i = 0; i < nodes.size(); i += group) {
+      std::vector<uint32_t> part(nodes.begin() + i, nodes.begin() + std::min(nodes.size(), i + group));
+      s = SettleNodes(part);
       if (!s.ok()) return s;
     }
     return Status::OK();
@@ -65,53 +65,78 @@ class ExchangeRun {
     if (control_) control_->Spend(bytes);
   }
 
-  Status HashesOf(bool remote, uint32_t level, const std::vector<uint32_t>& nodes, std::vector<uint64_t>* out) {
+  // Root (level 0) or the children of `parents` at `level`, a bounded
+  // number of parents per call.
+  Status HashesOf(bool remote, uint32_t level, const std::vector<uint32_t>& parents, std::vector<uint64_t>* out,
+                  int64_t* items) {
     out->clear();
-    const size_t chunk = std::max<size_t>(limits_.nodes_per_call, 1);
+    const size_t chunk = std::max<size_t>(limits_.parents_per_call, 1);
     std::vector<uint64_t> part;
-    for (size_t i = 0; i < nodes.size(); i += chunk) {
-      std::vector<uint32_t> ask(nodes.begin() + i, nodes.begin() + std::min(nodes.size(), i + chunk));
+    for (size_t i = 0; i < std::max<size_t>(parents.size(), 1); i += chunk) {
+      std::vector<uint32_t> ask;
+      if (level > 0) ask.assign(parents.begin() + i, parents.begin() + std::min(parents.size(), i + chunk));
       Status s = Checkpoint();
       if (!s.ok()) return s;
       if (remote) {
         Sent(4 * ask.size() + 4 * kFieldBytes);
         ++stats_.round_trips;
       }
-      s = (remote ? remote_ : local_).Hashes(partition_, format_, level, ask, &part);
+      s = (remote ? remote_ : local_).ChildHashes(partition_, format_, level, ask, &part, items);
       if (!s.ok()) return s;
-      if (part.size() != ask.size())
-        return Status::Corruption("asked for " + std::to_string(ask.size()) + " tree hashes, got " +
+      const size_t want = level == 0 ? 1 : 16 * ask.size();
+      if (part.size() != want)
+        return Status::Corruption("asked for " + std::to_string(want) + " tree hashes, got " +
                                   std::to_string(part.size()));
-      if (remote) Received(8 * part.size() + kFieldBytes);
+      if (remote) Received(8 * part.size() + 2 * kFieldBytes + 8);
       out->insert(out->end(), part.begin(), part.end());
+      if (level == 0) break;
     }
     return Status::OK();
   }
 
-  // The differing leaves, visiting only children of differing nodes.
-  Status Descend(std::vector<uint32_t>* leaves) {
-    std::vector<uint32_t> nodes = {0};
-    std::vector<uint64_t> mine, theirs;
-    for (uint32_t level = 0;; ++level) {
-      Status s = HashesOf(false, level, nodes, &mine);
-      if (s.ok()) s = HashesOf(true, level, nodes, &theirs);
-      if (!s.ok()) return s;
-      stats_.nodes_compared += nodes.size();
-      std::vector<uint32_t> differing;
-      for (size_t i = 0; i < nodes.size(); ++i)
-        if (mine[i] != theirs[i]) differing.push_back(nodes[i]);
-      if (level == 0) stats_.different = !differing.empty();
-      if (differing.empty() || level == depth_) {
-        *leaves = std::move(differing);
-        return Status::OK();
-      }
-      nodes.clear();
-      for (uint32_t parent : differing)
-        for (uint32_t c = 0; c < 16; ++c) nodes.push_back(parent * 16 + c);
+  // The level where listing keys is cheaper than descending further.
+  uint32_t StopLevel(int64_t items) const {
+    const uint64_t per_node = std::max<size_t>(limits_.keys_per_listed_node, 1);
+    uint32_t level = 0;
+    uint64_t nodes = 1;
+    while (level < kMaxExchangeLevel && uint64_t(std::max<int64_t>(items, 0)) > per_node * nodes) {
+      ++level;
+      nodes *= 16;
     }
+    return level;
   }
 
-  Status ListAll(bool remote, const std::vector<uint32_t>& leaves, std::vector<KeyDigest>* out) {
+  // The differing nodes at the stop level, visiting only children of
+  // differing nodes.
+  Status Descend(std::vector<uint32_t>* nodes) {
+    std::vector<uint64_t> mine, theirs;
+    int64_t my_items = 0, their_items = 0;
+    Status s = HashesOf(false, 0, {}, &mine, &my_items);
+    if (s.ok()) s = HashesOf(true, 0, {}, &theirs, &their_items);
+    if (!s.ok()) return s;
+    stats_.nodes_compared += 1;
+    nodes->clear();
+    stats_.different = mine[0] != theirs[0];
+    if (!stats_.different) return Status::OK();
+    stop_level_ = StopLevel(std::max(my_items, their_items));
+    std::vector<uint32_t> differing = {0};
+    for (uint32_t level = 1; level <= stop_level_; ++level) {
+      int64_t ignored;
+      s = HashesOf(false, level, differing, &mine, &ignored);
+      if (s.ok()) s = HashesOf(true, level, differing, &theirs, &ignored);
+      if (!s.ok()) return s;
+      stats_.nodes_compared += mine.size();
+      std::vector<uint32_t> next;
+      for (size_t i = 0; i < mine.size(); ++i)
+        if (mine[i] != theirs[i]) next.push_back(differing[i / 16] * 16 + uint32_t(i % 16));
+      differing = std::move(next);
+      if (differing.empty()) break;  // the roots differed by a collision of sums; nothing to list
+    }
+    *nodes = std::move(differing);
+    return Status::OK();
+  }
+
+  Status ListAll(bool remote, const std::vector<uint32_t>& nodes, std::vector<KeyDigest>* out) {
     out->clear();
     std::optional<uint64_t> after;
     std::vector<KeyDigest> page;
@@ -119,11 +144,12 @@ class ExchangeRun {
       Status s = Checkpoint();
       if (!s.ok()) return s;
       if (remote) {
-        Sent(4 * leaves.size() + 6 * kFieldBytes);
+        Sent(4 * nodes.size() + 7 * kFieldBytes);
         ++stats_.round_trips;
       }
       bool more = false;
-      s = (remote ? remote_ : local_).ListLeaves(partition_, format_, leaves, after, limits_.list_page, &page, &more);
+      s = (remote ? remote_ : local_)
+              .ListKeys(partition_, format_, stop_level_, nodes, after, limits_.list_page, &page, &more);
       if (!s.ok()) return s;
       size_t bytes = kFieldBytes;
       for (auto& d : page) {
@@ -140,10 +166,10 @@ class ExchangeRun {
     return Status::OK();
   }
 
-  Status SettleLeaves(const std::vector<uint32_t>& leaves) {
+  Status SettleNodes(const std::vector<uint32_t>& nodes) {
     std::vector<KeyDigest> mine, theirs;
-    Status s = ListAll(false, leaves, &mine);
-    if (s.ok()) s = ListAll(true, leaves, &theirs);
+    Status s = ListAll(false, nodes, &mine);
+    if (s.ok()) s = ListAll(true, nodes, &theirs);
     if (!s.ok()) return s;
     // Merge join: keys on one side only, or with other digests.
     std::vector<KeyQuery> differing;
@@ -272,6 +298,7 @@ class ExchangeRun {
   const uint32_t partition_;
   const uint32_t format_;
   const uint32_t depth_;
+  uint32_t stop_level_ = 0;  // where keys are listed
   ExchangePeer& local_;
   ExchangePeer& remote_;
   ExchangeControl* control_;

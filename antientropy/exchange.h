@@ -7,10 +7,17 @@
 //  1. Compare the roots of the partition's Merkle trees; equal: done (one
 //     call to each side).
 //  2. Descend level by level into the children of differing nodes only,
-//     down to the differing leaves.
-//  3. List both sides' keys of the differing leaves (key, key hash, digest)
-//     from their digest indexes, a group of leaves at a time; a key differs
-//     when one side lacks it or the digests differ (same key, other clock).
+//     until listing a node's keys costs less than its 16 child hashes (at
+//     most keys_per_listed_node keys expected per node, from the larger of
+//     the two trees' item counts). Small partitions stop above the leaves;
+//     large ones go below them: a level past the tree's depth is computed by
+//     the answering side from its digest index (a node's hash there is the
+//     sum of the digests in its key-hash range, as a leaf's is), so a leaf
+//     holding many keys is narrowed down without listing all of them.
+//  3. List both sides' keys under the differing nodes (key, key hash,
+//     digest) from their digest indexes, a group of nodes at a time; a key
+//     differs when one side lacks it or the digests differ (same key, other
+//     clock).
 //  4. For the differing keys, in batches: read the local contexts; ask the
 //     peer for the versions the local side lacks (Fetch with the local
 //     contexts; it answers with its own contexts too) and merge them in; then
@@ -28,8 +35,8 @@
 // reaper's work on a key every owner is done with.
 //
 // Cost: step 1 is one hash each when in sync; steps 2-4 move O(differing
-// leaves x fanout) hashes, O(keys in differing leaves) index entries and only
-// the versions a side lacks, so the bytes are proportional to the
+// nodes x fanout) hashes, O(keys under differing nodes) index entries and
+// only the versions a side lacks, so the bytes are proportional to the
 // difference, not to the data.
 //
 // Reply sizes are bounded by the peers (ExchangeLimits on what is asked, and
@@ -52,8 +59,12 @@
 namespace monju {
 
 // The wire format of trees: fanout 16, leaf = sum of clock digests
-// (clock/clock_digest.h), and the depth. Both sides must agree.
+// (clock/clock_digest.h), levels below the depth as sums over key-hash
+// ranges, and the depth. Both sides must agree.
 inline constexpr uint32_t TreeFormat(uint32_t depth) { return 0x100 | depth; }
+// The deepest level an exchange descends to (16^7 nodes per partition; node
+// indices stay within an i32 on the wire).
+inline constexpr uint32_t kMaxExchangeLevel = 7;
 
 struct KeyDigest {
   std::string pk, sk;
@@ -86,16 +97,18 @@ struct KeyedVersionBytes {
 class ExchangePeer {
  public:
   virtual ~ExchangePeer() = default;
-  // Hashes of `nodes` at `level` of the partition's tree. Mismatch when the
-  // side's tree format differs from `format`.
-  virtual Status Hashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                        std::vector<uint64_t>* out) = 0;
-  // Index entries in `leaves` (ascending) with key hash above `after` (none:
-  // from the start), in key-hash order, at most about `limit`; *more when
-  // some remain (continue after the last key hash returned).
-  virtual Status ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                            std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out,
-                            bool* more) = 0;
+  // Level 0: the root's hash (parents empty). Level l >= 1 (at most
+  // kMaxExchangeLevel): the 16 children at level l of each of `parents`
+  // (nodes of level l - 1), in order. *items:
+  // the items in the side's tree of the partition. Mismatch when the side's
+  // tree format differs from `format`.
+  virtual Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                             std::vector<uint64_t>* out, int64_t* items) = 0;
+  // Index entries under `nodes` (ascending) of `level`, with key hash above
+  // `after` (none: from the start), in key-hash order, at most about
+  // `limit`; *more when some remain (continue after the last key hash).
+  virtual Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                          std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) = 0;
   // Answers the keys in order; may answer only a prefix (at least one) when
   // the reply would be too large.
   virtual Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) = 0;
@@ -104,9 +117,10 @@ class ExchangePeer {
 };
 
 struct ExchangeLimits {
-  size_t nodes_per_call = 4096;           // tree nodes per Hashes call
-  size_t leaves_per_group = 64;           // differing leaves listed and settled together
-  size_t list_page = 4096;                // index entries per ListLeaves call
+  size_t parents_per_call = 256;          // parents per ChildHashes call (16 hashes each)
+  size_t keys_per_listed_node = 4;        // descend while more keys than this are expected per node
+  size_t nodes_per_group = 64;            // differing nodes listed and settled together
+  size_t list_page = 4096;                // index entries per ListKeys call
   size_t fetch_keys = 256;                // keys per Fetch
   size_t fetch_request_bytes = 512 << 10; // request bytes per Fetch (keys + contexts)
   size_t push_versions = 256;             // versions per Push
@@ -128,7 +142,7 @@ struct ExchangeStats {
   bool different = false;        // the roots differed
   uint64_t round_trips = 0;      // calls to the peer
   uint64_t nodes_compared = 0;   // tree hashes compared (root included)
-  uint64_t leaves_different = 0;
+  uint64_t leaves_different = 0; // differing nodes whose keys were listed (leaves, or higher up; see step 2)
   uint64_t keys_different = 0;   // keys one side lacked or held with another clock
   uint64_t keys_sent = 0;        // keys the peer got at least one version of
   uint64_t keys_received = 0;    // keys this side got at least one version of

@@ -21,42 +21,85 @@ Status LocalExchangePeer::CheckFormat(uint32_t partition, uint32_t format) const
   return Status::OK();
 }
 
-Status LocalExchangePeer::Hashes(uint32_t partition, uint32_t format, uint32_t level,
-                                 const std::vector<uint32_t>& nodes, std::vector<uint64_t>* out) {
+Status LocalExchangePeer::ChildHashes(uint32_t partition, uint32_t format, uint32_t level,
+                                      const std::vector<uint32_t>& parents, std::vector<uint64_t>* out,
+                                      int64_t* items) {
   out->clear();
   Status s = CheckFormat(partition, format);
   if (!s.ok()) return s;
-  if (nodes.size() > options_.max_nodes)
-    return Status::InvalidArgument("at most " + std::to_string(options_.max_nodes) + " tree nodes per request");
-  return trees_->Hashes(partition, level, nodes, out);
+  if (level > kMaxExchangeLevel) return Status::InvalidArgument("tree level out of range");
+  if (parents.size() > options_.max_parents)
+    return Status::InvalidArgument("at most " + std::to_string(options_.max_parents) + " parents per request");
+  if (level > trees_->depth()) {
+    s = RangeSums(partition, level, parents, out);
+    if (s.ok()) *items = trees_->Items(partition);
+    return s;
+  }
+  std::vector<uint32_t> nodes;
+  if (level == 0) {
+    if (!parents.empty()) return Status::InvalidArgument("the root has no parent");
+    nodes.push_back(0);
+  } else {
+    const uint32_t count = MerkleTree::NodesAt(level - 1);
+    nodes.reserve(parents.size() * MerkleTree::kFanout);
+    for (uint32_t parent : parents) {
+      if (parent >= count) return Status::InvalidArgument("tree node out of range");
+      for (uint32_t c = 0; c < MerkleTree::kFanout; ++c) nodes.push_back(parent * MerkleTree::kFanout + c);
+    }
+  }
+  s = trees_->Hashes(partition, level, nodes, out);
+  if (!s.ok()) return s;
+  *items = trees_->Items(partition);
+  return Status::OK();
 }
 
-Status LocalExchangePeer::ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                                     std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out,
-                                     bool* more) {
+Status LocalExchangePeer::RangeSums(uint32_t partition, uint32_t level, const std::vector<uint32_t>& parents,
+                                    std::vector<uint64_t>* out) {
+  const uint32_t shift = 64 - 4 * level;
+  std::vector<DigestEntry> page;
+  for (uint32_t parent : parents) {
+    if (parent >= MerkleTree::NodesAt(level - 1)) return Status::InvalidArgument("tree node out of range");
+    uint64_t sums[MerkleTree::kFanout] = {};
+    auto [first, last] = MerkleTree::NodeRange(level - 1, parent);
+    for (;;) {
+      bool more = false;
+      Status s = replica_->store().ScanDigests(partition, first, last, 10000, &page, &more);
+      if (!s.ok()) return s;
+      for (const DigestEntry& e : page) sums[(e.key_hash >> shift) & (MerkleTree::kFanout - 1)] += e.digest;
+      if (!more || page.empty()) break;
+      first = page.back().key_hash + 1;
+    }
+    out->insert(out->end(), sums, sums + MerkleTree::kFanout);
+  }
+  return Status::OK();
+}
+
+Status LocalExchangePeer::ListKeys(uint32_t partition, uint32_t format, uint32_t level,
+                                   const std::vector<uint32_t>& nodes, std::optional<uint64_t> after, size_t limit,
+                                   std::vector<KeyDigest>* out, bool* more) {
   out->clear();
   *more = false;
   Status s = CheckFormat(partition, format);
   if (!s.ok()) return s;
-  if (leaves.size() > options_.max_leaves)
-    return Status::InvalidArgument("at most " + std::to_string(options_.max_leaves) + " leaves per request");
-  const MerkleTree shape(trees_->depth());
-  for (size_t i = 0; i < leaves.size(); ++i) {
-    if (leaves[i] >= shape.leaves()) return Status::InvalidArgument("leaf out of range");
-    if (i > 0 && leaves[i] <= leaves[i - 1]) return Status::InvalidArgument("leaves must be ascending");
+  if (level > kMaxExchangeLevel) return Status::InvalidArgument("tree level out of range");
+  if (nodes.size() > options_.max_list_nodes)
+    return Status::InvalidArgument("at most " + std::to_string(options_.max_list_nodes) + " nodes per request");
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i] >= MerkleTree::NodesAt(level)) return Status::InvalidArgument("tree node out of range");
+    if (i > 0 && nodes[i] <= nodes[i - 1]) return Status::InvalidArgument("nodes must be ascending");
   }
   limit = std::clamp<size_t>(limit, 1, options_.max_list_entries);
   size_t bytes = 0;
   std::vector<DigestEntry> page;
-  for (uint32_t leaf : leaves) {
-    auto [first, last] = shape.LeafRange(leaf);
+  for (uint32_t node : nodes) {
+    auto [first, last] = MerkleTree::NodeRange(level, node);
     if (after) {
       if (*after >= last) continue;
       first = std::max(first, *after + 1);
     }
     for (;;) {
       if (out->size() >= limit || bytes >= options_.max_list_reply_bytes) {
-        *more = true;  // this leaf or a later one may hold more
+        *more = true;  // this node or a later one may hold more
         return Status::OK();
       }
       bool range_more = false;

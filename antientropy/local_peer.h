@@ -4,8 +4,10 @@
 // serves peers' exchanges from it.
 //
 // Contract (see exchange.h for the protocol)
-// - Hashes / ListLeaves read the trees and the digest index only: no record
-//   is read to compare.
+// - ChildHashes / ListKeys read the trees and the digest index only: no
+//   record is read to compare. Levels past the tree's depth are summed from
+//   the index over the parents' key-hash ranges (so their cost is the
+//   parents' entries, read locally).
 // - Fetch reads each asked key's record. For want_versions it returns the
 //   versions whose dots the asker's context does not contain, except that a
 //   key whose versions are all tombstones older than `grace` (by the
@@ -38,10 +40,10 @@ namespace monju {
 
 struct LocalPeerOptions {
   std::chrono::milliseconds grace{std::chrono::hours(6)};  // the tombstone reaper's grace period
-  size_t max_nodes = 4096;                    // nodes per Hashes request
-  size_t max_leaves = 4096;                   // leaves per ListLeaves request
-  size_t max_list_entries = 10000;            // entries per ListLeaves reply
-  size_t max_list_reply_bytes = 4 << 20;      // bytes per ListLeaves reply (then `more`)
+  size_t max_parents = 256;                   // parents per ChildHashes request (16 hashes each)
+  size_t max_list_nodes = 4096;               // nodes per ListKeys request
+  size_t max_list_entries = 10000;            // entries per ListKeys reply
+  size_t max_list_reply_bytes = 4 << 20;      // bytes per ListKeys reply (then `more`)
   size_t max_fetch_keys = 1024;               // keys per Fetch request
   size_t max_fetch_reply_bytes = 8 << 20;     // bytes per Fetch reply (then a prefix)
   size_t max_push_versions = 4096;            // versions per Push
@@ -59,15 +61,18 @@ class LocalExchangePeer final : public ExchangePeer {
   uint32_t format() const { return TreeFormat(trees_->depth()); }
   const LocalPeerOptions& options() const { return options_; }
 
-  Status Hashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                std::vector<uint64_t>* out) override;
-  Status ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                    std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override;
+  Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                     std::vector<uint64_t>* out, int64_t* items) override;
+  Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override;
   Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override;
   Status Push(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) override;
 
  private:
   Status CheckFormat(uint32_t partition, uint32_t format) const;
+  // Children of `parents` at a level past the tree's depth: digest sums.
+  Status RangeSums(uint32_t partition, uint32_t level, const std::vector<uint32_t>& parents,
+                   std::vector<uint64_t>* out);
 
   Replica* const replica_;
   PartitionTrees* const trees_;

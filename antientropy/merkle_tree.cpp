@@ -33,9 +33,10 @@ uint32_t MerkleTree::DepthFor(uint32_t partitions) {
   return depth;
 }
 
-std::pair<uint64_t, uint64_t> MerkleTree::LeafRange(uint32_t leaf) const {
-  const uint32_t shift = 64 - 4 * depth_;
-  const uint64_t first = uint64_t(leaf) << shift;
+std::pair<uint64_t, uint64_t> MerkleTree::NodeRange(uint32_t level, uint32_t index) {
+  if (level == 0) return {0, UINT64_MAX};
+  const uint32_t shift = 64 - 4 * level;
+  const uint64_t first = uint64_t(index) << shift;
   return {first, first | ((uint64_t(1) << shift) - 1)};
 }
 

@@ -47,8 +47,9 @@ class MerkleTree {
   // Nodes at `level` (16^level).
   static uint32_t NodesAt(uint32_t level) { return uint32_t(1) << (4 * level); }
   uint32_t LeafOf(uint64_t key_hash) const { return static_cast<uint32_t>(key_hash >> (64 - 4 * depth_)); }
-  // First and last key hash of a leaf (inclusive).
-  std::pair<uint64_t, uint64_t> LeafRange(uint32_t leaf) const;
+  // First and last key hash (inclusive) under node `index` of `level`.
+  static std::pair<uint64_t, uint64_t> NodeRange(uint32_t level, uint32_t index);
+  std::pair<uint64_t, uint64_t> LeafRange(uint32_t leaf) const { return NodeRange(depth_, leaf); }
 
   // One item changed: its digest went from `before` to `after` (0 = absent).
   void Update(uint64_t key_hash, uint64_t before, uint64_t after);

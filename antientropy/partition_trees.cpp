@@ -134,6 +134,11 @@ bool PartitionTrees::Ready(uint32_t partition) const {
   return partition < partitions_ && ready_[partition];
 }
 
+int64_t PartitionTrees::Items(uint32_t partition) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return partition < partitions_ && trees_[partition] ? trees_[partition]->items() : 0;
+}
+
 int64_t PartitionTrees::items() const {
   std::lock_guard<std::mutex> lock(mu_);
   int64_t n = 0;

@@ -66,6 +66,8 @@ class PartitionTrees final : public CommitListener {
   // when the partition is not ready.
   Status Hashes(uint32_t partition, uint32_t level, const std::vector<uint32_t>& nodes,
                 std::vector<uint64_t>* out) const;
+  // Items in one partition's tree.
+  int64_t Items(uint32_t partition) const;
   // A copy of one tree (tests, benchmarks, diagnostics).
   MerkleTree Copy(uint32_t partition) const;
   bool Ready(uint32_t partition) const;

@@ -42,9 +42,14 @@ struct AeKeyDigest {
   4: i64 digest,
 }
 
-struct AeLeafPage {
+struct AeKeyPage {
   1: list<AeKeyDigest> entries,  // in key-hash order
   2: bool more,                  // entries remain after the last key hash
+}
+
+struct AeHashes {
+  1: list<i64> hashes,
+  2: i64 items,                  // items in the answering node's tree of the partition
 }
 
 struct AeKeyQuery {
@@ -90,17 +95,18 @@ service MonjuReplica {
                  5: bool start_exclusive, 6: i32 limit, 7: bool ascending)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
-  // Anti-entropy: hashes of `nodes` (at most 4096) at `level` of the
-  // partition's Merkle tree, in order.
-  list<i64> ae_hashes(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: i32 level,
-                      5: list<i32> nodes)
+  // Anti-entropy: level 0, the root of the partition's Merkle tree (parents
+  // empty); level l >= 1, the 16 children at level l of each of `parents`
+  // (at most 256 nodes of level l - 1), in order. Also the tree's item count.
+  AeHashes ae_hashes(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: i32 level,
+                     5: list<i32> parents)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
-  // Anti-entropy: the index entries of `leaves` (ascending, at most 4096)
-  // with key hash above after_key_hash (when has_after), at most `limit`
-  // (1..10000) and about 4 MiB per reply.
-  AeLeafPage ae_leaves(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: list<i32> leaves,
-                       5: bool has_after, 6: i64 after_key_hash, 7: i32 limit)
+  // Anti-entropy: the index entries under `nodes` of `level` (ascending, at
+  // most 4096) with key hash above after_key_hash (when has_after), at most
+  // `limit` (1..10000) and about 4 MiB per reply.
+  AeKeyPage ae_keys(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: i32 level,
+                    5: list<i32> nodes, 6: bool has_after, 7: i64 after_key_hash, 8: i32 limit)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
   // Anti-entropy: this node's state of each key of the partition (at most

@@ -20,13 +20,13 @@ namespace monju {
 class RemoteExchangePeer final : public ExchangePeer {
  public:
   explicit RemoteExchangePeer(RemoteReplicaEndpoint* endpoint) : endpoint_(endpoint) {}
-  Status Hashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                std::vector<uint64_t>* out) override {
-    return endpoint_->AeHashes(partition, format, level, nodes, out);
+  Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                     std::vector<uint64_t>* out, int64_t* items) override {
+    return endpoint_->AeHashes(partition, format, level, parents, out, items);
   }
-  Status ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                    std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
-    return endpoint_->AeLeaves(partition, format, leaves, after, limit, out, more);
+  Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
+    return endpoint_->AeKeys(partition, format, level, nodes, after, limit, out, more);
   }
   Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override {
     return endpoint_->AeFetch(partition, keys, out);

@@ -159,13 +159,15 @@ class Node::Impl {
     std::lock_guard<std::mutex> lock(stop_mu_);
     if (stopped_) return;
     stopped_ = true;
+    // First: a `monju repair` running on a request thread returns at its
+    // next step instead of holding the server's shutdown.
+    if (ae_) ae_->Stop();
     if (server_) {
       server_->stop();
       if (serve_thread_.joinable()) serve_thread_.join();
       if (workers_) workers_->stop();
     }
     if (prober_) prober_->Stop();
-    if (ae_) ae_->Stop();
     if (reaper_) reaper_->Stop();
     if (delivery_) delivery_->Stop();
     if (executor_) executor_->Stop();

@@ -132,26 +132,28 @@ Status RemoteReplicaEndpoint::Ping() {
 }
 
 Status RemoteReplicaEndpoint::AeHashes(uint32_t partition, uint32_t format, uint32_t level,
-                                       const std::vector<uint32_t>& nodes, std::vector<uint64_t>* out) {
-  std::vector<int32_t> wire(nodes.begin(), nodes.end());
+                                       const std::vector<uint32_t>& parents, std::vector<uint64_t>* out,
+                                       int64_t* items) {
+  std::vector<int32_t> wire(parents.begin(), parents.end());
   return Call("ae_hashes", [&](rpc::MonjuReplicaClient& c) {
-    std::vector<int64_t> hashes;
-    c.ae_hashes(hashes, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format),
+    rpc::AeHashes reply;
+    c.ae_hashes(reply, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format),
                 static_cast<int32_t>(level), wire);
-    out->assign(hashes.begin(), hashes.end());
+    out->assign(reply.hashes.begin(), reply.hashes.end());
+    *items = reply.items;
     return Status::OK();
   });
 }
 
-Status RemoteReplicaEndpoint::AeLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                                       std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out,
-                                       bool* more) {
-  std::vector<int32_t> wire(leaves.begin(), leaves.end());
-  return Call("ae_leaves", [&](rpc::MonjuReplicaClient& c) {
-    rpc::AeLeafPage page;
-    c.ae_leaves(page, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format), wire,
-                after.has_value(), static_cast<int64_t>(after.value_or(0)),
-                static_cast<int32_t>(std::min<size_t>(limit, INT32_MAX)));
+Status RemoteReplicaEndpoint::AeKeys(uint32_t partition, uint32_t format, uint32_t level,
+                                     const std::vector<uint32_t>& nodes, std::optional<uint64_t> after, size_t limit,
+                                     std::vector<KeyDigest>* out, bool* more) {
+  std::vector<int32_t> wire(nodes.begin(), nodes.end());
+  return Call("ae_keys", [&](rpc::MonjuReplicaClient& c) {
+    rpc::AeKeyPage page;
+    c.ae_keys(page, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format),
+              static_cast<int32_t>(level), wire, after.has_value(), static_cast<int64_t>(after.value_or(0)),
+              static_cast<int32_t>(std::min<size_t>(limit, INT32_MAX)));
     out->clear();
     out->reserve(page.entries.size());
     for (auto& e : page.entries)

@@ -50,10 +50,10 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status Ping();
 
   // Anti-entropy calls (antientropy/exchange.h), as ExchangePeer's.
-  Status AeHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                  std::vector<uint64_t>* out);
-  Status AeLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more);
+  Status AeHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                  std::vector<uint64_t>* out, int64_t* items);
+  Status AeKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more);
   Status AeFetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out);
   Status AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions);
 

@@ -146,42 +146,47 @@ LocalExchangePeer& ReplicaHandler::CheckExchange(int64_t cluster_fingerprint, in
   return *exchange_;
 }
 
-void ReplicaHandler::ae_hashes(std::vector<int64_t>& _return, int64_t cluster_fingerprint, int32_t partition,
-                               int32_t tree_format, int32_t level, const std::vector<int32_t>& nodes) {
+namespace {
+// Non-negative i32s as u32s; InvalidArgument naming `what` otherwise.
+std::vector<uint32_t> Unsigned(const std::vector<int32_t>& values, const char* what) {
+  std::vector<uint32_t> out;
+  out.reserve(values.size());
+  for (int32_t v : values) {
+    if (v < 0) ThrowError(Status::InvalidArgument(std::string("negative ") + what));
+    out.push_back(static_cast<uint32_t>(v));
+  }
+  return out;
+}
+}  // namespace
+
+void ReplicaHandler::ae_hashes(rpc::AeHashes& _return, int64_t cluster_fingerprint, int32_t partition,
+                               int32_t tree_format, int32_t level, const std::vector<int32_t>& parents) {
   std::shared_ptr<const ClusterView> view;
   LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, partition, &view);
   if (level < 0) ThrowError(Status::InvalidArgument("negative tree level"));
-  std::vector<uint32_t> ask;
-  ask.reserve(nodes.size());
-  for (int32_t n : nodes) {
-    if (n < 0) ThrowError(Status::InvalidArgument("negative tree node"));
-    ask.push_back(static_cast<uint32_t>(n));
-  }
   std::vector<uint64_t> hashes;
-  Status s = peer.Hashes(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
-                         static_cast<uint32_t>(level), ask, &hashes);
+  int64_t items = 0;
+  Status s = peer.ChildHashes(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
+                              static_cast<uint32_t>(level), Unsigned(parents, "tree node"), &hashes, &items);
   if (!s.ok()) ThrowError(s);
-  _return.assign(hashes.begin(), hashes.end());
+  _return.hashes.assign(hashes.begin(), hashes.end());
+  _return.items = items;
 }
 
-void ReplicaHandler::ae_leaves(rpc::AeLeafPage& _return, int64_t cluster_fingerprint, int32_t partition,
-                               int32_t tree_format, const std::vector<int32_t>& leaves, bool has_after,
-                               int64_t after_key_hash, int32_t limit) {
+void ReplicaHandler::ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition,
+                             int32_t tree_format, int32_t level, const std::vector<int32_t>& nodes, bool has_after,
+                             int64_t after_key_hash, int32_t limit) {
   std::shared_ptr<const ClusterView> view;
   LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, partition, &view);
-  if (limit < 1 || limit > 10000) ThrowError(Status::InvalidArgument("leaf listing limit outside 1..10000"));
-  std::vector<uint32_t> ask;
-  ask.reserve(leaves.size());
-  for (int32_t l : leaves) {
-    if (l < 0) ThrowError(Status::InvalidArgument("negative leaf"));
-    ask.push_back(static_cast<uint32_t>(l));
-  }
+  if (level < 0) ThrowError(Status::InvalidArgument("negative tree level"));
+  if (limit < 1 || limit > 10000) ThrowError(Status::InvalidArgument("key listing limit outside 1..10000"));
   std::optional<uint64_t> after;
   if (has_after) after = static_cast<uint64_t>(after_key_hash);
   std::vector<KeyDigest> entries;
   bool more = false;
-  Status s = peer.ListLeaves(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format), ask, after,
-                             static_cast<size_t>(limit), &entries, &more);
+  Status s = peer.ListKeys(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
+                           static_cast<uint32_t>(level), Unsigned(nodes, "tree node"), after,
+                           static_cast<size_t>(limit), &entries, &more);
   if (!s.ok()) ThrowError(s);
   _return.entries.reserve(entries.size());
   for (KeyDigest& e : entries) {

@@ -26,10 +26,11 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk) override;
   void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,
             const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending) override;
-  void ae_hashes(std::vector<int64_t>& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
-                 int32_t level, const std::vector<int32_t>& nodes) override;
-  void ae_leaves(rpc::AeLeafPage& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
-                 const std::vector<int32_t>& leaves, bool has_after, int64_t after_key_hash, int32_t limit) override;
+  void ae_hashes(rpc::AeHashes& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
+                 int32_t level, const std::vector<int32_t>& parents) override;
+  void ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
+               int32_t level, const std::vector<int32_t>& nodes, bool has_after, int64_t after_key_hash,
+               int32_t limit) override;
   void ae_fetch(std::vector<rpc::AeKeyAnswer>& _return, int64_t cluster_fingerprint, int32_t partition,
                 const std::vector<rpc::AeKeyQuery>& keys) override;
   void ae_push(int64_t cluster_fingerprint, int32_t partition, const std::vector<rpc::KeyedVersion>& versions) override;

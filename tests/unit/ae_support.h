@@ -161,17 +161,20 @@ class FakeTransport final : public ExchangePeer {
  public:
   explicit FakeTransport(ExchangePeer* target) : target_(target) {}
 
-  Status Hashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                std::vector<uint64_t>* out) override {
+  Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                     std::vector<uint64_t>* out, int64_t* items) override {
     ++hashes_calls;
     if (Status s = MaybeFail(); !s.ok()) return s;
-    return target_->Hashes(partition, format, level, nodes, out);
+    return target_->ChildHashes(partition, format, level, parents, out, items);
   }
-  Status ListLeaves(uint32_t partition, uint32_t format, const std::vector<uint32_t>& leaves,
-                    std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
+  Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
     ++list_calls;
     if (Status s = MaybeFail(); !s.ok()) return s;
-    return target_->ListLeaves(partition, format, leaves, after, limit, out, more);
+    Status s = target_->ListKeys(partition, format, level, nodes, after, limit, out, more);
+    listed += static_cast<int>(out->size());
+    list_levels.insert(level);
+    return s;
   }
   Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override {
     ++fetch_calls;
@@ -190,6 +193,8 @@ class FakeTransport final : public ExchangePeer {
   int calls() const { return hashes_calls + list_calls + fetch_calls + push_calls; }
 
   int hashes_calls = 0, list_calls = 0, fetch_calls = 0, push_calls = 0;
+  int listed = 0;                   // index entries listed
+  std::set<uint32_t> list_levels;   // levels keys were listed at
   int fail_at_call = -1;  // the call (1-based, all kinds) that fails with Unavailable
   bool one_key_per_fetch = false;
   std::set<KeyName> fetched, pushed;

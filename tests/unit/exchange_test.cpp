@@ -255,10 +255,11 @@ TEST_F(ExchangeTest, PagedListingsAndPartialFetchAnswersStillConverge) {
   to_b_.one_key_per_fetch = true;
   ExchangeLimits tiny;
   tiny.list_page = 1;
-  tiny.leaves_per_group = 3;
+  tiny.nodes_per_group = 3;
+  tiny.keys_per_listed_node = 1;
   tiny.fetch_keys = 5;
   tiny.push_versions = 7;
-  tiny.nodes_per_call = 5;
+  tiny.parents_per_call = 2;
   ExchangeStats s = Exchange(5, tiny);
   ASSERT_TRUE(s.status.ok()) << s.status.ToString();
   EXPECT_EQ(s.keys_different, 400u);
@@ -320,6 +321,31 @@ TEST_F(ExchangeTest, CancelledExchangeStops) {
   EXPECT_EQ(s.status.code(), Status::Code::kUnavailable);
   EXPECT_LE(to_b_.calls(), 3);
   EXPECT_EQ(control.spent, s.bytes_sent + s.bytes_received);
+}
+
+// Where the tree is shallow for its partition (Q = 65536 gives depth 1),
+// the exchange descends below the leaves on digest sums from the index and
+// lists only a few keys around each difference, not the whole leaf.
+TEST(DeepExchangeTest, DescendsBelowTheLeavesOfAShallowTree) {
+  FakeWallClock wall;
+  AeReplica a("a", 65536, &wall), b("b", 65536, &wall);
+  ASSERT_EQ(a.trees().depth(), 1u);
+  std::vector<std::pair<ItemKey, Version>> common;
+  for (int i = 0; i < 3000; ++i) common.push_back({{7, "pk", "k" + std::to_string(i)}, Live("w/1", i + 1, {}, "x")});
+  a.Load(common);
+  b.Load(common);
+  a.Apply(7, "pk", "k17", Live("x/1", 1, {}, "a's sibling"));
+  b.Apply(7, "pk", "only-b", Live("x/1", 2, {}, "b"));
+  b.Apply(7, "pk", "k2999", Live("w/1", 5000, Saw(Live("w/1", 3000, {}, "x")), "newer"));
+  FakeTransport to_b(&b.peer());
+  ExchangeStats s = RunExchange(7, a.format(), a.peer(), to_b, nullptr);
+  ASSERT_TRUE(s.status.ok()) << s.status.ToString();
+  EXPECT_EQ(s.keys_different, 3u);
+  EXPECT_EQ(to_b.fetched, (std::set<KeyName>{{7, "pk", "k17"}, {7, "pk", "only-b"}, {7, "pk", "k2999"}}));
+  EXPECT_EQ(to_b.list_levels, std::set<uint32_t>{3}) << "3,000 keys: listed where about 4 per node are expected";
+  EXPECT_LE(to_b.listed, 20) << "listed far more than the keys around the differences";
+  EXPECT_EQ(a.All(), b.All());
+  EXPECT_EQ(a.trees().Copy(7).Root(), b.trees().Copy(7).Root());
 }
 
 // With 2,000 keys and 1% different, the bytes moved are a small fraction of
