@@ -27,11 +27,11 @@
 //
 // Nothing is ever deleted. Tombstones travel like any version, so a replica
 // that missed a delete gets the tombstone, which supersedes its old value;
-// its old value is superseded on the other side and never comes back. The one
-// exception is the reaper's business: a key whose versions are all
-// tombstones past the grace period is not sent to a replica that holds
-// nothing of it ("withheld"): an empty replica has nothing the tombstone must
-// hide (it reaped the key or never had it), and sending it back would undo the
+// its old value is superseded on the other side and never comes back. One
+// rule serves the tombstone reaper: a key whose versions are all tombstones
+// past the grace period is not sent to a replica that holds nothing of it
+// ("withheld"). An empty replica has nothing the tombstone must hide (it
+// reaped the key or never had it), and sending it back would undo the
 // reaper's work on a key every owner is done with.
 //
 // Cost: step 1 is one hash each when in sync; steps 2-4 move O(differing

@@ -4,12 +4,11 @@
 #pragma once
 
 #include "MonjuAdmin.h"
+#include "antientropy.h"
 #include "coordinator.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
-#include "partition_trees.h"
 #include "replica_endpoints.h"
-#include "scheduler.h"
 #include "tombstone_reaper.h"
 
 namespace monju {

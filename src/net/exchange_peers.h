@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "antientropy.h"
 #include "membership.h"
 #include "replica_endpoints.h"
-#include "scheduler.h"
 
 namespace monju {
 

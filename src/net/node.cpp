@@ -14,19 +14,17 @@
 #include <random>
 
 #include "admin_handler.h"
+#include "antientropy.h"
 #include "clock/clock_digest.h"
 #include "exchange_peers.h"
 #include "executor.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
 #include "kv_handler.h"
-#include "local_peer.h"
-#include "partition_trees.h"
 #include "peer_prober.h"
 #include "peer_services.h"
 #include "replica_endpoints.h"
 #include "replica_handler.h"
-#include "scheduler.h"
 #include "thrift_limits.h"
 #include "tombstone_reaper.h"
 

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "MonjuReplica.h"
+#include "antientropy.h"
 #include "client_pool.h"
 #include "coordinator.h"
-#include "exchange.h"
 #include "health/failure_detector.h"
 #include "hint_intake.h"
 

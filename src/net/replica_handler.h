@@ -3,8 +3,8 @@
 #pragma once
 
 #include "MonjuReplica.h"
+#include "antientropy.h"
 #include "hint_intake.h"
-#include "local_peer.h"
 #include "membership.h"
 #include "replica.h"
 
