@@ -7,7 +7,7 @@
 
 namespace monju::cli {
 
-enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats };
+enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats, kRepair };
 
 struct CliOptions {
   Command command = Command::kGet;
@@ -32,7 +32,16 @@ struct CliOptions {
   std::string start;
   int32_t limit = 0;  // 0: the server's default (100)
   bool descending = false;
+
+  // repair
+  int32_t partition = -1;      // -1: every partition the node replicates
+  std::string node;            // "": every co-owner
+  bool pause = false;          // pause background anti-entropy instead
+  bool resume = false;         // resume it instead
 };
+
+// repair waits for every exchange: its default timeout is longer.
+inline constexpr int kDefaultRepairTimeoutMs = 600000;
 
 struct ParsedCli {
   enum class Action { kRun, kHelp, kError } action = Action::kRun;

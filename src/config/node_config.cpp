@@ -148,6 +148,12 @@ Status ValidateNodeConfig(const NodeConfig& c) {
                                    " must be below --tombstone-grace-s " + std::to_string(c.tombstone_grace_s) +
                                    "; a late hint could resurrect a reaped delete");
   if (c.reap_interval_ms < 10) return Status::InvalidArgument("--reap-interval-ms: must be at least 10");
+  if (c.ae_interval_s > 30 * 86400) return Status::InvalidArgument("--ae-interval-s: must be 0..2592000 (30 days)");
+  if (c.ae_max_concurrent < 1 || c.ae_max_concurrent > 64)
+    return Status::InvalidArgument("--ae-max-concurrent: must be 1..64");
+  if (c.ae_rate_bytes != 0 && c.ae_rate_bytes < 4096)
+    return Status::InvalidArgument("--ae-rate-bytes: must be 0 (unlimited) or at least 4096");
+  if (c.ae_verify_interval_s < 1) return Status::InvalidArgument("--ae-verify-interval-s: must be at least 1");
   if (c.data_dir.empty()) return Status::InvalidArgument("--data: required");
   std::error_code ec;
   std::filesystem::create_directories(c.data_dir, ec);
@@ -205,6 +211,10 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("hint-rate", po::value(&c.hint_rate)->default_value(c.hint_rate), "hints delivered per second, all owners together")
     ("tombstone-grace-s", po::value(&c.tombstone_grace_s)->default_value(c.tombstone_grace_s), "a tombstone is reaped no sooner than this after the delete")
     ("reap-interval-ms", po::value(&c.reap_interval_ms)->default_value(c.reap_interval_ms), "pause between tombstone-reaper passes")
+    ("ae-interval-s", po::value(&c.ae_interval_s)->default_value(c.ae_interval_s), "anti-entropy: exchange each partition with each co-owner this often (0: only on `monju repair`)")
+    ("ae-rate-bytes", po::value(&c.ae_rate_bytes)->default_value(c.ae_rate_bytes), "anti-entropy: bytes per second, all exchanges together (0: unlimited)")
+    ("ae-max-concurrent", po::value(&c.ae_max_concurrent)->default_value(c.ae_max_concurrent), "anti-entropy: exchanges running at once")
+    ("ae-verify-interval-s", po::value(&c.ae_verify_interval_s)->default_value(c.ae_verify_interval_s), "anti-entropy: check each partition's tree against the digest index this often")
     ("fault-injection", po::bool_switch(&c.fault_injection), "TESTING ONLY: accept admin calls that drop or delay this node's calls to chosen peers");
   // clang-format on
   try {

@@ -60,6 +60,12 @@ struct NodeConfig {
   uint32_t tombstone_grace_s = 6 * 3600;
   uint32_t reap_interval_ms = 10000;    // between tombstone-reaper passes
 
+  // Anti-entropy.
+  uint32_t ae_interval_s = 600;          // each (partition, co-owner) at most this often; 0: background off
+  uint64_t ae_rate_bytes = 4 << 20;      // bytes per second, all exchanges together; 0: unlimited
+  uint32_t ae_max_concurrent = 1;        // exchanges at once, background and repair together
+  uint32_t ae_verify_interval_s = 86400; // a partition's tree is checked against the index at most this often
+
   // Testing only: lets the admin service make this node drop or delay its
   // calls to chosen peers (chaos runs without root). Off in production.
   bool fault_injection = false;

@@ -14,6 +14,9 @@
 #include <random>
 
 #include "admin_handler.h"
+#include "antientropy.h"
+#include "clock/clock_digest.h"
+#include "exchange_peers.h"
 #include "executor.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
@@ -111,6 +114,8 @@ class Node::Impl {
     so.map_size_bytes = config_.map_size_mb << 20;
     // Every request and fan-out thread may hold a read transaction at once.
     so.max_readers = config_.worker_threads + config_.peer_threads + config_.fanout_threads + 64;
+    so.digest = &ClockDigest;
+    so.digest_name = kClockDigestName;
     auto store = DataStore::Open(so);
     if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
     std::random_device random;
@@ -123,6 +128,18 @@ class Node::Impl {
     if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
     spdlog::info("cluster {} (fingerprint {:016x})", view.value()->description(), view.value()->fingerprint());
     membership_ = std::make_unique<Membership>(std::move(view.value()));
+
+    // Anti-entropy trees follow the store from here on.
+    trees_ = std::make_unique<PartitionTrees>(&replica_->store(), config_.partitions);
+    Status built = trees_->Install();
+    if (!built.ok()) spdlog::warn("anti-entropy: some trees are not built ({}); they are retried before their exchanges", built.ToString());
+    spdlog::info("anti-entropy trees: {} items in {} partitions (depth {}) built from the digest index in {} ms",
+                 trees_->items(), trees_->partitions(), trees_->depth(), trees_->install_ms());
+    LocalPeerOptions lp;
+    lp.grace = std::chrono::seconds(config_.tombstone_grace_s);
+    const Membership* membership = membership_.get();
+    lp.partition_of = [membership](std::string_view pk) { return membership->Current()->ring().PartitionOf(pk); };
+    local_exchange_ = std::make_unique<LocalExchangePeer>(replica_.get(), trees_.get(), &wall_, lp);
 
     HintLimits limits;
     limits.max_per_owner = config_.hint_max_per_owner;
@@ -176,6 +193,16 @@ class Node::Impl {
     reaper_ = std::make_unique<TombstoneReaper>(replica_.get(), owner_reader_.get(), &wall_, reaper);
     reaper_->Start();
 
+    ae_directory_ = std::make_unique<NodeExchangeDirectory>(membership_.get(), endpoints_.get());
+    SchedulerOptions ae;
+    ae.interval = std::chrono::seconds(config_.ae_interval_s);
+    ae.bytes_per_second = config_.ae_rate_bytes;
+    ae.max_concurrent = config_.ae_max_concurrent;
+    ae.verify_interval = std::chrono::seconds(config_.ae_verify_interval_s);
+    ae_ = std::make_unique<AntiEntropyScheduler>(local_exchange_.get(), local_exchange_->format(), trees_.get(),
+                                                 ae_directory_.get(), &clock_, ae);
+    ae_->Start();
+
     ConnectionOptions probe = conn;
     probe.connect_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
     probe.io_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
@@ -191,6 +218,9 @@ class Node::Impl {
     std::lock_guard<std::mutex> lock(stop_mu_);
     if (stopped_) return;
     stopped_ = true;
+    // First: a `monju repair` running on a request thread returns at its
+    // next step instead of holding the server's shutdown.
+    if (ae_) ae_->Stop();
     // Clients first, so no new request waits on peers that are going away.
     client_server_.Stop();
     peer_server_.Stop();
@@ -203,6 +233,8 @@ class Node::Impl {
       if (!s.ok()) spdlog::warn("could not record a clean shutdown: {}", s.ToString());
     }
     prober_.reset();
+    ae_.reset();
+    ae_directory_.reset();
     reaper_.reset();
     owner_reader_.reset();
     delivery_.reset();
@@ -212,7 +244,10 @@ class Node::Impl {
     endpoints_.reset();
     intake_.reset();
     hint_store_.reset();
+    local_exchange_.reset();
+    if (trees_) trees_->Uninstall();
     replica_.reset();  // closes the store after its writer drained
+    trees_.reset();
     spdlog::info("stopped");
   }
 
@@ -222,7 +257,8 @@ class Node::Impl {
     auto peer_mux = std::make_shared<TMultiplexedProcessor>();
     peer_mux->registerProcessor("replica",
                                 std::make_shared<rpc::MonjuReplicaProcessor>(std::make_shared<ReplicaHandler>(
-                                    config_.id, replica_.get(), membership_.get(), intake_.get())));
+                                    config_.id, replica_.get(), membership_.get(), intake_.get(),
+                                    local_exchange_.get())));
     auto view = membership_->Current();
     const int self = view->IndexOf(config_.id);
     const uint16_t peer_port = view->members()[self].peer_port;
@@ -251,6 +287,8 @@ class Node::Impl {
     sources.reaper = reaper_.get();
     sources.replica = replica_.get();
     sources.link_faults = link_faults_.get();
+    sources.anti_entropy = ae_.get();
+    sources.trees = trees_.get();
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
     s = client_server_.Start(config_.listen_host, config_.listen_port, mux, config_.worker_threads,
@@ -269,6 +307,8 @@ class Node::Impl {
   std::unique_ptr<LinkFaults> link_faults_;  // only with --fault-injection
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Membership> membership_;
+  std::unique_ptr<PartitionTrees> trees_;
+  std::unique_ptr<LocalExchangePeer> local_exchange_;
   std::unique_ptr<HintStore> hint_store_;
   std::unique_ptr<HintIntake> intake_;
   std::unique_ptr<NodeEndpoints> endpoints_;
@@ -278,6 +318,8 @@ class Node::Impl {
   std::unique_ptr<HintDelivery> delivery_;
   std::unique_ptr<NodeOwnerReader> owner_reader_;
   std::unique_ptr<TombstoneReaper> reaper_;
+  std::unique_ptr<NodeExchangeDirectory> ae_directory_;
+  std::unique_ptr<AntiEntropyScheduler> ae_;
   std::unique_ptr<PeerProber> prober_;
   ThriftServer peer_server_;    // MonjuReplica: calls that never wait on other nodes
   ThriftServer client_server_;  // MonjuKV and admin

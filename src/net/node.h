@@ -1,6 +1,7 @@
 // Node: one monjud process. Wires the components in dependency order
-// (store -> replica -> membership -> endpoints -> executor -> coordinator ->
-// server) and stops them in reverse.
+// (store -> replica -> membership -> anti-entropy trees -> endpoints ->
+// executor -> coordinator -> background workers -> server) and stops them in
+// reverse.
 //
 // Two servers, each a TNonblockingServer (TFramedTransport + TBinaryProtocol)
 // with a worker pool of its own:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "MonjuReplica.h"
+#include "antientropy.h"
 #include "hint_intake.h"
 #include "membership.h"
 #include "replica.h"
@@ -11,8 +12,10 @@ namespace monju {
 
 class ReplicaHandler final : public rpc::MonjuReplicaIf {
  public:
-  ReplicaHandler(std::string self_id, Replica* replica, const Membership* membership, HintIntake* hints)
-      : self_id_(std::move(self_id)), replica_(replica), membership_(membership), hints_(hints) {}
+  // `exchange` serves anti-entropy (ae_*); null: those calls fail Unavailable.
+  ReplicaHandler(std::string self_id, Replica* replica, const Membership* membership, HintIntake* hints,
+                 LocalExchangePeer* exchange = nullptr)
+      : self_id_(std::move(self_id)), replica_(replica), membership_(membership), hints_(hints), exchange_(exchange) {}
 
   void ping(int64_t cluster_fingerprint) override;
   void apply(int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
@@ -23,15 +26,27 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk) override;
   void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,
             const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending) override;
+  void ae_hashes(rpc::AeHashes& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
+                 int32_t level, const std::vector<int32_t>& parents) override;
+  void ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
+               int32_t level, const std::vector<int32_t>& nodes, bool has_after, int64_t after_key_hash,
+               int32_t limit) override;
+  void ae_fetch(std::vector<rpc::AeKeyAnswer>& _return, int64_t cluster_fingerprint, int32_t partition,
+                const std::vector<rpc::AeKeyQuery>& keys) override;
+  void ae_push(int64_t cluster_fingerprint, int32_t partition, const std::vector<rpc::KeyedVersion>& versions) override;
 
  private:
   // Throws ClusterMismatch; returns the view the request runs under.
   std::shared_ptr<const ClusterView> CheckCaller(int64_t cluster_fingerprint) const;
+  // CheckCaller, plus: anti-entropy is served here and the partition exists.
+  LocalExchangePeer& CheckExchange(int64_t cluster_fingerprint, int32_t partition,
+                                   std::shared_ptr<const ClusterView>* view) const;
 
   const std::string self_id_;
   Replica* replica_;
   const Membership* membership_;
   HintIntake* hints_;
+  LocalExchangePeer* exchange_;
 };
 
 }  // namespace monju

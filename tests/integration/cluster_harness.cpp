@@ -532,6 +532,26 @@ SiblingSet ReplicaClient::Read(const std::string& pk, const std::string& sk) {
   return std::move(decoded.value());
 }
 
+std::map<std::string, SiblingSet> ReplicaClient::ScanPk(const std::string& pk) {
+  std::map<std::string, SiblingSet> out;
+  std::string start;
+  bool exclusive = false;
+  for (;;) {
+    rpc::ScanReply reply;
+    client_->scan(reply, fingerprint_, pk, "", start, exclusive, 10000, true);
+    for (auto& item : reply.items) {
+      auto decoded = DecodeSiblings(item.siblings);
+      if (!decoded.ok())
+        throw std::runtime_error("replica scan of " + Printable(pk) + " does not decode: " +
+                                 decoded.status().ToString());
+      out[item.sk] = std::move(decoded.value());
+    }
+    if (!reply.more || reply.items.empty()) return out;
+    start = reply.items.back().sk;
+    exclusive = true;
+  }
+}
+
 SiblingSet ReplicaRead(const LocalCluster& c, int i, const std::string& pk, const std::string& sk) {
   return ReplicaClient(c, i).Read(pk, sk);
 }

@@ -233,6 +233,9 @@ class ReplicaClient {
   // The key's siblings on this node, tombstones included; empty when absent.
   // Throws std::runtime_error when the bytes do not decode.
   SiblingSet Read(const std::string& pk, const std::string& sk);
+  // Every item of pk on this node (sk -> siblings, tombstones included),
+  // paging through MonjuReplica.scan. Throws like Read.
+  std::map<std::string, SiblingSet> ScanPk(const std::string& pk);
 
  private:
   std::shared_ptr<rpc::MonjuReplicaClient> client_;

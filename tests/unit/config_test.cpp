@@ -268,6 +268,27 @@ TEST_F(ConfigTest, FailureHandlingFlags) {
   ExpectError(Good({"--hint-ttl-s", "50", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
 }
 
+TEST_F(ConfigTest, AntiEntropyFlags) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.ae_interval_s, 600u);
+  EXPECT_EQ(p.config.ae_rate_bytes, 4u << 20);
+  EXPECT_EQ(p.config.ae_max_concurrent, 1u);
+  EXPECT_EQ(p.config.ae_verify_interval_s, 86400u);
+  p = Parse(Good({"--ae-interval-s", "0", "--ae-rate-bytes", "0", "--ae-max-concurrent", "4",
+                  "--ae-verify-interval-s", "60"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.ae_interval_s, 0u);
+  EXPECT_EQ(p.config.ae_rate_bytes, 0u);
+  EXPECT_EQ(p.config.ae_max_concurrent, 4u);
+  EXPECT_EQ(p.config.ae_verify_interval_s, 60u);
+  ExpectError(With("--ae-max-concurrent", "0"), "--ae-max-concurrent");
+  ExpectError(With("--ae-max-concurrent", "65"), "--ae-max-concurrent");
+  ExpectError(With("--ae-rate-bytes", "100"), "--ae-rate-bytes");
+  ExpectError(With("--ae-interval-s", "9999999"), "--ae-interval-s");
+  ExpectError(With("--ae-verify-interval-s", "0"), "--ae-verify-interval-s");
+}
+
 TEST_F(ConfigTest, UnknownAndRepeatedFlagsAreErrors) {
   ParsedArgs p = Parse(Good({"--no-such-flag", "1"}));
   EXPECT_EQ(p.action, ParsedArgs::Action::kError);
@@ -347,7 +368,11 @@ TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
                            "--hint-ttl-s",
                            "--hint-rate",
                            "--tombstone-grace-s",
-                           "--reap-interval-ms"})
+                           "--reap-interval-ms",
+                           "--ae-interval-s",
+                           "--ae-rate-bytes",
+                           "--ae-max-concurrent",
+                           "--ae-verify-interval-s"})
     EXPECT_NE(p.text.find(flag), std::string::npos) << flag << " missing from help:\n" << p.text;
   // -h works and wins over otherwise invalid flags.
   EXPECT_EQ(Parse({"-h", "--vnodes", "0"}).action, ParsedArgs::Action::kHelp);
