@@ -271,10 +271,10 @@ class Run {
         node.Resume();
         break;
       case FaultKind::kWipe:
-        // An operator replacing a disk runs a repair; until anti-entropy does
-        // it alone, that is a quorum read of every key (read repair).
+        // An operator replacing a disk runs a repair of that node before
+        // trusting it with the next failure.
         s = WaitHealthy(Steady::now() + 30s);
-        if (s.ok()) s = RepairPass(Steady::now() + 60s);
+        if (s.ok()) s = Repair({f.nodes.front()}, Steady::now() + 90s);
         break;
       case FaultKind::kPartition:
       case FaultKind::kSlow:
@@ -288,6 +288,35 @@ class Run {
     std::set<std::string> keys;
     for (const Op& op : history_.Snapshot()) keys.insert(op.key);
     return {keys.begin(), keys.end()};
+  }
+
+  // Brings the owners of `nodes`' data together, as RunOptions::converge_by says.
+  Status Repair(const std::vector<int>& nodes, Steady::time_point deadline) {
+    if (o_.converge_by == RunOptions::ConvergeBy::kReadRepair) return RepairPass(deadline);
+    for (int i : nodes) {
+      for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
+        if (left.count() <= 0) return Status::TimedOut("anti-entropy repair of " + nodes_[i]->spec().id);
+        auto result = Admin(i).Repair(static_cast<int>(left.count()));
+        std::string failed;
+        if (result.ok()) {
+          for (const auto& x : result.value().exchanges)
+            if (!x.ok && failed.empty()) failed = std::to_string(x.partition) + " with " + x.peer + ": " + x.error;
+          if (failed.empty()) {
+            int64_t received = 0;
+            for (const auto& x : result.value().exchanges) received += x.keys_received;
+            repaired_keys_ += received;
+            break;
+          }
+        } else {
+          failed = result.status().ToString();
+        }
+        if (Steady::now() >= deadline)
+          return Status::TimedOut("anti-entropy repair of " + nodes_[i]->spec().id + ": " + failed);
+        std::this_thread::sleep_for(200ms);
+      }
+    }
+    return Status::OK();
   }
 
   // A get with R = N of every key through the coordinators: read repair
@@ -366,7 +395,9 @@ class Run {
     Status s = net_->HealAll();
     if (!s.ok()) Say("heal: " + s.ToString());
     const auto healed = Steady::now();
-    for (Status step : {WaitHealthy(deadline), WaitHintsDrained(deadline), RepairPass(deadline)})
+    std::vector<int> all(o_.nodes);
+    for (int i = 0; i < o_.nodes; ++i) all[i] = i;
+    for (Status step : {WaitHealthy(deadline), WaitHintsDrained(deadline), Repair(all, deadline)})
       if (!step.ok()) Say("convergence: " + step.ToString());
     const std::vector<std::string> keys = Keys();
     FinalState state;
@@ -384,6 +415,7 @@ class Run {
       std::this_thread::sleep_for(500ms);
     }
     report_.convergence_s = SecondsSince(healed);
+    report_.repaired_keys = repaired_keys_;
     report_.check = Check(history_.Snapshot(), state);
   }
 
@@ -395,6 +427,7 @@ class Run {
   std::unique_ptr<NetworkFaults> net_;
   History history_;
   std::unique_ptr<Workload> workload_;
+  int64_t repaired_keys_ = 0;  // keys anti-entropy brought to nodes (after wipes and at the end)
 };
 
 std::string FaultCounts(const std::vector<InjectedFault>& faults) {
@@ -423,7 +456,9 @@ std::string RunReport::Table() const {
     << c.failed << std::setw(9) << c.unknown << std::setw(6) << c.lost << std::setw(13) << c.resurrected
     << std::setw(11) << c.divergent_keys << std::setw(15) << std::fixed << std::setprecision(1) << convergence_s
     << (converged ? "" : " (not converged)") << "\n";
-  s << "keys " << c.keys << ", acknowledged set elements " << c.set_elements_acknowledged
+  s << "converged by "
+    << (options.converge_by == RunOptions::ConvergeBy::kAntiEntropy ? "anti-entropy" : "read repair")
+    << " (keys received by repairs: " << repaired_keys << "); keys " << c.keys << ", acknowledged set elements " << c.set_elements_acknowledged
     << ", unknown writes found applied " << c.unknown_present << ", run " << std::setprecision(0) << run_s
     << " s\n";
   s << "faults injected: " << FaultCounts(faults) << "\n";
@@ -471,6 +506,9 @@ std::string RunReport::Json() const {
                       {"set_elements_acknowledged", c.set_elements_acknowledged},
                       {"unknown_present", c.unknown_present},
                       {"converged", converged},
+                      {"converged_by", options.converge_by == RunOptions::ConvergeBy::kAntiEntropy ? "anti-entropy"
+                                                                                                  : "read-repair"},
+                      {"repaired_keys", repaired_keys},
                       {"convergence_s", convergence_s},
                       {"run_s", run_s},
                       {"faults", faults_json},
