@@ -40,6 +40,10 @@ struct RunOptions {
   std::vector<FaultKind> faults;
   WorkloadOptions workload;
   std::chrono::seconds converge_timeout{180};
+  // How replicas are brought together after the heal, and after a wipe:
+  // anti-entropy (`monju repair` on the nodes), or a quorum read of every key
+  // (read repair).
+  enum class ConvergeBy { kAntiEntropy, kReadRepair } converge_by = ConvergeBy::kAntiEntropy;
   bool verbose = true;  // progress lines on stdout
 };
 
@@ -55,6 +59,7 @@ struct RunReport {
   CheckResult check;
   bool converged = false;
   double convergence_s = 0;  // from the end of the heal to identical replicas
+  int64_t repaired_keys = 0;  // keys anti-entropy repairs brought to some node
   double run_s = 0;
   std::string Table() const;
   std::string Json() const;

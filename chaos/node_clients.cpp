@@ -171,6 +171,16 @@ Status NodeAdmin::SetLinkFaults(const std::map<std::string, admin::LinkFaultSpec
   });
 }
 
+StatusOr<admin::RepairResult> NodeAdmin::Repair(int timeout_ms) const {
+  admin::RepairResult out;
+  Status s = WithService<admin::MonjuAdminClient>(host_, port_, timeout_ms, "admin", [&](auto& c) {
+    c.repair(out, -1, "");
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 struct ReplicaReader::Conn {
   std::shared_ptr<TTransport> transport;
   std::unique_ptr<rpc::MonjuReplicaClient> client;

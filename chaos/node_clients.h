@@ -76,6 +76,9 @@ class NodeAdmin {
   StatusOr<admin::NodeStatus> GetStatus() const;
   StatusOr<std::map<std::string, int64_t>> GetStats() const;
   Status SetLinkFaults(const std::map<std::string, admin::LinkFaultSpec>& faults) const;
+  // Anti-entropy of every partition this node replicates with every
+  // co-owner, now (`monju repair`); waits up to timeout_ms.
+  StatusOr<admin::RepairResult> Repair(int timeout_ms) const;
 
  private:
   const std::string host_;

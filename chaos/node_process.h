@@ -16,7 +16,8 @@ namespace monju::chaos {
 struct NodeSpec {
   std::string id;        // n1, n2, ...
   std::string host;      // listen address
-  uint16_t port = 0;
+  uint16_t port = 0;       // clients and admin
+  uint16_t peer_port = 0;  // node-to-node (MonjuReplica)
   std::string data_dir;
   std::string log_path;
   std::vector<std::string> args;  // monjud's arguments (argv[1..])

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <random>
 #include <thread>
 
 #include "chaos.h"
@@ -32,19 +34,37 @@ constexpr int kAdminTimeoutMs = 3000;
 
 double SecondsSince(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
 
-// A port that was free on 127.0.0.1 a moment ago.
-uint16_t FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  uint16_t port = 0;
-  socklen_t len = sizeof a;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) ::close(fd);
-  return port;
+// Distinct ports that were free on 127.0.0.1 a moment ago, below the
+// kernel's range for outgoing connections: a restarting node's port cannot
+// have been taken by some connect() meanwhile. Empty when none are found.
+std::vector<uint16_t> FreeLoopbackPorts(size_t count) {
+  int ephemeral_low = 32768, ephemeral_high = 60999;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d %d", &ephemeral_low, &ephemeral_high) != 2) ephemeral_low = 32768;
+    std::fclose(f);
+  }
+  const int low = 15000, high = std::max(low + 1000, ephemeral_low - 1);
+  std::mt19937 rng(static_cast<uint32_t>(::getpid()) ^ static_cast<uint32_t>(Steady::now().time_since_epoch().count()));
+  std::vector<int> held;
+  std::vector<uint16_t> ports;
+  for (int attempt = 0; ports.size() < count && attempt < 5000; ++attempt) {
+    const auto want = static_cast<uint16_t>(std::uniform_int_distribution<int>(low, high)(rng));
+    if (std::find(ports.begin(), ports.end(), want) != ports.end()) continue;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(want);
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      held.push_back(fd);
+      ports.push_back(want);
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  for (int fd : held) ::close(fd);
+  if (ports.size() < count) ports.clear();
+  return ports;
 }
 
 class Run {
@@ -113,20 +133,23 @@ class Run {
     if (ec) return Status::IOError("cannot create " + o_.out_dir + ": " + ec.message());
     std::vector<PeerAddress> peers;
     std::vector<NodeSpec> specs(o_.nodes);
+    const std::vector<uint16_t> ports = o_.private_network ? std::vector<uint16_t>{} : FreeLoopbackPorts(2 * o_.nodes);
+    if (!o_.private_network && ports.empty()) return Status::IOError("no free ports on 127.0.0.1");
     for (int i = 0; i < o_.nodes; ++i) {
       NodeSpec& s = specs[i];
       s.id = "n" + std::to_string(i + 1);
       if (o_.private_network) {
         s.host = "127.0.0." + std::to_string(11 + i);  // one address per node: filters can tell them apart
         s.port = static_cast<uint16_t>(7101 + i);
+        s.peer_port = static_cast<uint16_t>(8101 + i);
       } else {
         s.host = "127.0.0.1";
-        s.port = FreeLoopbackPort();
-        if (s.port == 0) return Status::IOError("no free port on 127.0.0.1");
+        s.port = ports[2 * i];
+        s.peer_port = ports[2 * i + 1];
       }
       s.data_dir = o_.out_dir + "/" + s.id;
       s.log_path = o_.out_dir + "/" + s.id + ".log";
-      peers.push_back({s.id, s.host, s.port});
+      peers.push_back({s.id, s.host, s.port, s.peer_port});
     }
     std::string peer_flag;
     for (const auto& p : peers) peer_flag += (peer_flag.empty() ? "" : ",") + p.ToString();
@@ -248,10 +271,10 @@ class Run {
         node.Resume();
         break;
       case FaultKind::kWipe:
-        // An operator replacing a disk runs a repair; until anti-entropy does
-        // it alone, that is a quorum read of every key (read repair).
+        // An operator replacing a disk runs a repair of that node before
+        // trusting it with the next failure.
         s = WaitHealthy(Steady::now() + 30s);
-        if (s.ok()) s = RepairPass(Steady::now() + 60s);
+        if (s.ok()) s = Repair({f.nodes.front()}, Steady::now() + 90s);
         break;
       case FaultKind::kPartition:
       case FaultKind::kSlow:
@@ -265,6 +288,35 @@ class Run {
     std::set<std::string> keys;
     for (const Op& op : history_.Snapshot()) keys.insert(op.key);
     return {keys.begin(), keys.end()};
+  }
+
+  // Brings the owners of `nodes`' data together, as RunOptions::converge_by says.
+  Status Repair(const std::vector<int>& nodes, Steady::time_point deadline) {
+    if (o_.converge_by == RunOptions::ConvergeBy::kReadRepair) return RepairPass(deadline);
+    for (int i : nodes) {
+      for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
+        if (left.count() <= 0) return Status::TimedOut("anti-entropy repair of " + nodes_[i]->spec().id);
+        auto result = Admin(i).Repair(static_cast<int>(left.count()));
+        std::string failed;
+        if (result.ok()) {
+          for (const auto& x : result.value().exchanges)
+            if (!x.ok && failed.empty()) failed = std::to_string(x.partition) + " with " + x.peer + ": " + x.error;
+          if (failed.empty()) {
+            int64_t received = 0;
+            for (const auto& x : result.value().exchanges) received += x.keys_received;
+            repaired_keys_ += received;
+            break;
+          }
+        } else {
+          failed = result.status().ToString();
+        }
+        if (Steady::now() >= deadline)
+          return Status::TimedOut("anti-entropy repair of " + nodes_[i]->spec().id + ": " + failed);
+        std::this_thread::sleep_for(200ms);
+      }
+    }
+    return Status::OK();
   }
 
   // A get with R = N of every key through the coordinators: read repair
@@ -310,7 +362,7 @@ class Run {
   FinalState ReadFinalState(const std::vector<std::string>& keys) {
     std::vector<std::unique_ptr<ReplicaReader>> readers;
     for (const auto& n : nodes_)
-      readers.push_back(std::make_unique<ReplicaReader>(n->spec().host, n->spec().port, kAdminTimeoutMs,
+      readers.push_back(std::make_unique<ReplicaReader>(n->spec().host, n->spec().peer_port, kAdminTimeoutMs,
                                                         static_cast<int64_t>(view_->fingerprint())));
     FinalState state;
     for (const auto& key : keys) {
@@ -343,7 +395,9 @@ class Run {
     Status s = net_->HealAll();
     if (!s.ok()) Say("heal: " + s.ToString());
     const auto healed = Steady::now();
-    for (Status step : {WaitHealthy(deadline), WaitHintsDrained(deadline), RepairPass(deadline)})
+    std::vector<int> all(o_.nodes);
+    for (int i = 0; i < o_.nodes; ++i) all[i] = i;
+    for (Status step : {WaitHealthy(deadline), WaitHintsDrained(deadline), Repair(all, deadline)})
       if (!step.ok()) Say("convergence: " + step.ToString());
     const std::vector<std::string> keys = Keys();
     FinalState state;
@@ -361,6 +415,7 @@ class Run {
       std::this_thread::sleep_for(500ms);
     }
     report_.convergence_s = SecondsSince(healed);
+    report_.repaired_keys = repaired_keys_;
     report_.check = Check(history_.Snapshot(), state);
   }
 
@@ -372,6 +427,7 @@ class Run {
   std::unique_ptr<NetworkFaults> net_;
   History history_;
   std::unique_ptr<Workload> workload_;
+  int64_t repaired_keys_ = 0;  // keys anti-entropy brought to nodes (after wipes and at the end)
 };
 
 std::string FaultCounts(const std::vector<InjectedFault>& faults) {
@@ -400,7 +456,9 @@ std::string RunReport::Table() const {
     << c.failed << std::setw(9) << c.unknown << std::setw(6) << c.lost << std::setw(13) << c.resurrected
     << std::setw(11) << c.divergent_keys << std::setw(15) << std::fixed << std::setprecision(1) << convergence_s
     << (converged ? "" : " (not converged)") << "\n";
-  s << "keys " << c.keys << ", acknowledged set elements " << c.set_elements_acknowledged
+  s << "converged by "
+    << (options.converge_by == RunOptions::ConvergeBy::kAntiEntropy ? "anti-entropy" : "read repair")
+    << " (keys received by repairs: " << repaired_keys << "); keys " << c.keys << ", acknowledged set elements " << c.set_elements_acknowledged
     << ", unknown writes found applied " << c.unknown_present << ", run " << std::setprecision(0) << run_s
     << " s\n";
   s << "faults injected: " << FaultCounts(faults) << "\n";
@@ -448,6 +506,9 @@ std::string RunReport::Json() const {
                       {"set_elements_acknowledged", c.set_elements_acknowledged},
                       {"unknown_present", c.unknown_present},
                       {"converged", converged},
+                      {"converged_by", options.converge_by == RunOptions::ConvergeBy::kAntiEntropy ? "anti-entropy"
+                                                                                                  : "read-repair"},
+                      {"repaired_keys", repaired_keys},
                       {"convergence_s", convergence_s},
                       {"run_s", run_s},
                       {"faults", faults_json},

@@ -81,15 +81,19 @@ class Workload::Client {
 
   std::string Token(const char* prefix) { return prefix + std::to_string(index_) + "." + std::to_string(++seq_); }
 
-  void Register() {
-    const std::string key =
-        "reg/" + std::to_string(std::uniform_int_distribution<int>(0, options_.register_keys - 1)(rng_));
+  // Reads `key`, then writes a new token over exactly what it read.
+  void OverwriteWhatWasRead(const std::string& key, const char* token_prefix) {
     ReadResult r;
     if (!Read(key, &r)) return;
     Op op = Begin(OpKind::kWrite, key);
-    op.value = Token("r");
+    op.value = Token(token_prefix);
     op.observed = r.values;
     End(op, session_.Put(key, kItemSk, op.value, r.context, 0));
+  }
+
+  void Register() {
+    OverwriteWhatWasRead(
+        "reg/" + std::to_string(std::uniform_int_distribution<int>(0, options_.register_keys - 1)(rng_)), "r");
   }
 
   void SetAdd() {
@@ -109,14 +113,8 @@ class Workload::Client {
   void Deletes() {
     const int coin = std::uniform_int_distribution<int>(0, 9)(rng_);
     if (!rewrite_.empty() && coin < 3) {
-      const std::string key = rewrite_.front();
+      OverwriteWhatWasRead(rewrite_.front(), "again");
       rewrite_.pop_front();
-      ReadResult r;
-      if (!Read(key, &r)) return;
-      Op op = Begin(OpKind::kWrite, key);
-      op.value = Token("again");
-      op.observed = r.values;
-      End(op, session_.Put(key, kItemSk, op.value, r.context, 0));
     } else if (created_.size() >= 2 || (!created_.empty() && coin < 5)) {
       const std::string key = created_.front();
       created_.pop_front();

@@ -156,6 +156,19 @@ Placement Place(std::shared_ptr<const ClusterView> view, const std::string& self
   return p;
 }
 
+// Calls every target, replies in target order: the remote ones on the
+// executor first, then this node's own replica (target `local`, -1 for none)
+// on the calling thread, which would otherwise only wait.
+template <typename Reply, typename MakeCall>
+void StartAll(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, int local, MakeCall&& make) {
+  std::vector<size_t> slots;
+  slots.reserve(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) slots.push_back(call.AddSlot());
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (static_cast<int>(i) != local) call.Launch(slots[i], make(targets[i]));
+  if (local >= 0) call.RunHere(slots[local], make(targets[local]));
+}
+
 }  // namespace
 
 WriteOutcome Coordinator::Put(const std::string& pk, const std::string& sk, std::string value,
@@ -181,7 +194,23 @@ WriteOutcome Coordinator::Remove(const std::string& pk, const std::string& sk, c
   return out;
 }
 
-void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions) {
+void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
+                          bool local_here) {
+  // An action the executor would not take fails at once.
+  auto refuse = [this, &run](const WritePlan::Action& action, bool local) {
+    if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
+    std::vector<WritePlan::Action> next;
+    {
+      std::lock_guard<std::mutex> lock(run->mu);
+      if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
+      next = run->plan.OnFailure(action);
+      run->cv.notify_all();
+    }
+    Execute(run, next);
+  };
+  std::function<void()> here;  // the local apply, run last on this thread
+  std::optional<WritePlan::Action> here_action;
+  bool overloaded = false;
   for (const auto& action : actions) {
     const bool local = action.member == run->self;
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
@@ -214,16 +243,22 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
       }
       Execute(run, next);
     };
-    if (executor_->Submit(std::move(task))) continue;
-    if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
-    std::vector<WritePlan::Action> next;
-    {
-      std::lock_guard<std::mutex> lock(run->mu);
-      if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
-      next = run->plan.OnFailure(action);
-      run->cv.notify_all();
+    if (local_here && local && action.kind == WritePlan::Kind::kApply && !here) {
+      here = std::move(task);
+      here_action = action;
+      continue;
     }
-    Execute(run, next);
+    if (executor_->Submit(std::move(task))) continue;
+    overloaded = true;
+    refuse(action, local);
+  }
+  if (here) {
+    // An overloaded node does no partial work: its own apply is refused too.
+    if (overloaded) {
+      refuse(*here_action, true);
+    } else {
+      here();
+    }
   }
 }
 
@@ -347,7 +382,9 @@ void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoin
     std::lock_guard<std::mutex> lock(run->mu);
     first = run->plan.Start();
   }
-  Execute(run, first);
+  // The local apply runs on this thread once the peers' calls are out: it
+  // waits for the fsync, as this thread would anyway.
+  Execute(run, first, /*local_here=*/true);
 
   std::unique_lock<std::mutex> lock(run->mu);
   bool handoff_fired = false;
@@ -405,8 +442,10 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   auto shared_key = std::make_shared<const ItemKey>(ItemKey{place.partition, pk, sk});
   QuorumCall<SiblingSet> call(needed, executor_, clock_);
   std::vector<ReplicaEndpoint*> targets;
+  int local_target = -1;  // position of this node's replica in targets
   for (size_t i = 0; i < n; ++i) {
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
+    if (static_cast<int>(i) == place.self_index) local_target = static_cast<int>(targets.size());
     if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
   }
   out.quorum = {needed, static_cast<int>(targets.size())};
@@ -427,17 +466,19 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   auto stale = std::make_shared<std::atomic<bool>>(false);
   DataPathFence* fence = fence_;
   const auto planned = place.view;
-  ReplicaEndpoint* local = place.self_index >= 0 ? &endpoints_->Endpoint(*planned, place.members[place.self_index])
-                                                 : nullptr;
-  for (ReplicaEndpoint* ep : targets)
-    call.Start([ep, shared_key, stale, fence, planned, local](SiblingSet* reply) {
-      EpochGate::Ticket ticket;
-      Status s;
-      if (ep == local && fence) s = fence->Admit(*planned, shared_key->partition, &ticket);
-      if (s.ok()) s = ep->Read(*shared_key, reply);
-      if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-      return s;
-    });
+  ReplicaEndpoint* local = local_target >= 0 ? targets[local_target] : nullptr;
+  StartAll(call, targets, local_target,
+           [shared_key, stale, fence, planned, local](ReplicaEndpoint* ep) -> QuorumCall<SiblingSet>::Call {
+             return [ep, shared_key, stale, fence, planned, local](SiblingSet* reply) {
+               // The local replica is admitted only while the planned placement holds.
+               EpochGate::Ticket ticket;
+               Status s;
+               if (ep == local && fence) s = fence->Admit(*planned, shared_key->partition, &ticket);
+               if (s.ok()) s = ep->Read(*shared_key, reply);
+               if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+               return s;
+             };
+           });
   auto result = call.Wait(deadline);
   *stale_out = stale->load();
   out.quorum = {needed, result.succeeded};
@@ -509,8 +550,10 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
   bool cursor_exclusive = false;
   for (;;) {
     std::vector<ReplicaEndpoint*> targets;
+    int local_target = -1;
     for (size_t i = 0; i < n; ++i) {
       ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
+      if (static_cast<int>(i) == place.self_index) local_target = static_cast<int>(targets.size());
       if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
     }
     out.quorum = {needed, static_cast<int>(targets.size())};
@@ -543,15 +586,17 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
       lock.unlock();
       RepairRound(*repair);
     });
-    for (ReplicaEndpoint* ep : targets)
-      call.Start([ep, scan, stale, fence, view, local](ScanReply* reply) {
-        EpochGate::Ticket ticket;
-        Status s;
-        if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
-        if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
-        if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-        return s;
-      });
+    StartAll(call, targets, local_target,
+             [scan, stale, fence, view, local](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
+               return [ep, scan, stale, fence, view, local](ScanReply* reply) {
+                 EpochGate::Ticket ticket;
+                 Status s;
+                 if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
+                 if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
+                 if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+                 return s;
+               };
+             });
     auto result = call.Wait(deadline);
     *stale_out = *stale_out || stale->load();
     out.quorum = {needed, result.succeeded};

@@ -2,7 +2,8 @@
 //
 // Contract
 // - Every request goes to all N replicas of the key's partition in parallel
-//   (never one after another); the local replica is called in-process. The
+//   (never one after another); the local replica is called in-process, on
+//   the request's own thread once the peers' calls are out. The
 //   answer comes as soon as W writes (or R reads) have acknowledged, within
 //   the request deadline. Partial success is never reported as success.
 // - Writes use a sloppy quorum (write_plan.h): an owner that is down, fails,
@@ -187,7 +188,10 @@ class Coordinator {
   // One round of a prepared write under the run's view: plan, send, wait.
   void RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoint deadline, Clock::TimePoint handoff_at);
   // Runs plan actions on the executor; outcomes feed back into the plan.
-  void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions);
+  // local_here: a local apply among the actions runs on the calling thread,
+  // after the others were handed to the executor.
+  void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
+               bool local_here = false);
   void Count(const Status& s);
   // Sends each replica the merged versions its reply lacked.
   void RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,

@@ -49,53 +49,22 @@ class QuorumCall {
     if (state_->first_error.empty()) state_->first_error = why;
   }
 
-  void Start(Call call) {
+  // Runs `call` on the executor.
+  void Start(Call call) { Launch(AddSlot(), std::move(call)); }
+
+  // The same in two steps, so that replies keep the order of the targets
+  // while the local replica's call runs last, on this thread: AddSlot() for
+  // every target in order, then Launch() the remote ones and RunHere() the
+  // local one (no thread hand-off for it; the remote calls are already out).
+  size_t AddSlot() {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->replies.emplace_back();
+    ++state_->pending;
+    return state_->replies.size() - 1;
+  }
+  void Launch(size_t slot, Call call) {
     auto state = state_;
-    size_t slot;
-    {
-      std::lock_guard<std::mutex> lock(state->mu);
-      slot = state->replies.size();
-      state->replies.emplace_back();
-      ++state->pending;
-    }
-    // Writes carry an empty Reply; reads and scans a non-empty one.
-    constexpr bool read_only = !std::is_empty_v<Reply>;
-    bool queued = executor_->Submit([state, slot, call = std::move(call)] {
-      {
-        // A read whose request is already answered is not worth a call,
-        // unless its reply feeds read repair; writes still go out (a late
-        // apply only helps the replica).
-        std::unique_lock<std::mutex> lock(state->mu);
-        if (state->closed && read_only && !state->on_settled) {
-          --state->pending;
-          ++state->failed;
-          Settle settle = TakeSettle(*state);
-          lock.unlock();
-          settle();
-          return;
-        }
-      }
-      Reply reply{};
-      Status s;
-      try {
-        s = call(&reply);
-      } catch (const std::exception& e) {
-        s = Status::IOError(std::string("replica call failed: ") + e.what());
-      }
-      std::unique_lock<std::mutex> lock(state->mu);
-      --state->pending;
-      if (s.ok()) {
-        ++state->succeeded;
-        state->replies[slot] = std::move(reply);
-      } else {
-        ++state->failed;
-        if (state->first_error.empty()) state->first_error = s.ToString();
-      }
-      state->cv.notify_all();
-      Settle settle = TakeSettle(*state);
-      lock.unlock();
-      settle();
-    });
+    bool queued = executor_->Submit([state, slot, call = std::move(call)] { Run(state, slot, call); });
     if (!queued) {
       std::lock_guard<std::mutex> lock(state->mu);
       --state->pending;
@@ -103,6 +72,7 @@ class QuorumCall {
       if (state->first_error.empty()) state->first_error = "node overloaded: fan-out queue full";
     }
   }
+  void RunHere(size_t slot, const Call& call) { Run(state_, slot, call); }
 
   // Waits for the outcome. Calls still running finish in the background and
   // their results are dropped.
@@ -139,6 +109,45 @@ class QuorumCall {
     std::string first_error;
     SettledFn on_settled;
   };
+
+  static void Run(const std::shared_ptr<State>& state, size_t slot, const Call& call) {
+    // Writes carry an empty Reply; reads and scans a non-empty one.
+    constexpr bool read_only = !std::is_empty_v<Reply>;
+    {
+      // A read whose request is already answered is not worth a call,
+      // unless its reply feeds read repair; writes still go out (a late
+      // apply only helps the replica).
+      std::unique_lock<std::mutex> lock(state->mu);
+      if (state->closed && read_only && !state->on_settled) {
+        --state->pending;
+        ++state->failed;
+        Settle settle = TakeSettle(*state);
+        lock.unlock();
+        settle();
+        return;
+      }
+    }
+    Reply reply{};
+    Status s;
+    try {
+      s = call(&reply);
+    } catch (const std::exception& e) {
+      s = Status::IOError(std::string("replica call failed: ") + e.what());
+    }
+    std::unique_lock<std::mutex> lock(state->mu);
+    --state->pending;
+    if (s.ok()) {
+      ++state->succeeded;
+      state->replies[slot] = std::move(reply);
+    } else {
+      ++state->failed;
+      if (state->first_error.empty()) state->first_error = s.ToString();
+    }
+    state->cv.notify_all();
+    Settle settle = TakeSettle(*state);
+    lock.unlock();
+    settle();
+  }
 
   // The settled callback with its replies, to run without the lock; a no-op
   // unless Wait() has returned and no call is pending. Takes it at most once.

@@ -31,6 +31,7 @@ struct MemberInfo {
   8: string health,        // this node's failure-detector view: alive | suspect | down | self
   9: i32 partitions_read,  // partitions whose reads it serves
   10: i32 partitions_written,
+  11: string peer_address,  // host:port of its node-to-node port
 }
 
 // A node's streaming of the pending change's partitions to itself.

@@ -43,9 +43,47 @@ struct ScanReply {
   2: bool more,          // true when the scan stopped at the limit
 }
 
+// Anti-entropy (antientropy/exchange.h). tree_format names the fanout, leaf
+// digest and depth of the caller's Merkle trees; a node whose trees differ
+// refuses with ReplicaError code kMismatch.
+
+// One entry of a partition's digest index.
+struct AeKeyDigest {
+  1: string pk,
+  2: string sk,
+  3: i64 key_hash,
+  4: i64 digest,
+}
+
+struct AeKeyPage {
+  1: list<AeKeyDigest> entries,  // in key-hash order
+  2: bool more,                  // entries remain after the last key hash
+}
+
+struct AeHashes {
+  1: list<i64> hashes,
+  2: i64 items,                  // items in the answering node's tree of the partition
+}
+
+struct AeKeyQuery {
+  1: string pk,
+  2: string sk,
+  3: binary asker_context,  // encoded CausalContext; empty: the asker holds nothing
+  4: bool want_versions,    // false: answer the context only
+}
+
+struct AeKeyAnswer {
+  1: string pk,
+  2: string sk,
+  3: binary context,         // this node's context for the key; empty: absent here
+  4: list<binary> versions,  // encoded Versions the asker's context lacks
+  5: bool withheld,          // tombstones past the grace, not sent to an asker holding nothing
+}
+
 // Every call carries the caller's EpochStamp (fields added later keep their
-// numbers; older callers send none). apply, apply_hinted, read and scan are
-// fenced: StaleEpoch when the stamp's placement of the key no longer holds.
+// numbers; older callers send none). apply, apply_hinted, read, scan and the
+// ae_* calls are fenced: StaleEpoch when the stamp's placement of the key's
+// partition no longer holds.
 service MonjuReplica {
   // Liveness and cluster-parameter check.
   void ping(1: i64 cluster_fingerprint, 2: EpochStamp stamp) throws (1: ClusterMismatch mismatch)
@@ -61,7 +99,10 @@ service MonjuReplica {
                     6: EpochStamp stamp)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
 
-  // apply() of each, made durable together. Idempotent (hint delivery). Not fenced.
+  // apply() of each, made durable together. Idempotent (hint delivery). Not
+  // fenced by the stamp; with Raft-managed membership a batch holding a key
+  // of a partition this node does not own is refused (ReplicaError code
+  // kStaleEpoch), so the sender re-targets it.
   void apply_batch(1: i64 cluster_fingerprint, 2: list<KeyedVersion> items, 3: EpochStamp stamp)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
@@ -73,5 +114,33 @@ service MonjuReplica {
   // (excluded when start_exclusive), tombstones included.
   ScanReply scan(1: i64 cluster_fingerprint, 2: string pk, 3: string sk_prefix, 4: string start_sk,
                  5: bool start_exclusive, 6: i32 limit, 7: bool ascending, 8: EpochStamp stamp)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
+
+  // Anti-entropy: level 0, the root of the partition's Merkle tree (parents
+  // empty); level l >= 1, the 16 children at level l of each of `parents`
+  // (at most 256 nodes of level l - 1), in order. Also the tree's item count.
+  AeHashes ae_hashes(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: i32 level,
+                     5: list<i32> parents, 6: EpochStamp stamp)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
+
+  // Anti-entropy: the index entries under `nodes` of `level` (ascending, at
+  // most 4096) with key hash above after_key_hash (when has_after), at most
+  // `limit` (1..10000) and about 4 MiB per reply.
+  AeKeyPage ae_keys(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: i32 level,
+                    5: list<i32> nodes, 6: bool has_after, 7: i64 after_key_hash, 8: i32 limit,
+                    9: EpochStamp stamp)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
+
+  // Anti-entropy: this node's state of each key of the partition (at most
+  // 1024) and the versions the asker lacks. May answer only a prefix of the
+  // keys (replies stop past about 8 MiB); the asker asks again for the rest.
+  list<AeKeyAnswer> ae_fetch(1: i64 cluster_fingerprint, 2: i32 partition, 3: list<AeKeyQuery> keys,
+                             4: EpochStamp stamp)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
+
+  // Anti-entropy: merges the versions (at most 4096, all of the partition)
+  // by clock, durable together on return. Idempotent.
+  void ae_push(1: i64 cluster_fingerprint, 2: i32 partition, 3: list<KeyedVersion> versions,
+               4: EpochStamp stamp)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
 }

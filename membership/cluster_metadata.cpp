@@ -104,6 +104,7 @@ void EncodeMember(std::string& out, const Member& m) {
   PutBytes(out, m.id);
   PutBytes(out, m.host);
   PutU32(out, m.port);
+  PutU32(out, m.peer_port);
   PutBytes(out, m.raft_address);
   PutU64(out, m.raft_id);
   PutU32(out, m.vnodes);
@@ -112,14 +113,16 @@ void EncodeMember(std::string& out, const Member& m) {
 }
 
 bool DecodeMember(std::string_view in, size_t& pos, Member* m) {
-  uint32_t port = 0;
+  uint32_t port = 0, peer_port = 0;
   uint8_t state = 0;
   if (!GetShortBytes(in, pos, m->id) || !GetShortBytes(in, pos, m->host) || !GetU32(in, pos, port) ||
+      !GetU32(in, pos, peer_port) ||
       !GetShortBytes(in, pos, m->raft_address) || !GetU64(in, pos, m->raft_id) || !GetU32(in, pos, m->vnodes) ||
       !GetShortBytes(in, pos, m->token_owner) || !GetU8(in, pos, state))
     return false;
-  if (port > 65535 || state < 1 || state > 4) return false;
+  if (port > 65535 || peer_port > 65535 || state < 1 || state > 4) return false;
   m->port = static_cast<uint16_t>(port);
+  m->peer_port = static_cast<uint16_t>(peer_port);
   m->state = static_cast<MemberState>(state);
   return true;
 }

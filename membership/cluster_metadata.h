@@ -39,6 +39,7 @@ struct Member {
   std::string id;
   std::string host;  // client (MonjuKV, admin, membership) address
   uint16_t port = 0;
+  uint16_t peer_port = 0;  // node-to-node (MonjuReplica, membership) on `host`
   std::string raft_address;  // host:port of its Raft endpoint
   uint64_t raft_id = 0;      // RaftIdOf(id)
   uint32_t vnodes = 0;
@@ -49,6 +50,7 @@ struct Member {
   MemberState state = MemberState::kNormal;
   bool operator==(const Member&) const = default;
   std::string Address() const { return host + ":" + std::to_string(port); }
+  std::string PeerAddress() const { return host + ":" + std::to_string(peer_port); }
 };
 
 enum class ChangeKind : uint8_t { kJoin = 1, kLeave = 2, kReplace = 3 };

@@ -42,6 +42,7 @@ ClusterMetadata BootstrapMetadata(const std::vector<PeerAddress>& peers, const s
     m.id = p.id;
     m.host = p.host;
     m.port = p.port;
+    m.peer_port = p.peer_port;
     for (const auto& r : raft_peers)
       if (r.id == p.id) m.raft_address = r.host + ":" + std::to_string(r.port);
     m.raft_id = RaftIdOf(p.id);
@@ -54,7 +55,8 @@ ClusterMetadata BootstrapMetadata(const std::vector<PeerAddress>& peers, const s
   std::string basis = "Q=" + std::to_string(partitions) + " N=" + std::to_string(replicas) +
                       " voters=" + std::to_string(voters);
   for (const auto& m : md.members)
-    basis += " " + m.id + "=" + m.Address() + "/" + m.raft_address + "#" + std::to_string(m.vnodes);
+    basis += " " + m.id + "=" + m.Address() + "/" + std::to_string(m.peer_port) + "/" + m.raft_address + "#" +
+             std::to_string(m.vnodes);
   md.cluster_id = Hex(XXH64(basis.data(), basis.size(), 0));
   return md;
 }
@@ -234,7 +236,7 @@ void MembershipService::Publish(const ClusterMetadata& md, const char* from) {
 std::string MembershipService::AddressOfMember(const std::string& id) const {
   std::lock_guard<std::mutex> lock(publish_mu_);
   const Member* m = installed_.Find(id);
-  return m && m->state != MemberState::kRemoved ? m->Address() : "";
+  return m && m->state != MemberState::kRemoved ? m->PeerAddress() : "";
 }
 
 std::vector<std::string> MembershipService::MemberAddresses() const {
@@ -243,8 +245,8 @@ std::vector<std::string> MembershipService::MemberAddresses() const {
   std::lock_guard<std::mutex> lock(publish_mu_);
   for (const auto& m : installed_.members)
     if (m.state != MemberState::kRemoved && m.id != options_.self_id &&
-        std::find(out.begin(), out.end(), m.Address()) == out.end())
-      out.push_back(m.Address());
+        std::find(out.begin(), out.end(), m.PeerAddress()) == out.end())
+      out.push_back(m.PeerAddress());
   return out;
 }
 
@@ -297,6 +299,7 @@ Member MembershipService::SelfMember(const ClusterMetadata&) const {
   m.id = options_.self_id;
   m.host = options_.self.host;
   m.port = options_.self.port;
+  m.peer_port = options_.self.peer_port;
   m.raft_address = options_.raft_address;
   m.raft_id = RaftIdOf(options_.self_id);
   m.vnodes = options_.vnodes;
@@ -420,7 +423,7 @@ StatusOr<ProposeReply> MembershipService::ProposeOnce(const std::string& command
       std::lock_guard<std::mutex> lock(publish_mu_);
       for (const auto& m : installed_.members)
         if (m.raft_id == info.leader_id) {
-          address = m.Address();
+          address = m.PeerAddress();
           id = m.id;
         }
     }
@@ -459,7 +462,7 @@ MembersSnapshot MembershipService::Members() {
         snap.progress[m.id] = streamer_->Report();
         continue;
       }
-      auto r = peers_->Progress(m.Address(), md.change->begin_epoch);
+      auto r = peers_->Progress(m.PeerAddress(), md.change->begin_epoch);
       if (r.ok()) snap.progress[m.id] = r.value().stream;
       else snap.progress[m.id].waiting_for = "no answer: " + r.status().message();
     }
@@ -579,7 +582,7 @@ void MembershipService::LeaderTick() {
       continue;
     }
     if (!hooks_.alive(m.id)) continue;  // the driver decides whether to wait for it
-    auto r = peers_->Progress(m.Address(), md.change->begin_epoch);
+    auto r = peers_->Progress(m.PeerAddress(), md.change->begin_epoch);
     if (r.ok()) reports[m.id] = r.value();
   }
   DriverDecision d = NextChangeStep(md, reports, hooks_.alive, options_.write_quorum);

@@ -36,6 +36,8 @@ Status ValidateNewMember(const ClusterMetadata& md, const Member& m) {
   if (!IsValidNodeId(m.id)) return Status::InvalidArgument("member id '" + m.id + "' is not 1-64 of A-Z a-z 0-9 _ . -");
   if (m.host.empty() || m.host.size() > kMaxAddressBytes || m.port == 0)
     return Status::InvalidArgument("member " + m.id + " needs a client address host:port");
+  if (m.peer_port == 0 || m.peer_port == m.port)
+    return Status::InvalidArgument("member " + m.id + " needs a peer port of its own");
   if (m.raft_address.empty() || m.raft_address.size() > kMaxAddressBytes)
     return Status::InvalidArgument("member " + m.id + " needs a Raft address host:port");
   if (m.vnodes < 1 || m.vnodes > 4096) return Status::InvalidArgument("member " + m.id + ": vnodes must be 1..4096");
@@ -50,8 +52,9 @@ Status ValidateNewMember(const ClusterMetadata& md, const Member& m) {
                                                                           : " is already a member"));
     if (other.raft_id == m.raft_id) return Status::InvalidArgument("Raft id of " + m.id + " collides with " + other.id);
     if (other.state == MemberState::kRemoved) continue;
-    if (other.Address() == m.Address())
-      return Status::InvalidArgument("address " + m.Address() + " is already used by " + other.id);
+    for (const std::string& mine : {m.Address(), m.PeerAddress()})
+      for (const std::string& theirs : {other.Address(), other.PeerAddress()})
+        if (mine == theirs) return Status::InvalidArgument("address " + mine + " is already used by " + other.id);
     if (other.raft_address == m.raft_address)
       return Status::InvalidArgument("Raft address " + m.raft_address + " is already used by " + other.id);
   }

@@ -36,7 +36,7 @@ std::string Describe(const ClusterMetadata& md) {
 
 }  // namespace
 
-PeerAddress AddressOf(const Member& m) { return PeerAddress{m.id, m.host, m.port}; }
+PeerAddress AddressOf(const Member& m) { return PeerAddress{m.id, m.host, m.port, m.peer_port}; }
 
 StatusOr<std::shared_ptr<const ClusterView>> BuildView(const ClusterMetadata& md) {
   if (md.LiveCount() == 0) return Status::InvalidArgument("the cluster metadata has no members");

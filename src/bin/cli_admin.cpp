@@ -70,7 +70,8 @@ nlohmann::json JsonMembers(const membership::MembersReply& r) {
                       {"applied_epoch", r.applied_epoch}, {"change", r.change}};
   j["members"] = nlohmann::json::array();
   for (const auto& m : r.members)
-    j["members"].push_back({{"id", m.id}, {"address", m.address}, {"raft_address", m.raft_address},
+    j["members"].push_back({{"id", m.id}, {"address", m.address}, {"peer_address", m.peer_address},
+                            {"raft_address", m.raft_address},
                             {"vnodes", m.vnodes}, {"state", m.state}, {"token_owner", m.token_owner},
                             {"raft_role", m.raft_role}, {"health", m.health},
                             {"partitions_read", m.partitions_read}, {"partitions_written", m.partitions_written}});

@@ -30,6 +30,11 @@ const char* const kUsage =
     "  monju [options] admin leave ID                 decommission member ID (its data moves first)\n"
     "  monju [options] admin replace DEAD_ID NEW_ID   on node NEW_ID (started with --join): replace DEAD_ID\n"
     "  monju [options] admin abort                    undo a change that is still streaming\n"
+    "  monju [options] repair [--partition P] [--node ID]\n"
+    "                             anti-entropy now: the node's partitions (or P) with\n"
+    "                             every co-owner (or ID); prints what each exchange did\n"
+    "  monju [options] repair --pause | --resume\n"
+    "                             pause or resume the node's background anti-entropy\n"
     "\n"
     "put and rm first read the key (with -r) and write with the context of what\n"
     "they read, so they replace exactly the values a get would show. --context\n"
@@ -38,7 +43,7 @@ const char* const kUsage =
     "Put `--` before arguments that start with '-'.\n"
     "\n"
     "Exit codes: 0 ok, 1 not found (get), 2 invalid input, 3 quorum or\n"
-    "availability failure, 4 cannot connect.\n"
+    "availability failure (repair: some exchange failed), 4 cannot connect.\n"
     "\n"
     "Options";
 
@@ -53,6 +58,9 @@ struct RawArgs {
   std::string first_query_option;
   bool has_no_wait = false;
   bool has_wait_s = false;
+  bool has_repair_option = false;
+  std::string first_repair_option;
+  bool has_timeout = false;
 };
 
 po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
@@ -66,13 +74,17 @@ po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
     ("context", po::value(&raw.context_b64), "put, rm: write with this base64 context")
     ("blind", po::bool_switch(&o.blind), "put, rm: write with no context")
     ("json", po::bool_switch(&o.json), "print one JSON object instead of text")
-    ("timeout-ms", po::value(&o.timeout_ms)->default_value(o.timeout_ms), "connect/send/receive timeout (admin: 30000)")
+    ("timeout-ms", po::value(&o.timeout_ms)->default_value(o.timeout_ms), "connect/send/receive timeout (repair: 600000, admin: 30000)")
     ("prefix", po::value(&o.prefix), "query: only sort keys starting with P")
     ("start", po::value(&o.start), "query: start at this sort key (inclusive)")
     ("limit", po::value(&o.limit), "query: at most N items (0: 100; at most 1000)")
     ("desc", po::bool_switch(&o.descending), "query: descending sort-key order")
     ("no-wait", po::bool_switch(&o.no_wait), "admin join/leave/replace/abort: return once the change began")
-    ("wait-s", po::value(&o.wait_s)->default_value(o.wait_s), "admin join/leave/replace/abort: follow the change at most this long");
+    ("wait-s", po::value(&o.wait_s)->default_value(o.wait_s), "admin join/leave/replace/abort: follow the change at most this long")
+    ("partition", po::value(&o.partition), "repair: only this partition")
+    ("node", po::value(&o.node), "repair: only with this co-owner")
+    ("pause", po::bool_switch(&o.pause), "repair: pause background anti-entropy")
+    ("resume", po::bool_switch(&o.resume), "repair: resume background anti-entropy");
   // clang-format on
   return desc;
 }
@@ -90,6 +102,7 @@ bool ParseCommand(const std::string& word, Command* command) {
   else if (word == "query") *command = Command::kQuery;
   else if (word == "status") *command = Command::kStatus;
   else if (word == "stats") *command = Command::kStats;
+  else if (word == "repair") *command = Command::kRepair;
   else if (word == "admin") *command = Command::kAdmin;
   else return false;
   return true;
@@ -102,7 +115,8 @@ size_t ExpectedOperands(Command command) {
     case Command::kRm: return 2;
     case Command::kQuery: return 1;
     case Command::kStatus:
-    case Command::kStats: return 0;
+    case Command::kStats:
+    case Command::kRepair: return 0;
     case Command::kAdmin: return 0;  // checked by AdminOperands
   }
   return 0;
@@ -136,6 +150,7 @@ const char* OperandSyntax(Command command) {
     case Command::kQuery: return "PK";
     case Command::kStatus:
     case Command::kStats: return "no arguments";
+    case Command::kRepair: return "no arguments (options --partition, --node, --pause, --resume)";
     case Command::kAdmin: return "an admin command";
   }
   return "";
@@ -153,15 +168,33 @@ std::string CheckOptionsFit(const CliOptions& o, const RawArgs& raw) {
   bool is_write = o.command == Command::kPut || o.command == Command::kRm;
   if (raw.has_query_option && o.command != Command::kQuery)
     return raw.first_query_option + ": only valid with query";
+  if (raw.has_repair_option && o.command != Command::kRepair)
+    return raw.first_repair_option + ": only valid with repair";
+  if (o.pause && o.resume) return "--pause and --resume exclude each other";
+  if ((o.pause || o.resume) && (o.partition != -1 || !o.node.empty()))
+    return std::string(o.pause ? "--pause" : "--resume") + ": not valid with --partition or --node";
+  if (o.command == Command::kRepair && o.partition < -1) return "--partition: must be 0 or more";
   if (!is_write && raw.has_w) return "-w: only valid with put and rm";
-  bool is_admin = o.command == Command::kStatus || o.command == Command::kStats || o.command == Command::kAdmin;
-  if (is_admin && o.r != 0) return "-r: not valid with status, stats and admin";
+  bool is_admin = o.command == Command::kStatus || o.command == Command::kStats || o.command == Command::kRepair ||
+                  o.command == Command::kAdmin;
+  if (is_admin && o.r != 0) return "-r: not valid with status, stats, repair and admin";
   if (o.command != Command::kAdmin && (raw.has_no_wait || raw.has_wait_s))
     return std::string(raw.has_no_wait ? "--no-wait" : "--wait-s") + ": only valid with admin";
   if (!is_write && (raw.has_context || o.blind))
     return std::string(raw.has_context ? "--context" : "--blind") + ": only valid with put and rm";
   if (raw.has_context && o.blind) return "--context and --blind exclude each other";
   return "";
+}
+
+void NoteRepairOptions(const po::variables_map& vm, RawArgs* raw) {
+  for (const char* name : {"partition", "node", "pause", "resume"}) {
+    bool given = vm.count(name) && !vm[name].defaulted();
+    if (std::string(name) == "pause" || std::string(name) == "resume") given = given && vm[name].as<bool>();
+    if (given && !raw->has_repair_option) {
+      raw->has_repair_option = true;
+      raw->first_repair_option = std::string("--") + name;
+    }
+  }
 }
 
 void NoteQueryOptions(const po::variables_map& vm, RawArgs* raw) {
@@ -185,6 +218,7 @@ const char* CommandName(Command command) {
     case Command::kQuery: return "query";
     case Command::kStatus: return "status";
     case Command::kStats: return "stats";
+    case Command::kRepair: return "repair";
     case Command::kAdmin: return "admin";
   }
   return "?";
@@ -226,15 +260,19 @@ ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr) 
   raw.has_no_wait = o.no_wait;
   raw.has_wait_s = vm.count("wait-s") && !vm["wait-s"].defaulted();
   NoteQueryOptions(vm, &raw);
+  NoteRepairOptions(vm, &raw);
+  raw.has_timeout = vm.count("timeout-ms") && !vm["timeout-ms"].defaulted();
 
-  if (raw.positional.empty()) return Error(out, "missing command (put, get, rm, query, status, stats or admin); see --help");
+  if (raw.positional.empty())
+    return Error(out, "missing command (put, get, rm, query, status, stats, repair or admin); see --help");
   if (!ParseCommand(raw.positional[0], &o.command))
-    return Error(out, "unknown command '" + raw.positional[0] + "' (put, get, rm, query, status, stats or admin); see --help");
+    return Error(out, "unknown command '" + raw.positional[0] +
+                          "' (put, get, rm, query, status, stats, repair or admin); see --help");
   std::vector<std::string> operands(raw.positional.begin() + 1, raw.positional.end());
   if (o.command == Command::kAdmin) {
     if (std::string why = AdminOperands(operands, &o); !why.empty()) return Error(out, why);
     // A change may wait for a new Raft leader and for its commit.
-    if (vm["timeout-ms"].defaulted()) o.timeout_ms = 30000;
+    if (!raw.has_timeout) o.timeout_ms = 30000;
     if (o.wait_s < 1 || o.wait_s > 7 * 24 * 3600) return Error(out, "--wait-s: must be 1..604800");
   } else if (operands.size() != ExpectedOperands(o.command))
     return Error(out, std::string(CommandName(o.command)) + " takes " + OperandSyntax(o.command) + ", got " +
@@ -243,6 +281,7 @@ ParsedCli ParseCliArgs(int argc, const char* const* argv, const char* env_addr) 
 
   if (Status s = ParseHostPort(raw.addr, &o.host, &o.port); !s.ok())
     return Error(out, "--addr: " + s.message());
+  if (o.command == Command::kRepair && !raw.has_timeout) o.timeout_ms = kDefaultRepairTimeoutMs;
   if (o.timeout_ms < 1 || o.timeout_ms > kMaxTimeoutMs)
     return Error(out, "--timeout-ms: must be 1.." + std::to_string(kMaxTimeoutMs));
   if (std::string why = CheckOptionsFit(o, raw); !why.empty()) return Error(out, why);

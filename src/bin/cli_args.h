@@ -8,7 +8,7 @@
 
 namespace monju::cli {
 
-enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats, kAdmin };
+enum class Command { kPut, kGet, kRm, kQuery, kStatus, kStats, kRepair, kAdmin };
 
 struct CliOptions {
   Command command = Command::kGet;
@@ -34,12 +34,21 @@ struct CliOptions {
   int32_t limit = 0;  // 0: the server's default (100)
   bool descending = false;
 
+  // repair
+  int32_t partition = -1;      // -1: every partition the node replicates
+  std::string node;            // "": every co-owner
+  bool pause = false;          // pause background anti-entropy instead
+  bool resume = false;         // resume it instead
+
   // admin: membership of a Raft-managed cluster (see cli_admin.h)
   std::string admin_action;             // join | leave | replace | abort | members | ring
   std::vector<std::string> admin_args;  // leave ID; replace DEAD_ID NEW_ID
   bool no_wait = false;                 // join/leave/replace/abort: return once begun
   int wait_s = 3600;                    // ... else follow the change at most this long
 };
+
+// repair waits for every exchange: its default timeout is longer.
+inline constexpr int kDefaultRepairTimeoutMs = 600000;
 
 struct ParsedCli {
   enum class Action { kRun, kHelp, kError } action = Action::kRun;

@@ -191,6 +191,7 @@ std::string HumanStatus(const StatusView& status) {
     out += line;
   }
   out += "pending hints: " + std::to_string(status.pending_hints_total) + "\n";
+  out += std::string("anti-entropy: ") + (status.repair_paused ? "paused" : "running") + "\n";
   return out;
 }
 
@@ -209,6 +210,63 @@ std::string HumanQuery(const QueryView& query) {
   }
   if (!query.next_start_sk.empty()) out += "next: " + Escape(query.next_start_sk) + "\n";
   return out;
+}
+
+namespace {
+std::string Plural(int64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+struct RepairTotals {
+  int64_t exchanges = 0, in_sync = 0, repaired = 0, failed = 0;
+  int64_t keys_different = 0, keys_sent = 0, keys_received = 0, versions_sent = 0, versions_received = 0;
+  int64_t withheld = 0, bytes_sent = 0, bytes_received = 0;
+};
+
+RepairTotals Totals(const RepairView& repair) {
+  RepairTotals t;
+  for (const ExchangeView& e : repair.exchanges) {
+    ++t.exchanges;
+    if (!e.ok) ++t.failed;
+    else if (e.different) ++t.repaired;
+    else ++t.in_sync;
+    t.keys_different += e.keys_different;
+    t.keys_sent += e.keys_sent;
+    t.keys_received += e.keys_received;
+    t.versions_sent += e.versions_sent;
+    t.versions_received += e.versions_received;
+    t.withheld += e.withheld;
+    t.bytes_sent += e.bytes_sent;
+    t.bytes_received += e.bytes_received;
+  }
+  return t;
+}
+}  // namespace
+
+std::string HumanRepair(const RepairView& repair) {
+  std::string out;
+  for (const ExchangeView& e : repair.exchanges) {
+    const std::string head = "partition " + std::to_string(e.partition) + " with " + Escape(e.peer) + ": ";
+    if (!e.ok) {
+      out += head + "failed: " + Escape(e.error) + "\n";
+    } else if (e.different) {
+      out += head + Plural(e.keys_different, "key", "keys") + " differed; sent " + Plural(e.keys_sent, "key", "keys") +
+             ", received " + Plural(e.keys_received, "key", "keys");
+      if (e.withheld) out += ", " + std::to_string(e.withheld) + " reapable tombstones withheld";
+      out += "; " + std::to_string(e.bytes_sent) + " bytes out, " + std::to_string(e.bytes_received) + " in; " +
+             std::to_string(e.elapsed_ms) + " ms\n";
+    }
+  }
+  const RepairTotals t = Totals(repair);
+  out += "repair: " + Plural(t.exchanges, "exchange", "exchanges") + " (" + std::to_string(t.in_sync) + " in sync, " +
+         std::to_string(t.repaired) + " repaired, " + std::to_string(t.failed) + " failed) in " +
+         std::to_string(repair.elapsed_ms) + " ms; " + Plural(t.keys_different, "key", "keys") + " differed, " +
+         std::to_string(t.keys_sent) + " sent, " + std::to_string(t.keys_received) + " received (" +
+         std::to_string(t.versions_sent) + " versions out, " + std::to_string(t.versions_received) + " in); " +
+         std::to_string(t.bytes_sent) + " bytes out, " + std::to_string(t.bytes_received) + " in";
+  if (t.withheld) out += "; " + std::to_string(t.withheld) + " reapable tombstones withheld";
+  if (repair.trees_rebuilt) out += "; " + std::to_string(repair.trees_rebuilt) + " inconsistent trees rebuilt first";
+  return out + "\n";
 }
 
 std::string HumanError(const CliError& error) {
@@ -245,6 +303,7 @@ nlohmann::json JsonStatus(const StatusView& status) {
   obj["ring"] = status.ring;
   obj["sloppy_quorum"] = status.sloppy_quorum;
   obj["pending_hints"] = status.pending_hints_total;
+  obj["repair_paused"] = status.repair_paused;
   nlohmann::json peers = nlohmann::json::array();
   for (const PeerView& p : status.peers) {
     nlohmann::json e = nlohmann::json::object();
@@ -280,6 +339,46 @@ nlohmann::json JsonQuery(const CliOptions& options, const QueryView& query) {
   obj["items"] = std::move(items);
   if (query.next_start_sk.empty()) obj["next"] = nullptr;
   else AddKey(obj, "next", query.next_start_sk);
+  return obj;
+}
+
+nlohmann::json JsonRepair(const RepairView& repair) {
+  nlohmann::json obj = nlohmann::json::object();
+  obj["op"] = "repair";
+  nlohmann::json list = nlohmann::json::array();
+  for (const ExchangeView& e : repair.exchanges) {
+    nlohmann::json x = nlohmann::json::object();
+    x["partition"] = e.partition;
+    x["peer"] = e.peer;
+    x["ok"] = e.ok;
+    if (!e.ok) x["error"] = e.error;
+    x["different"] = e.different;
+    x["leaves_different"] = e.leaves_different;
+    x["keys_different"] = e.keys_different;
+    x["keys_sent"] = e.keys_sent;
+    x["keys_received"] = e.keys_received;
+    x["versions_sent"] = e.versions_sent;
+    x["versions_received"] = e.versions_received;
+    x["withheld"] = e.withheld;
+    x["bytes_sent"] = e.bytes_sent;
+    x["bytes_received"] = e.bytes_received;
+    x["round_trips"] = e.round_trips;
+    x["elapsed_ms"] = e.elapsed_ms;
+    list.push_back(std::move(x));
+  }
+  obj["exchanges"] = std::move(list);
+  const RepairTotals t = Totals(repair);
+  obj["in_sync"] = t.in_sync;
+  obj["repaired"] = t.repaired;
+  obj["failed"] = t.failed;
+  obj["keys_different"] = t.keys_different;
+  obj["keys_sent"] = t.keys_sent;
+  obj["keys_received"] = t.keys_received;
+  obj["bytes_sent"] = t.bytes_sent;
+  obj["bytes_received"] = t.bytes_received;
+  obj["withheld"] = t.withheld;
+  obj["trees_rebuilt"] = repair.trees_rebuilt;
+  obj["elapsed_ms"] = repair.elapsed_ms;
   return obj;
 }
 

@@ -59,6 +59,25 @@ struct StatusView {
   bool sloppy_quorum = true;
   std::vector<PeerView> peers;
   int64_t pending_hints_total = 0;
+  bool repair_paused = false;
+};
+
+// One anti-entropy exchange as `monju repair` reports it.
+struct ExchangeView {
+  int32_t partition = 0;
+  std::string peer;
+  bool ok = true;
+  std::string error;
+  bool different = false;
+  int64_t leaves_different = 0, keys_different = 0;
+  int64_t keys_sent = 0, keys_received = 0, versions_sent = 0, versions_received = 0, withheld = 0;
+  int64_t bytes_sent = 0, bytes_received = 0, round_trips = 0, elapsed_ms = 0;
+};
+
+struct RepairView {
+  std::vector<ExchangeView> exchanges;
+  int64_t elapsed_ms = 0;
+  int32_t trees_rebuilt = 0;
 };
 
 struct CliError {
@@ -87,6 +106,9 @@ std::string HumanStatus(const StatusView& status);
 // "name value" lines in name order.
 std::string HumanStats(const std::map<std::string, int64_t>& stats);
 std::string HumanQuery(const QueryView& query);
+// One line per exchange that found a difference or failed, then a summary
+// line ("repair: N exchanges ...").
+std::string HumanRepair(const RepairView& repair);
 // One line, no newline: "monju: unavailable: why (needed 2, alive 1)".
 std::string HumanError(const CliError& error);
 
@@ -95,6 +117,8 @@ nlohmann::json JsonWrite(const CliOptions& options, const WriteView& write);
 nlohmann::json JsonStatus(const StatusView& status);
 nlohmann::json JsonStats(const std::map<std::string, int64_t>& stats);
 nlohmann::json JsonQuery(const CliOptions& options, const QueryView& query);
+// Every exchange, and the totals.
+nlohmann::json JsonRepair(const RepairView& repair);
 nlohmann::json JsonError(const CliError& error);
 // One line; invalid UTF-8 in strings is replaced, never thrown on.
 std::string DumpJson(const nlohmann::json& value);

@@ -41,7 +41,7 @@ std::string DefaultMonjud(const char* argv0) {
 
 int main(int argc, char** argv) {
   RunOptions o;
-  std::string faults = "kill,pause,partition,wipe,slow", network = "auto", json_path;
+  std::string faults = "kill,pause,partition,wipe,slow", network = "auto", json_path, converge_by = "anti-entropy";
   int64_t seed = -1;
   int seconds = 0, minutes = 0, converge_s = 180;
   po::options_description desc(
@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
     ("rate", po::value(&o.workload.ops_per_second)->default_value(o.workload.ops_per_second), "client cycles per second (a read and the write based on it), all clients together")
     ("network", po::value(&network)->default_value(network), "auto | private (own network namespace, iptables; root) | injected (fault hooks)")
     ("converge-timeout-s", po::value(&converge_s)->default_value(converge_s), "longest wait for replicas to converge after the heal")
+    ("converge-by", po::value(&converge_by)->default_value(converge_by), "anti-entropy (monju repair on the nodes) or read-repair (a quorum read of every key), after the heal and after each wipe")
     ("out", po::value(&o.out_dir), "output directory (default: /tmp/monju-chaos-<seed>-<pid>)")
     ("json", po::value(&json_path), "also write the summary JSON here (always in OUT/summary.json)")
     ("keep-data", po::bool_switch(&o.keep_data), "keep the nodes' data directories")
@@ -109,6 +110,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.converge_timeout = std::chrono::seconds(converge_s);
+  if (converge_by != "anti-entropy" && converge_by != "read-repair") {
+    std::fprintf(stderr, "monju-chaos: --converge-by: anti-entropy or read-repair\n");
+    return 2;
+  }
+  o.converge_by = converge_by == "anti-entropy" ? RunOptions::ConvergeBy::kAntiEntropy : RunOptions::ConvergeBy::kReadRepair;
   o.seed = seed >= 0 ? static_cast<uint64_t>(seed) : std::random_device{}() % 1000000;
   o.workload.seed = o.seed;
   o.verbose = !vm.count("quiet");

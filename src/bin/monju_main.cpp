@@ -21,6 +21,7 @@
 #include "cli_admin.h"
 #include "cli_args.h"
 #include "cli_output.h"
+#include "common/status.h"
 #include "net/thrift_limits.h"
 
 namespace monju::cli {
@@ -132,6 +133,7 @@ int RunStatus(admin::MonjuAdminClient& admin, const CliOptions& o) {
   view.ring = status.ring;
   view.sloppy_quorum = status.sloppy_quorum;
   view.pending_hints_total = status.pending_hints_total;
+  view.repair_paused = status.repair_paused;
   for (const auto& p : status.peers) {
     auto owned = status.partitions_owned.find(p.id);
     view.peers.push_back({p.id, p.address, p.state, p.phi, p.ms_since_heard, p.pending_hints,
@@ -148,6 +150,53 @@ int RunStats(admin::MonjuAdminClient& admin, const CliOptions& o) {
   if (o.json) PrintJson(JsonStats(stats));
   else Print(HumanStats(stats));
   return kExitOk;
+}
+
+int RunRepair(admin::MonjuAdminClient& admin, const CliOptions& o) {
+  if (o.pause || o.resume) {
+    const bool was = admin.set_repair_paused(o.pause);
+    if (o.json) {
+      nlohmann::json obj = nlohmann::json::object();
+      obj["op"] = "repair";
+      obj["paused"] = o.pause;
+      obj["was_paused"] = was;
+      PrintJson(obj);
+    } else {
+      Print(std::string("background anti-entropy ") + (o.pause ? "paused" : "running") + " (was " +
+            (was ? "paused" : "running") + ")\n");
+    }
+    return kExitOk;
+  }
+  admin::RepairResult result;
+  admin.repair(result, o.partition, o.node);
+  RepairView view;
+  view.elapsed_ms = result.elapsed_ms;
+  view.trees_rebuilt = result.trees_rebuilt;
+  bool failed = false;
+  for (const admin::ExchangeResult& e : result.exchanges) {
+    ExchangeView x;
+    x.partition = e.partition;
+    x.peer = e.peer;
+    x.ok = e.ok;
+    x.error = e.error;
+    x.different = e.different;
+    x.leaves_different = e.leaves_different;
+    x.keys_different = e.keys_different;
+    x.keys_sent = e.keys_sent;
+    x.keys_received = e.keys_received;
+    x.versions_sent = e.versions_sent;
+    x.versions_received = e.versions_received;
+    x.withheld = e.withheld;
+    x.bytes_sent = e.bytes_sent;
+    x.bytes_received = e.bytes_received;
+    x.round_trips = e.round_trips;
+    x.elapsed_ms = e.elapsed_ms;
+    failed |= !e.ok;
+    view.exchanges.push_back(std::move(x));
+  }
+  if (o.json) PrintJson(JsonRepair(view));
+  else Print(HumanRepair(view));
+  return failed ? kExitUnavailable : kExitOk;
 }
 
 int RunQuery(api::MonjuKVClient& client, const CliOptions& o) {
@@ -167,6 +216,7 @@ int Dispatch(Session& session, const CliOptions& o) {
   switch (o.command) {
     case Command::kStatus: return RunStatus(session.admin(), o);
     case Command::kStats: return RunStats(session.admin(), o);
+    case Command::kRepair: return RunRepair(session.admin(), o);
     case Command::kGet: return RunGet(client, o);
     case Command::kPut:
     case Command::kRm: return RunWrite(client, o);
@@ -195,9 +245,14 @@ int Call(Session& session, const CliOptions& o) {
     return Report({"quorum_failed", e.why, kExitUnavailable, e.needed, e.acked, "acked"}, o.json);
   } catch (const api::TimedOut& e) {
     return Report({"timed_out", e.why, kExitUnavailable, {}, {}, ""}, o.json);
+  } catch (const admin::AdminError& e) {
+    const bool invalid = e.code == static_cast<int32_t>(Status::Code::kInvalidArgument);
+    return Report({invalid ? "invalid" : "repair", e.why, invalid ? kExitInvalid : kExitUnavailable, {}, {}, ""},
+                  o.json);
   } catch (const membership::MembershipError& e) {
-    // Codes are monju::Status codes (src/common/status.h).
-    const bool refused = e.code == 2 || e.code == 9 || e.code == 1;  // InvalidArgument, Mismatch, NotFound
+    const bool refused = e.code == static_cast<int32_t>(Status::Code::kInvalidArgument) ||
+                         e.code == static_cast<int32_t>(Status::Code::kMismatch) ||
+                         e.code == static_cast<int32_t>(Status::Code::kNotFound);
     return Report({refused ? "refused" : "unavailable", e.why, refused ? kExitInvalid : kExitUnavailable, {}, {}, ""},
                   o.json);
   } catch (const TTransportException& e) {

@@ -51,6 +51,12 @@ class Reader {
     pos_ += n;
     return true;
   }
+  bool Skip(uint64_t max_len) {
+    uint64_t n;
+    if (!Varint(n) || n > max_len || n > b_.size() - pos_) return false;
+    pos_ += n;
+    return true;
+  }
   bool Byte(uint8_t& v) {
     if (pos_ >= b_.size()) return false;
     v = uint8_t(b_[pos_++]);
@@ -128,6 +134,21 @@ bool ReadVersion(Reader& r, Version& v) {
   return !(v.tombstone && !v.value.empty());
 }
 
+// A version's dot; the rest is checked as ReadVersion would, but not kept.
+bool ReadDotOnly(Reader& r, Dot& dot) {
+  uint8_t flags;
+  if (!r.Bytes(dot.actor, kMaxActorLen) || dot.actor.empty() || !r.Varint(dot.counter) || dot.counter == 0 ||
+      !r.Byte(flags) || flags > kTombstoneTimed)
+    return false;
+  if (flags == kTombstoneTimed) {
+    uint64_t ms;
+    if (!r.Varint(ms) || ms > uint64_t(INT64_MAX)) return false;
+  }
+  CausalContext past;
+  if (!ReadContext(r, past)) return false;
+  return r.Skip(UINT32_MAX);
+}
+
 }  // namespace
 
 std::string EncodeContext(const CausalContext& c) {
@@ -184,6 +205,21 @@ StatusOr<SiblingSet> DecodeSiblings(std::string_view bytes) {
     if (!ReadVersion(r, v)) return Status::Corruption("malformed sibling set");
   if (!r.done()) return Status::Corruption("trailing bytes after sibling set");
   return SiblingSet(std::move(versions));
+}
+
+StatusOr<std::vector<Dot>> DecodeDots(std::string_view bytes) {
+  std::vector<Dot> dots;
+  if (bytes.empty()) return dots;
+  Reader r(bytes);
+  uint8_t format;
+  uint64_t n;
+  if (!r.Byte(format) || format != kFormat || !r.Varint(n) || n > kMaxSiblings || n > bytes.size())
+    return Status::Corruption("malformed sibling set");
+  dots.resize(n);
+  for (auto& d : dots)
+    if (!ReadDotOnly(r, d)) return Status::Corruption("malformed sibling set");
+  if (!r.done()) return Status::Corruption("trailing bytes after sibling set");
+  return dots;
 }
 
 }  // namespace monju

@@ -50,7 +50,22 @@ Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers) {
     p.id = item.substr(0, eq);
     if (!IsValidNodeId(p.id))
       return Status::InvalidArgument("--peers: bad node id '" + p.id + "' (1-64 of A-Z a-z 0-9 _ . -)");
-    Status s = ParseHostPort(std::string_view(item).substr(eq + 1), &p.host, &p.port);
+    std::string_view address = std::string_view(item).substr(eq + 1);
+    const auto slash = address.find('/');
+    if (slash != std::string_view::npos) {
+      std::string_view digits = address.substr(slash + 1);
+      unsigned long n = 0;
+      bool ok = !digits.empty() && digits.size() <= 5;
+      for (char c : digits) {
+        ok = ok && isdigit(static_cast<unsigned char>(c));
+        n = n * 10 + (c - '0');
+      }
+      if (!ok || n == 0 || n > 65535)
+        return Status::InvalidArgument("--peers: bad peer port in '" + item + "' (expected id=host:port/peer_port)");
+      p.peer_port = static_cast<uint16_t>(n);
+      address = address.substr(0, slash);
+    }
+    Status s = ParseHostPort(address, &p.host, &p.port);
     if (!s.ok()) return Status::InvalidArgument("--peers: " + s.message());
     peers->push_back(std::move(p));
   }
@@ -66,12 +81,27 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.peers.empty() && !c.joining())
     return Status::InvalidArgument(c.join_port ? "--join: needs --raft-listen (Raft-managed membership)"
                                                : "--peers: required, id=host:port,...");
+  if (c.peer_port_offset < 1 || c.peer_port_offset > 65534)
+    return Status::InvalidArgument("--peer-port-offset: must be 1..65534");
+  if (c.peer_threads < 1 || c.peer_threads > 1024) return Status::InvalidArgument("--peer-threads: must be 1..1024");
   std::set<std::string> ids, addrs;
   bool self_found = c.joining();  // a joining node gets the members from the cluster
   for (const auto& p : c.peers) {
     if (!ids.insert(p.id).second) return Status::InvalidArgument("--peers: duplicate id '" + p.id + "'");
     std::string addr = p.host + ":" + std::to_string(p.port);
     if (!addrs.insert(addr).second) return Status::InvalidArgument("--peers: duplicate address " + addr);
+    if (p.peer_port == 0 && uint32_t(p.port) + c.peer_port_offset > 65535)
+      return Status::InvalidArgument("--peers: " + p.ToString() + ": port + --peer-port-offset " +
+                                     std::to_string(c.peer_port_offset) +
+                                     " exceeds 65535; give its peer port as id=host:port/peer_port");
+  }
+  for (const auto& p : ResolvePeerPorts(c)) {
+    std::string addr = p.host + ":" + std::to_string(p.peer_port);
+    if (!addrs.insert(addr).second)
+      return Status::InvalidArgument("--peers: peer port of " + p.id + " (" + addr +
+                                     ") is already used by another entry; every port must be distinct");
+  }
+  for (const auto& p : c.peers) {
     if (p.id == c.id) {
       self_found = true;
       if (p.port != c.listen_port)
@@ -122,6 +152,12 @@ Status ValidateNodeConfig(const NodeConfig& c) {
                                    " must be below --tombstone-grace-s " + std::to_string(c.tombstone_grace_s) +
                                    "; a late hint could resurrect a reaped delete");
   if (c.reap_interval_ms < 10) return Status::InvalidArgument("--reap-interval-ms: must be at least 10");
+  if (c.ae_interval_s > 30 * 86400) return Status::InvalidArgument("--ae-interval-s: must be 0..2592000 (30 days)");
+  if (c.ae_max_concurrent < 1 || c.ae_max_concurrent > 64)
+    return Status::InvalidArgument("--ae-max-concurrent: must be 1..64");
+  if (c.ae_rate_bytes != 0 && c.ae_rate_bytes < 4096)
+    return Status::InvalidArgument("--ae-rate-bytes: must be 0 (unlimited) or at least 4096");
+  if (c.ae_verify_interval_s < 1) return Status::InvalidArgument("--ae-verify-interval-s: must be at least 1");
   if (c.data_dir.empty()) return Status::InvalidArgument("--data: required");
   std::error_code ec;
   std::filesystem::create_directories(c.data_dir, ec);
@@ -137,6 +173,7 @@ Status ValidateRaftConfig(const NodeConfig& c) {
   if (!c.raft_enabled()) {
     if (c.join_port != 0) return Status::InvalidArgument("--join: needs --raft-listen (Raft-managed membership)");
     if (!c.raft_peers.empty()) return Status::InvalidArgument("--raft-peers: needs --raft-listen");
+    if (c.join_peer_port != 0) return Status::InvalidArgument("--peer-port: only with --join");
     return Status::OK();
   }
   if (c.raft_listen_host == "0.0.0.0" || c.raft_listen_host == "::" || c.raft_listen_host.empty())
@@ -152,14 +189,23 @@ Status ValidateRaftConfig(const NodeConfig& c) {
       return Status::InvalidArgument("--peers or --join: a Raft node needs the cluster to bootstrap (--peers) or "
                                      "a member to join (--join HOST:PORT)");
     if (!c.raft_peers.empty()) return Status::InvalidArgument("--raft-peers: only with --peers (bootstrap)");
+    if (c.join_peer_port == 0 && uint32_t(c.listen_port) + c.peer_port_offset > 65535)
+      return Status::InvalidArgument("--peer-port: --listen port + --peer-port-offset exceeds 65535; give --peer-port");
+    if (c.OwnPeerPort() == c.listen_port || c.OwnPeerPort() == c.raft_listen_port)
+      return Status::InvalidArgument("--peer-port: must differ from the --listen and --raft-listen ports");
     return Status::OK();
   }
+  if (c.join_peer_port != 0)
+    return Status::InvalidArgument("--peer-port: only with --join (with --peers, give it as id=host:port/peer_port)");
   // Bootstrap: every --peers member needs its Raft address.
   if (c.raft_peers.size() != c.peers.size())
     return Status::InvalidArgument("--raft-peers: give the Raft address of each of the " +
                                    std::to_string(c.peers.size()) + " --peers members (id=host:port,...)");
   std::set<std::string> addrs;
-  for (const auto& p : c.peers) addrs.insert(p.host + ":" + std::to_string(p.port));
+  for (const auto& p : ResolvePeerPorts(c)) {
+    addrs.insert(p.host + ":" + std::to_string(p.port));
+    addrs.insert(p.host + ":" + std::to_string(p.peer_port));
+  }
   for (const auto& r : c.raft_peers) {
     bool member = false;
     for (const auto& p : c.peers) member = member || p.id == r.id;
@@ -174,22 +220,37 @@ Status ValidateRaftConfig(const NodeConfig& c) {
   return Status::OK();
 }
 
+uint16_t NodeConfig::OwnPeerPort() const {
+  for (const auto& p : peers)
+    if (p.id == id) return p.peer_port ? p.peer_port : static_cast<uint16_t>(p.port + peer_port_offset);
+  return join_peer_port ? join_peer_port : static_cast<uint16_t>(listen_port + peer_port_offset);
+}
+
+std::vector<PeerAddress> ResolvePeerPorts(const NodeConfig& config) {
+  std::vector<PeerAddress> out = config.peers;
+  for (auto& p : out)
+    if (p.peer_port == 0) p.peer_port = static_cast<uint16_t>(p.port + config.peer_port_offset);
+  return out;
+}
+
 ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
   ParsedArgs out;
   NodeConfig& c = out.config;
   std::string listen, peers, config_file, quorum_mode = "sloppy";
   std::string raft_listen, raft_peers, join;
   po::options_description desc(
-      "monjud: a Monju node (coordinator and replica on one port)\n\n"
-      "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port,... [options]\n\nOptions");
+      "monjud: a Monju node (coordinator and replica; clients on one port, peers on another)\n\n"
+      "Usage: monjud --id ID --listen HOST:PORT --data DIR --peers id=host:port[/peer_port],... [options]\n\nOptions");
   // clang-format off
   desc.add_options()
     ("help,h", "print this help and exit")
     ("config", po::value(&config_file), "read options from FILE (lines 'key = value', same keys as the flags)")
     ("id", po::value(&c.id), "this node's id; must appear in --peers")
-    ("listen", po::value(&listen), "HOST:PORT to serve clients and peers on")
+    ("listen", po::value(&listen), "HOST:PORT to serve clients on (peers are served on this node's peer port, see --peers)")
     ("data", po::value(&c.data_dir), "data directory (LMDB files under DATA/data)")
-    ("peers", po::value(&peers), "the full cluster, this node included: id=host:port,...")
+    ("peers", po::value(&peers), "the full cluster, this node included: id=host:port[/peer_port],... (peer_port: node-to-node calls; default port + --peer-port-offset)")
+    ("peer-port-offset", po::value(&c.peer_port_offset)->default_value(c.peer_port_offset), "a member's peer port when --peers gives none: its port plus this (cluster constant)")
+    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "threads handling node-to-node requests (a pool apart from --worker-threads)")
     ("vnodes", po::value(&c.vnodes)->default_value(c.vnodes), "ring tokens per node")
     ("partitions", po::value(&c.partitions)->default_value(c.partitions), "Q, the fixed number of partitions (cluster constant)")
     ("replicas,N", po::value(&c.replicas)->default_value(c.replicas), "N, replicas per key")
@@ -212,11 +273,16 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("hint-rate", po::value(&c.hint_rate)->default_value(c.hint_rate), "hints delivered per second, all owners together")
     ("tombstone-grace-s", po::value(&c.tombstone_grace_s)->default_value(c.tombstone_grace_s), "a tombstone is reaped no sooner than this after the delete")
     ("reap-interval-ms", po::value(&c.reap_interval_ms)->default_value(c.reap_interval_ms), "pause between tombstone-reaper passes")
+    ("ae-interval-s", po::value(&c.ae_interval_s)->default_value(c.ae_interval_s), "anti-entropy: exchange each partition with each co-owner this often (0: only on `monju repair`)")
+    ("ae-rate-bytes", po::value(&c.ae_rate_bytes)->default_value(c.ae_rate_bytes), "anti-entropy: bytes per second, all exchanges together (0: unlimited)")
+    ("ae-max-concurrent", po::value(&c.ae_max_concurrent)->default_value(c.ae_max_concurrent), "anti-entropy: exchanges running at once")
+    ("ae-verify-interval-s", po::value(&c.ae_verify_interval_s)->default_value(c.ae_verify_interval_s), "anti-entropy: check each partition's tree against the digest index this often")
     ("fault-injection", po::bool_switch(&c.fault_injection), "TESTING ONLY: accept admin calls that drop or delay this node's calls to chosen peers")
     ("raft-listen", po::value(&raft_listen), "HOST:PORT of this node's Raft endpoint: membership is then Raft-managed (log and snapshots in DATA/raft)")
     ("raft-peers", po::value(&raft_peers), "bootstrap: the Raft address of each --peers member, id=host:port,...")
     ("raft-voters", po::value(&c.raft_voters)->default_value(c.raft_voters), "bootstrap: Raft voters, the first members by id (odd); the others follow as standbys")
     ("join", po::value(&join), "HOST:PORT of any member: a new node that joins an existing Raft-managed cluster (instead of --peers)")
+    ("peer-port", po::value(&c.join_peer_port), "with --join: this node's peer port (default: the --listen port plus --peer-port-offset)")
     ("stream-rate-mb", po::value(&c.stream_rate_mb)->default_value(c.stream_rate_mb), "MiB/s this node streams in when a membership change gives it partitions");
   // clang-format on
   try {

@@ -11,11 +11,19 @@
 
 namespace monju {
 
+// One member as --peers names it: `id=host:port` or `id=host:port/peer_port`.
+// `port` serves clients (MonjuKV, admin); `peer_port` serves node-to-node
+// calls (MonjuReplica) on a server and worker pool of its own, so that
+// client requests waiting on peers can never occupy the threads those peers'
+// replica calls need. 0 means port + --peer-port-offset (ResolvePeerPorts).
 struct PeerAddress {
   std::string id;
   std::string host;
   uint16_t port = 0;
-  std::string ToString() const { return id + "=" + host + ":" + std::to_string(port); }
+  uint16_t peer_port = 0;
+  std::string ToString() const {
+    return id + "=" + host + ":" + std::to_string(port) + (peer_port ? "/" + std::to_string(peer_port) : "");
+  }
   bool operator==(const PeerAddress&) const = default;
 };
 
@@ -35,6 +43,8 @@ struct NodeConfig {
   uint64_t map_size_mb = 16384;
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 64;     // outbound replica calls
+  uint32_t peer_threads = 32;       // node-to-node request handlers (their own pool)
+  uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
 
   // Failure handling.
@@ -50,6 +60,12 @@ struct NodeConfig {
   uint32_t tombstone_grace_s = 6 * 3600;
   uint32_t reap_interval_ms = 10000;    // between tombstone-reaper passes
 
+  // Anti-entropy.
+  uint32_t ae_interval_s = 600;          // each (partition, co-owner) at most this often; 0: background off
+  uint64_t ae_rate_bytes = 4 << 20;      // bytes per second, all exchanges together; 0: unlimited
+  uint32_t ae_max_concurrent = 1;        // exchanges at once, background and repair together
+  uint32_t ae_verify_interval_s = 86400; // a partition's tree is checked against the index at most this often
+
   // Testing only: lets the admin service make this node drop or delay its
   // calls to chosen peers (chaos runs without root). Off in production.
   bool fault_injection = false;
@@ -62,9 +78,12 @@ struct NodeConfig {
   uint32_t raft_voters = 3;             // Raft voters of a new cluster (odd)
   std::string join_host;                // any member's client address (a joining node)
   uint16_t join_port = 0;
+  uint16_t join_peer_port = 0;          // with --join: this node's peer port (0: listen port + offset)
   uint32_t stream_rate_mb = 32;         // MiB/s this node streams in during membership changes
   bool raft_enabled() const { return raft_listen_port != 0; }
   bool joining() const { return raft_enabled() && peers.empty(); }
+  // This node's node-to-node port.
+  uint16_t OwnPeerPort() const;
 };
 
 // Limits on client input, enforced by the coordinator.
@@ -88,6 +107,9 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv);
 // Each returns InvalidArgument with a message that starts with the flag name.
 Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port);
 Status ParsePeers(std::string_view text, std::vector<PeerAddress>* peers);
+// The peers with every peer_port filled in (port + peer_port_offset where
+// --peers gave none). Call on a validated config.
+std::vector<PeerAddress> ResolvePeerPorts(const NodeConfig& config);
 Status ValidateNodeConfig(const NodeConfig& config);
 // The Raft flags' part of ValidateNodeConfig.
 Status ValidateRaftConfig(const NodeConfig& config);

@@ -1,6 +1,7 @@
 #include "admin_handler.h"
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 
 namespace monju {
 
@@ -11,6 +12,7 @@ void AdminHandler::status(admin::NodeStatus& _return) {
   _return.ring = view->description();
   _return.fingerprint = static_cast<int64_t>(view->fingerprint());
   _return.sloppy_quorum = src_.sloppy_quorum;
+  _return.repair_paused = src_.anti_entropy->paused();
   auto pending = src_.hints->store().PendingByOwner();
   int64_t total = 0;
   for (const auto& [owner, count] : pending) total += static_cast<int64_t>(count);
@@ -77,12 +79,74 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   DataStore::Stats s = src_.replica->store().stats();
   put("storage.commits", s.commits);
   put("storage.applied", s.applied);
+  SchedulerStats ae = src_.anti_entropy->stats();
+  put("ae.exchanges", ae.exchanges);
+  put("ae.exchanges_failed", ae.exchanges_failed);
+  put("ae.partitions_different", ae.partitions_different);
+  put("ae.leaves_different", ae.leaves_different);
+  put("ae.keys_different", ae.keys_different);
+  put("ae.keys_sent", ae.keys_sent);
+  put("ae.keys_received", ae.keys_received);
+  put("ae.versions_sent", ae.versions_sent);
+  put("ae.versions_received", ae.versions_received);
+  put("ae.bytes_sent", ae.bytes_sent);
+  put("ae.bytes_received", ae.bytes_received);
+  put("ae.tombstones_withheld", ae.withheld);
+  put("ae.exchange_ms_total", ae.exchange_ms_total);
+  put("ae.exchange_ms_max", ae.exchange_ms_max);
+  put("ae.exchange_ms_last", ae.exchange_ms_last);
+  put("ae.exchange_ms_mean", ae.exchanges ? ae.exchange_ms_total / ae.exchanges : 0);
+  put("ae.oldest_partition_age_ms", static_cast<uint64_t>(std::max<int64_t>(ae.oldest_partition_age_ms, 0)));
+  put("ae.partitions_never_exchanged", ae.partitions_never_exchanged);
+  put("ae.running", ae.running);
+  put("ae.paused", ae.paused ? 1 : 0);
+  put("ae.trees_rebuilt", src_.trees->rebuilt());
+  put("ae.tree_items", static_cast<uint64_t>(std::max<int64_t>(src_.trees->items(), 0)));
+  put("ae.tree_build_ms", static_cast<uint64_t>(src_.trees->install_ms()));
 }
+
+void AdminHandler::repair(admin::RepairResult& _return, int32_t partition, const std::string& node) {
+  std::optional<uint32_t> which;
+  if (partition >= 0) which = static_cast<uint32_t>(partition);
+  auto report = src_.anti_entropy->RunNow(which, node);
+  if (!report.ok()) {
+    admin::AdminError e;
+    e.why = report.status().message();
+    e.code = static_cast<int32_t>(report.status().code());
+    throw e;
+  }
+  _return.elapsed_ms = report->elapsed.count();
+  _return.trees_rebuilt = static_cast<int32_t>(report->trees_rebuilt);
+  for (const ExchangeReport& r : report->exchanges) {
+    admin::ExchangeResult x;
+    const ExchangeStats& s = r.stats;
+    x.partition = static_cast<int32_t>(r.partition);
+    x.peer = r.peer;
+    x.ok = s.status.ok();
+    if (!x.ok) x.error = s.status.ToString();
+    x.different = s.different;
+    x.leaves_different = static_cast<int64_t>(s.leaves_different);
+    x.keys_different = static_cast<int64_t>(s.keys_different);
+    x.keys_sent = static_cast<int64_t>(s.keys_sent);
+    x.keys_received = static_cast<int64_t>(s.keys_received);
+    x.versions_sent = static_cast<int64_t>(s.versions_sent);
+    x.versions_received = static_cast<int64_t>(s.versions_received);
+    x.withheld = static_cast<int64_t>(s.withheld);
+    x.bytes_sent = static_cast<int64_t>(s.bytes_sent);
+    x.bytes_received = static_cast<int64_t>(s.bytes_received);
+    x.round_trips = static_cast<int64_t>(s.round_trips);
+    x.elapsed_ms = r.elapsed.count();
+    _return.exchanges.push_back(std::move(x));
+  }
+}
+
+bool AdminHandler::set_repair_paused(bool paused) { return src_.anti_entropy->SetPaused(paused); }
 
 void AdminHandler::set_link_faults(const std::map<std::string, admin::LinkFaultSpec>& faults) {
   if (!src_.link_faults) {
     admin::AdminError e;
     e.why = "fault injection is off; start monjud with --fault-injection (testing only)";
+    e.code = static_cast<int32_t>(Status::Code::kInvalidArgument);
     throw e;
   }
   std::map<std::string, LinkFault> next;
@@ -90,6 +154,7 @@ void AdminHandler::set_link_faults(const std::map<std::string, admin::LinkFaultS
     if (spec.delay_ms < 0 || spec.delay_ms > 60000) {
       admin::AdminError e;
       e.why = "delay_ms for " + peer + " must be 0..60000";
+      e.code = static_cast<int32_t>(Status::Code::kInvalidArgument);
       throw e;
     }
     next[peer] = LinkFault{spec.drop, std::chrono::milliseconds(spec.delay_ms)};

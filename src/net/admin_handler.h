@@ -1,9 +1,11 @@
 // Serves MonjuAdmin (multiplexed as "admin"): this node's view of the ring
-// and its peers, and its counters; and, on a node started with
-// --fault-injection only, injected link faults. Every source must outlive it.
+// and its peers, its counters, its anti-entropy controls (repair now,
+// pause), and, on a node started with --fault-injection only, injected link
+// faults. Every source must outlive it.
 #pragma once
 
 #include "MonjuAdmin.h"
+#include "antientropy.h"
 #include "coordinator.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
@@ -24,6 +26,8 @@ struct AdminSources {
   const TombstoneReaper* reaper = nullptr;
   Replica* replica = nullptr;
   LinkFaults* link_faults = nullptr;  // null unless --fault-injection
+  AntiEntropyScheduler* anti_entropy = nullptr;
+  const PartitionTrees* trees = nullptr;
 };
 
 class AdminHandler final : public admin::MonjuAdminIf {
@@ -32,6 +36,8 @@ class AdminHandler final : public admin::MonjuAdminIf {
   void status(admin::NodeStatus& _return) override;
   void stats(std::map<std::string, int64_t>& _return) override;
   void set_link_faults(const std::map<std::string, admin::LinkFaultSpec>& faults) override;
+  void repair(admin::RepairResult& _return, int32_t partition, const std::string& node) override;
+  bool set_repair_paused(bool paused) override;
 
  private:
   AdminSources src_;

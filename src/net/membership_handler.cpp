@@ -69,6 +69,7 @@ void MembershipHandler::members(membership::MembersReply& _return) {
     membership::MemberInfo info;
     info.id = m.id;
     info.address = m.Address();
+    info.peer_address = m.PeerAddress();
     info.raft_address = m.raft_address;
     info.vnodes = static_cast<int32_t>(m.vnodes);
     info.state = MemberStateName(m.state);

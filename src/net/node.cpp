@@ -14,6 +14,9 @@
 #include <random>
 
 #include "admin_handler.h"
+#include "antientropy.h"
+#include "clock/clock_digest.h"
+#include "exchange_peers.h"
 #include "executor.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
@@ -45,6 +48,60 @@ class ReadySignal final : public server::TServerEventHandler {
   bool ready = false;
 };
 
+// One TNonblockingServer with its own worker pool, serving on a thread.
+class ThriftServer {
+ public:
+  ~ThriftServer() { Stop(); }
+
+  // Returns once the server listens (or failed to).
+  Status Start(const std::string& host, uint16_t port,
+               std::shared_ptr<TProcessor> processor, uint32_t threads, int32_t max_frame) {
+    workers_ = concurrency::ThreadManager::newSimpleThreadManager(threads);
+    workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
+    workers_->start();
+    auto socket = std::make_shared<transport::TNonblockingServerSocket>(host, port);
+    server_ = std::make_shared<server::TNonblockingServer>(std::move(processor), LimitedProtocolFactory(max_frame),
+                                                           socket, workers_);
+    server_->setMaxFrameSize(static_cast<size_t>(max_frame));
+    auto ready = std::make_shared<ReadySignal>();
+    server_->setServerEventHandler(ready);
+    auto failure = std::make_shared<std::string>();
+    thread_ = std::thread([this, ready, failure] {
+      try {
+        server_->serve();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(ready->mu);
+        *failure = e.what();
+        ready->cv.notify_all();
+      }
+    });
+    std::unique_lock<std::mutex> lock(ready->mu);
+    ready->cv.wait(lock, [&] { return ready->ready || !failure->empty(); });
+    if (!failure->empty()) {
+      lock.unlock();
+      thread_.join();
+      workers_->stop();
+      server_.reset();
+      return Status::IOError(*failure);
+    }
+    return Status::OK();
+  }
+
+  // Stops accepting and serving, waits for the running requests.
+  void Stop() {
+    if (!server_) return;
+    server_->stop();
+    if (thread_.joinable()) thread_.join();
+    workers_->stop();
+    server_.reset();
+  }
+
+ private:
+  std::shared_ptr<concurrency::ThreadManager> workers_;
+  std::shared_ptr<server::TNonblockingServer> server_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 class Node::Impl {
@@ -57,7 +114,9 @@ class Node::Impl {
     so.path = (std::filesystem::path(config_.data_dir) / "data").string();
     so.map_size_bytes = config_.map_size_mb << 20;
     // Every request and fan-out thread may hold a read transaction at once.
-    so.max_readers = config_.worker_threads + config_.fanout_threads + 64;
+    so.max_readers = config_.worker_threads + config_.peer_threads + config_.fanout_threads + 64;
+    so.digest = &ClockDigest;
+    so.digest_name = kClockDigestName;
     auto store = DataStore::Open(so);
     if (!store.ok()) return Status::IOError("--data: " + store.status().ToString());
     std::random_device random;
@@ -73,12 +132,24 @@ class Node::Impl {
       raft_membership_ = std::move(raft.value());
       initial_view = raft_membership_->InitialView();
     } else {
-      auto view = ClusterView::Create(config_.peers, config_.vnodes, config_.partitions, config_.replicas);
+      auto view = ClusterView::Create(ResolvePeerPorts(config_), config_.vnodes, config_.partitions, config_.replicas);
       if (!view.ok()) return Status::InvalidArgument("--peers: " + view.status().message());
       initial_view = std::move(view.value());
     }
     spdlog::info("cluster {} (fingerprint {:016x})", initial_view->description(), initial_view->fingerprint());
     membership_ = std::make_unique<Membership>(std::move(initial_view));
+
+    // Anti-entropy trees follow the store from here on.
+    trees_ = std::make_unique<PartitionTrees>(&replica_->store(), membership_->Current()->ring().partitions());
+    Status built = trees_->Install();
+    if (!built.ok()) spdlog::warn("anti-entropy: some trees are not built ({}); they are retried before their exchanges", built.ToString());
+    spdlog::info("anti-entropy trees: {} items in {} partitions (depth {}) built from the digest index in {} ms",
+                 trees_->items(), trees_->partitions(), trees_->depth(), trees_->install_ms());
+    LocalPeerOptions lp;
+    lp.grace = std::chrono::seconds(config_.tombstone_grace_s);
+    const Membership* membership = membership_.get();
+    lp.partition_of = [membership](std::string_view pk) { return membership->Current()->ring().PartitionOf(pk); };
+    local_exchange_ = std::make_unique<LocalExchangePeer>(replica_.get(), trees_.get(), &wall_, lp);
 
     HintLimits limits;
     limits.max_per_owner = config_.hint_max_per_owner;
@@ -132,6 +203,16 @@ class Node::Impl {
     reaper_ = std::make_unique<TombstoneReaper>(replica_.get(), owner_reader_.get(), &wall_, reaper);
     reaper_->Start();
 
+    ae_directory_ = std::make_unique<NodeExchangeDirectory>(membership_.get(), endpoints_.get());
+    SchedulerOptions ae;
+    ae.interval = std::chrono::seconds(config_.ae_interval_s);
+    ae.bytes_per_second = config_.ae_rate_bytes;
+    ae.max_concurrent = config_.ae_max_concurrent;
+    ae.verify_interval = std::chrono::seconds(config_.ae_verify_interval_s);
+    ae_ = std::make_unique<AntiEntropyScheduler>(local_exchange_.get(), local_exchange_->format(), trees_.get(),
+                                                 ae_directory_.get(), &clock_, ae);
+    ae_->Start();
+
     ConnectionOptions probe = conn;
     probe.connect_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
     probe.io_timeout_ms = static_cast<int>(config_.probe_timeout_ms);
@@ -155,11 +236,12 @@ class Node::Impl {
     std::lock_guard<std::mutex> lock(stop_mu_);
     if (stopped_) return;
     stopped_ = true;
-    if (server_) {
-      server_->stop();
-      if (serve_thread_.joinable()) serve_thread_.join();
-      if (workers_) workers_->stop();
-    }
+    // First: a `monju repair` running on a request thread returns at its
+    // next step instead of holding the server's shutdown.
+    if (ae_) ae_->Stop();
+    // Clients first, so no new request waits on peers that are going away.
+    client_server_.Stop();
+    peer_server_.Stop();
     if (raft_membership_) raft_membership_->Stop();
     if (prober_) prober_->Stop();
     if (reaper_) reaper_->Stop();
@@ -169,9 +251,10 @@ class Node::Impl {
       Status s = replica_->MarkCleanShutdown();
       if (!s.ok()) spdlog::warn("could not record a clean shutdown: {}", s.ToString());
     }
-    server_.reset();
     raft_membership_.reset();
     prober_.reset();
+    ae_.reset();
+    ae_directory_.reset();
     reaper_.reset();
     owner_reader_.reset();
     delivery_.reset();
@@ -181,12 +264,31 @@ class Node::Impl {
     endpoints_.reset();
     intake_.reset();
     hint_store_.reset();
+    local_exchange_.reset();
+    if (trees_) trees_->Uninstall();
     replica_.reset();  // closes the store after its writer drained
+    trees_.reset();
     spdlog::info("stopped");
   }
 
  private:
   Status StartServer(const ConnectionOptions& conn) {
+    // Node-to-node calls first: peers may call as soon as clients can.
+    auto peer_mux = std::make_shared<TMultiplexedProcessor>();
+    auto replica_handler = std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(),
+                                                            intake_.get(), local_exchange_.get());
+    if (raft_membership_) replica_handler->set_fence(&raft_membership_->service());
+    peer_mux->registerProcessor("replica", std::make_shared<rpc::MonjuReplicaProcessor>(replica_handler));
+    // Raft-managed: node-to-node membership calls (metadata, streaming) too.
+    if (raft_membership_) raft_membership_->Register(*peer_mux);
+    const uint16_t peer_port = config_.OwnPeerPort();
+    // Largest request: a value at the limit plus keys and context; a hint
+    // batch of many versions is bounded by the same frame size.
+    const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
+    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, config_.peer_threads, max_frame);
+    if (!s.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
+                                        std::to_string(peer_port) + " (this node's peer port): " + s.message());
+
     auto mux = std::make_shared<TMultiplexedProcessor>();
     NodeEndpoints* endpoints = endpoints_.get();
     auto kv = std::make_shared<KvHandler>(coordinator_.get(), membership_.get(), config_.id, conn,
@@ -194,10 +296,6 @@ class Node::Impl {
                                             return endpoints->Detector(id)->LikelyAlive();
                                           });
     mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
-    auto replica_handler =
-        std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(), intake_.get());
-    if (raft_membership_) replica_handler->set_fence(&raft_membership_->service());
-    mux->registerProcessor("replica", std::make_shared<rpc::MonjuReplicaProcessor>(replica_handler));
     AdminSources sources;
     sources.self_id = config_.id;
     sources.sloppy_quorum = config_.sloppy_quorum;
@@ -209,41 +307,18 @@ class Node::Impl {
     sources.reaper = reaper_.get();
     sources.replica = replica_.get();
     sources.link_faults = link_faults_.get();
+    sources.anti_entropy = ae_.get();
+    sources.trees = trees_.get();
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
     if (raft_membership_) raft_membership_->Register(*mux);
-
-    workers_ = concurrency::ThreadManager::newSimpleThreadManager(config_.worker_threads);
-    workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
-    workers_->start();
-    auto socket = std::make_shared<transport::TNonblockingServerSocket>(config_.listen_host, config_.listen_port);
-    // Largest request: a value at the limit plus keys and context.
-    const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
-    server_ = std::make_shared<server::TNonblockingServer>(mux, LimitedProtocolFactory(max_frame), socket, workers_);
-    server_->setMaxFrameSize(static_cast<size_t>(max_frame));
-    auto ready = std::make_shared<ReadySignal>();
-    server_->setServerEventHandler(ready);
-
-    auto failure = std::make_shared<std::string>();
-    serve_thread_ = std::thread([this, ready, failure] {
-      try {
-        server_->serve();
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(ready->mu);
-        *failure = e.what();
-        ready->cv.notify_all();
-      }
-    });
-    std::unique_lock<std::mutex> lock(ready->mu);
-    ready->cv.wait(lock, [&] { return ready->ready || !failure->empty(); });
-    if (!failure->empty()) {
-      lock.unlock();
-      serve_thread_.join();
-      return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
-                             std::to_string(config_.listen_port) + ": " + *failure);
-    }
-    spdlog::info("serving on {}:{} (N={} R={} W={})", config_.listen_host, config_.listen_port, config_.replicas,
-                 config_.read_quorum, config_.write_quorum);
+    s = client_server_.Start(config_.listen_host, config_.listen_port, mux, config_.worker_threads,
+                             max_frame);
+    if (!s.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
+                                        std::to_string(config_.listen_port) + ": " + s.message());
+    spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers) (N={} R={} W={})",
+                 config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
+                 config_.peer_threads, config_.replicas, config_.read_quorum, config_.write_quorum);
     return Status::OK();
   }
 
@@ -253,6 +328,8 @@ class Node::Impl {
   std::unique_ptr<LinkFaults> link_faults_;  // only with --fault-injection
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<Membership> membership_;
+  std::unique_ptr<PartitionTrees> trees_;
+  std::unique_ptr<LocalExchangePeer> local_exchange_;
   std::unique_ptr<HintStore> hint_store_;
   std::unique_ptr<HintIntake> intake_;
   std::unique_ptr<NodeEndpoints> endpoints_;
@@ -262,11 +339,12 @@ class Node::Impl {
   std::unique_ptr<HintDelivery> delivery_;
   std::unique_ptr<NodeOwnerReader> owner_reader_;
   std::unique_ptr<TombstoneReaper> reaper_;
+  std::unique_ptr<NodeExchangeDirectory> ae_directory_;
+  std::unique_ptr<AntiEntropyScheduler> ae_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<RaftMembership> raft_membership_;  // only with --raft-listen
-  std::shared_ptr<concurrency::ThreadManager> workers_;
-  std::shared_ptr<server::TNonblockingServer> server_;
-  std::thread serve_thread_;
+  ThriftServer peer_server_;    // MonjuReplica: calls that never wait on other nodes
+  ThriftServer client_server_;  // MonjuKV and admin
   std::mutex stop_mu_;
   bool stopped_ = false;
 };

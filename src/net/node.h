@@ -1,10 +1,19 @@
 // Node: one monjud process. Wires the components in dependency order
-// (store -> replica -> membership -> endpoints -> executor -> coordinator ->
-// server) and stops them in reverse.
+// (store -> replica -> membership -> anti-entropy trees -> endpoints ->
+// executor -> coordinator -> background workers -> server) and stops them in
+// reverse.
 //
-// One port serves both the public MonjuKV API (unprefixed, the multiplexer's
-// default) and MonjuReplica (multiplexed as "replica"), with TFramedTransport +
-// TBinaryProtocol on a TNonblockingServer whose requests run on a worker pool.
+// Two servers, each a TNonblockingServer (TFramedTransport + TBinaryProtocol)
+// with a worker pool of its own:
+// - the client port (--listen) serves the public MonjuKV API (unprefixed, the
+//   multiplexer's default) and MonjuAdmin ("admin") on --worker-threads;
+// - the peer port (this node's peer_port in --peers) serves MonjuReplica
+//   ("replica") on --peer-threads.
+// A client request holds its worker while it waits for replicas; replica
+// calls never wait on other nodes. Were both on one pool, a loaded cluster
+// could have every worker of every node waiting for peers whose workers are
+// all waiting too, until the request timeout. Apart, replica calls always
+// find a worker.
 #pragma once
 
 #include <memory>

@@ -49,7 +49,7 @@ void PeerProber::Stop() {
 void PeerProber::ProbeLoop(PeerAddress peer) {
   ConnectionOptions options = probe_connection_;
   options.host = peer.host;
-  options.port = peer.port;
+  options.port = peer.peer_port;
   options.service = "replica";
   options.peer_id = peer.id;
   options.max_idle = 1;

@@ -17,13 +17,14 @@ StatusOr<std::unique_ptr<RaftMembership>> RaftMembership::Open(const NodeConfig&
 
   MembershipOptions o;
   o.self_id = c.id;
-  o.self = PeerAddress{c.id, c.listen_host, c.listen_port};
+  o.self = PeerAddress{c.id, c.listen_host, c.listen_port, c.OwnPeerPort()};
   o.raft_address = c.raft_listen_host + ":" + std::to_string(c.raft_listen_port);
   o.data_dir = c.data_dir;
   o.vnodes = c.vnodes;
   o.write_quorum = c.write_quorum;
   if (!c.peers.empty())
-    o.bootstrap = BootstrapMetadata(c.peers, c.raft_peers, c.vnodes, c.partitions, c.replicas, c.raft_voters);
+    o.bootstrap =
+        BootstrapMetadata(ResolvePeerPorts(c), c.raft_peers, c.vnodes, c.partitions, c.replicas, c.raft_voters);
   if (c.join_port != 0) o.join_address = c.join_host + ":" + std::to_string(c.join_port);
   o.streamer.bytes_per_second = static_cast<double>(c.stream_rate_mb) * (1 << 20);
   auto service = MembershipService::Open(std::move(o), rm->peers_.get());

@@ -144,6 +144,78 @@ Status RemoteReplicaEndpoint::Ping() {
   });
 }
 
+Status RemoteReplicaEndpoint::AeHashes(uint32_t partition, uint32_t format, uint32_t level,
+                                       const std::vector<uint32_t>& parents, std::vector<uint64_t>* out,
+                                       int64_t* items) {
+  std::vector<int32_t> wire(parents.begin(), parents.end());
+  return Call("ae_hashes", [&](rpc::MonjuReplicaClient& c) {
+    rpc::AeHashes reply;
+    c.ae_hashes(reply, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format),
+                static_cast<int32_t>(level), wire, stamp_);
+    out->assign(reply.hashes.begin(), reply.hashes.end());
+    *items = reply.items;
+    return Status::OK();
+  });
+}
+
+Status RemoteReplicaEndpoint::AeKeys(uint32_t partition, uint32_t format, uint32_t level,
+                                     const std::vector<uint32_t>& nodes, std::optional<uint64_t> after, size_t limit,
+                                     std::vector<KeyDigest>* out, bool* more) {
+  std::vector<int32_t> wire(nodes.begin(), nodes.end());
+  return Call("ae_keys", [&](rpc::MonjuReplicaClient& c) {
+    rpc::AeKeyPage page;
+    c.ae_keys(page, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format),
+              static_cast<int32_t>(level), wire, after.has_value(), static_cast<int64_t>(after.value_or(0)),
+              static_cast<int32_t>(std::min<size_t>(limit, INT32_MAX)), stamp_);
+    out->clear();
+    out->reserve(page.entries.size());
+    for (auto& e : page.entries)
+      out->push_back({std::move(e.pk), std::move(e.sk), static_cast<uint64_t>(e.key_hash),
+                      static_cast<uint64_t>(e.digest)});
+    *more = page.more;
+    return Status::OK();
+  });
+}
+
+Status RemoteReplicaEndpoint::AeFetch(uint32_t partition, const std::vector<KeyQuery>& keys,
+                                      std::vector<KeyAnswer>* out) {
+  std::vector<rpc::AeKeyQuery> wire;
+  wire.reserve(keys.size());
+  for (const KeyQuery& k : keys) {
+    rpc::AeKeyQuery q;
+    q.pk = k.pk;
+    q.sk = k.sk;
+    q.asker_context = k.asker_context;
+    q.want_versions = k.want_versions;
+    wire.push_back(std::move(q));
+  }
+  return Call("ae_fetch", [&](rpc::MonjuReplicaClient& c) {
+    std::vector<rpc::AeKeyAnswer> answers;
+    c.ae_fetch(answers, fingerprint_, static_cast<int32_t>(partition), wire, stamp_);
+    out->clear();
+    out->reserve(answers.size());
+    for (auto& a : answers)
+      out->push_back({std::move(a.pk), std::move(a.sk), std::move(a.context), std::move(a.versions), a.withheld});
+    return Status::OK();
+  });
+}
+
+Status RemoteReplicaEndpoint::AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) {
+  std::vector<rpc::KeyedVersion> wire;
+  wire.reserve(versions.size());
+  for (const KeyedVersionBytes& v : versions) {
+    rpc::KeyedVersion kv;
+    kv.pk = v.pk;
+    kv.sk = v.sk;
+    kv.version = v.version;
+    wire.push_back(std::move(kv));
+  }
+  return Call("ae_push", [&](rpc::MonjuReplicaClient& c) {
+    c.ae_push(fingerprint_, static_cast<int32_t>(partition), wire, stamp_);
+    return Status::OK();
+  });
+}
+
 NodeEndpoints::NodeEndpoints(std::string self_id, Replica* local, HintIntake* hints, ConnectionOptions base,
                              const Clock* clock, DetectorOptions detector_options)
     : self_id_(std::move(self_id)),
@@ -177,7 +249,7 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
     if (!pool) {
       ConnectionOptions options = base_;
       options.host = peer.host;
-      options.port = peer.port;
+      options.port = peer.peer_port;
       options.service = "replica";
       options.peer_id = peer.id;
       pool = std::make_shared<RemoteReplicaEndpoint::Pool>(options);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "MonjuReplica.h"
+#include "antientropy.h"
 #include "client_pool.h"
 #include "coordinator.h"
 #include "data_path_fence.h"
@@ -56,6 +57,14 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status ApplyBatch(const std::vector<Hint>& hints);
   // A bare liveness and parameter check (the prober's, with its own timeout).
   Status Ping();
+
+  // Anti-entropy calls (antientropy/exchange.h), as ExchangePeer's.
+  Status AeHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                  std::vector<uint64_t>* out, int64_t* items);
+  Status AeKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more);
+  Status AeFetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out);
+  Status AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions);
 
  private:
   template <typename Fn>

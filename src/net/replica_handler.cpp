@@ -176,4 +176,109 @@ void ReplicaHandler::scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, 
   _return.more = more;
 }
 
+LocalExchangePeer& ReplicaHandler::CheckExchange(int64_t cluster_fingerprint, const rpc::EpochStamp& stamp,
+                                                 int32_t partition, std::shared_ptr<const ClusterView>* view,
+                                                 EpochGate::Ticket* ticket) const {
+  *view = CheckCaller(cluster_fingerprint, stamp);
+  if (!exchange_) ThrowError(Status::Unavailable("this node serves no anti-entropy"));
+  if (partition < 0 || static_cast<uint32_t>(partition) >= (*view)->ring().partitions())
+    ThrowError(Status::InvalidArgument("partition " + std::to_string(partition) + " out of range"));
+  // An exchange planned under a placement that no longer holds must not
+  // bring data to, or take it from, a node that is no owner any more.
+  Admit(stamp, static_cast<uint32_t>(partition), ticket);
+  return *exchange_;
+}
+
+namespace {
+// Non-negative i32s as u32s; InvalidArgument naming `what` otherwise.
+std::vector<uint32_t> Unsigned(const std::vector<int32_t>& values, const char* what) {
+  std::vector<uint32_t> out;
+  out.reserve(values.size());
+  for (int32_t v : values) {
+    if (v < 0) ThrowError(Status::InvalidArgument(std::string("negative ") + what));
+    out.push_back(static_cast<uint32_t>(v));
+  }
+  return out;
+}
+}  // namespace
+
+void ReplicaHandler::ae_hashes(rpc::AeHashes& _return, int64_t cluster_fingerprint, int32_t partition,
+                               int32_t tree_format, int32_t level, const std::vector<int32_t>& parents,
+                               const rpc::EpochStamp& stamp) {
+  std::shared_ptr<const ClusterView> view;
+  EpochGate::Ticket ticket;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, stamp, partition, &view, &ticket);
+  if (level < 0) ThrowError(Status::InvalidArgument("negative tree level"));
+  std::vector<uint64_t> hashes;
+  int64_t items = 0;
+  Status s = peer.ChildHashes(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
+                              static_cast<uint32_t>(level), Unsigned(parents, "tree node"), &hashes, &items);
+  if (!s.ok()) ThrowError(s);
+  _return.hashes.assign(hashes.begin(), hashes.end());
+  _return.items = items;
+}
+
+void ReplicaHandler::ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition,
+                             int32_t tree_format, int32_t level, const std::vector<int32_t>& nodes, bool has_after,
+                             int64_t after_key_hash, int32_t limit, const rpc::EpochStamp& stamp) {
+  std::shared_ptr<const ClusterView> view;
+  EpochGate::Ticket ticket;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, stamp, partition, &view, &ticket);
+  if (level < 0) ThrowError(Status::InvalidArgument("negative tree level"));
+  if (limit < 1 || limit > 10000) ThrowError(Status::InvalidArgument("key listing limit outside 1..10000"));
+  std::optional<uint64_t> after;
+  if (has_after) after = static_cast<uint64_t>(after_key_hash);
+  std::vector<KeyDigest> entries;
+  bool more = false;
+  Status s = peer.ListKeys(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
+                           static_cast<uint32_t>(level), Unsigned(nodes, "tree node"), after,
+                           static_cast<size_t>(limit), &entries, &more);
+  if (!s.ok()) ThrowError(s);
+  _return.entries.reserve(entries.size());
+  for (KeyDigest& e : entries) {
+    rpc::AeKeyDigest d;
+    d.pk = std::move(e.pk);
+    d.sk = std::move(e.sk);
+    d.key_hash = static_cast<int64_t>(e.key_hash);
+    d.digest = static_cast<int64_t>(e.digest);
+    _return.entries.push_back(std::move(d));
+  }
+  _return.more = more;
+}
+
+void ReplicaHandler::ae_fetch(std::vector<rpc::AeKeyAnswer>& _return, int64_t cluster_fingerprint, int32_t partition,
+                              const std::vector<rpc::AeKeyQuery>& keys, const rpc::EpochStamp& stamp) {
+  std::shared_ptr<const ClusterView> view;
+  EpochGate::Ticket ticket;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, stamp, partition, &view, &ticket);
+  std::vector<KeyQuery> ask;
+  ask.reserve(keys.size());
+  for (const auto& k : keys) ask.push_back({k.pk, k.sk, k.asker_context, k.want_versions});
+  std::vector<KeyAnswer> answers;
+  Status s = peer.Fetch(static_cast<uint32_t>(partition), ask, &answers);
+  if (!s.ok()) ThrowError(s);
+  _return.reserve(answers.size());
+  for (KeyAnswer& a : answers) {
+    rpc::AeKeyAnswer out;
+    out.pk = std::move(a.pk);
+    out.sk = std::move(a.sk);
+    out.context = std::move(a.context);
+    out.versions = std::move(a.versions);
+    out.withheld = a.withheld;
+    _return.push_back(std::move(out));
+  }
+}
+
+void ReplicaHandler::ae_push(int64_t cluster_fingerprint, int32_t partition,
+                             const std::vector<rpc::KeyedVersion>& versions, const rpc::EpochStamp& stamp) {
+  std::shared_ptr<const ClusterView> view;
+  EpochGate::Ticket ticket;
+  LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, stamp, partition, &view, &ticket);
+  std::vector<KeyedVersionBytes> items;
+  items.reserve(versions.size());
+  for (const auto& v : versions) items.push_back({v.pk, v.sk, v.version});
+  Status s = peer.Push(static_cast<uint32_t>(partition), items);
+  if (!s.ok()) ThrowError(s);
+}
+
 }  // namespace monju

@@ -3,10 +3,11 @@
 // With Raft-managed membership (set_fence), a request stamped with a newer
 // epoch first makes this node catch up, and apply, apply_hinted, read and
 // scan are admitted only while the stamp's placement of the key still holds
-// (StaleEpoch otherwise).
+// (StaleEpoch otherwise); so are the anti-entropy calls, per partition.
 #pragma once
 
 #include "MonjuReplica.h"
+#include "antientropy.h"
 #include "data_path_fence.h"
 #include "hint_intake.h"
 #include "membership.h"
@@ -16,8 +17,10 @@ namespace monju {
 
 class ReplicaHandler final : public rpc::MonjuReplicaIf {
  public:
-  ReplicaHandler(std::string self_id, Replica* replica, const Membership* membership, HintIntake* hints)
-      : self_id_(std::move(self_id)), replica_(replica), membership_(membership), hints_(hints) {}
+  // `exchange` serves anti-entropy (ae_*); null: those calls fail Unavailable.
+  ReplicaHandler(std::string self_id, Replica* replica, const Membership* membership, HintIntake* hints,
+                 LocalExchangePeer* exchange = nullptr)
+      : self_id_(std::move(self_id)), replica_(replica), membership_(membership), hints_(hints), exchange_(exchange) {}
 
   // Raft-managed membership only; set before serving.
   void set_fence(DataPathFence* fence) { fence_ = fence; }
@@ -34,6 +37,15 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,
             const std::string& start_sk, bool start_exclusive, int32_t limit, bool ascending,
             const rpc::EpochStamp& stamp) override;
+  void ae_hashes(rpc::AeHashes& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
+                 int32_t level, const std::vector<int32_t>& parents, const rpc::EpochStamp& stamp) override;
+  void ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
+               int32_t level, const std::vector<int32_t>& nodes, bool has_after, int64_t after_key_hash,
+               int32_t limit, const rpc::EpochStamp& stamp) override;
+  void ae_fetch(std::vector<rpc::AeKeyAnswer>& _return, int64_t cluster_fingerprint, int32_t partition,
+                const std::vector<rpc::AeKeyQuery>& keys, const rpc::EpochStamp& stamp) override;
+  void ae_push(int64_t cluster_fingerprint, int32_t partition, const std::vector<rpc::KeyedVersion>& versions,
+               const rpc::EpochStamp& stamp) override;
 
  private:
   // Throws ClusterMismatch; catches up with a newer stamp; returns the view
@@ -42,11 +54,15 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   // Throws StaleEpoch when the stamp's placement of pk's partition no
   // longer holds; the ticket is held while the request runs.
   void Admit(const rpc::EpochStamp& stamp, uint32_t partition, EpochGate::Ticket* ticket) const;
+  // CheckCaller, plus: anti-entropy is served here and the partition exists.
+  LocalExchangePeer& CheckExchange(int64_t cluster_fingerprint, const rpc::EpochStamp& stamp, int32_t partition,
+                                   std::shared_ptr<const ClusterView>* view, EpochGate::Ticket* ticket) const;
 
   const std::string self_id_;
   Replica* replica_;
   const Membership* membership_;
   HintIntake* hints_;
+  LocalExchangePeer* exchange_;
   DataPathFence* fence_ = nullptr;
 };
 

@@ -1,10 +1,12 @@
 #include "storage/data_store.h"
 
 #include <lmdb.h>
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -12,12 +14,52 @@
 #include <mutex>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "storage/bucket.h"
 
 namespace monju {
 namespace {
 
 constexpr size_t kKeyHeader = 4 + 16;  // partition + pk hash
+constexpr size_t kDigestKey = 4 + 8;   // partition + key hash
+constexpr char kDigestIndexMeta[] = "digest_index";
+constexpr uint64_t kKeyHashSeed = 0x6d6f6e6a752d6b68;  // "monju-kh"
+constexpr uint64_t kBytesDigestSeed = 0x6d6f6e6a752d6264;
+constexpr size_t kReindexItemsPerTxn = 10000;
+
+void HashLength(XXH3_state_t* state, size_t n) {
+  const uint32_t len = static_cast<uint32_t>(n);
+  unsigned char b[4] = {uint8_t(len), uint8_t(len >> 8), uint8_t(len >> 16), uint8_t(len >> 24)};
+  XXH3_64bits_update(state, b, sizeof b);
+}
+
+std::string DigestKey(uint32_t partition, uint64_t key_hash) {
+  std::string k(kDigestKey, '\0');
+  for (int i = 0; i < 4; ++i) k[i] = char((partition >> (24 - 8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i) k[4 + i] = char((key_hash >> (56 - 8 * i)) & 0xff);
+  return k;
+}
+
+uint64_t DigestKeyHash(std::string_view key) {
+  uint64_t h = 0;
+  for (size_t i = 4; i < kDigestKey; ++i) h = (h << 8) | uint8_t(key[i]);
+  return h;
+}
+
+std::string EncodeDigest(uint64_t d) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = char((d >> (8 * i)) & 0xff);
+  return s;
+}
+
+// 0 (absent) when the bytes are not a digest.
+uint64_t DecodeDigest(std::string_view s) {
+  if (s.size() != 8) return 0;
+  uint64_t d = 0;
+  for (int i = 7; i >= 0; --i) d = (d << 8) | uint8_t(s[i]);
+  return d;
+}
 
 Status LmdbError(const char* what, int rc) {
   std::string msg = std::string(what) + ": " + mdb_strerror(rc);
@@ -83,6 +125,27 @@ class Cursor {
 
 }  // namespace
 
+uint64_t BytesDigest(std::string_view pk, std::string_view sk, std::string_view record) {
+  XXH3_state_t state;
+  XXH3_64bits_reset_withSeed(&state, kBytesDigestSeed);
+  HashLength(&state, pk.size());
+  XXH3_64bits_update(&state, pk.data(), pk.size());
+  HashLength(&state, sk.size());
+  XXH3_64bits_update(&state, sk.data(), sk.size());
+  XXH3_64bits_update(&state, record.data(), record.size());
+  const uint64_t d = XXH3_64bits_digest(&state);
+  return d ? d : 1;
+}
+
+uint64_t DataStore::KeyHash(std::string_view pk, std::string_view sk) {
+  XXH3_state_t state;
+  XXH3_64bits_reset_withSeed(&state, kKeyHashSeed);
+  HashLength(&state, pk.size());
+  XXH3_64bits_update(&state, pk.data(), pk.size());
+  XXH3_64bits_update(&state, sk.data(), sk.size());
+  return XXH3_64bits_digest(&state);
+}
+
 class DataStore::Impl {
  public:
   ~Impl() {
@@ -117,13 +180,108 @@ class DataStore::Impl {
     rc = mdb_txn_begin(env_, nullptr, 0, &txn);
     if (rc) return LmdbError("mdb_txn_begin", rc);
     if ((rc = mdb_dbi_open(txn, "items", MDB_CREATE, &items_)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_))) {
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_)) ||
+        (rc = mdb_dbi_open(txn, "digests", MDB_CREATE, &digests_))) {
       mdb_txn_abort(txn);
       return LmdbError("mdb_dbi_open", rc);
     }
     rc = mdb_txn_commit(txn);
     if (rc) return LmdbError("mdb_txn_commit", rc);
+    digest_ = options.digest ? options.digest : &BytesDigest;
+    std::string indexed;
+    Status s = GetMeta(kDigestIndexMeta, &indexed);
+    if (!s.ok() && !s.Is(Status::Code::kNotFound)) return s;
+    if (indexed != options.digest_name) {
+      s = Reindex();
+      if (!s.ok()) return s;
+    }
     writer_ = std::thread([this] { WriterLoop(); });
+    return Status::OK();
+  }
+
+  // Rebuilds the digest index from the items, a bounded number of items per
+  // write transaction; the index is marked complete in the last one, so a
+  // crash midway starts over at the next Open(). Runs before the writer.
+  Status Reindex() {
+    const auto started = std::chrono::steady_clock::now();
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    if (rc) return LmdbError("mdb_txn_begin", rc);
+    rc = mdb_drop(txn, digests_, 0);
+    if (rc) {
+      mdb_txn_abort(txn);
+      return LmdbError("mdb_drop digests", rc);
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc) return LmdbError("mdb_txn_commit", rc);
+    std::string resume;
+    bool done = false;
+    uint64_t items = 0;
+    while (!done) {
+      rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+      if (rc) return LmdbError("mdb_txn_begin", rc);
+      Status s = ReindexSome(txn, &resume, &done, &items);
+      if (s.ok() && done) {
+        MDB_val mk = Val(kDigestIndexMeta), mv = Val(options_.digest_name);
+        rc = mdb_put(txn, meta_, &mk, &mv, 0);
+        if (rc) s = LmdbError("mdb_put meta", rc);
+      }
+      if (!s.ok()) {
+        mdb_txn_abort(txn);
+        return s;
+      }
+      rc = mdb_txn_commit(txn);
+      if (rc) return LmdbError("mdb_txn_commit", rc);
+    }
+    reindexed_ = items;
+    if (items > 0)
+      spdlog::info("digest index ({}) built for {} items in {} ms", options_.digest_name, items,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                       .count());
+    return Status::OK();
+  }
+
+  // Indexes the items after `*resume` ("" = from the start) until about
+  // kReindexItemsPerTxn are done or the end (*done).
+  Status ReindexSome(MDB_txn* txn, std::string* resume, bool* done, uint64_t* items) {
+    Cursor cur(txn, items_);
+    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    MDB_val mk, mv;
+    int rc;
+    if (resume->empty()) {
+      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_FIRST);
+    } else {
+      mk = Val(*resume);
+      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+      if (rc == 0 && View(mk) == *resume) rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT);
+    }
+    size_t n = 0;
+    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
+      const std::string_view key = View(mk);
+      if (key.size() < kKeyHeader) continue;
+      uint32_t partition = 0;
+      for (int i = 0; i < 4; ++i) partition = (partition << 8) | uint8_t(key[i]);
+      auto bucket = Bucket::Decode(View(mv));
+      if (!bucket.ok()) {
+        spdlog::warn("digest index: skipping an undecodable bucket of partition {}", partition);
+        continue;
+      }
+      for (const Bucket::Entry& e : bucket->entries()) {
+        uint64_t before = 0;
+        Status s = PutDigest(txn, partition, e.pk, e.sk, DataStore::KeyHash(e.pk, e.sk), digest_(e.pk, e.sk, e.record),
+                             &before);
+        if (!s.ok()) return s;
+        ++n;
+      }
+      if (n >= kReindexItemsPerTxn) {
+        resume->assign(key);
+        *items += n;
+        return Status::OK();
+      }
+    }
+    if (rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
+    *items += n;
+    *done = true;
     return Status::OK();
   }
 
@@ -334,6 +492,78 @@ class DataStore::Impl {
     return Status::OK();
   }
 
+  Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, size_t limit, std::vector<DigestEntry>* out,
+                     bool* more) const {
+    out->clear();
+    *more = false;
+    if (from > to) return Status::OK();
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    Cursor cur(txn.get(), digests_);
+    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    const std::string start = DigestKey(partition, from);
+    MDB_val mk = Val(start), mv;
+    int rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
+      const std::string_view key = View(mk);
+      if (key.size() != kDigestKey || key.compare(0, 4, start, 0, 4) != 0) break;
+      const uint64_t hash = DigestKeyHash(key);
+      if (hash > to) break;
+      if (out->size() >= std::max<size_t>(limit, 1)) {
+        *more = true;
+        break;
+      }
+      auto bucket = Bucket::Decode(View(mv));
+      if (!bucket.ok()) return bucket.status();
+      for (const Bucket::Entry& e : bucket->entries()) out->push_back({e.pk, e.sk, hash, DecodeDigest(e.record)});
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
+    return Status::OK();
+  }
+
+  Status ForEachDigest(uint32_t partition, const std::function<void(uint64_t, uint64_t)>& fn,
+                       uint64_t* snapshot_txn) const {
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    *snapshot_txn = mdb_txn_id(txn.get());
+    Cursor cur(txn.get(), digests_);
+    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    const std::string start = DigestKey(partition, 0);
+    MDB_val mk = Val(start), mv;
+    int rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
+      const std::string_view key = View(mk);
+      if (key.size() != kDigestKey || key.compare(0, 4, start, 0, 4) != 0) break;
+      auto bucket = Bucket::Decode(View(mv));
+      if (!bucket.ok()) return bucket.status();
+      const uint64_t hash = DigestKeyHash(key);
+      for (const Bucket::Entry& e : bucket->entries()) fn(hash, DecodeDigest(e.record));
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
+    return Status::OK();
+  }
+
+  StatusOr<uint64_t> SetCommitListener(CommitListener* listener) {
+    auto done = std::make_shared<std::promise<StatusOr<uint64_t>>>();
+    auto result = done->get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return Status::ShuttingDown("store is closing");
+      // Runs on the writer thread between two commits.
+      control_.push_back([this, listener, done] {
+        ReadTxn txn(env_);
+        if (txn.rc()) {
+          done->set_value(LmdbError("mdb_txn_begin", txn.rc()));
+          return;
+        }
+        listener_ = listener;
+        done->set_value(static_cast<uint64_t>(mdb_txn_id(txn.get())));
+      });
+    }
+    work_cv_.notify_one();
+    return result.get();
+  }
+
   Status GetMeta(std::string_view key, std::string* value) const {
     ReadTxn txn(env_);
     if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
@@ -361,7 +591,7 @@ class DataStore::Impl {
     return done.get();
   }
 
-  Stats stats() const { return {commits_.load(), applied_.load()}; }
+  Stats stats() const { return {commits_.load(), applied_.load(), reindexed_.load()}; }
 
  private:
   struct PendingOp {
@@ -376,21 +606,29 @@ class DataStore::Impl {
   void WriterLoop() {
     for (;;) {
       Batch batch;
+      std::deque<std::function<void()>> control;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty() && stopping_) return;
+        work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !control_.empty(); });
+        control.swap(control_);
+        if (queue_.empty() && control.empty() && stopping_) return;
         while (!queue_.empty() && batch.size() < options_.max_batch_ops) {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
       }
+      for (auto& fn : control) fn();
+      if (batch.empty()) continue;
       space_cv_.notify_all();
       std::vector<Status> results(batch.size());
-      Status s = CommitBatch(batch, &results);
+      std::vector<DigestChange> changes;
+      uint64_t txn_id = 0;
+      Status s = CommitBatch(batch, &results, &changes, &txn_id);
       if (s.ok()) {
         commits_.fetch_add(1);
         applied_.fetch_add(batch.size());
+        // Before any waiter returns: once Apply() returns, listeners know.
+        if (listener_) listener_->OnCommit(txn_id, changes);
       }
       for (size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(s.ok() ? results[i] : s);
     }
@@ -398,25 +636,80 @@ class DataStore::Impl {
 
   // One write transaction for the whole batch. An op whose stored bucket does
   // not decode fails alone (nothing was written for it); an LMDB error fails
-  // the whole batch, since the transaction cannot continue.
-  Status CommitBatch(const Batch& batch, std::vector<Status>* results) {
+  // the whole batch, since the transaction cannot continue. *changes: the
+  // digest changes of the batch, valid when it committed as *txn_id.
+  Status CommitBatch(const Batch& batch, std::vector<Status>* results, std::vector<DigestChange>* changes,
+                     uint64_t* txn_id) {
     MDB_txn* txn;
     int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
     if (rc) return LmdbError("mdb_txn_begin", rc);
     for (size_t i = 0; i < batch.size(); ++i) {
       const auto& op = *batch[i];
       bool op_only = false;
-      Status s = op.is_meta ? PutMetaIn(txn, op) : ApplyIn(txn, op, &op_only);
+      Status s = op.is_meta ? PutMetaIn(txn, op) : ApplyIn(txn, op, &op_only, changes);
       if (op_only) {
         (*results)[i] = s;
       } else if (!s.ok()) {
         mdb_txn_abort(txn);
+        changes->clear();
         return s;
       }
     }
     rc = mdb_txn_commit(txn);  // fsyncs: durable on success
-    if (rc) return LmdbError("mdb_txn_commit", rc);
+    if (rc) {
+      changes->clear();
+      return LmdbError("mdb_txn_commit", rc);
+    }
+    // The id readers now see. A transaction that wrote nothing does not
+    // consume one (LMDB reuses it), so it is read back rather than taken
+    // from the transaction.
+    MDB_envinfo info;
+    mdb_env_info(env_, &info);
+    *txn_id = info.me_last_txnid;
     return Status::OK();
+  }
+
+  // Sets the index entry of (pk, sk) to `digest` (0: removes it); *before is
+  // the digest it held (0: none). An index bucket that does not decode is
+  // replaced, and the index is marked for a rebuild at the next Open().
+  Status PutDigest(MDB_txn* txn, uint32_t partition, std::string_view pk, std::string_view sk, uint64_t key_hash,
+                   uint64_t digest, uint64_t* before) {
+    const std::string k = DigestKey(partition, key_hash);
+    MDB_val mk = Val(k), mv;
+    Bucket bucket;
+    int rc = mdb_get(txn, digests_, &mk, &mv);
+    if (rc == 0) {
+      auto decoded = Bucket::Decode(View(mv));
+      if (decoded.ok()) {
+        bucket = std::move(decoded.value());
+      } else {
+        spdlog::error("digest index: an entry of partition {} does not decode; replaced, and the index will be "
+                      "rebuilt at the next start",
+                      partition);
+        MDB_val meta_key = Val(kDigestIndexMeta), meta_value = Val("");
+        rc = mdb_put(txn, meta_, &meta_key, &meta_value, 0);
+        if (rc) return LmdbError("mdb_put meta", rc);
+      }
+    } else if (rc != MDB_NOTFOUND) {
+      return LmdbError("mdb_get digests", rc);
+    }
+    const Bucket::Entry* current = bucket.Find(pk, sk);
+    *before = current ? DecodeDigest(current->record) : 0;
+    if (current && *before == digest) return Status::OK();
+    if (!current && digest == 0) return Status::OK();
+    if (digest == 0) {
+      bucket.Erase(pk, sk);
+    } else {
+      bucket.Upsert(pk, sk, EncodeDigest(digest));
+    }
+    if (bucket.empty()) {
+      rc = mdb_del(txn, digests_, &mk, nullptr);
+      return rc && rc != MDB_NOTFOUND ? LmdbError("mdb_del digests", rc) : Status::OK();
+    }
+    const std::string encoded = bucket.Encode();
+    MDB_val out = Val(encoded);
+    rc = mdb_put(txn, digests_, &mk, &out, 0);
+    return rc ? LmdbError("mdb_put digests", rc) : Status::OK();
   }
 
   Status PutMetaIn(MDB_txn* txn, const PendingOp& op) {
@@ -426,7 +719,7 @@ class DataStore::Impl {
   }
 
   // `op_only`: the error concerns this op alone; the transaction is intact.
-  Status ApplyIn(MDB_txn* txn, const PendingOp& op, bool* op_only) {
+  Status ApplyIn(MDB_txn* txn, const PendingOp& op, bool* op_only, std::vector<DigestChange>* changes) {
     std::string k = BucketKey(op.key.partition, op.key.pk, op.key.sk);
     MDB_val mk = Val(k), mv;
     Bucket bucket;
@@ -445,6 +738,7 @@ class DataStore::Impl {
     std::optional<std::string> now = current ? std::optional<std::string>(current->record) : std::nullopt;
     std::optional<std::string> next = op.mutate(now);
     if (!next) return Status::OK();
+    const uint64_t digest = next->empty() ? 0 : digest_(op.key.pk, op.key.sk, *next);
     if (next->empty()) {
       if (!current) return Status::OK();
       bucket.Erase(op.key.pk, op.key.sk);
@@ -453,25 +747,35 @@ class DataStore::Impl {
     }
     if (bucket.empty()) {
       rc = mdb_del(txn, items_, &mk, nullptr);
-      return rc && rc != MDB_NOTFOUND ? LmdbError("mdb_del", rc) : Status::OK();
+      if (rc && rc != MDB_NOTFOUND) return LmdbError("mdb_del", rc);
+    } else {
+      std::string encoded = bucket.Encode();
+      MDB_val out = Val(encoded);
+      rc = mdb_put(txn, items_, &mk, &out, 0);
+      if (rc) return LmdbError("mdb_put", rc);
     }
-    std::string encoded = bucket.Encode();
-    MDB_val out = Val(encoded);
-    rc = mdb_put(txn, items_, &mk, &out, 0);
-    return rc ? LmdbError("mdb_put", rc) : Status::OK();
+    uint64_t before = 0;
+    const uint64_t key_hash = DataStore::KeyHash(op.key.pk, op.key.sk);
+    Status s = PutDigest(txn, op.key.partition, op.key.pk, op.key.sk, key_hash, digest, &before);
+    if (!s.ok()) return s;
+    if (before != digest) changes->push_back({op.key.partition, key_hash, before, digest});
+    return Status::OK();
   }
 
   StorageOptions options_;
   MDB_env* env_ = nullptr;
-  MDB_dbi items_ = 0, meta_ = 0;
+  MDB_dbi items_ = 0, meta_ = 0, digests_ = 0;
   size_t max_key_ = 0;
+  RecordDigestFn digest_ = &BytesDigest;
+  CommitListener* listener_ = nullptr;  // writer thread only
 
   std::mutex mu_;
   std::condition_variable work_cv_, space_cv_;
   std::deque<std::shared_ptr<PendingOp>> queue_;
+  std::deque<std::function<void()>> control_;  // run by the writer between commits
   bool stopping_ = false;
   std::thread writer_;
-  std::atomic<uint64_t> commits_{0}, applied_{0};
+  std::atomic<uint64_t> commits_{0}, applied_{0}, reindexed_{0};
 };
 
 StatusOr<std::unique_ptr<DataStore>> DataStore::Open(const StorageOptions& options) {
@@ -494,6 +798,17 @@ std::vector<Status> DataStore::ApplyBatch(std::vector<std::pair<ItemKey, Mutator
 Status DataStore::ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out,
                           std::string* next) const {
   return impl_->ScanAll(cursor, limit, out, next);
+}
+Status DataStore::ScanDigests(uint32_t partition, uint64_t from, uint64_t to, size_t limit,
+                              std::vector<DigestEntry>* out, bool* more) const {
+  return impl_->ScanDigests(partition, from, to, limit, out, more);
+}
+Status DataStore::ForEachDigest(uint32_t partition, const std::function<void(uint64_t, uint64_t)>& fn,
+                                uint64_t* snapshot_txn) const {
+  return impl_->ForEachDigest(partition, fn, snapshot_txn);
+}
+StatusOr<uint64_t> DataStore::SetCommitListener(CommitListener* listener) {
+  return impl_->SetCommitListener(listener);
 }
 Status DataStore::GetMeta(std::string_view key, std::string* value) const { return impl_->GetMeta(key, value); }
 Status DataStore::PutMeta(std::string_view key, std::string_view value) { return impl_->PutMeta(key, value); }

@@ -15,6 +15,21 @@
 // Apply() calls are grouped into one write transaction by a single writer
 // thread (group commit), so durability costs one fsync per batch, not per write.
 //
+// Digest index. Every item also has a 64-bit digest (StorageOptions::digest
+// of pk, sk and record; never 0) kept in a second LMDB database, `digests`,
+// keyed by partition + KeyHash(pk, sk). It is written in the same transaction
+// as the item, so it always matches the items exactly, crash or not. Anti-
+// entropy builds its Merkle trees from it and lists the keys of a tree leaf
+// (a key-hash range) from it without reading any record. A store opened with
+// a digest of another name (or none: a store from before the index) has its
+// index rebuilt from the items at Open(), once.
+//
+// Commit listener. After every commit the writer thread reports each item
+// change as (partition, key hash, digest before, digest after) with the
+// commit's LMDB transaction id, before any Apply() of that commit returns. The
+// listener therefore sees every durable change exactly once and in commit
+// order; a failed batch reports nothing.
+//
 // Thread safety: all methods may be called from any thread concurrently.
 // Reads use short read-only transactions and never wait for the writer.
 #pragma once
@@ -32,12 +47,24 @@
 
 namespace monju {
 
+// The digest of one item: equal on two replicas exactly when they hold the
+// same content for the key. Must be deterministic, never 0 (0 means absent),
+// and quick (it runs on the writer thread for every write).
+using RecordDigestFn = uint64_t (*)(std::string_view pk, std::string_view sk, std::string_view record);
+
+// XXH3 of the key and the record bytes: the default digest.
+uint64_t BytesDigest(std::string_view pk, std::string_view sk, std::string_view record);
+
 struct StorageOptions {
   std::string path;                        // directory; created if missing
   uint64_t map_size_bytes = 16ull << 30;   // LMDB map size: the store's size cap
   size_t max_batch_ops = 512;              // group commit: ops per transaction
   uint32_t max_pending_ops = 65536;        // writers beyond this wait (back-pressure)
   uint32_t max_readers = 126;              // threads that may read at once (LMDB reader slots)
+  // The digest index's function and its name; a store indexed under another
+  // name is re-indexed at Open(). Every replica of a cluster must use the same.
+  RecordDigestFn digest = &BytesDigest;
+  std::string digest_name = "bytes-v1";
 };
 
 struct ItemKey {
@@ -50,6 +77,35 @@ struct ItemKey {
 struct RawItem {
   uint32_t partition = 0;
   std::string pk, sk, record;
+};
+
+// One durable change of one item, as the commit listener sees it.
+struct DigestChange {
+  uint32_t partition = 0;
+  uint64_t key_hash = 0;  // DataStore::KeyHash(pk, sk)
+  uint64_t before = 0;    // digest before the commit; 0 when the item was absent
+  uint64_t after = 0;     // digest after; 0 when the item is now absent
+};
+
+// Told about every commit; see "Commit listener" above.
+class CommitListener {
+ public:
+  virtual ~CommitListener() = default;
+  // On the writer thread, after each commit, before the Apply() calls it
+  // holds return; also for commits that changed no item (changes empty).
+  // `txn` is the id of the last committed LMDB transaction once it is done:
+  // it never decreases, grows with every commit that changed an item, and is
+  // what a read transaction begun now reports (ForEachDigest). Must be quick,
+  // must not block on anything that waits for a write, and must not call
+  // into the store.
+  virtual void OnCommit(uint64_t txn, const std::vector<DigestChange>& changes) = 0;
+};
+
+// One entry of the digest index.
+struct DigestEntry {
+  std::string pk, sk;
+  uint64_t key_hash = 0;
+  uint64_t digest = 0;
 };
 
 class DataStore {
@@ -76,6 +132,7 @@ class DataStore {
   struct Stats {
     uint64_t commits = 0;      // write transactions committed
     uint64_t applied = 0;      // Apply() calls that committed
+    uint64_t reindexed = 0;    // items whose digest Open() had to (re)build
   };
 
   // Opens or creates the store. Errors: IOError (path not usable, LMDB open failed).
@@ -117,6 +174,30 @@ class DataStore {
   // and *next skips it, so a walk can log and go on. Other errors leave *next
   // at `cursor`.
   Status ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out, std::string* next) const;
+
+  // Where an item sits in the digest index: XXH3-64 of the length-prefixed
+  // pk and sk. The same on every node.
+  static uint64_t KeyHash(std::string_view pk, std::string_view sk);
+
+  // Installs `listener` (nullptr removes it) between two commits and returns
+  // the id of the last transaction committed before it: every later commit
+  // is reported to it. The listener must outlive its installation.
+  // ShuttingDown when the store is closing.
+  StatusOr<uint64_t> SetCommitListener(CommitListener* listener);
+
+  // Index entries of one partition with from <= key_hash <= to, in key-hash
+  // order, at most about `limit` (entries sharing a key hash come together, so
+  // a page can exceed it by a few; at least one is returned when any is in
+  // range). *more when entries of the range remain after the page; continue
+  // from the last key hash + 1. One short read transaction.
+  Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, size_t limit, std::vector<DigestEntry>* out,
+                     bool* more) const;
+  // Calls fn(key_hash, digest) for every index entry of the partition, all
+  // from one read snapshot, whose transaction id goes to *snapshot_txn (the
+  // last commit it includes). fn must be quick; it runs inside the read
+  // transaction.
+  Status ForEachDigest(uint32_t partition, const std::function<void(uint64_t key_hash, uint64_t digest)>& fn,
+                       uint64_t* snapshot_txn) const;
 
   // Small node-local metadata (incarnation, shutdown marker). Put is durable.
   Status GetMeta(std::string_view key, std::string* value) const;

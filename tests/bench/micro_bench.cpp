@@ -195,6 +195,7 @@ void BM_DataStoreApply(benchmark::State& state) {
 BENCHMARK(BM_DataStoreApply)->Iterations(200)->UseRealTime();
 // Eight writers: group commit shares each fsync among the queued applies.
 BENCHMARK(BM_DataStoreApply)->Threads(8)->Iterations(200)->UseRealTime();
+BENCHMARK(BM_DataStoreApply)->Threads(32)->Iterations(100)->UseRealTime();
 
 void BM_DataStoreGet(benchmark::State& state) {
   DataStore& store = BenchStore::Get().store();

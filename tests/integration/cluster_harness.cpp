@@ -519,7 +519,7 @@ std::string PeerState(const LocalCluster& c, int observer, const std::string& pe
 
 ReplicaClient::ReplicaClient(const LocalCluster& c, int i, int timeout_ms) {
   fingerprint_ = AdminClient(c, i, timeout_ms).Status().fingerprint;
-  client_ = std::make_shared<rpc::MonjuReplicaClient>(OpenMultiplexed(c.port(i), "replica", timeout_ms));
+  client_ = std::make_shared<rpc::MonjuReplicaClient>(OpenMultiplexed(c.peer_port(i), "replica", timeout_ms));
 }
 
 SiblingSet ReplicaClient::Read(const std::string& pk, const std::string& sk) {
@@ -530,6 +530,26 @@ SiblingSet ReplicaClient::Read(const std::string& pk, const std::string& sk) {
     throw std::runtime_error("replica read of " + Printable(pk) + "/" + Printable(sk) +
                              " does not decode: " + decoded.status().ToString());
   return std::move(decoded.value());
+}
+
+std::map<std::string, SiblingSet> ReplicaClient::ScanPk(const std::string& pk) {
+  std::map<std::string, SiblingSet> out;
+  std::string start;
+  bool exclusive = false;
+  for (;;) {
+    rpc::ScanReply reply;
+    client_->scan(reply, fingerprint_, pk, "", start, exclusive, 10000, true, rpc::EpochStamp());  // never fenced
+    for (auto& item : reply.items) {
+      auto decoded = DecodeSiblings(item.siblings);
+      if (!decoded.ok())
+        throw std::runtime_error("replica scan of " + Printable(pk) + " does not decode: " +
+                                 decoded.status().ToString());
+      out[item.sk] = std::move(decoded.value());
+    }
+    if (!reply.more || reply.items.empty()) return out;
+    start = reply.items.back().sk;
+    exclusive = true;
+  }
 }
 
 SiblingSet ReplicaRead(const LocalCluster& c, int i, const std::string& pk, const std::string& sk) {
@@ -617,11 +637,13 @@ LatencySummary Summarize(std::vector<std::chrono::microseconds> samples) {
 // ---------------------------------------------------------------- LocalCluster
 
 LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
-  auto ports = PickFreePorts(options_.nodes);
-  if (static_cast<int>(ports.size()) != options_.nodes) throw std::runtime_error("could not find free ports");
-  for (uint16_t p : ports) {
+  // A client port and a peer port per node.
+  auto ports = PickFreePorts(2 * options_.nodes);
+  if (static_cast<int>(ports.size()) != 2 * options_.nodes) throw std::runtime_error("could not find free ports");
+  for (int i = 0; i < options_.nodes; ++i) {
     Node n;
-    n.port = p;
+    n.port = ports[2 * i];
+    n.peer_port = ports[2 * i + 1];
     nodes_.push_back(n);
   }
 }
@@ -635,7 +657,7 @@ std::string LocalCluster::peers_flag() const {
   std::string s;
   for (int i = 0; i < size(); ++i) {
     if (i > 0) s += ",";
-    s += id(i) + "=" + addr(i);
+    s += id(i) + "=" + addr(i) + "/" + std::to_string(peer_port(i));
   }
   return s;
 }

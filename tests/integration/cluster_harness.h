@@ -111,7 +111,8 @@ class LocalCluster {
   int size() const { return static_cast<int>(nodes_.size()); }
   const ClusterOptions& options() const { return options_; }
   std::string id(int i) const { return "n" + std::to_string(i + 1); }
-  uint16_t port(int i) const { return nodes_.at(i).port; }
+  uint16_t port(int i) const { return nodes_.at(i).port; }            // clients
+  uint16_t peer_port(int i) const { return nodes_.at(i).peer_port; }  // node-to-node (MonjuReplica)
   std::string addr(int i) const { return "127.0.0.1:" + std::to_string(port(i)); }
   std::string dir() const { return dir_.path(); }
   std::string data_dir(int i) const { return dir() + "/" + id(i); }
@@ -151,6 +152,7 @@ class LocalCluster {
  private:
   struct Node {
     uint16_t port = 0;
+    uint16_t peer_port = 0;
     pid_t pid = -1;
     std::string exit_description;
   };
@@ -226,7 +228,7 @@ std::string PeerState(const LocalCluster& c, int observer, const std::string& pe
 // Polls until every running node reports hints.pending == 0.
 ::testing::AssertionResult WaitHintsDrained(LocalCluster& c, std::chrono::milliseconds timeout = 60s);
 
-// MonjuReplica (multiplexed as "replica") of node i: reads ONE node's copy,
+// MonjuReplica (multiplexed as "replica", on node i's peer port): reads ONE node's copy,
 // bypassing any coordinator (so no read repair happens). The cluster
 // fingerprint comes from the node's admin status.
 class ReplicaClient {
@@ -235,6 +237,9 @@ class ReplicaClient {
   // The key's siblings on this node, tombstones included; empty when absent.
   // Throws std::runtime_error when the bytes do not decode.
   SiblingSet Read(const std::string& pk, const std::string& sk);
+  // Every item of pk on this node (sk -> siblings, tombstones included),
+  // paging through MonjuReplica.scan. Throws like Read.
+  std::map<std::string, SiblingSet> ScanPk(const std::string& pk);
 
  private:
   std::shared_ptr<rpc::MonjuReplicaClient> client_;

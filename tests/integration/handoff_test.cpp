@@ -24,9 +24,10 @@ using ::testing::Not;
 constexpr int kRequestTimeoutMs = 2000;
 constexpr auto kLivenessSlack = 2000ms;
 
-// Fast failure detection; everything else at its default.
+// Fast failure detection, and no background anti-entropy: these tests show
+// what hints deliver on their own. Everything else at its default.
 std::vector<std::string> FastFlags() {
-  return {"--probe-interval-ms", "100", "--probe-timeout-ms", "300"};
+  return {"--probe-interval-ms", "100", "--probe-timeout-ms", "300", "--ae-interval-s", "0"};
 }
 
 bool Has(const std::vector<std::string>& ids, const std::string& id) {

@@ -248,10 +248,13 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
                                          BigEndian32(42) + "\x00"s},
   };
   const int64_t peak_before_kib = VmHwmKiB(c.pid(node));
-  for (const auto& kase : cases) {
-    SCOPED_TRACE(kase.name);
-    SendRaw(port, kase.bytes);
-    ExpectServing(node, kase.name);
+  // Both servers: the client port and the node-to-node peer port.
+  for (const uint16_t target : {port, c.peer_port(node)}) {
+    for (const auto& kase : cases) {
+      SCOPED_TRACE(kase.name + (target == port ? " (client port)" : " (peer port)"));
+      SendRaw(target, kase.bytes);
+      ExpectServing(node, kase.name);
+    }
   }
   // Sizes claimed by a frame are not allocated before they are checked: a
   // 2 GB string or list header costs nothing (the node's peak memory shows it).

@@ -41,11 +41,19 @@ ClusterOptions LocalOptions(const RaftClusterOptions& o) {
 }  // namespace
 
 RaftCluster::RaftCluster(RaftClusterOptions options)
-    : options_(std::move(options)), raft_ports_(PickFreePorts(options_.max_nodes)), local_([this] {
+    : options_(std::move(options)), local_([this] {
         ClusterOptions c = LocalOptions(options_);
         c.base_args = [this](int i) { return BaseArgs(i); };
         return c;
       }()) {
+  // Raft ports distinct from the client and peer ports LocalCluster picked.
+  std::set<uint16_t> taken;
+  for (int i = 0; i < options_.max_nodes; ++i) taken.insert({local_.port(i), local_.peer_port(i)});
+  for (int attempt = 0; attempt < 20 && static_cast<int>(raft_ports_.size()) < options_.max_nodes; ++attempt) {
+    raft_ports_.clear();
+    for (uint16_t p : PickFreePorts(options_.max_nodes))
+      if (!taken.count(p)) raft_ports_.push_back(p);
+  }
   if (static_cast<int>(raft_ports_.size()) != options_.max_nodes) throw std::runtime_error("no free ports");
 }
 
@@ -61,11 +69,13 @@ std::vector<std::string> RaftCluster::BaseArgs(int i) const {
   if (auto it = joiners_.find(i); it != joiners_.end()) {
     a.push_back("--join");
     a.push_back(addr(it->second));
+    a.push_back("--peer-port");
+    a.push_back(std::to_string(local_.peer_port(i)));
     return a;
   }
   std::string peers, raft_peers;
   for (int k = 0; k < options_.initial; ++k) {
-    peers += (k ? "," : "") + id(k) + "=" + addr(k);
+    peers += (k ? "," : "") + id(k) + "=" + addr(k) + "/" + std::to_string(local_.peer_port(k));
     raft_peers += (k ? "," : "") + id(k) + "=127.0.0.1:" + std::to_string(raft_port(k));
   }
   for (const std::string& f : {std::string("--peers"), peers, std::string("--raft-peers"), raft_peers,

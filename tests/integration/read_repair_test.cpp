@@ -19,8 +19,10 @@ using ::testing::ElementsAre;
 
 constexpr int kRequestTimeoutMs = 2000;
 
+// Fast failure detection, and no background anti-entropy: these tests show
+// what read repair does on its own (anti_entropy_test covers exchanges).
 std::vector<std::string> FastFlags() {
-  return {"--probe-interval-ms", "100", "--probe-timeout-ms", "300"};
+  return {"--probe-interval-ms", "100", "--probe-timeout-ms", "300", "--ae-interval-s", "0"};
 }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }

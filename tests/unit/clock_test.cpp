@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "clock/causal.h"
+#include "clock/clock_digest.h"
 #include "clock/codec.h"
 
 namespace monju {
@@ -847,6 +848,50 @@ TEST(CodecTest, FuzzedInputsNeverCrash) {
     }
   }
   std::cout << "[ fuzz     ] " << decoded_ok << " of 18000 decodes succeeded\n";
+}
+
+// ---------------------------------------------------------------------------
+// Anti-entropy digests (src/clock/clock_digest.h)
+
+std::string Record(std::initializer_list<Version> versions) { return EncodeSiblings(SiblingSet(versions)); }
+
+TEST(ClockDigestTest, DecodeDotsListsTheStoredDots) {
+  const std::string record = Record({V(D("a/1", 3), Upto("a/1", 2), std::string(5000, 'x')), Tomb(D("b/2", 1), {})});
+  auto dots = DecodeDots(record);
+  ASSERT_TRUE(dots.ok()) << dots.status().ToString();
+  EXPECT_EQ(dots.value(), (std::vector<Dot>{D("a/1", 3), D("b/2", 1)}));
+  EXPECT_TRUE(DecodeDots("").value().empty());
+  for (size_t cut = 1; cut < record.size(); cut += 97)
+    EXPECT_FALSE(DecodeDots(record.substr(0, cut)).ok()) << "truncated at " << cut;
+  EXPECT_FALSE(DecodeDots(record + "x").ok());
+}
+
+// The digest names the key and its dots: values, pasts and the encoding do
+// not change it; another dot, another key or a missing sibling does.
+TEST(ClockDigestTest, SameDotsSameDigestOtherwiseDifferent) {
+  const Version v1 = V(D("a/1", 1), {}, "one");
+  const Version v2 = V(D("b/1", 1), {}, "two");
+  const uint64_t both = ClockDigest("pk", "sk", Record({v1, v2}));
+  EXPECT_EQ(both, ClockDigest("pk", "sk", Record({v2, v1})));
+  EXPECT_NE(both, 0u);
+  EXPECT_NE(both, ClockDigest("pk", "sk", Record({v1})));
+  EXPECT_NE(both, ClockDigest("pk", "sk2", Record({v1, v2})));
+  EXPECT_NE(both, ClockDigest("pks", "k", Record({v1, v2})));
+  EXPECT_NE(ClockDigest("pk", "sk", Record({v1})), ClockDigest("pk", "sk", Record({V(D("a/1", 2), {}, "one")})));
+  // A tombstone stored in the old encoding (no delete time) digests like the new one.
+  Version t = Tomb(D("c/1", 4), Upto("a/1", 1));
+  std::string modern = Record({t});
+  std::string legacy = modern;
+  const size_t flag = legacy.find(char(2), 1 + 1 + 1 + 3 + 1);  // format, count, actor length, "c/1", counter
+  ASSERT_NE(flag, std::string::npos);
+  legacy[flag] = char(1);
+  legacy.erase(flag + 1, 1);  // the time varint (0)
+  ASSERT_TRUE(DecodeSiblings(legacy).ok());
+  ASSERT_NE(legacy, modern);
+  EXPECT_EQ(ClockDigest("pk", "sk", legacy), ClockDigest("pk", "sk", modern));
+  // Garbage digests its bytes: stable, and unlike any good record.
+  EXPECT_EQ(ClockDigest("pk", "sk", "\x07garbage"), ClockDigest("pk", "sk", "\x07garbage"));
+  EXPECT_NE(ClockDigest("pk", "sk", "\x07garbage"), ClockDigest("pk", "sk", "\x07garbagf"));
 }
 
 }  // namespace

@@ -166,6 +166,47 @@ TEST_F(ConfigTest, PeerErrors) {
   ExpectError(With("--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7005,n3=127.0.0.1:7003"), "--peers");
 }
 
+TEST_F(ConfigTest, PeerPortsDefaultToOffsetOrAreGiven) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.peer_port_offset, 1000u);
+  EXPECT_EQ(p.config.peer_threads, 32u);
+  auto resolved = ResolvePeerPorts(p.config);
+  ASSERT_EQ(resolved.size(), 3u);
+  EXPECT_EQ(resolved[0], (PeerAddress{"n1", "127.0.0.1", 7001, 8001}));
+  EXPECT_EQ(resolved[2].peer_port, 8003);
+  EXPECT_EQ(resolved[2].ToString(), "n3=127.0.0.1:7003/8003");
+
+  p = Parse(With("--peers", "n1=127.0.0.1:7001/9101,n2=127.0.0.1:7002,n3=[::1]:7003/9103"));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.peers[0], (PeerAddress{"n1", "127.0.0.1", 7001, 9101}));
+  EXPECT_EQ(p.config.peers[1].peer_port, 0) << "not given: resolved later";
+  EXPECT_EQ(p.config.peers[2], (PeerAddress{"n3", "::1", 7003, 9103}));
+  resolved = ResolvePeerPorts(p.config);
+  EXPECT_EQ(resolved[0].peer_port, 9101);
+  EXPECT_EQ(resolved[1].peer_port, 8002);
+
+  p = Parse(Good({"--peer-port-offset", "5", "--peer-threads", "4"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(ResolvePeerPorts(p.config)[1].peer_port, 7007);
+  EXPECT_EQ(p.config.peer_threads, 4u);
+}
+
+TEST_F(ConfigTest, PeerPortErrors) {
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/x,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/0,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/65536,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  // A peer port that is another member's client port, or the same as another's peer port.
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/7003,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:7001/9000,n2=127.0.0.1:7002/9000,n3=127.0.0.1:7003"), "--peers");
+  // The default peer port collides: offset 1 makes n1's peer port n2's client port.
+  ExpectError(Good({"--peer-port-offset", "1"}), "--peers");
+  ExpectError(With("--peers", "n1=127.0.0.1:65000,n2=127.0.0.1:7002,n3=127.0.0.1:7003"), "--peers");  // 65000 + 1000
+  ExpectError(Good({"--peer-port-offset", "0"}), "--peer-port-offset");
+  ExpectError(Good({"--peer-threads", "0"}), "--peer-threads");
+}
+
 TEST_F(ConfigTest, ListenErrors) {
   ExpectError(Without("--listen"), "--listen");
   ExpectError(With("--listen", "127.0.0.1"), "--listen");
@@ -225,6 +266,27 @@ TEST_F(ConfigTest, FailureHandlingFlags) {
   // A hint outliving the tombstone grace could resurrect a reaped delete.
   ExpectError(Good({"--hint-ttl-s", "100", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
   ExpectError(Good({"--hint-ttl-s", "50", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
+}
+
+TEST_F(ConfigTest, AntiEntropyFlags) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.ae_interval_s, 600u);
+  EXPECT_EQ(p.config.ae_rate_bytes, 4u << 20);
+  EXPECT_EQ(p.config.ae_max_concurrent, 1u);
+  EXPECT_EQ(p.config.ae_verify_interval_s, 86400u);
+  p = Parse(Good({"--ae-interval-s", "0", "--ae-rate-bytes", "0", "--ae-max-concurrent", "4",
+                  "--ae-verify-interval-s", "60"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_EQ(p.config.ae_interval_s, 0u);
+  EXPECT_EQ(p.config.ae_rate_bytes, 0u);
+  EXPECT_EQ(p.config.ae_max_concurrent, 4u);
+  EXPECT_EQ(p.config.ae_verify_interval_s, 60u);
+  ExpectError(With("--ae-max-concurrent", "0"), "--ae-max-concurrent");
+  ExpectError(With("--ae-max-concurrent", "65"), "--ae-max-concurrent");
+  ExpectError(With("--ae-rate-bytes", "100"), "--ae-rate-bytes");
+  ExpectError(With("--ae-interval-s", "9999999"), "--ae-interval-s");
+  ExpectError(With("--ae-verify-interval-s", "0"), "--ae-verify-interval-s");
 }
 
 TEST_F(ConfigTest, UnknownAndRepeatedFlagsAreErrors) {
@@ -293,6 +355,8 @@ TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
                            "--map-size-mb",
                            "--worker-threads",
                            "--fanout-threads",
+                           "--peer-threads",
+                           "--peer-port-offset",
                            "--log-level",
                            "--quorum-mode",
                            "--handoff-after-ms",
@@ -304,7 +368,11 @@ TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
                            "--hint-ttl-s",
                            "--hint-rate",
                            "--tombstone-grace-s",
-                           "--reap-interval-ms"})
+                           "--reap-interval-ms",
+                           "--ae-interval-s",
+                           "--ae-rate-bytes",
+                           "--ae-max-concurrent",
+                           "--ae-verify-interval-s"})
     EXPECT_NE(p.text.find(flag), std::string::npos) << flag << " missing from help:\n" << p.text;
   // -h works and wins over otherwise invalid flags.
   EXPECT_EQ(Parse({"-h", "--vnodes", "0"}).action, ParsedArgs::Action::kHelp);

@@ -24,6 +24,7 @@ Member MakeMember(int i, MemberState state = MemberState::kNormal, uint32_t vnod
   m.id = "n" + std::to_string(i);
   m.host = "127.0.0.1";
   m.port = static_cast<uint16_t>(7000 + i);
+  m.peer_port = static_cast<uint16_t>(9000 + i);
   m.raft_address = "127.0.0.1:" + std::to_string(8000 + i);
   m.raft_id = RaftIdOf(m.id);
   m.vnodes = vnodes;
@@ -223,6 +224,9 @@ TEST(MetadataCommandTest, JoinValidatesTheNewMember) {
   };
   EXPECT_EQ(bad([](Member& m) { m.id = "n1"; m.raft_id = RaftIdOf("n1"); }), Status::Code::kInvalidArgument);
   EXPECT_EQ(bad([](Member& m) { m.port = 7001; }), Status::Code::kInvalidArgument);
+  EXPECT_EQ(bad([](Member& m) { m.peer_port = 9001; }), Status::Code::kInvalidArgument);  // n1's peer port
+  EXPECT_EQ(bad([](Member& m) { m.peer_port = 7001; }), Status::Code::kInvalidArgument);  // n1's client port
+  EXPECT_EQ(bad([](Member& m) { m.peer_port = 0; }), Status::Code::kInvalidArgument);
   EXPECT_EQ(bad([](Member& m) { m.raft_address = "127.0.0.1:8001"; }), Status::Code::kInvalidArgument);
   EXPECT_EQ(bad([](Member& m) { m.vnodes = 0; }), Status::Code::kInvalidArgument);
   EXPECT_EQ(bad([](Member& m) { m.raft_id = 7; }), Status::Code::kInvalidArgument);

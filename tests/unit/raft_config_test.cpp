@@ -22,14 +22,14 @@ class RaftConfigTest : public ::testing::Test {
   std::vector<std::string> Bootstrap(std::vector<std::string> extra = {}) {
     std::vector<std::string> a = {"--id", "n2", "--listen", "127.0.0.1:7002", "--data", dir_.path() + "/d",
                                   "--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003",
-                                  "--raft-listen", "127.0.0.1:8002",
-                                  "--raft-peers", "n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003"};
+                                  "--raft-listen", "127.0.0.1:9002",
+                                  "--raft-peers", "n1=127.0.0.1:9001,n2=127.0.0.1:9002,n3=127.0.0.1:9003"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
   std::vector<std::string> Joiner(std::vector<std::string> extra = {}) {
     std::vector<std::string> a = {"--id", "n9", "--listen", "127.0.0.1:7009", "--data", dir_.path() + "/j",
-                                  "--raft-listen", "127.0.0.1:8009", "--join", "127.0.0.1:7001"};
+                                  "--raft-listen", "127.0.0.1:9009", "--join", "127.0.0.1:7001"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -55,9 +55,9 @@ TEST_F(RaftConfigTest, BootstrapFlags) {
   EXPECT_TRUE(p.config.raft_enabled());
   EXPECT_FALSE(p.config.joining());
   EXPECT_EQ(p.config.raft_listen_host, "127.0.0.1");
-  EXPECT_EQ(p.config.raft_listen_port, 8002);
+  EXPECT_EQ(p.config.raft_listen_port, 9002);
   ASSERT_EQ(p.config.raft_peers.size(), 3u);
-  EXPECT_EQ(p.config.raft_peers[2].ToString(), "n3=127.0.0.1:8003");
+  EXPECT_EQ(p.config.raft_peers[2].ToString(), "n3=127.0.0.1:9003");
   EXPECT_EQ(p.config.raft_voters, 1u);
   EXPECT_EQ(p.config.stream_rate_mb, 8u);
   EXPECT_EQ(Parse(Bootstrap()).config.raft_voters, 3u);  // the default
@@ -77,7 +77,7 @@ TEST_F(RaftConfigTest, RefusesInconsistentRaftFlags) {
   ExpectError({"--id", "n9", "--listen", "127.0.0.1:7009", "--data", dir_.path() + "/x", "--join", "127.0.0.1:7001"},
               "--join: needs --raft-listen");
   ExpectError({"--id", "n9", "--listen", "127.0.0.1:7009", "--data", dir_.path() + "/x", "--raft-listen",
-               "127.0.0.1:8009"},
+               "127.0.0.1:9009"},
               "--peers or --join");
   ExpectError(Bootstrap({"--raft-voters", "2"}), "--raft-voters");
   ExpectError(Bootstrap({"--raft-voters", "0"}), "--raft-voters");
@@ -88,16 +88,22 @@ TEST_F(RaftConfigTest, RefusesInconsistentRaftFlags) {
       if (a[i] == flag) a[i + 1] = value;
     return a;
   };
-  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:8001,n2=127.0.0.1:8002"), "--raft-peers");
-  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:8001,n2=127.0.0.1:8002,n4=127.0.0.1:8004"),
+  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:9001,n2=127.0.0.1:9002"), "--raft-peers");
+  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:9001,n2=127.0.0.1:9002,n4=127.0.0.1:9004"),
               "not in --peers");
-  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:8001,n2=127.0.0.1:8099,n3=127.0.0.1:8003"),
+  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:9001,n2=127.0.0.1:9099,n3=127.0.0.1:9003"),
               "does not match --raft-listen");
-  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8001"),
+  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:9001,n2=127.0.0.1:9002,n3=127.0.0.1:9001"),
               "used twice");
-  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:7001,n2=127.0.0.1:8002,n3=127.0.0.1:8003"),
+  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:7001,n2=127.0.0.1:9002,n3=127.0.0.1:9003"),
               "used twice");  // a client port
-  ExpectError(replace(Bootstrap(), "--raft-listen", "0.0.0.0:8002"), "wildcard");
+  ExpectError(replace(Bootstrap(), "--raft-peers", "n1=127.0.0.1:8001,n2=127.0.0.1:9002,n3=127.0.0.1:9003"),
+              "used twice");  // n1's default peer port
+  ExpectError(Joiner({"--peer-port", "7009"}), "--peer-port");
+  ExpectError(Bootstrap({"--peer-port", "8102"}), "--peer-port: only with --join");
+  EXPECT_EQ(Parse(Joiner({"--peer-port", "8123"})).config.OwnPeerPort(), 8123);
+  EXPECT_EQ(Parse(Joiner()).config.OwnPeerPort(), 8009);  // --listen port + the default offset
+  ExpectError(replace(Bootstrap(), "--raft-listen", "0.0.0.0:9002"), "wildcard");
   ExpectError(replace(Bootstrap(), "--raft-listen", "127.0.0.1:7002"), "must differ from --listen");
   ExpectError(replace(Bootstrap(), "--raft-listen", "nonsense"), "--raft-listen");
   ExpectError(replace(Joiner(), "--join", "nowhere"), "--join");

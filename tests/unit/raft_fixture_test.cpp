@@ -28,6 +28,7 @@ Member MakeMember(int i, MemberState state) {
   m.id = "n" + std::to_string(i);
   m.host = "127.0.0.1";
   m.port = static_cast<uint16_t>(7000 + i);
+  m.peer_port = static_cast<uint16_t>(9000 + i);
   m.raft_address = "127.0.0.1:" + std::to_string(8000 + i);
   m.raft_id = RaftIdOf(m.id);
   m.vnodes = 16;

@@ -19,6 +19,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -923,6 +924,209 @@ TEST_F(StorageTest, ScanAllStepsPastAnUndecodableBucket) {
   }
   EXPECT_EQ(corruptions, 1);
   EXPECT_EQ(seen, (std::vector<std::string>{"a", "z"}));
+}
+
+// ---------------------------------------------------------------------------
+// Digest index and commit listener (anti-entropy's view of the store)
+
+namespace digests {
+
+// Records every commit the store reports.
+class RecordingListener final : public CommitListener {
+ public:
+  void OnCommit(uint64_t txn, const std::vector<DigestChange>& changes) override {
+    std::lock_guard<std::mutex> lock(mu);
+    txns.push_back(txn);
+    changed.push_back(!changes.empty());
+    all.insert(all.end(), changes.begin(), changes.end());
+  }
+  std::mutex mu;
+  std::vector<uint64_t> txns;
+  std::vector<bool> changed;
+  std::vector<DigestChange> all;
+};
+
+using Index = std::map<std::tuple<uint32_t, std::string, std::string>, std::pair<uint64_t, uint64_t>>;
+
+// The index as ScanDigests lists it, partition by partition, paging `page` at a time.
+Index ListIndex(DataStore& store, uint32_t partitions, size_t page) {
+  Index out;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    uint64_t from = 0;
+    for (int guard = 0; guard < 100000; ++guard) {
+      std::vector<DigestEntry> entries;
+      bool more = false;
+      Status s = store.ScanDigests(p, from, UINT64_MAX, page, &entries, &more);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      uint64_t last = 0;
+      for (const auto& e : entries) {
+        EXPECT_GE(e.key_hash, from);
+        EXPECT_GE(e.key_hash, last) << "not in key-hash order";
+        last = e.key_hash;
+        EXPECT_EQ(e.key_hash, DataStore::KeyHash(e.pk, e.sk));
+        EXPECT_TRUE(out.emplace(std::make_tuple(p, e.pk, e.sk), std::make_pair(e.key_hash, e.digest)).second)
+            << "listed twice";
+      }
+      if (!more) break;
+      EXPECT_FALSE(entries.empty());
+      from = entries.back().key_hash + 1;
+    }
+  }
+  return out;
+}
+
+// What the index must hold: every item with BytesDigest of its record.
+Index Expected(const std::vector<RawItem>& items) {
+  Index out;
+  for (const auto& i : items)
+    out[{i.partition, i.pk, i.sk}] = {DataStore::KeyHash(i.pk, i.sk), BytesDigest(i.pk, i.sk, i.record)};
+  return out;
+}
+
+}  // namespace digests
+
+// After random puts, overwrites and erases, the index lists exactly the items
+// with their digests, and replaying the reported changes gives the index.
+TEST_F(StorageTest, DigestIndexFollowsEveryWriteAndListenerSeesEachChange) {
+  using namespace digests;
+  RecordingListener listener;
+  auto installed = store_->SetCommitListener(&listener);
+  ASSERT_TRUE(installed.ok()) << installed.status().ToString();
+  std::mt19937_64 rng(TestSeed(20240611));
+  constexpr uint32_t kPartitions = 4;
+  for (int i = 0; i < 600; ++i) {
+    const uint32_t p = rng() % kPartitions;
+    const std::string pk = "pk" + std::to_string(rng() % 7);
+    const std::string sk = "sk" + std::to_string(rng() % 40);
+    if (rng() % 4 == 0) {
+      ASSERT_TRUE(Erase(p, pk, sk).ok());
+    } else {
+      ASSERT_TRUE(Put(p, pk, sk, "v" + std::to_string(rng() % 5)).ok());  // same bytes again: no change
+    }
+  }
+  ASSERT_TRUE(store_->SetCommitListener(nullptr).ok());
+  const Index expected = Expected(WalkAll(1000));
+  EXPECT_EQ(ListIndex(*store_, kPartitions, 1000), expected);
+  EXPECT_EQ(ListIndex(*store_, kPartitions, 3), expected) << "paging changes what is listed";
+
+  // Replay: each change's `before` is what the previous one left.
+  std::map<std::pair<uint32_t, uint64_t>, uint64_t> replay;
+  for (const auto& c : listener.all) {
+    uint64_t& now = replay[{c.partition, c.key_hash}];
+    EXPECT_EQ(now, c.before) << "a change does not start where the last one ended";
+    EXPECT_NE(c.before, c.after) << "a change that changes nothing was reported";
+    now = c.after;
+  }
+  std::erase_if(replay, [](const auto& kv) { return kv.second == 0; });
+  std::map<std::pair<uint32_t, uint64_t>, uint64_t> want;
+  for (const auto& [key, hd] : expected) want[{std::get<0>(key), hd.first}] = hd.second;
+  EXPECT_EQ(replay, want);
+  // Ids never go back, and a commit that changed something has a new one.
+  for (size_t i = 1; i < listener.txns.size(); ++i) {
+    EXPECT_GE(listener.txns[i], listener.txns[i - 1]);
+    if (listener.changed[i]) {
+      EXPECT_GT(listener.txns[i], listener.txns[i - 1]) << "commit " << i;
+    }
+  }
+  ASSERT_FALSE(listener.txns.empty());
+  EXPECT_GT(listener.txns.front(), installed.value());
+}
+
+// The id SetCommitListener returns is the snapshot a read right after sees,
+// and each commit's id is what a read after it sees.
+TEST_F(StorageTest, CommitListenerIdsMatchReadSnapshots) {
+  using namespace digests;
+  ASSERT_TRUE(Put(3, "pk", "a", "1").ok());
+  RecordingListener listener;
+  auto last = store_->SetCommitListener(&listener);
+  ASSERT_TRUE(last.ok());
+  uint64_t snapshot = 0;
+  ASSERT_TRUE(store_->ForEachDigest(3, [](uint64_t, uint64_t) {}, &snapshot).ok());
+  EXPECT_EQ(snapshot, last.value());
+  ASSERT_TRUE(Put(3, "pk", "b", "2").ok());
+  int seen = 0;
+  ASSERT_TRUE(store_->ForEachDigest(3, [&](uint64_t, uint64_t) { ++seen; }, &snapshot).ok());
+  EXPECT_EQ(seen, 2);
+  ASSERT_EQ(listener.txns.size(), 1u);
+  EXPECT_EQ(listener.txns.back(), snapshot);
+  ASSERT_EQ(listener.all.size(), 1u);
+  EXPECT_EQ(listener.all[0].before, 0u);
+  EXPECT_EQ(listener.all[0].after, BytesDigest("pk", "b", "2"));
+  // A meta write is a commit too (no changes).
+  ASSERT_TRUE(store_->PutMeta("m", "x").ok());
+  EXPECT_EQ(listener.txns.size(), 2u);
+  EXPECT_EQ(listener.all.size(), 1u);
+  ASSERT_TRUE(store_->SetCommitListener(nullptr).ok());
+}
+
+// A batch that fails (map full) writes nothing and reports nothing.
+TEST_F(StorageTest, FailedCommitReportsNoChange) {
+  using namespace digests;
+  Open(1 << 20);
+  RecordingListener listener;
+  ASSERT_TRUE(store_->SetCommitListener(&listener).ok());
+  const std::string value(3000, 'v');
+  Status last;
+  for (int i = 0; i < 2000 && last.ok(); ++i) last = Put(1, "pk", "item" + std::to_string(i), value);
+  ASSERT_EQ(last.code(), Status::Code::kNoSpace);
+  ASSERT_TRUE(store_->SetCommitListener(nullptr).ok());
+  const Index expected = Expected(WalkAll(100000));
+  EXPECT_EQ(ListIndex(*store_, 2, 100), expected);
+  EXPECT_EQ(listener.all.size(), expected.size()) << "a change of the failed batch was reported";
+}
+
+// Key-hash ranges: only entries inside [from, to] of that partition.
+TEST_F(StorageTest, ScanDigestsKeepsToItsRange) {
+  using namespace digests;
+  for (uint32_t p : {0u, 1u, 2u})
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(Put(p, "pk" + std::to_string(i % 5), "s" + std::to_string(i), "r").ok());
+  const Index all = ListIndex(*store_, 3, 1000);
+  const uint64_t lo = uint64_t(1) << 62, hi = uint64_t(3) << 62;
+  std::vector<DigestEntry> entries;
+  bool more = true;
+  ASSERT_TRUE(store_->ScanDigests(1, lo, hi, 1000, &entries, &more).ok());
+  EXPECT_FALSE(more);
+  size_t want = 0;
+  for (const auto& [key, hd] : all)
+    if (std::get<0>(key) == 1 && hd.first >= lo && hd.first <= hi) ++want;
+  EXPECT_EQ(entries.size(), want);
+  for (const auto& e : entries) {
+    EXPECT_GE(e.key_hash, lo);
+    EXPECT_LE(e.key_hash, hi);
+    EXPECT_EQ(all.count({1, e.pk, e.sk}), 1u);
+  }
+  ASSERT_TRUE(store_->ScanDigests(1, hi, lo, 1000, &entries, &more).ok());
+  EXPECT_TRUE(entries.empty());
+}
+
+// A store indexed with another digest (or none, as before the index existed)
+// is re-indexed at open, once.
+TEST_F(StorageTest, ReopenWithAnotherDigestRebuildsTheIndex) {
+  using namespace digests;
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(Put(i % 3, "pk" + std::to_string(i % 11), "s" + std::to_string(i), "r" + std::to_string(i)).ok());
+  EXPECT_EQ(store_->stats().reindexed, 0u);
+  store_.reset();
+  StorageOptions opts;
+  opts.path = dir_.path() + "/data";
+  opts.map_size_bytes = 64ull << 20;
+  opts.digest_name = "test-length";
+  opts.digest = [](std::string_view pk, std::string_view sk, std::string_view record) -> uint64_t {
+    return 1 + pk.size() * 1000003 + sk.size() * 1009 + record.size();
+  };
+  auto reopened = DataStore::Open(opts);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  store_ = std::move(reopened.value());
+  EXPECT_EQ(store_->stats().reindexed, 300u);
+  const Index listed = ListIndex(*store_, 3, 50);
+  ASSERT_EQ(listed.size(), 300u);
+  for (const auto& item : WalkAll(1000))
+    EXPECT_EQ(listed.at({item.partition, item.pk, item.sk}).second, opts.digest(item.pk, item.sk, item.record));
+  // Same name again: nothing to rebuild.
+  store_.reset();
+  reopened = DataStore::Open(opts);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(reopened.value());
+  EXPECT_EQ(store_->stats().reindexed, 0u);
 }
 
 }  // namespace

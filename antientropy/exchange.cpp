@@ -1,0 +1,319 @@
+#include "exchange.h"
+
+#include <algorithm>
+#include <tuple>
+
+namespace monju {
+namespace {
+
+// Approximate Thrift binary framing per field (type, id, length).
+constexpr size_t kFieldBytes = 7;
+
+size_t WireSize(const KeyQuery& q) {
+  return q.pk.size() + q.sk.size() + q.asker_context.size() + 5 * kFieldBytes;
+}
+size_t WireSize(const KeyAnswer& a) {
+  size_t n = a.pk.size() + a.sk.size() + a.context.size() + 6 * kFieldBytes;
+  for (const auto& v : a.versions) n += v.size() + 4;
+  return n;
+}
+size_t WireSize(const KeyDigest& d) { return d.pk.size() + d.sk.size() + 16 + 5 * kFieldBytes; }
+size_t WireSize(const KeyedVersionBytes& v) { return v.pk.size() + v.sk.size() + v.version.size() + 4 * kFieldBytes; }
+
+bool KeyLess(const KeyDigest& a, const KeyDigest& b) {
+  return std::tie(a.key_hash, a.pk, a.sk) < std::tie(b.key_hash, b.pk, b.sk);
+}
+
+class ExchangeRun {
+ public:
+  ExchangeRun(uint32_t partition, uint32_t format, ExchangePeer& local, ExchangePeer& remote, ExchangeControl* control,
+              const ExchangeLimits& limits, ExchangeStats* stats)
+      : partition_(partition),
+        format_(format),
+        depth_(format & 0xff),
+        local_(local),
+        remote_(remote),
+        control_(control),
+        limits_(limits),
+        stats_(*stats) {}
+
+  Status Go() {
+    std::vector<uint32_t> nodes;
+    Status s = Descend(&nodes);
+    if (!s.ok()) return s;
+    stats_.leaves_different = nodes.size();
+    const size_t group = std::max<size_t>(limits_.nodes_per_group, 1);
+    for (size_t i = 0; i < nodes.size(); i += group) {
+      std::vector<uint32_t> part(nodes.begin() + i, nodes.begin() + std::min(nodes.size(), i + group));
+      s = SettleNodes(part);
+      if (!s.ok()) return s;
+    }
+    return Status::OK();
+  }
+
+ private:
+  Status Checkpoint() {
+    if (control_ && control_->Cancelled()) return Status::Unavailable("exchange cancelled");
+    return Status::OK();
+  }
+  void Sent(size_t bytes) {
+    stats_.bytes_sent += bytes;
+    if (control_) control_->Spend(bytes);
+  }
+  void Received(size_t bytes) {
+    stats_.bytes_received += bytes;
+    if (control_) control_->Spend(bytes);
+  }
+
+  // Root (level 0) or the children of `parents` at `level`, a bounded
+  // number of parents per call.
+  Status HashesOf(bool remote, uint32_t level, const std::vector<uint32_t>& parents, std::vector<uint64_t>* out,
+                  int64_t* items) {
+    out->clear();
+    const size_t chunk = std::max<size_t>(limits_.parents_per_call, 1);
+    std::vector<uint64_t> part;
+    for (size_t i = 0; i < std::max<size_t>(parents.size(), 1); i += chunk) {
+      std::vector<uint32_t> ask;
+      if (level > 0) ask.assign(parents.begin() + i, parents.begin() + std::min(parents.size(), i + chunk));
+      Status s = Checkpoint();
+      if (!s.ok()) return s;
+      if (remote) {
+        Sent(4 * ask.size() + 4 * kFieldBytes);
+        ++stats_.round_trips;
+      }
+      s = (remote ? remote_ : local_).ChildHashes(partition_, format_, level, ask, &part, items);
+      if (!s.ok()) return s;
+      const size_t want = level == 0 ? 1 : 16 * ask.size();
+      if (part.size() != want)
+        return Status::Corruption("asked for " + std::to_string(want) + " tree hashes, got " +
+                                  std::to_string(part.size()));
+      if (remote) Received(8 * part.size() + 2 * kFieldBytes + 8);
+      out->insert(out->end(), part.begin(), part.end());
+      if (level == 0) break;
+    }
+    return Status::OK();
+  }
+
+  // The level where listing keys is cheaper than descending further.
+  uint32_t StopLevel(int64_t items) const {
+    const uint64_t per_node = std::max<size_t>(limits_.keys_per_listed_node, 1);
+    uint32_t level = 0;
+    uint64_t nodes = 1;
+    while (level < kMaxExchangeLevel && uint64_t(std::max<int64_t>(items, 0)) > per_node * nodes) {
+      ++level;
+      nodes *= 16;
+    }
+    return level;
+  }
+
+  // The differing nodes at the stop level, visiting only children of
+  // differing nodes.
+  Status Descend(std::vector<uint32_t>* nodes) {
+    std::vector<uint64_t> mine, theirs;
+    int64_t my_items = 0, their_items = 0;
+    Status s = HashesOf(false, 0, {}, &mine, &my_items);
+    if (s.ok()) s = HashesOf(true, 0, {}, &theirs, &their_items);
+    if (!s.ok()) return s;
+    stats_.nodes_compared += 1;
+    nodes->clear();
+    stats_.different = mine[0] != theirs[0];
+    if (!stats_.different) return Status::OK();
+    stop_level_ = StopLevel(std::max(my_items, their_items));
+    std::vector<uint32_t> differing = {0};
+    for (uint32_t level = 1; level <= stop_level_; ++level) {
+      int64_t ignored;
+      s = HashesOf(false, level, differing, &mine, &ignored);
+      if (s.ok()) s = HashesOf(true, level, differing, &theirs, &ignored);
+      if (!s.ok()) return s;
+      stats_.nodes_compared += mine.size();
+      std::vector<uint32_t> next;
+      for (size_t i = 0; i < mine.size(); ++i)
+        if (mine[i] != theirs[i]) next.push_back(differing[i / 16] * 16 + uint32_t(i % 16));
+      differing = std::move(next);
+      if (differing.empty()) break;  // the roots differed by a collision of sums; nothing to list
+    }
+    *nodes = std::move(differing);
+    return Status::OK();
+  }
+
+  Status ListAll(bool remote, const std::vector<uint32_t>& nodes, std::vector<KeyDigest>* out) {
+    out->clear();
+    std::optional<uint64_t> after;
+    std::vector<KeyDigest> page;
+    for (;;) {
+      Status s = Checkpoint();
+      if (!s.ok()) return s;
+      if (remote) {
+        Sent(4 * nodes.size() + 7 * kFieldBytes);
+        ++stats_.round_trips;
+      }
+      bool more = false;
+      s = (remote ? remote_ : local_)
+              .ListKeys(partition_, format_, stop_level_, nodes, after, limits_.list_page, &page, &more);
+      if (!s.ok()) return s;
+      size_t bytes = kFieldBytes;
+      for (auto& d : page) {
+        if (after && d.key_hash <= *after) return Status::Corruption("leaf listing went backwards");
+        bytes += WireSize(d);
+      }
+      if (remote) Received(bytes);
+      if (more && page.empty()) return Status::Corruption("leaf listing made no progress");
+      if (!page.empty()) after = page.back().key_hash;
+      for (auto& d : page) out->push_back(std::move(d));
+      if (!more || *after == UINT64_MAX) break;
+    }
+    std::sort(out->begin(), out->end(), KeyLess);
+    return Status::OK();
+  }
+
+  Status SettleNodes(const std::vector<uint32_t>& nodes) {
+    std::vector<KeyDigest> mine, theirs;
+    Status s = ListAll(false, nodes, &mine);
+    if (s.ok()) s = ListAll(true, nodes, &theirs);
+    if (!s.ok()) return s;
+    // Merge join: keys on one side only, or with other digests.
+    std::vector<KeyQuery> differing;
+    size_t i = 0, j = 0;
+    while (i < mine.size() || j < theirs.size()) {
+      if (j == theirs.size() || (i < mine.size() && KeyLess(mine[i], theirs[j]))) {
+        differing.push_back({mine[i].pk, mine[i].sk, "", false});
+        ++i;
+      } else if (i == mine.size() || KeyLess(theirs[j], mine[i])) {
+        differing.push_back({theirs[j].pk, theirs[j].sk, "", false});
+        ++j;
+      } else {
+        if (mine[i].digest != theirs[j].digest) differing.push_back({mine[i].pk, mine[i].sk, "", false});
+        ++i;
+        ++j;
+      }
+    }
+    stats_.keys_different += differing.size();
+    const size_t batch = std::max<size_t>(limits_.fetch_keys, 1);
+    for (size_t k = 0; k < differing.size(); k += batch) {
+      std::vector<KeyQuery> part(differing.begin() + k, differing.begin() + std::min(differing.size(), k + batch));
+      s = Reconcile(std::move(part));
+      if (!s.ok()) return s;
+    }
+    return Status::OK();
+  }
+
+  // Fetches every query's answer, a bounded request at a time; a side may
+  // answer a prefix of a request.
+  Status FetchAll(bool remote, const std::vector<KeyQuery>& queries, std::vector<KeyAnswer>* out) {
+    out->clear();
+    size_t next = 0;
+    std::vector<KeyAnswer> part;
+    while (next < queries.size()) {
+      std::vector<KeyQuery> ask;
+      size_t bytes = 0;
+      while (next + ask.size() < queries.size() && ask.size() < std::max<size_t>(limits_.fetch_keys, 1)) {
+        const KeyQuery& q = queries[next + ask.size()];
+        if (!ask.empty() && bytes + WireSize(q) > limits_.fetch_request_bytes) break;
+        bytes += WireSize(q);
+        ask.push_back(q);
+      }
+      Status s = Checkpoint();
+      if (!s.ok()) return s;
+      if (remote) {
+        Sent(bytes + kFieldBytes);
+        ++stats_.round_trips;
+      }
+      s = (remote ? remote_ : local_).Fetch(partition_, ask, &part);
+      if (!s.ok()) return s;
+      if (part.empty() || part.size() > ask.size())
+        return Status::Corruption("asked about " + std::to_string(ask.size()) + " keys, got " +
+                                  std::to_string(part.size()) + " answers");
+      size_t reply = kFieldBytes;
+      for (size_t k = 0; k < part.size(); ++k) {
+        if (part[k].pk != ask[k].pk || part[k].sk != ask[k].sk)
+          return Status::Corruption("a fetch answer names another key than was asked");
+        reply += WireSize(part[k]);
+      }
+      if (remote) Received(reply);
+      next += part.size();
+      for (auto& a : part) out->push_back(std::move(a));
+    }
+    return Status::OK();
+  }
+
+  Status PushAll(bool remote, std::vector<KeyedVersionBytes> versions) {
+    size_t next = 0;
+    while (next < versions.size()) {
+      std::vector<KeyedVersionBytes> batch;
+      size_t bytes = 0;
+      while (next < versions.size() && batch.size() < std::max<size_t>(limits_.push_versions, 1)) {
+        const size_t size = WireSize(versions[next]);
+        if (!batch.empty() && bytes + size > limits_.push_bytes) break;
+        bytes += size;
+        batch.push_back(std::move(versions[next++]));
+      }
+      Status s = Checkpoint();
+      if (!s.ok()) return s;
+      if (remote) {
+        Sent(bytes + 2 * kFieldBytes);
+        ++stats_.round_trips;
+      }
+      s = (remote ? remote_ : local_).Push(partition_, batch);
+      if (!s.ok()) return s;
+    }
+    return Status::OK();
+  }
+
+  // Settles one batch of differing keys in both directions.
+  Status Reconcile(std::vector<KeyQuery> keys) {
+    std::vector<KeyAnswer> local_state, remote_state, local_offer;
+    // What this side holds (contexts only).
+    Status s = FetchAll(false, keys, &local_state);
+    if (!s.ok()) return s;
+    // What the peer has that this side lacks, and the peer's contexts.
+    for (size_t k = 0; k < keys.size(); ++k) {
+      keys[k].asker_context = local_state[k].context;
+      keys[k].want_versions = true;
+    }
+    s = FetchAll(true, keys, &remote_state);
+    if (!s.ok()) return s;
+    std::vector<KeyedVersionBytes> incoming;
+    for (const KeyAnswer& a : remote_state) {
+      if (a.withheld) ++stats_.withheld;
+      if (!a.versions.empty()) ++stats_.keys_received;
+      for (const std::string& v : a.versions) incoming.push_back({a.pk, a.sk, v});
+    }
+    stats_.versions_received += incoming.size();
+    s = PushAll(false, std::move(incoming));
+    if (!s.ok()) return s;
+    // What the peer lacks, against the contexts it reported.
+    for (size_t k = 0; k < keys.size(); ++k) keys[k].asker_context = remote_state[k].context;
+    s = FetchAll(false, keys, &local_offer);
+    if (!s.ok()) return s;
+    std::vector<KeyedVersionBytes> outgoing;
+    for (const KeyAnswer& a : local_offer) {
+      if (a.withheld) ++stats_.withheld;
+      if (!a.versions.empty()) ++stats_.keys_sent;
+      for (const std::string& v : a.versions) outgoing.push_back({a.pk, a.sk, v});
+    }
+    stats_.versions_sent += outgoing.size();
+    return PushAll(true, std::move(outgoing));
+  }
+
+  const uint32_t partition_;
+  const uint32_t format_;
+  const uint32_t depth_;
+  uint32_t stop_level_ = 0;  // where keys are listed
+  ExchangePeer& local_;
+  ExchangePeer& remote_;
+  ExchangeControl* control_;
+  const ExchangeLimits limits_;
+  ExchangeStats& stats_;
+};
+
+}  // namespace
+
+ExchangeStats RunExchange(uint32_t partition, uint32_t format, ExchangePeer& local, ExchangePeer& remote,
+                          ExchangeControl* control, const ExchangeLimits& limits) {
+  ExchangeStats stats;
+  ExchangeRun run(partition, format, local, remote, control, limits, &stats);
+  stats.status = run.Go();
+  return stats;
+}
+
+}  // namespace monju

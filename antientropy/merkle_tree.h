@@ -1,0 +1,77 @@
+// MerkleTree: the hash tree of one partition's items, arranged by key hash.
+//
+// Shape. Fanout 16 and `depth` levels below the root (1..4), so 16^depth
+// leaves. Node (level, index): the root is (0, 0); the children of (l, i) are
+// (l + 1, 16i .. 16i + 15). Leaf i holds the items whose key hash
+// (DataStore::KeyHash) has i as its top 4 * depth bits, so a leaf is one
+// contiguous key-hash range (LeafRange) and the digest index lists it without
+// reading anything else.
+//
+// Hashes. A leaf's hash is the sum (mod 2^64) of its items' digests (the
+// store's digest covers the key and its clock): adding, changing or removing
+// one item is O(1) at the leaf plus `depth` inner rehashes, and no item list
+// is kept. An inner node's hash is XXH3-64 of its 16 children's hashes. Two
+// trees built from the same set of (key hash, digest) pairs are equal,
+// whatever order they were added in; a single different item changes its
+// leaf and every ancestor (unless two 64-bit sums collide, which random
+// digests make a 2^-64 event per comparison).
+//
+// Memory: 8 bytes per node, about 36 KB at depth 3.
+//
+// Thread safety: none. Callers serialise access (PartitionTrees does).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace monju {
+
+class MerkleTree {
+ public:
+  static constexpr uint32_t kFanout = 16;
+  static constexpr uint32_t kMinDepth = 1;
+  static constexpr uint32_t kMaxDepth = 4;
+
+  // depth is clamped to kMinDepth..kMaxDepth.
+  explicit MerkleTree(uint32_t depth);
+
+  // The depth every node of a cluster with `partitions` partitions uses: the
+  // deepest (at most kMaxDepth) whose leaves over all partitions stay within
+  // 2^20 (8 MiB of leaf hashes per node at most), and at least kMinDepth.
+  // Q = 256 gives 3 (4096 leaves per partition).
+  static uint32_t DepthFor(uint32_t partitions);
+
+  uint32_t depth() const { return depth_; }
+  uint32_t leaves() const { return static_cast<uint32_t>(levels_.back().size()); }
+  // Nodes at `level` (16^level).
+  static uint32_t NodesAt(uint32_t level) { return uint32_t(1) << (4 * level); }
+  uint32_t LeafOf(uint64_t key_hash) const { return static_cast<uint32_t>(key_hash >> (64 - 4 * depth_)); }
+  // First and last key hash (inclusive) under node `index` of `level`.
+  static std::pair<uint64_t, uint64_t> NodeRange(uint32_t level, uint32_t index);
+  std::pair<uint64_t, uint64_t> LeafRange(uint32_t leaf) const { return NodeRange(depth_, leaf); }
+
+  // One item changed: its digest went from `before` to `after` (0 = absent).
+  void Update(uint64_t key_hash, uint64_t before, uint64_t after);
+
+  // level <= depth(), index < NodesAt(level); out of range gives 0.
+  uint64_t Hash(uint32_t level, uint32_t index) const;
+  uint64_t Root() const { return levels_[0][0]; }
+  // Items held (adds minus removes).
+  int64_t items() const { return items_; }
+
+  // The leaves whose hashes differ from `other`'s (same depth required;
+  // otherwise every leaf), found by descending only into differing nodes.
+  std::vector<uint32_t> DifferingLeaves(const MerkleTree& other) const;
+
+  bool operator==(const MerkleTree& other) const { return depth_ == other.depth_ && levels_ == other.levels_; }
+
+ private:
+  void RehashAncestors(uint32_t leaf);
+
+  uint32_t depth_;
+  std::vector<std::vector<uint64_t>> levels_;  // levels_[l]: NodesAt(l) hashes
+  int64_t items_ = 0;
+};
+
+}  // namespace monju
