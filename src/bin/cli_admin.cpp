@@ -170,7 +170,8 @@ int RunAdminCommand(membership::MonjuMembershipClient& client, const CliOptions&
     client.members(r);
     if (r.change.empty() && r.epoch >= began.epoch) break;
     std::string line = ProgressLine(r);
-    if (line != last && !o.json) Print(line + "\n");
+    // The node answering may not have installed the change's epoch yet.
+    if (line != last && !o.json && r.epoch >= began.epoch) Print(line + "\n");
     last = line;
     if (std::chrono::steady_clock::now() >= deadline) {
       std::cerr << "monju: the change is still in progress after " << o.wait_s << " s: " << line << std::endl;
