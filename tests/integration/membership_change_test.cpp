@@ -121,7 +121,9 @@ TEST_F(MembershipChangeTest, GrowShrinkReplaceAndRestartUnderLoadLoseNothing) {
     membership::MembersReply m;
     ASSERT_TRUE(cluster_->TryMembers(1, &m));
     for (const auto& member : m.members) {
-      if (member.id == "n2") EXPECT_EQ(member.state, "removed");
+      if (member.id == "n2") {
+        EXPECT_EQ(member.state, "removed");
+      }
     }
     auto acked = load_->Acked();
     ASSERT_TRUE(AllReadBack(*cluster_, acked));
