@@ -11,23 +11,14 @@ namespace {
 
 using fixed::GetBytes;
 using fixed::GetU32;
+using fixed::GetU64;
+using fixed::GetU8;
 using fixed::PutBytes;
 using fixed::PutU32;
+using fixed::PutU64;
 
 constexpr char kMagic[] = "MJCM";
 constexpr uint32_t kFormat = 1;
-
-void PutU64(std::string& out, uint64_t v) {
-  PutU32(out, static_cast<uint32_t>(v >> 32));
-  PutU32(out, static_cast<uint32_t>(v));
-}
-
-bool GetU64(std::string_view in, size_t& pos, uint64_t& v) {
-  uint32_t hi, lo;
-  if (!GetU32(in, pos, hi) || !GetU32(in, pos, lo)) return false;
-  v = (uint64_t(hi) << 32) | lo;
-  return true;
-}
 
 Status Refuse(const std::string& why) { return Status::Mismatch(why); }
 

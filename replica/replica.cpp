@@ -107,19 +107,21 @@ std::vector<Status> Replica::ApplyBatch(const std::vector<std::pair<ItemKey, Ver
   return results;
 }
 
+Status Replica::RaiseReapFloor(uint64_t counter) {
+  if (counter <= reap_floor_.load()) return Status::OK();
+  std::lock_guard<std::mutex> lock(reap_floor_mu_);
+  if (counter <= reap_floor_.load()) return Status::OK();
+  Status s = store_->PutMeta(kReapFloorKey, std::to_string(counter));
+  if (s.ok()) reap_floor_.store(counter);
+  return s;
+}
+
 StatusOr<bool> Replica::ReapIfUnchanged(const ItemKey& key, const std::string& expected_record) {
   auto expected = DecodeSiblings(expected_record);
   if (!expected.ok()) return expected.status();
   if (expected->empty()) return false;  // nothing to erase
   const uint64_t held = expected->MaxCounter(actor_);
-  if (held > reap_floor_.load()) {
-    std::lock_guard<std::mutex> lock(reap_floor_mu_);
-    if (held > reap_floor_.load()) {
-      Status s = store_->PutMeta(kReapFloorKey, std::to_string(held));
-      if (!s.ok()) return s;
-      reap_floor_.store(held);
-    }
-  }
+  if (Status s = RaiseReapFloor(held); !s.ok()) return s;
   bool erased = false;
   Status s = store_->Apply(key, [&](const std::optional<std::string>& current) -> std::optional<std::string> {
     if (!current || *current != expected_record) return std::nullopt;
@@ -144,14 +146,7 @@ StatusOr<size_t> Replica::EraseIfUnchanged(const std::vector<std::pair<ItemKey, 
       return std::string();
     });
   }
-  if (held > reap_floor_.load()) {
-    std::lock_guard<std::mutex> lock(reap_floor_mu_);
-    if (held > reap_floor_.load()) {
-      Status s = store_->PutMeta(kReapFloorKey, std::to_string(held));
-      if (!s.ok()) return s;
-      reap_floor_.store(held);
-    }
-  }
+  if (Status s = RaiseReapFloor(held); !s.ok()) return s;
   for (const Status& s : store_->ApplyBatch(std::move(ops)))
     if (!s.ok()) return s;
   return erased->load();

@@ -105,6 +105,8 @@ class Replica {
   Replica(std::string node_id, std::unique_ptr<DataStore> store);
   static std::string InflightKey(const ItemKey& key);
   static std::string ActorName(const std::string& node_id, uint64_t incarnation);
+  // Raises reap_floor_ to `counter` durably (no-op when already there).
+  Status RaiseReapFloor(uint64_t counter);
 
   std::string node_id_;
   std::string actor_;

@@ -1,5 +1,5 @@
 // Big-endian fixed-width integers and length-prefixed byte strings, for the
-// small record formats of storage and the hint store. Readers are
+// small record formats of storage, the hint store and cluster metadata. Readers are
 // bounds-checked: they return false instead of reading past the input.
 #pragma once
 
@@ -19,6 +19,24 @@ inline bool GetU32(std::string_view in, size_t& pos, uint32_t& v) {
   v = (uint32_t(uint8_t(in[pos])) << 24) | (uint32_t(uint8_t(in[pos + 1])) << 16) |
       (uint32_t(uint8_t(in[pos + 2])) << 8) | uint32_t(uint8_t(in[pos + 3]));
   pos += 4;
+  return true;
+}
+
+inline void PutU64(std::string& out, uint64_t v) {
+  PutU32(out, static_cast<uint32_t>(v >> 32));
+  PutU32(out, static_cast<uint32_t>(v));
+}
+
+inline bool GetU64(std::string_view in, size_t& pos, uint64_t& v) {
+  uint32_t hi, lo;
+  if (!GetU32(in, pos, hi) || !GetU32(in, pos, lo)) return false;
+  v = (uint64_t(hi) << 32) | lo;
+  return true;
+}
+
+inline bool GetU8(std::string_view in, size_t& pos, uint8_t& v) {
+  if (pos >= in.size()) return false;
+  v = static_cast<uint8_t>(in[pos++]);
   return true;
 }
 

@@ -94,16 +94,27 @@ Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKe
   });
 }
 
-Status RemoteReplicaEndpoint::ApplyBatch(const std::vector<Hint>& hints) {
-  std::vector<rpc::KeyedVersion> items;
-  items.reserve(hints.size());
-  for (const auto& h : hints) {
+namespace {
+
+// Hints and anti-entropy pushes travel as the same wire type.
+template <typename Item>
+std::vector<rpc::KeyedVersion> ToKeyedVersions(const std::vector<Item>& items) {
+  std::vector<rpc::KeyedVersion> wire;
+  wire.reserve(items.size());
+  for (const Item& item : items) {
     rpc::KeyedVersion kv;
-    kv.pk = h.pk;
-    kv.sk = h.sk;
-    kv.version = h.version;
-    items.push_back(std::move(kv));
+    kv.pk = item.pk;
+    kv.sk = item.sk;
+    kv.version = item.version;
+    wire.push_back(std::move(kv));
   }
+  return wire;
+}
+
+}  // namespace
+
+Status RemoteReplicaEndpoint::ApplyBatch(const std::vector<Hint>& hints) {
+  const std::vector<rpc::KeyedVersion> items = ToKeyedVersions(hints);
   return Call("apply_batch", [&](rpc::MonjuReplicaClient& c) {
     c.apply_batch(fingerprint_, items, stamp_);
     return Status::OK();
@@ -201,15 +212,7 @@ Status RemoteReplicaEndpoint::AeFetch(uint32_t partition, const std::vector<KeyQ
 }
 
 Status RemoteReplicaEndpoint::AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) {
-  std::vector<rpc::KeyedVersion> wire;
-  wire.reserve(versions.size());
-  for (const KeyedVersionBytes& v : versions) {
-    rpc::KeyedVersion kv;
-    kv.pk = v.pk;
-    kv.sk = v.sk;
-    kv.version = v.version;
-    wire.push_back(std::move(kv));
-  }
+  const std::vector<rpc::KeyedVersion> wire = ToKeyedVersions(versions);
   return Call("ae_push", [&](rpc::MonjuReplicaClient& c) {
     c.ae_push(fingerprint_, static_cast<int32_t>(partition), wire, stamp_);
     return Status::OK();

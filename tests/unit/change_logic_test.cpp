@@ -13,6 +13,7 @@
 #include "partition_streamer.h"
 #include "placement.h"
 #include "raft_roster.h"
+#include "metadata_fakes.h"
 #include "test_support.h"
 
 namespace monju {
@@ -21,26 +22,9 @@ namespace {
 using namespace std::chrono_literals;
 using Type = MetadataCommand::Type;
 
-Member MakeMember(int i, MemberState state) {
-  Member m;
-  m.id = "n" + std::to_string(i);
-  m.host = "127.0.0.1";
-  m.port = static_cast<uint16_t>(7000 + i);
-  m.peer_port = static_cast<uint16_t>(9000 + i);
-  m.raft_address = "127.0.0.1:" + std::to_string(8000 + i);
-  m.raft_id = RaftIdOf(m.id);
-  m.vnodes = 8;
-  m.token_owner = m.id;
-  m.state = state;
-  return m;
-}
+Member MakeMember(int i, MemberState state) { return test_support::MakeMember(i, state, 8); }
 
-ClusterMetadata Step(const ClusterMetadata& md, MetadataCommand c) {
-  ClusterMetadata next;
-  Status s = ApplyCommand(md, c, &next);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return next;
-}
+ClusterMetadata Step(const ClusterMetadata& md, const MetadataCommand& c) { return test_support::ApplyOrFail(md, c); }
 
 ClusterMetadata Bootstrapped(int members) {
   MetadataCommand c;

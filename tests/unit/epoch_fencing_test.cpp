@@ -16,6 +16,7 @@
 #include "metadata_commands.h"
 #include "placement.h"
 #include "replica.h"
+#include "metadata_fakes.h"
 #include "test_support.h"
 
 namespace monju {
@@ -25,26 +26,9 @@ using namespace monju::test_support;
 using namespace std::chrono_literals;
 using Type = MetadataCommand::Type;
 
-Member MakeMember(int i, MemberState state) {
-  Member m;
-  m.id = "n" + std::to_string(i);
-  m.host = "127.0.0.1";
-  m.port = static_cast<uint16_t>(7000 + i);
-  m.peer_port = static_cast<uint16_t>(9000 + i);
-  m.raft_address = "127.0.0.1:" + std::to_string(8000 + i);
-  m.raft_id = RaftIdOf(m.id);
-  m.vnodes = 8;
-  m.token_owner = m.id;
-  m.state = state;
-  return m;
-}
+Member MakeMember(int i, MemberState state) { return test_support::MakeMember(i, state, 8); }
 
-ClusterMetadata Apply(const ClusterMetadata& md, MetadataCommand c) {
-  ClusterMetadata next;
-  Status s = ApplyCommand(md, c, &next);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return next;
-}
+ClusterMetadata Apply(const ClusterMetadata& md, const MetadataCommand& c) { return test_support::ApplyOrFail(md, c); }
 
 // Epochs 1 (n1..n4), 2 (join n5: streaming), 3 (reads moved), 4 (complete).
 std::vector<ClusterMetadata> Epochs() {

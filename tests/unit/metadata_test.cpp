@@ -12,6 +12,7 @@
 #include "metadata_commands.h"
 #include "metadata_state_machine.h"
 #include "placement.h"
+#include "metadata_fakes.h"
 #include "test_support.h"
 
 namespace monju {
@@ -19,19 +20,7 @@ namespace {
 
 using Type = MetadataCommand::Type;
 
-Member MakeMember(int i, MemberState state = MemberState::kNormal, uint32_t vnodes = 64) {
-  Member m;
-  m.id = "n" + std::to_string(i);
-  m.host = "127.0.0.1";
-  m.port = static_cast<uint16_t>(7000 + i);
-  m.peer_port = static_cast<uint16_t>(9000 + i);
-  m.raft_address = "127.0.0.1:" + std::to_string(8000 + i);
-  m.raft_id = RaftIdOf(m.id);
-  m.vnodes = vnodes;
-  m.token_owner = m.id;
-  m.state = state;
-  return m;
-}
+using test_support::MakeMember;
 
 ClusterMetadata Initial(int members, uint32_t q = 256, uint32_t n = 3) {
   ClusterMetadata md;

@@ -15,6 +15,7 @@ extern "C" {
 #include <vector>
 
 #include "metadata_commands.h"
+#include "metadata_fakes.h"
 #include "metadata_state_machine.h"
 #include "raft_glue.h"
 
@@ -23,19 +24,7 @@ namespace {
 
 using Type = MetadataCommand::Type;
 
-Member MakeMember(int i, MemberState state) {
-  Member m;
-  m.id = "n" + std::to_string(i);
-  m.host = "127.0.0.1";
-  m.port = static_cast<uint16_t>(7000 + i);
-  m.peer_port = static_cast<uint16_t>(9000 + i);
-  m.raft_address = "127.0.0.1:" + std::to_string(8000 + i);
-  m.raft_id = RaftIdOf(m.id);
-  m.vnodes = 16;
-  m.token_owner = m.id;
-  m.state = state;
-  return m;
-}
+Member MakeMember(int i, MemberState state) { return test_support::MakeMember(i, state, 16); }
 
 std::string BootstrapEntry() {
   MetadataCommand c;
