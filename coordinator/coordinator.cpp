@@ -43,7 +43,7 @@ std::vector<const Version*> Missing(const SiblingSet& reply, const SiblingSet& m
 struct Coordinator::Counters {
   std::atomic<uint64_t> puts{0}, gets{0}, removes{0}, queries{0};
   std::atomic<uint64_t> unavailable{0}, quorum_failed{0}, timed_out{0}, invalid{0};
-  std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0};
+  std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0}, speculative_reads{0};
 };
 
 // One write's plan and what its calls share; outlives the request while
@@ -88,6 +88,7 @@ CoordinatorStats Coordinator::stats() const {
   s.writes_with_fallback = counters_->writes_with_fallback;
   s.writes_hinted = counters_->writes_hinted;
   s.read_repairs = counters_->read_repairs;
+  s.speculative_reads = counters_->speculative_reads;
   return s;
 }
 
@@ -405,13 +406,23 @@ void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoin
 
 void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
                             const std::vector<const SiblingSet*>& replies, const SiblingSet& merged) {
+  // Deciding is cheap and may run on the client's thread; the sends are
+  // handed to the executor, so only a read that needs repair costs a hop.
+  struct Send {
+    ReplicaEndpoint* target;
+    Version version;
+  };
+  std::vector<Send> sends;
   for (size_t i = 0; i < targets.size(); ++i) {
     if (!replies[i]) continue;  // no answer: nothing known about this replica
-    for (const Version* v : Missing(*replies[i], merged)) {
-      Status s = targets[i]->Apply(key, *v);
-      if (s.ok()) ++counters_->read_repairs;
-    }
+    for (const Version* v : Missing(*replies[i], merged)) sends.push_back({targets[i], *v});
   }
+  if (sends.empty()) return;
+  // Dropped when the executor is full: repair is best effort.
+  executor_->Submit([this, key, sends = std::move(sends)] {
+    for (const Send& send : sends)
+      if (send.target->Apply(key, send.version).ok()) ++counters_->read_repairs;
+  });
 }
 
 ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32_t r) {
@@ -453,13 +464,22 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
     out.status = Status::Unavailable(Describe(out.quorum, "replicas alive:"));
     return out;
   }
-  // Read repair, once every replica asked has answered or failed.
+  // Asked first: every target, or R of them with this node's own first.
+  size_t first_round = targets.size();
+  if (options_.read_fanout == ReadFanout::kQuorum) {
+    if (local_target > 0) std::rotate(targets.begin(), targets.begin() + local_target, targets.begin() + local_target + 1);
+    if (local_target >= 0) local_target = 0;
+    first_round = static_cast<size_t>(needed);
+  }
+  // Read repair, once every replica asked has answered or failed. Replies
+  // come in target order; targets never asked have none.
   call.OnSettled([this, targets, shared_key](const std::vector<std::optional<SiblingSet>>& replies) {
     SiblingSet merged;
-    std::vector<const SiblingSet*> answered;
-    for (const auto& reply : replies) {
-      answered.push_back(reply ? &*reply : nullptr);
-      if (reply) merged.Merge(*reply);
+    std::vector<const SiblingSet*> answered(targets.size(), nullptr);
+    for (size_t i = 0; i < replies.size() && i < targets.size(); ++i) {
+      if (!replies[i]) continue;
+      answered[i] = &*replies[i];
+      merged.Merge(*replies[i]);
     }
     RepairKey(*shared_key, targets, answered, merged);
   });
@@ -467,18 +487,25 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   DataPathFence* fence = fence_;
   const auto planned = place.view;
   ReplicaEndpoint* local = local_target >= 0 ? targets[local_target] : nullptr;
-  StartAll(call, targets, local_target,
-           [shared_key, stale, fence, planned, local](ReplicaEndpoint* ep) -> QuorumCall<SiblingSet>::Call {
-             return [ep, shared_key, stale, fence, planned, local](SiblingSet* reply) {
-               // The local replica is admitted only while the planned placement holds.
-               EpochGate::Ticket ticket;
-               Status s;
-               if (ep == local && fence) s = fence->Admit(*planned, shared_key->partition, &ticket);
-               if (s.ok()) s = ep->Read(*shared_key, reply);
-               if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-               return s;
-             };
-           });
+  auto make_read = [shared_key, stale, fence, planned, local](ReplicaEndpoint* ep) -> QuorumCall<SiblingSet>::Call {
+    return [ep, shared_key, stale, fence, planned, local](SiblingSet* reply) {
+      // The local replica is admitted only while the planned placement holds.
+      EpochGate::Ticket ticket;
+      Status s;
+      if (ep == local && fence) s = fence->Admit(*planned, shared_key->partition, &ticket);
+      if (s.ok()) s = ep->Read(*shared_key, reply);
+      if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+      return s;
+    };
+  };
+  const std::vector<ReplicaEndpoint*> asked_first(targets.begin(), targets.begin() + first_round);
+  StartAll(call, asked_first, local_target, make_read);
+  // The others only when one asked failed or is slow (speculative retry).
+  if (first_round < targets.size() &&
+      !call.WaitForQuorum(std::min(deadline, clock_->Now() + options_.read_speculate_after))) {
+    ++counters_->speculative_reads;
+    for (size_t i = first_round; i < targets.size(); ++i) call.Launch(call.AddSlot(), make_read(targets[i]));
+  }
   auto result = call.Wait(deadline);
   *stale_out = stale->load();
   out.quorum = {needed, result.succeeded};

@@ -86,6 +86,8 @@ class Executor {
   virtual bool Submit(std::function<void()> task) = 0;
 };
 
+enum class ReadFanout { kAll, kQuorum };
+
 struct CoordinatorOptions {
   std::string self_id;
   uint32_t default_r = 2;
@@ -94,6 +96,11 @@ struct CoordinatorOptions {
   uint64_t max_value_bytes = 1 << 20;
   bool sloppy_quorum = true;
   std::chrono::milliseconds handoff_after{300};
+  // Which replicas a get asks: every live one (so each read repairs them
+  // all), or R of them, this node's own first, and the others only when one
+  // asked fails or has not answered within read_speculate_after.
+  ReadFanout read_fanout = ReadFanout::kAll;
+  std::chrono::milliseconds read_speculate_after{10};
 };
 
 // Counters since start; read with stats().
@@ -103,6 +110,7 @@ struct CoordinatorStats {
   uint64_t writes_with_fallback = 0;  // a fallback's hint counted toward W
   uint64_t writes_hinted = 0;         // some owner gets the write by handoff
   uint64_t read_repairs = 0;          // versions sent to stale replicas
+  uint64_t speculative_reads = 0;     // gets that asked more than R replicas
 };
 
 struct QuorumCount {
@@ -193,7 +201,7 @@ class Coordinator {
   void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
                bool local_here = false);
   void Count(const Status& s);
-  // Sends each replica the merged versions its reply lacked.
+  // Sends each replica the merged versions its reply lacked, on the executor.
   void RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
                  const std::vector<const SiblingSet*>& replies, const SiblingSet& merged);
   struct ScanReply {

@@ -38,8 +38,10 @@ class QuorumCall {
   QuorumCall(int needed, Executor* executor, const Clock* clock)
       : needed_(needed), executor_(executor), clock_(clock), state_(std::make_shared<State>()) {}
 
-  // Runs `fn` on the executor once Wait() has returned and every call has
-  // ended (read repair: off the client's path). Call before Start().
+  // Runs `fn` once Wait() has decided and every call has ended: on the
+  // thread of the last call to end, or in Wait() if all had ended by then.
+  // `fn` must be quick (read repair decides there, then sends off the
+  // client's path). Call before Start().
   void OnSettled(SettledFn fn) { state_->on_settled = std::move(fn); }
 
   // Counts a target that was not called (known down) as failed.
@@ -74,12 +76,19 @@ class QuorumCall {
   }
   void RunHere(size_t slot, const Call& call) { Run(state_, slot, call); }
 
+  // Waits until enough calls succeeded (true), or until `until` passed or
+  // too many failed (false). Unlike Wait(), more calls may be started after.
+  bool WaitForQuorum(Clock::TimePoint until) {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    while (!Decided() && clock_->Now() < until) clock_->WaitUntil(state_->cv, lock, until);
+    return state_->succeeded >= needed_;
+  }
+
   // Waits for the outcome. Calls still running finish in the background and
   // their results are dropped.
   Outcome Wait(Clock::TimePoint deadline) {
     std::unique_lock<std::mutex> lock(state_->mu);
-    auto decided = [&] { return state_->succeeded >= needed_ || state_->succeeded + state_->pending < needed_; };
-    while (!decided() && clock_->Now() < deadline) clock_->WaitUntil(state_->cv, lock, deadline);
+    while (!Decided() && clock_->Now() < deadline) clock_->WaitUntil(state_->cv, lock, deadline);
     Outcome out;
     out.succeeded = state_->succeeded;
     out.first_error = state_->first_error;
@@ -92,10 +101,11 @@ class QuorumCall {
     }
     out.replies = state_->replies;
     state_->closed = true;
-    auto settle = std::make_shared<Settle>(TakeSettle(*state_));
+    Settle settle = TakeSettle(*state_);
     lock.unlock();
-    // Off the client's path; dropped when overloaded (repair is best effort).
-    if (settle->fn) executor_->Submit([settle] { (*settle)(); });
+    // A no-op unless every call has ended; then the settled callback runs
+    // here (it only decides, and hands repair sends to the executor).
+    settle();
     return out;
   }
 
@@ -109,6 +119,11 @@ class QuorumCall {
     std::string first_error;
     SettledFn on_settled;
   };
+
+  // Call with the lock held.
+  bool Decided() const {
+    return state_->succeeded >= needed_ || state_->succeeded + state_->pending < needed_;
+  }
 
   static void Run(const std::shared_ptr<State>& state, size_t slot, const Call& call) {
     // Writes carry an empty Reply; reads and scans a non-empty one.

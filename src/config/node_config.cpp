@@ -133,6 +133,9 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.handoff_after_ms < 1 || c.handoff_after_ms >= c.request_timeout_ms)
     return Status::InvalidArgument("--handoff-after-ms: must be 1..request-timeout-ms-1 (" +
                                    std::to_string(c.request_timeout_ms) + " ms now)");
+  if (c.read_speculate_ms < 1 || c.read_speculate_ms >= c.request_timeout_ms)
+    return Status::InvalidArgument("--read-speculate-ms: must be 1..request-timeout-ms-1 (" +
+                                   std::to_string(c.request_timeout_ms) + " ms now)");
   if (c.probe_interval_ms < 10 || c.probe_interval_ms > 60000)
     return Status::InvalidArgument("--probe-interval-ms: must be 10..60000");
   if (c.probe_timeout_ms < 10 || c.probe_timeout_ms > 60000)
@@ -236,7 +239,7 @@ std::vector<PeerAddress> ResolvePeerPorts(const NodeConfig& config) {
 ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
   ParsedArgs out;
   NodeConfig& c = out.config;
-  std::string listen, peers, config_file, quorum_mode = "sloppy";
+  std::string listen, peers, config_file, quorum_mode = "sloppy", read_fanout = "all";
   std::string raft_listen, raft_peers, join;
   po::options_description desc(
       "monjud: a Monju node (coordinator and replica; clients on one port, peers on another)\n\n"
@@ -250,7 +253,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("data", po::value(&c.data_dir), "data directory (LMDB files under DATA/data)")
     ("peers", po::value(&peers), "the full cluster, this node included: id=host:port[/peer_port],... (peer_port: node-to-node calls; default port + --peer-port-offset)")
     ("peer-port-offset", po::value(&c.peer_port_offset)->default_value(c.peer_port_offset), "a member's peer port when --peers gives none: its port plus this (cluster constant)")
-    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "threads handling node-to-node requests (a pool apart from --worker-threads)")
+    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "I/O threads serving node-to-node requests, each running its requests to completion (apart from --worker-threads)")
     ("vnodes", po::value(&c.vnodes)->default_value(c.vnodes), "ring tokens per node")
     ("partitions", po::value(&c.partitions)->default_value(c.partitions), "Q, the fixed number of partitions (cluster constant)")
     ("replicas,N", po::value(&c.replicas)->default_value(c.replicas), "N, replicas per key")
@@ -264,6 +267,8 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error")
     ("quorum-mode", po::value(&quorum_mode)->default_value(quorum_mode), "sloppy: fallbacks holding hints count toward W; strict: only owners count")
     ("handoff-after-ms", po::value(&c.handoff_after_ms)->default_value(c.handoff_after_ms), "an owner silent this long also gets a hinted copy on a fallback")
+    ("read-fanout", po::value(&read_fanout)->default_value(read_fanout), "all: a get asks every live replica (and repairs them all); quorum: it asks R, this node's own first, and the others only when one fails or is slow")
+    ("read-speculate-ms", po::value(&c.read_speculate_ms)->default_value(c.read_speculate_ms), "with --read-fanout quorum: a replica silent this long makes the get ask the others too")
     ("probe-interval-ms", po::value(&c.probe_interval_ms)->default_value(c.probe_interval_ms), "failure-detector probe period per peer")
     ("probe-timeout-ms", po::value(&c.probe_timeout_ms)->default_value(c.probe_timeout_ms), "a probe unanswered this long fails")
     ("hint-max-per-owner", po::value(&c.hint_max_per_owner)->default_value(c.hint_max_per_owner), "hints held for one owner; more are refused")
@@ -340,6 +345,13 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
       c.sloppy_quorum = quorum_mode == "sloppy";
     } else {
       s = Status::InvalidArgument("--quorum-mode: must be sloppy or strict, got '" + quorum_mode + "'");
+    }
+  }
+  if (s.ok()) {
+    if (read_fanout == "all" || read_fanout == "quorum") {
+      c.read_quorum_only = read_fanout == "quorum";
+    } else {
+      s = Status::InvalidArgument("--read-fanout: must be all or quorum, got '" + read_fanout + "'");
     }
   }
   if (s.ok()) s = ValidateNodeConfig(c);

@@ -43,13 +43,15 @@ struct NodeConfig {
   uint64_t map_size_mb = 16384;
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 64;     // outbound replica calls
-  uint32_t peer_threads = 32;       // node-to-node request handlers (their own pool)
+  uint32_t peer_threads = 16;       // I/O threads serving node-to-node requests inline
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
 
   // Failure handling.
   bool sloppy_quorum = true;            // fallbacks holding hints count toward W
   uint32_t handoff_after_ms = 300;      // an owner silent this long gets a fallback too
+  bool read_quorum_only = false;        // a get asks R replicas first, not all N
+  uint32_t read_speculate_ms = 10;      // ... and the others when one is this slow
   uint32_t probe_interval_ms = 250;     // failure-detector probes per peer
   uint32_t probe_timeout_ms = 500;
   uint64_t hint_max_per_owner = 100000;

@@ -53,15 +53,26 @@ class ThriftServer {
  public:
   ~ThriftServer() { Stop(); }
 
-  // Returns once the server listens (or failed to).
-  Status Start(const std::string& host, uint16_t port,
-               std::shared_ptr<TProcessor> processor, uint32_t threads, int32_t max_frame) {
-    workers_ = concurrency::ThreadManager::newSimpleThreadManager(threads);
-    workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
-    workers_->start();
+  // Where requests run: on a worker pool (the I/O thread hands each one
+  // over), or on the I/O thread that read it.
+  enum class RunOn { kWorkerPool, kIoThreads };
+
+  // Returns once the server listens (or failed to). `threads` sizes the
+  // worker pool or the set of I/O threads.
+  Status Start(const std::string& host, uint16_t port, std::shared_ptr<TProcessor> processor, RunOn run_on,
+               uint32_t threads, int32_t max_frame) {
     auto socket = std::make_shared<transport::TNonblockingServerSocket>(host, port);
-    server_ = std::make_shared<server::TNonblockingServer>(std::move(processor), LimitedProtocolFactory(max_frame),
-                                                           socket, workers_);
+    if (run_on == RunOn::kIoThreads) {
+      server_ = std::make_shared<server::TNonblockingServer>(std::move(processor), LimitedProtocolFactory(max_frame),
+                                                             socket);
+      server_->setNumIOThreads(threads);
+    } else {
+      workers_ = concurrency::ThreadManager::newSimpleThreadManager(threads);
+      workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
+      workers_->start();
+      server_ = std::make_shared<server::TNonblockingServer>(std::move(processor),
+                                                             LimitedProtocolFactory(max_frame), socket, workers_);
+    }
     server_->setMaxFrameSize(static_cast<size_t>(max_frame));
     auto ready = std::make_shared<ReadySignal>();
     server_->setServerEventHandler(ready);
@@ -80,7 +91,7 @@ class ThriftServer {
     if (!failure->empty()) {
       lock.unlock();
       thread_.join();
-      workers_->stop();
+      if (workers_) workers_->stop();
       server_.reset();
       return Status::IOError(*failure);
     }
@@ -92,7 +103,7 @@ class ThriftServer {
     if (!server_) return;
     server_->stop();
     if (thread_.joinable()) thread_.join();
-    workers_->stop();
+    if (workers_) workers_->stop();
     server_.reset();
   }
 
@@ -185,6 +196,8 @@ class Node::Impl {
     co.max_value_bytes = config_.max_value_bytes;
     co.sloppy_quorum = config_.sloppy_quorum;
     co.handoff_after = std::chrono::milliseconds(config_.handoff_after_ms);
+    co.read_fanout = config_.read_quorum_only ? ReadFanout::kQuorum : ReadFanout::kAll;
+    co.read_speculate_after = std::chrono::milliseconds(config_.read_speculate_ms);
     coordinator_ = std::make_unique<Coordinator>(co, membership_.get(), replica_.get(), endpoints_.get(),
                                                  executor_.get(), &clock_, &wall_);
 
@@ -285,7 +298,8 @@ class Node::Impl {
     // Largest request: a value at the limit plus keys and context; a hint
     // batch of many versions is bounded by the same frame size.
     const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
-    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, config_.peer_threads, max_frame);
+    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, ThriftServer::RunOn::kIoThreads,
+                                   config_.peer_threads, max_frame);
     if (!s.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
                                         std::to_string(peer_port) + " (this node's peer port): " + s.message());
 
@@ -312,8 +326,8 @@ class Node::Impl {
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
     if (raft_membership_) raft_membership_->Register(*mux);
-    s = client_server_.Start(config_.listen_host, config_.listen_port, mux, config_.worker_threads,
-                             max_frame);
+    s = client_server_.Start(config_.listen_host, config_.listen_port, mux, ThriftServer::RunOn::kWorkerPool,
+                             config_.worker_threads, max_frame);
     if (!s.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
                                         std::to_string(config_.listen_port) + ": " + s.message());
     spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers) (N={} R={} W={})",

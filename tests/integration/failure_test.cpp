@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <algorithm>
 
 #include "cluster_harness.h"
@@ -140,6 +142,33 @@ TEST_F(FailureTest, QuorumWithNodesDownAndRecovery) {
 // (f) Data survives SIGTERM of the whole cluster, and acknowledged writes
 // survive SIGKILL of a node. Each node's own copy is checked by reading it
 // alone (r=1 with the other nodes down).
+// --read-fanout quorum asks R replicas; one that stops answering (SIGSTOP,
+// not yet suspected: probes are off) must not hold up the read, because the
+// third replica is asked after the speculation delay.
+TEST_F(FailureTest, QuorumReadsAskTheThirdReplicaWhenOneStopsAnswering) {
+  ClusterOptions options;
+  options.extra_flags = {"--read-fanout", "quorum", "--read-speculate-ms", "20", "--probe-interval-ms", "60000"};
+  LocalCluster& c = StartCluster(std::move(options));
+  // One pk per key: the pk places the key, so they spread over partitions.
+  constexpr int kKeys = 20;
+  auto pk = [](int n) { return "fail-speculate-" + std::to_string(n); };
+  for (int n = 0; n < kKeys; ++n) ASSERT_TRUE(TryPut(c, 0, pk(n), "sk", "v-" + std::to_string(n), "", 3).ok());
+
+  ASSERT_EQ(kill(c.pid(1), SIGSTOP), 0);
+  for (int n = 0; n < kKeys; ++n) {
+    api::GetResult g;
+    CallResult get = TryGet(c, 0, pk(n), "sk", 2, &g);
+    EXPECT_TRUE(get.ok()) << "get " << pk(n) << " with n2 stopped: " << OutcomeName(get.outcome) << " "
+                          << get.message;
+    EXPECT_THAT(g.values, ElementsAre("v-" + std::to_string(n)));
+  }
+  const int64_t speculative = AdminClient(c, 0).Stats()["reads.speculative"];
+  ASSERT_EQ(kill(c.pid(1), SIGCONT), 0);
+  // Every key sits on all three nodes; n1 asks n2 first wherever n2 comes
+  // before n3 in the partition's preference list.
+  EXPECT_GE(speculative, 1) << "no read asked a third replica";
+}
+
 TEST_F(FailureTest, DataSurvivesRestarts) {
   LocalCluster& c = StartCluster();
   const std::string pk = "fail-f";

@@ -170,7 +170,7 @@ TEST_F(ConfigTest, PeerPortsDefaultToOffsetOrAreGiven) {
   ParsedArgs p = Parse(Good());
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
   EXPECT_EQ(p.config.peer_port_offset, 1000u);
-  EXPECT_EQ(p.config.peer_threads, 32u);
+  EXPECT_EQ(p.config.peer_threads, 16u);
   auto resolved = ResolvePeerPorts(p.config);
   ASSERT_EQ(resolved.size(), 3u);
   EXPECT_EQ(resolved[0], (PeerAddress{"n1", "127.0.0.1", 7001, 8001}));
@@ -266,6 +266,21 @@ TEST_F(ConfigTest, FailureHandlingFlags) {
   // A hint outliving the tombstone grace could resurrect a reaped delete.
   ExpectError(Good({"--hint-ttl-s", "100", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
   ExpectError(Good({"--hint-ttl-s", "50", "--tombstone-grace-s", "50"}), "--hint-ttl-s");
+}
+
+TEST_F(ConfigTest, ReadFanoutFlags) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_FALSE(p.config.read_quorum_only) << "a get asks every replica unless told otherwise";
+  EXPECT_EQ(p.config.read_speculate_ms, 10u);
+  p = Parse(Good({"--read-fanout", "quorum", "--read-speculate-ms", "25"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_TRUE(p.config.read_quorum_only);
+  EXPECT_EQ(p.config.read_speculate_ms, 25u);
+
+  ExpectError(With("--read-fanout", "some"), "--read-fanout");
+  ExpectError(With("--read-speculate-ms", "0"), "--read-speculate-ms");
+  ExpectError(With("--read-speculate-ms", "2000"), "--read-speculate-ms");  // not below the request timeout
 }
 
 TEST_F(ConfigTest, AntiEntropyFlags) {

@@ -82,6 +82,8 @@ class SloppyQuorumTest : public ::testing::Test {
     o.request_timeout = timeout;
     o.sloppy_quorum = sloppy;
     o.handoff_after = handoff;
+    o.read_fanout = read_fanout_;
+    o.read_speculate_after = 10ms;
     coord_ = std::make_unique<Coordinator>(o, membership_.get(), replica_.get(), &directory_,
                                            executor ? executor : &inline_, &clock_, &wall_);
   }
@@ -97,6 +99,7 @@ class SloppyQuorumTest : public ::testing::Test {
   FakeWallClock wall_;
   FakeClock clock_;
   std::unique_ptr<Coordinator> coord_;
+  ReadFanout read_fanout_ = ReadFanout::kAll;  // used by Make()
   std::string pk_;
   std::vector<std::string> others_;     // the two owners besides n1
   std::vector<std::string> fallbacks_;  // in ring order
@@ -345,6 +348,85 @@ TEST_F(SloppyQuorumTest, CountersFollowOutcomes) {
   EXPECT_EQ(s.gets, 1u);
   EXPECT_EQ(s.unavailable, 1u);
   EXPECT_EQ(s.invalid, 1u);
+}
+
+
+// --read-fanout quorum: a get asks R replicas, this node's own first, and
+// the others only when one asked fails or is slow.
+class QuorumReadTest : public SloppyQuorumTest {
+ protected:
+  void SetUp() override {
+    SloppyQuorumTest::SetUp();
+    read_fanout_ = ReadFanout::kQuorum;
+    Make();
+    v_.dot = {"nx/1", 1};
+    v_.value = "one";
+    EXPECT_TRUE(replica_->Apply(Key("a"), v_).ok());
+    for (const auto& id : others_) Fake(id).Store(Key("a"), v_);
+  }
+  Version v_;
+};
+
+TEST_F(QuorumReadTest, AsksOnlyRReplicasWithItsOwnFirst) {
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(Fake(others_[0]).reads, 1);
+  EXPECT_EQ(Fake(others_[1]).reads, 0) << "R = 2 were asked: this node and the first other owner";
+  EXPECT_EQ(coord_->stats().speculative_reads, 0u);
+  // R = 3 asks every owner at once.
+  ASSERT_TRUE(coord_->Get(pk_, "a", 3).status.ok());
+  EXPECT_EQ(Fake(others_[1]).reads, 1);
+  EXPECT_EQ(coord_->stats().speculative_reads, 0u);
+}
+
+TEST_F(QuorumReadTest, AFailedReplicaMakesItAskTheOthers) {
+  Fake(others_[0]).read_error = Status::IOError("disk on fire");
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(Fake(others_[1]).reads, 1);
+  EXPECT_EQ(coord_->stats().speculative_reads, 1u);
+}
+
+TEST_F(QuorumReadTest, ASlowReplicaMakesItAskTheOthersAfterTheSpeculationDelay) {
+  Make(/*sloppy=*/true, &threads_, /*handoff=*/300ms, /*timeout=*/20s);
+  Fake(others_[0]).gate.Hold();  // answers only when released
+  ReadOutcome r;
+  std::thread reader([&] { r = coord_->Get(pk_, "a", 2); });
+  ASSERT_TRUE(clock_.AwaitWaits(1));
+  clock_.Advance(9ms);
+  const uint64_t waits = clock_.waits();
+  ASSERT_TRUE(clock_.AwaitWaits(waits + 1)) << "the read ended before the speculation delay";
+  EXPECT_EQ(Fake(others_[1]).reads, 0) << "asked before the speculation delay";
+  clock_.Advance(1ms);
+  reader.join();
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(Fake(others_[1]).reads, 1);
+  EXPECT_EQ(coord_->stats().speculative_reads, 1u);
+  EXPECT_FALSE(Fake(others_[0]).gate.gave_up()) << "the read waited for the slow replica";
+}
+
+TEST_F(QuorumReadTest, TooFewAnswersStillFailTheRead) {
+  Fake(others_[0]).read_error = Status::IOError("disk on fire");
+  Fake(others_[1]).read_error = Status::IOError("disk on fire too");
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  EXPECT_TRUE(r.status.Is(Status::Code::kQuorumFailed)) << r.status.ToString();
+  EXPECT_EQ(r.quorum.got, 1);
+}
+
+TEST_F(QuorumReadTest, RepairsTheReplicasItAsked) {
+  Version newer;
+  newer.dot = {"nx/1", 2};
+  newer.past.Add(v_.dot);
+  newer.value = "two";
+  ASSERT_TRUE(replica_->Apply(Key("a"), newer).ok());  // others_ hold only v_
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"two"});
+  EXPECT_EQ(Fake(others_[0]).Stored(Key("a")).versions(), std::vector<Version>{newer});
+  EXPECT_EQ(Fake(others_[1]).applies, 0) << "a replica not asked is left to anti-entropy";
 }
 
 }  // namespace
