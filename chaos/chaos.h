@@ -32,6 +32,7 @@ struct RunOptions {
   std::string monjud_path;
   std::string out_dir;  // created; gets node data and logs, history.jsonl, summary.json
   bool keep_data = false;  // keep the nodes' data directories afterwards
+  std::vector<std::string> node_flags;  // more monjud flags, after the run's own
   bool private_network = false;  // EnterPrivateNetwork() succeeded
   int nodes = 3;
   int n = 3, r = 2, w = 2;

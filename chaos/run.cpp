@@ -159,6 +159,7 @@ class Run {
                 "--request-timeout-ms", std::to_string(kRequestTimeoutMs), "--probe-interval-ms", "100",
                 "--probe-timeout-ms", "300", "--map-size-mb", "1024", "--hint-map-size-mb", "256",
                 "--fault-injection"};
+      s.args.insert(s.args.end(), o_.node_flags.begin(), o_.node_flags.end());
       nodes_.push_back(std::make_unique<NodeProcess>(o_.monjud_path, s));
     }
     auto view = ClusterView::Create(peers, 64, 256, static_cast<uint32_t>(o_.n));

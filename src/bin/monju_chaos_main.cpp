@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
     ("out", po::value(&o.out_dir), "output directory (default: /tmp/monju-chaos-<seed>-<pid>)")
     ("json", po::value(&json_path), "also write the summary JSON here (always in OUT/summary.json)")
     ("keep-data", po::bool_switch(&o.keep_data), "keep the nodes' data directories")
+    ("node-flag", po::value(&o.node_flags)->composing(), "a monjud flag or value added to every node's arguments, repeatable (e.g. --node-flag=--read-fanout --node-flag=quorum)")
     ("monjud", po::value(&o.monjud_path), "monjud binary (default: next to this one)")
     ("quiet", "no progress lines");
   // clang-format on
