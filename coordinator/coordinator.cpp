@@ -157,6 +157,25 @@ Placement Place(std::shared_ptr<const ClusterView> view, const std::string& self
   return p;
 }
 
+// A remote read in flight whose StaleEpoch refusal, like a Read()'s, makes
+// the get re-plan.
+class StaleNoting final : public PendingRead {
+ public:
+  StaleNoting(std::unique_ptr<PendingRead> inner, std::shared_ptr<std::atomic<bool>> stale)
+      : inner_(std::move(inner)), stale_(std::move(stale)) {}
+  int fd() const override { return inner_ ? inner_->fd() : -1; }
+  Status Finish(SiblingSet* out) override {
+    if (!inner_) return Status::IOError("the endpoint could not send the read");
+    Status s = inner_->Finish(out);
+    if (s.Is(Status::Code::kStaleEpoch)) stale_->store(true);
+    return s;
+  }
+
+ private:
+  std::unique_ptr<PendingRead> inner_;
+  std::shared_ptr<std::atomic<bool>> stale_;
+};
+
 // Calls every target, replies in target order: the remote ones on the
 // executor first, then this node's own replica (target `local`, -1 for none)
 // on the calling thread, which would otherwise only wait.
@@ -498,13 +517,32 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
       return s;
     };
   };
-  const std::vector<ReplicaEndpoint*> asked_first(targets.begin(), targets.begin() + first_round);
-  StartAll(call, asked_first, local_target, make_read);
+  // Remote reads are sent from this thread and their replies polled for
+  // here, unless some target cannot (then all go through the executor).
+  bool pipelined = true;
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (static_cast<int>(i) != local_target && !targets[i]->CanStartRead()) pipelined = false;
+  auto ask = [&](size_t begin, size_t end) {
+    std::vector<size_t> slots;
+    for (size_t i = begin; i < end; ++i) slots.push_back(call.AddSlot());
+    for (size_t i = begin; i < end; ++i) {
+      if (static_cast<int>(i) == local_target) continue;
+      if (pipelined) {
+        call.Await(slots[i - begin], std::make_unique<StaleNoting>(targets[i]->StartRead(*shared_key), stale));
+      } else {
+        call.Launch(slots[i - begin], make_read(targets[i]));
+      }
+    }
+    // The local read last, on this thread, while the others are out.
+    if (local_target >= static_cast<int>(begin) && local_target < static_cast<int>(end))
+      call.RunHere(slots[local_target - begin], make_read(targets[local_target]));
+  };
+  ask(0, first_round);
   // The others only when one asked failed or is slow (speculative retry).
   if (first_round < targets.size() &&
       !call.WaitForQuorum(std::min(deadline, clock_->Now() + options_.read_speculate_after))) {
     ++counters_->speculative_reads;
-    for (size_t i = first_round; i < targets.size(); ++i) call.Launch(call.AddSlot(), make_read(targets[i]));
+    ask(first_round, targets.size());
   }
   auto result = call.Wait(deadline);
   *stale_out = stale->load();

@@ -56,11 +56,35 @@
 
 namespace monju {
 
+// A call that was sent and whose reply has not been taken yet, so that one
+// thread can have calls to several replicas in flight. Not thread-safe; it
+// may be handed to another thread to finish.
+template <typename Reply>
+class PendingCall {
+ public:
+  // Abandoning an unfinished call closes its connection.
+  virtual ~PendingCall() = default;
+  // Polls readable (POLLIN) once the reply is there; -1 when Finish() will
+  // not block (the send already failed).
+  virtual int fd() const = 0;
+  // Takes the reply, or the error; blocks until the reply is in or the
+  // connection times out. Call at most once.
+  virtual Status Finish(Reply* out) = 0;
+};
+using PendingRead = PendingCall<SiblingSet>;
+
 // How the coordinator reaches one replica. Calls block until answered or
 // until the endpoint's own timeout; they may run on any thread.
 class ReplicaEndpoint {
  public:
   virtual ~ReplicaEndpoint() = default;
+  // True when StartRead() sends without waiting for the reply (a remote
+  // replica over a socket); false for the local replica and for links with
+  // injected faults, which are read with Read().
+  virtual bool CanStartRead() const { return false; }
+  // Sends a read of `key` and returns at once; its errors come from
+  // Finish(). Only when CanStartRead().
+  virtual std::unique_ptr<PendingRead> StartRead(const ItemKey& /*key*/) { return nullptr; }
   virtual Status Apply(const ItemKey& key, const Version& version) = 0;
   // Stores the version durably as a hint for `owner` (a node id), for later
   // delivery. NoSpace when the replica's hint caps are reached.

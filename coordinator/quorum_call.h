@@ -2,6 +2,9 @@
 // succeed, too many fail, or the deadline passes. Internal to the coordinator.
 #pragma once
 
+#include <poll.h>
+
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -76,11 +79,20 @@ class QuorumCall {
   }
   void RunHere(size_t slot, const Call& call) { Run(state_, slot, call); }
 
+  // A call already sent from this thread: Wait() and WaitForQuorum() poll
+  // for its reply and take it here, with no thread hand-off. One still
+  // unanswered once Wait() has decided is finished on the executor (for
+  // OnSettled). Do not mix with Launch() in one QuorumCall: while calls are
+  // awaited, the waits poll only their sockets.
+  void Await(size_t slot, std::unique_ptr<PendingCall<Reply>> pending) {
+    awaited_.push_back({slot, std::move(pending)});
+  }
+
   // Waits until enough calls succeeded (true), or until `until` passed or
   // too many failed (false). Unlike Wait(), more calls may be started after.
   bool WaitForQuorum(Clock::TimePoint until) {
     std::unique_lock<std::mutex> lock(state_->mu);
-    while (!Decided() && clock_->Now() < until) clock_->WaitUntil(state_->cv, lock, until);
+    WaitLocked(lock, until);
     return state_->succeeded >= needed_;
   }
 
@@ -88,7 +100,7 @@ class QuorumCall {
   // their results are dropped.
   Outcome Wait(Clock::TimePoint deadline) {
     std::unique_lock<std::mutex> lock(state_->mu);
-    while (!Decided() && clock_->Now() < deadline) clock_->WaitUntil(state_->cv, lock, deadline);
+    WaitLocked(lock, deadline);
     Outcome out;
     out.succeeded = state_->succeeded;
     out.first_error = state_->first_error;
@@ -103,6 +115,7 @@ class QuorumCall {
     state_->closed = true;
     Settle settle = TakeSettle(*state_);
     lock.unlock();
+    FinishAwaitedElsewhere();
     // A no-op unless every call has ended; then the settled callback runs
     // here (it only decides, and hands repair sends to the executor).
     settle();
@@ -120,9 +133,95 @@ class QuorumCall {
     SettledFn on_settled;
   };
 
+  struct Awaited {
+    size_t slot;
+    std::unique_ptr<PendingCall<Reply>> pending;
+  };
+
   // Call with the lock held.
   bool Decided() const {
     return state_->succeeded >= needed_ || state_->succeeded + state_->pending < needed_;
+  }
+
+  void WaitLocked(std::unique_lock<std::mutex>& lock, Clock::TimePoint until) {
+    while (!Decided() && clock_->Now() < until) {
+      if (awaited_.empty()) {
+        clock_->WaitUntil(state_->cv, lock, until);
+        continue;
+      }
+      lock.unlock();
+      PollAwaited(until);
+      lock.lock();
+    }
+  }
+
+  // Waits up to `until` for some awaited reply and takes every one that is in.
+  void PollAwaited(Clock::TimePoint until) {
+    std::vector<pollfd> fds(awaited_.size());
+    bool ready_now = false;
+    for (size_t i = 0; i < awaited_.size(); ++i) {
+      fds[i] = {awaited_[i].pending->fd(), POLLIN, 0};
+      ready_now = ready_now || fds[i].fd < 0;
+    }
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock_->Now()).count();
+    const int timeout_ms = ready_now ? 0 : static_cast<int>(std::clamp<int64_t>(left, 0, 60'000));
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && !ready_now) return;  // EINTR: the caller loops
+    std::vector<Awaited> still;
+    for (size_t i = 0; i < awaited_.size(); ++i) {
+      if (fds[i].fd >= 0 && fds[i].revents == 0) {
+        still.push_back(std::move(awaited_[i]));
+        continue;
+      }
+      Finish(state_, awaited_[i]);
+    }
+    awaited_.swap(still);
+  }
+
+  // Replies still out when Wait() returns: taken on the executor, so that
+  // read repair sees them and the connections go back to their pools.
+  void FinishAwaitedElsewhere() {
+    if (awaited_.empty()) return;
+    auto left = std::make_shared<std::vector<Awaited>>(std::move(awaited_));
+    awaited_.clear();
+    auto state = state_;
+    if (executor_->Submit([state, left] {
+          for (Awaited& a : *left) Finish(state, a);
+        }))
+      return;
+    // Overloaded: give up on them (their connections close).
+    for (Awaited& a : *left) {
+      a.pending.reset();
+      Record(state, a.slot, Status::Unavailable("node overloaded: fan-out queue full"), std::nullopt);
+    }
+  }
+
+  static void Finish(const std::shared_ptr<State>& state, Awaited& a) {
+    Reply reply{};
+    Status s;
+    try {
+      s = a.pending->Finish(&reply);
+    } catch (const std::exception& e) {
+      s = Status::IOError(std::string("replica call failed: ") + e.what());
+    }
+    a.pending.reset();
+    Record(state, a.slot, s, s.ok() ? std::optional<Reply>(std::move(reply)) : std::nullopt);
+  }
+
+  // One call ended with `s` (and its reply when OK).
+  static void Record(const std::shared_ptr<State>& state, size_t slot, const Status& s, std::optional<Reply> reply) {
+    std::unique_lock<std::mutex> lock(state->mu);
+    --state->pending;
+    if (s.ok()) {
+      ++state->succeeded;
+      state->replies[slot] = std::move(reply);
+    } else {
+      ++state->failed;
+      if (state->first_error.empty()) state->first_error = s.ToString();
+    }
+    state->cv.notify_all();
+    Settle settle = TakeSettle(*state);
+    lock.unlock();
+    settle();
   }
 
   static void Run(const std::shared_ptr<State>& state, size_t slot, const Call& call) {
@@ -149,19 +248,7 @@ class QuorumCall {
     } catch (const std::exception& e) {
       s = Status::IOError(std::string("replica call failed: ") + e.what());
     }
-    std::unique_lock<std::mutex> lock(state->mu);
-    --state->pending;
-    if (s.ok()) {
-      ++state->succeeded;
-      state->replies[slot] = std::move(reply);
-    } else {
-      ++state->failed;
-      if (state->first_error.empty()) state->first_error = s.ToString();
-    }
-    state->cv.notify_all();
-    Settle settle = TakeSettle(*state);
-    lock.unlock();
-    settle();
+    Record(state, slot, s, s.ok() ? std::optional<Reply>(std::move(reply)) : std::nullopt);
   }
 
   // The settled callback with its replies, to run without the lock; a no-op
@@ -183,6 +270,7 @@ class QuorumCall {
   Executor* executor_;
   const Clock* clock_;
   std::shared_ptr<State> state_;
+  std::vector<Awaited> awaited_;  // only the waiting thread touches these
 };
 
 }  // namespace monju

@@ -84,13 +84,25 @@ class ClientPool {
 
   const ConnectionOptions& options() const { return options_; }
 
+  // The descriptor of a client's connection (-1 when not open), to poll for
+  // a reply. The framed transport reads whole frames, so after a send
+  // nothing of the reply is buffered before the socket is readable.
+  static int SocketOf(Client& client) {
+    auto socket = Socket(client);
+    return socket && socket->isOpen() ? static_cast<int>(socket->getSocketFD()) : -1;
+  }
+
  private:
+  static std::shared_ptr<apache::thrift::transport::TSocket> Socket(Client& client) {
+    using namespace apache::thrift::transport;
+    auto framed = std::dynamic_pointer_cast<TFramedTransport>(client.getInputProtocol()->getTransport());
+    return framed ? std::dynamic_pointer_cast<TSocket>(framed->getUnderlyingTransport()) : nullptr;
+  }
+
   // An idle connection must have nothing to read: end of file means the peer
   // closed it, and stray bytes mean its framing is lost. Never blocks.
   static bool StillOpen(Client& client) {
-    using namespace apache::thrift::transport;
-    auto framed = std::dynamic_pointer_cast<TFramedTransport>(client.getInputProtocol()->getTransport());
-    auto socket = framed ? std::dynamic_pointer_cast<TSocket>(framed->getUnderlyingTransport()) : nullptr;
+    auto socket = Socket(client);
     if (!socket || !socket->isOpen()) return false;
     char byte;
     ssize_t n = ::recv(socket->getSocketFD(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -37,22 +37,25 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
     detector_->RecordFailure();
     return Status::Unavailable(peer_id_ + " unreachable: " + e.what());
   }
+  Status s = Guard(what, client, std::forward<Fn>(fn));
+  if (client) pool_->Return(std::move(client));
+  return s;
+}
+
+template <typename Fn>
+Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::MonjuReplicaClient>& client, Fn&& fn) {
   try {
     Status s = fn(*client);
-    pool_->Return(std::move(client));
     detector_->RecordSuccess();
     return s;
   } catch (const rpc::ClusterMismatch& e) {
-    pool_->Return(std::move(client));
     detector_->RecordSuccess();  // it answered: alive, just configured differently
     spdlog::error("peer {} refused {}: cluster parameters differ: {}", peer_id_, what, e.why);
     return Status::Mismatch(peer_id_ + " has different cluster parameters: " + e.why);
   } catch (const rpc::ReplicaError& e) {
-    pool_->Return(std::move(client));
     detector_->RecordSuccess();
     return Status::FromCode(e.code, peer_id_ + ": " + e.why);
   } catch (const rpc::StaleEpoch& e) {
-    pool_->Return(std::move(client));
     detector_->RecordSuccess();
     // The peer is at a newer epoch: learn it before the caller re-plans.
     if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
@@ -60,6 +63,7 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
     return Status::StaleEpoch(peer_id_ + " refused " + what + ": " + e.why);
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
+    client.reset();
     if (e.getType() == TTransportException::TIMED_OUT) {
       detector_->RecordFailure();  // a peer that stopped answering is not called for a while
       return Status::TimedOut(peer_id_ + " " + what + " timed out");
@@ -72,6 +76,7 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
     pool_->Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
   } catch (const TException& e) {
+    client.reset();
     detector_->RecordFailure();
     pool_->Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
@@ -130,6 +135,54 @@ Status RemoteReplicaEndpoint::Read(const ItemKey& key, SiblingSet* out) {
     *out = std::move(siblings.value());
     return Status::OK();
   });
+}
+
+// A read whose request is on the wire: its connection is out of the pool
+// until the reply is taken, and closed if it never is.
+class RemoteReplicaEndpoint::InFlightRead final : public PendingRead {
+ public:
+  InFlightRead(RemoteReplicaEndpoint* endpoint, std::unique_ptr<rpc::MonjuReplicaClient> client, Status early)
+      : endpoint_(endpoint), client_(std::move(client)), early_(std::move(early)) {
+    if (client_) fd_ = Pool::SocketOf(*client_);
+  }
+  int fd() const override { return early_.ok() ? fd_ : -1; }
+  Status Finish(SiblingSet* out) override {
+    if (!early_.ok()) return early_;
+    Status s = endpoint_->Guard("read", client_, [&](rpc::MonjuReplicaClient& c) {
+      std::string bytes;
+      c.recv_read(bytes);
+      auto siblings = DecodeSiblings(bytes);
+      if (!siblings.ok()) return siblings.status();
+      *out = std::move(siblings.value());
+      return Status::OK();
+    });
+    if (client_) endpoint_->pool_->Return(std::move(client_));
+    return s;
+  }
+
+ private:
+  RemoteReplicaEndpoint* endpoint_;
+  std::unique_ptr<rpc::MonjuReplicaClient> client_;
+  Status early_;
+  int fd_ = -1;
+};
+
+std::unique_ptr<PendingRead> RemoteReplicaEndpoint::StartRead(const ItemKey& key) {
+  std::unique_ptr<rpc::MonjuReplicaClient> client;
+  try {
+    client = pool_->Borrow();
+  } catch (const TException& e) {
+    detector_->RecordFailure();
+    return std::make_unique<InFlightRead>(this, nullptr, Status::Unavailable(peer_id_ + " unreachable: " + e.what()));
+  }
+  try {
+    client->send_read(fingerprint_, key.pk, key.sk, stamp_);
+  } catch (const TException& e) {
+    detector_->RecordFailure();
+    pool_->Clear();
+    return std::make_unique<InFlightRead>(this, nullptr, Status::Unavailable(peer_id_ + " read failed: " + e.what()));
+  }
+  return std::make_unique<InFlightRead>(this, std::move(client), Status::OK());
 }
 
 Status RemoteReplicaEndpoint::Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) {

@@ -51,6 +51,10 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status Apply(const ItemKey& key, const Version& version) override;
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
+  // Links with injected faults (testing only) delay or drop inside Borrow(),
+  // which must not hold up the caller's other sends: they use Read().
+  bool CanStartRead() const override { return pool_->options().faults == nullptr; }
+  std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override;
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }
   // Hint delivery: every hint's version merged at the peer, durable together.
@@ -67,8 +71,15 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions);
 
  private:
+  class InFlightRead;
+
   template <typename Fn>
   Status Call(const char* what, Fn&& fn);
+  // Runs `fn` on `client` and maps what it throws to a Status. A client in
+  // an unknown state (transport errors) is reset; otherwise the caller
+  // returns it to the pool.
+  template <typename Fn>
+  Status Guard(const char* what, std::unique_ptr<rpc::MonjuReplicaClient>& client, Fn&& fn);
 
   const std::string peer_id_;
   const int64_t fingerprint_;

@@ -429,5 +429,70 @@ TEST_F(QuorumReadTest, RepairsTheReplicasItAsked) {
   EXPECT_EQ(Fake(others_[1]).applies, 0) << "a replica not asked is left to anti-entropy";
 }
 
+// Remote reads sent from the coordinator's thread (StartRead), their
+// replies polled for there, instead of one executor task per replica.
+class PipelinedReadTest : public SloppyQuorumTest {
+ protected:
+  void SetUp() override {
+    SloppyQuorumTest::SetUp();
+    for (auto& f : fakes_) f->pipelined = true;
+    v_.dot = {"nx/1", 1};
+    v_.value = "one";
+    EXPECT_TRUE(replica_->Apply(Key("a"), v_).ok());
+  }
+  void TearDown() override {
+    for (auto& f : fakes_) f->ReleaseReads();
+    SloppyQuorumTest::TearDown();
+  }
+  Version v_;
+};
+
+TEST_F(PipelinedReadTest, RepliesAreTakenOnTheCallingThread) {
+  inline_.reject = true;  // a task on the executor would fail the read
+  for (const auto& id : others_) Fake(id).Store(Key("a"), v_);
+  ReadOutcome r = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(r.quorum.got, 3);
+  for (const auto& id : others_) EXPECT_EQ(Fake(id).reads, 1) << id;
+}
+
+TEST_F(PipelinedReadTest, AFailedReplyCountsAgainstTheQuorum) {
+  Fake(others_[0]).Store(Key("a"), v_);
+  Fake(others_[1]).read_error = Status::IOError("disk on fire");
+  ReadOutcome r = coord_->Get(pk_, "a", 3);
+  EXPECT_TRUE(r.status.Is(Status::Code::kQuorumFailed)) << r.status.ToString();
+  EXPECT_EQ(r.quorum.got, 2);
+  EXPECT_TRUE(coord_->Get(pk_, "a", 2).status.ok());
+}
+
+TEST_F(PipelinedReadTest, ALateReplyIsTakenOnTheExecutorAndRepaired) {
+  Make(/*sloppy=*/true, &threads_);
+  Fake(others_[0]).Store(Key("a"), v_);
+  FakeEndpoint& stale = Fake(others_[1]);  // lacks v_, and answers late
+  stale.reads_held = true;
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(stale.applies, 0) << "nothing to repair before the late reply arrives";
+  stale.ReleaseReads();
+  threads_.JoinAll();  // the late reply, then the repair it triggers
+  EXPECT_EQ(stale.Stored(Key("a")).versions(), std::vector<Version>{v_});
+  EXPECT_EQ(stale.applies, 1);
+}
+
+TEST_F(PipelinedReadTest, AQuorumReadAsksTheThirdReplicaWhenOneFails) {
+  read_fanout_ = ReadFanout::kQuorum;
+  Make();
+  inline_.reject = true;
+  for (const auto& id : others_) Fake(id).Store(Key("a"), v_);
+  Fake(others_[0]).read_error = Status::IOError("disk on fire");
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(Fake(others_[1]).reads, 1);
+  EXPECT_EQ(coord_->stats().speculative_reads, 1u);
+}
+
 }  // namespace
 }  // namespace monju
