@@ -51,9 +51,14 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status Apply(const ItemKey& key, const Version& version) override;
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
-  // Links with injected faults (testing only) delay or drop inside Borrow(),
-  // which must not hold up the caller's other sends: they use Read().
-  bool CanStartRead() const override { return pool_->options().faults == nullptr; }
+  // A link with an injected fault (testing only) delays or drops inside
+  // Borrow(), which must not hold up the caller's other sends: it uses Read().
+  bool CanStartRead() const override {
+    const ConnectionOptions& o = pool_->options();
+    if (!o.faults) return true;
+    LinkFault fault = o.faults->To(o.peer_id);
+    return !fault.drop && fault.delay.count() == 0;
+  }
   std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override;
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }
