@@ -1,7 +1,5 @@
 #include "coordinator.h"
 
-#include <poll.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -61,13 +59,6 @@ struct Coordinator::WriteRun {
   uint32_t self = 0;
   std::string first_error;
   bool stale = false;  // a replica refused: planned under a stale epoch
-  // Applies sent from the request's thread, their acks not yet taken. Only
-  // that thread touches these until RunWrite() hands the rest on.
-  struct Awaited {
-    WritePlan::Action action;
-    std::unique_ptr<PendingApply> pending;
-  };
-  std::vector<Awaited> awaited;
 };
 
 Coordinator::Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
@@ -223,56 +214,8 @@ WriteOutcome Coordinator::Remove(const std::string& pk, const std::string& sk, c
   return out;
 }
 
-void Coordinator::OnActionDone(const std::shared_ptr<WriteRun>& run, const WritePlan::Action& action,
-                               const Status& s) {
-  std::vector<WritePlan::Action> next;
-  {
-    std::lock_guard<std::mutex> lock(run->mu);
-    if (s.ok()) {
-      next = run->plan.OnSuccess(action);
-    } else {
-      if (run->first_error.empty()) run->first_error = s.ToString();
-      if (s.Is(Status::Code::kStaleEpoch)) run->stale = true;
-      next = run->plan.OnFailure(action);
-    }
-    run->cv.notify_all();
-  }
-  Execute(run, next);
-}
-
-void Coordinator::FinishApply(const std::shared_ptr<WriteRun>& run, const WritePlan::Action& action,
-                              std::unique_ptr<PendingApply> pending) {
-  ApplyAck ack;
-  Status s;
-  try {
-    s = pending ? pending->Finish(&ack) : Status::IOError("the endpoint could not send the apply");
-  } catch (const std::exception& e) {
-    s = Status::IOError(std::string("replica call failed: ") + e.what());
-  }
-  pending.reset();
-  OnActionDone(run, action, s);
-}
-
-void Coordinator::PollApplies(const std::shared_ptr<WriteRun>& run, Clock::TimePoint until) {
-  auto& awaited = run->awaited;
-  std::vector<pollfd> fds(awaited.size());
-  bool ready_now = false;
-  for (size_t i = 0; i < awaited.size(); ++i) {
-    fds[i] = {awaited[i].pending ? awaited[i].pending->fd() : -1, POLLIN, 0};
-    ready_now = ready_now || fds[i].fd < 0;
-  }
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock_->Now()).count();
-  const int timeout_ms = ready_now ? 0 : static_cast<int>(std::clamp<int64_t>(left, 0, 60'000));
-  if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && !ready_now) return;  // EINTR: the caller loops
-  std::vector<WriteRun::Awaited> still, ready;
-  for (size_t i = 0; i < awaited.size(); ++i)
-    (fds[i].fd >= 0 && fds[i].revents == 0 ? still : ready).push_back(std::move(awaited[i]));
-  awaited.swap(still);
-  for (auto& a : ready) FinishApply(run, a.action, std::move(a.pending));
-}
-
 void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
-                          bool local_here, bool pipeline) {
+                          bool local_here) {
   // An action the executor would not take fails at once.
   auto refuse = [this, &run](const WritePlan::Action& action, bool local) {
     if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
@@ -293,10 +236,6 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
     Replica* replica = local_;
     DataPathFence* fence = fence_;
-    if (pipeline && !local && action.kind == WritePlan::Kind::kApply && ep->CanStartApply()) {
-      run->awaited.push_back({action, ep->StartApply(*run->key, *run->version)});
-      continue;
-    }
     auto task = [this, run, action, local, ep, replica, fence] {
       Status s;
       if (action.kind == WritePlan::Kind::kApply && local) {
@@ -310,7 +249,19 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
       } else {
         s = ep->ApplyHinted(run->view->members()[action.owner].id, *run->key, *run->version);
       }
-      OnActionDone(run, action, s);
+      std::vector<WritePlan::Action> next;
+      {
+        std::lock_guard<std::mutex> lock(run->mu);
+        if (s.ok()) {
+          next = run->plan.OnSuccess(action);
+        } else {
+          if (run->first_error.empty()) run->first_error = s.ToString();
+          if (s.Is(Status::Code::kStaleEpoch)) run->stale = true;
+          next = run->plan.OnFailure(action);
+        }
+        run->cv.notify_all();
+      }
+      Execute(run, next);
     };
     if (local_here && local && action.kind == WritePlan::Kind::kApply && !here) {
       here = std::move(task);
@@ -451,10 +402,9 @@ void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoin
     std::lock_guard<std::mutex> lock(run->mu);
     first = run->plan.Start();
   }
-  // The peers' applies are sent from this thread, then the local apply runs
-  // here: it waits for the fsync, as this thread would anyway, and the
-  // peers' acks are often in by then.
-  Execute(run, first, /*local_here=*/true, /*pipeline=*/true);
+  // The local apply runs on this thread once the peers' calls are out: it
+  // waits for the fsync, as this thread would anyway.
+  Execute(run, first, /*local_here=*/true);
 
   std::unique_lock<std::mutex> lock(run->mu);
   bool handoff_fired = false;
@@ -469,33 +419,8 @@ void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoin
       lock.lock();
       continue;
     }
-    const auto until = handoff_fired ? deadline : std::min(handoff_at, deadline);
-    if (run->awaited.empty()) {
-      clock_->WaitUntil(run->cv, lock, until);
-      continue;
-    }
-    // Calls on the executor too (hints after a failure) signal only the
-    // condition variable: look at the plan again every millisecond then.
-    const bool others = run->plan.in_flight() > static_cast<int>(run->awaited.size());
-    lock.unlock();
-    PollApplies(run, others ? std::min(until, now + std::chrono::milliseconds(1)) : until);
-    lock.lock();
+    clock_->WaitUntil(run->cv, lock, handoff_fired ? deadline : std::min(handoff_at, deadline));
   }
-  lock.unlock();
-  HandOffApplies(run);
-}
-
-void Coordinator::HandOffApplies(const std::shared_ptr<WriteRun>& run) {
-  if (run->awaited.empty()) return;
-  // Still unanswered: their outcomes still count (a failure gets a hint), so
-  // they are taken on the executor, or here when it is full.
-  auto left = std::make_shared<std::vector<WriteRun::Awaited>>(std::move(run->awaited));
-  run->awaited.clear();
-  if (executor_->Submit([this, run, left] {
-        for (auto& a : *left) FinishApply(run, a.action, std::move(a.pending));
-      }))
-    return;
-  for (auto& a : *left) FinishApply(run, a.action, std::move(a.pending));
 }
 
 void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,

@@ -72,8 +72,6 @@ class PendingCall {
   virtual Status Finish(Reply* out) = 0;
 };
 using PendingRead = PendingCall<SiblingSet>;
-struct ApplyAck {};  // an apply's reply carries nothing but success
-using PendingApply = PendingCall<ApplyAck>;
 
 // How the coordinator reaches one replica. Calls block until answered or
 // until the endpoint's own timeout; they may run on any thread.
@@ -87,12 +85,6 @@ class ReplicaEndpoint {
   // Sends a read of `key` and returns at once; its errors come from
   // Finish(). Only when CanStartRead().
   virtual std::unique_ptr<PendingRead> StartRead(const ItemKey& /*key*/) { return nullptr; }
-  // The same for Apply(): a write's replica calls are sent from the
-  // request's thread, which then takes the acknowledgements.
-  virtual bool CanStartApply() const { return false; }
-  virtual std::unique_ptr<PendingApply> StartApply(const ItemKey& /*key*/, const Version& /*version*/) {
-    return nullptr;
-  }
   virtual Status Apply(const ItemKey& key, const Version& version) = 0;
   // Stores the version durably as a hint for `owner` (a node id), for later
   // delivery. NoSpace when the replica's hint caps are reached.
@@ -230,18 +222,8 @@ class Coordinator {
   // Runs plan actions on the executor; outcomes feed back into the plan.
   // local_here: a local apply among the actions runs on the calling thread,
   // after the others were handed to the executor.
-  // pipeline: remote applies are sent from the calling thread (when their
-  // endpoint can) into run->awaited, for RunWrite() to take the acks.
   void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
-               bool local_here = false, bool pipeline = false);
-  // An action's outcome into the plan, then its follow-up actions.
-  void OnActionDone(const std::shared_ptr<WriteRun>& run, const WritePlan::Action& action, const Status& s);
-  // Polls the awaited applies until one answers or `until`; takes those in.
-  void PollApplies(const std::shared_ptr<WriteRun>& run, Clock::TimePoint until);
-  void FinishApply(const std::shared_ptr<WriteRun>& run, const WritePlan::Action& action,
-                   std::unique_ptr<PendingApply> pending);
-  // Awaited applies still out when the write returns: finished elsewhere.
-  void HandOffApplies(const std::shared_ptr<WriteRun>& run);
+               bool local_here = false);
   void Count(const Status& s);
   // Sends each replica the merged versions its reply lacked, on the executor.
   void RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,

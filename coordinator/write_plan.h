@@ -61,8 +61,6 @@ class WritePlan {
   // Met with no hint still in flight, or failed with no call in flight.
   bool Done() const;
   int acked_slots() const { return acked_slots_; }
-  // Applies and hints started and not yet answered.
-  int in_flight() const { return pending_applies_ + pending_hints_; }
   int needed() const { return w_; }
   // Members whose ack counted or that hold the version (owners and fallbacks
   // that acknowledged), in order of acknowledgement.

@@ -137,78 +137,52 @@ Status RemoteReplicaEndpoint::Read(const ItemKey& key, SiblingSet* out) {
   });
 }
 
-// A call whose request is on the wire: its connection is out of the pool
+// A read whose request is on the wire: its connection is out of the pool
 // until the reply is taken, and closed if it never is.
-template <typename Reply>
-class RemoteReplicaEndpoint::InFlight final : public PendingCall<Reply> {
+class RemoteReplicaEndpoint::InFlightRead final : public PendingRead {
  public:
-  using Receive = std::function<Status(rpc::MonjuReplicaClient&, Reply*)>;
-  InFlight(RemoteReplicaEndpoint* endpoint, const char* what, std::unique_ptr<rpc::MonjuReplicaClient> client,
-           Status early, Receive receive)
-      : endpoint_(endpoint), what_(what), client_(std::move(client)), early_(std::move(early)),
-        receive_(std::move(receive)) {
+  InFlightRead(RemoteReplicaEndpoint* endpoint, std::unique_ptr<rpc::MonjuReplicaClient> client, Status early)
+      : endpoint_(endpoint), client_(std::move(client)), early_(std::move(early)) {
     if (client_) fd_ = Pool::SocketOf(*client_);
   }
   int fd() const override { return early_.ok() ? fd_ : -1; }
-  Status Finish(Reply* out) override {
+  Status Finish(SiblingSet* out) override {
     if (!early_.ok()) return early_;
-    Status s = endpoint_->Guard(what_, client_, [&](rpc::MonjuReplicaClient& c) { return receive_(c, out); });
+    Status s = endpoint_->Guard("read", client_, [&](rpc::MonjuReplicaClient& c) {
+      std::string bytes;
+      c.recv_read(bytes);
+      auto siblings = DecodeSiblings(bytes);
+      if (!siblings.ok()) return siblings.status();
+      *out = std::move(siblings.value());
+      return Status::OK();
+    });
     if (client_) endpoint_->pool_->Return(std::move(client_));
     return s;
   }
 
  private:
   RemoteReplicaEndpoint* endpoint_;
-  const char* what_;
   std::unique_ptr<rpc::MonjuReplicaClient> client_;
   Status early_;
-  Receive receive_;
   int fd_ = -1;
 };
 
-template <typename Reply, typename Send>
-std::unique_ptr<PendingCall<Reply>> RemoteReplicaEndpoint::Start(
-    const char* what, Send&& send, std::function<Status(rpc::MonjuReplicaClient&, Reply*)> receive) {
+std::unique_ptr<PendingRead> RemoteReplicaEndpoint::StartRead(const ItemKey& key) {
   std::unique_ptr<rpc::MonjuReplicaClient> client;
   try {
     client = pool_->Borrow();
   } catch (const TException& e) {
     detector_->RecordFailure();
-    return std::make_unique<InFlight<Reply>>(this, what, nullptr,
-                                             Status::Unavailable(peer_id_ + " unreachable: " + e.what()), nullptr);
+    return std::make_unique<InFlightRead>(this, nullptr, Status::Unavailable(peer_id_ + " unreachable: " + e.what()));
   }
   try {
-    send(*client);
+    client->send_read(fingerprint_, key.pk, key.sk, stamp_);
   } catch (const TException& e) {
     detector_->RecordFailure();
     pool_->Clear();
-    return std::make_unique<InFlight<Reply>>(
-        this, what, nullptr, Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what()), nullptr);
+    return std::make_unique<InFlightRead>(this, nullptr, Status::Unavailable(peer_id_ + " read failed: " + e.what()));
   }
-  return std::make_unique<InFlight<Reply>>(this, what, std::move(client), Status::OK(), std::move(receive));
-}
-
-std::unique_ptr<PendingRead> RemoteReplicaEndpoint::StartRead(const ItemKey& key) {
-  return Start<SiblingSet>(
-      "read", [&](rpc::MonjuReplicaClient& c) { c.send_read(fingerprint_, key.pk, key.sk, stamp_); },
-      [](rpc::MonjuReplicaClient& c, SiblingSet* out) {
-        std::string bytes;
-        c.recv_read(bytes);
-        auto siblings = DecodeSiblings(bytes);
-        if (!siblings.ok()) return siblings.status();
-        *out = std::move(siblings.value());
-        return Status::OK();
-      });
-}
-
-std::unique_ptr<PendingApply> RemoteReplicaEndpoint::StartApply(const ItemKey& key, const Version& version) {
-  const std::string encoded = EncodeVersion(version);
-  return Start<ApplyAck>(
-      "apply", [&](rpc::MonjuReplicaClient& c) { c.send_apply(fingerprint_, key.pk, key.sk, encoded, stamp_); },
-      [](rpc::MonjuReplicaClient& c, ApplyAck*) {
-        c.recv_apply();
-        return Status::OK();
-      });
+  return std::make_unique<InFlightRead>(this, std::move(client), Status::OK());
 }
 
 Status RemoteReplicaEndpoint::Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) {

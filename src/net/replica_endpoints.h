@@ -60,8 +60,6 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
     return !fault.drop && fault.delay.count() == 0;
   }
   std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override;
-  bool CanStartApply() const override { return CanStartRead(); }
-  std::unique_ptr<PendingApply> StartApply(const ItemKey& key, const Version& version) override;
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }
   // Hint delivery: every hint's version merged at the peer, durable together.
@@ -78,12 +76,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions);
 
  private:
-  template <typename Reply>
-  class InFlight;
-  // Borrows a client and sends; the reply is taken by the result's Finish().
-  template <typename Reply, typename Send>
-  std::unique_ptr<PendingCall<Reply>> Start(const char* what, Send&& send,
-                                            std::function<Status(rpc::MonjuReplicaClient&, Reply*)> receive);
+  class InFlightRead;
 
   template <typename Fn>
   Status Call(const char* what, Fn&& fn);

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -171,71 +170,56 @@ class FakeEndpoint : public ReplicaEndpoint {
   }
   bool LikelyAlive() const override { return alive.load(); }
 
-  // With `pipelined`, reads and applies are sent (StartRead, StartApply) and
-  // their replies become readable on an eventfd at once, or only at
-  // ReleaseReplies() while replies_held.
+  // With `pipelined`, reads are sent (StartRead) and their replies become
+  // readable on an eventfd at once, or at ReleaseReads() while reads_held.
   bool CanStartRead() const override { return pipelined; }
   std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override {
     reads++;
-    return Track(std::make_unique<InFlight<SiblingSet>>([this, key](SiblingSet* out) {
-      if (!read_error.ok()) return read_error;
-      *out = Stored(key);
-      return Status::OK();
-    }));
-  }
-  bool CanStartApply() const override { return pipelined; }
-  std::unique_ptr<PendingApply> StartApply(const ItemKey& key, const Version& version) override {
-    applies++;
-    return Track(std::make_unique<InFlight<ApplyAck>>([this, key, version](ApplyAck*) {
-      if (!apply_error.ok()) return apply_error;
-      Store(key, version);
-      return Status::OK();
-    }));
-  }
-  void ReleaseReplies() {
+    auto pending = std::make_unique<InFlight>(this, key);
     std::lock_guard<std::mutex> lock(mu_);
-    for (int fd : held_fds_) Signal(fd);
+    if (reads_held) {
+      held_fds_.push_back(pending->fd());
+    } else {
+      pending->Answer();
+    }
+    return pending;
+  }
+  void ReleaseReads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int fd : held_fds_) InFlight::Signal(fd);
     held_fds_.clear();
   }
   bool pipelined = false;
-  bool replies_held = false;
+  bool reads_held = false;
 
   struct HeldHint {
     std::string owner, pk, sk;
     Version version;
   };
-  // A call in flight: Finish() waits (up to 5 s) for the eventfd, then
-  // does the call's work.
-  template <typename Reply>
-  class InFlight final : public PendingCall<Reply> {
+  // A read in flight: Finish() waits (up to 5 s) for the eventfd.
+  class InFlight final : public PendingRead {
    public:
-    explicit InFlight(std::function<Status(Reply*)> work) : work_(std::move(work)), fd_(eventfd(0, 0)) {}
+    InFlight(FakeEndpoint* owner, ItemKey key) : owner_(owner), key_(std::move(key)), fd_(eventfd(0, 0)) {}
     ~InFlight() override { ::close(fd_); }
     int fd() const override { return fd_; }
-    Status Finish(Reply* out) override {
+    void Answer() { Signal(fd_); }
+    static void Signal(int fd) {
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+    }
+    Status Finish(SiblingSet* out) override {
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 5000) != 1) return Status::TimedOut("fake call: never released");
-      return work_(out);
+      if (::poll(&p, 1, 5000) != 1) return Status::TimedOut("fake read: never released");
+      if (!owner_->read_error.ok()) return owner_->read_error;
+      *out = owner_->Stored(key_);
+      return Status::OK();
     }
 
    private:
-    std::function<Status(Reply*)> work_;
+    FakeEndpoint* owner_;
+    ItemKey key_;
     int fd_;
   };
-  static void Signal(int fd) {
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
-  }
-  template <typename Call>
-  std::unique_ptr<Call> Track(std::unique_ptr<Call> call) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (replies_held) {
-      held_fds_.push_back(call->fd());
-    } else {
-      Signal(call->fd());
-    }
-    return call;
-  }
 
   std::vector<HeldHint> Hints() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -262,7 +246,7 @@ class FakeEndpoint : public ReplicaEndpoint {
   std::mutex mu_;
   std::map<FakeKey, SiblingSet> data_;
   std::vector<HeldHint> hints_;
-  std::vector<int> held_fds_;  // eventfds of calls in flight while replies_held
+  std::vector<int> held_fds_;  // eventfds of reads in flight while reads_held
 };
 
 // The local replica seen as an endpoint (the coordinator reads it this way).

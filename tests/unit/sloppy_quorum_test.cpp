@@ -441,7 +441,7 @@ class PipelinedReadTest : public SloppyQuorumTest {
     EXPECT_TRUE(replica_->Apply(Key("a"), v_).ok());
   }
   void TearDown() override {
-    for (auto& f : fakes_) f->ReleaseReplies();
+    for (auto& f : fakes_) f->ReleaseReads();
     SloppyQuorumTest::TearDown();
   }
   Version v_;
@@ -470,12 +470,12 @@ TEST_F(PipelinedReadTest, ALateReplyIsTakenOnTheExecutorAndRepaired) {
   Make(/*sloppy=*/true, &threads_);
   Fake(others_[0]).Store(Key("a"), v_);
   FakeEndpoint& stale = Fake(others_[1]);  // lacks v_, and answers late
-  stale.replies_held = true;
+  stale.reads_held = true;
   ReadOutcome r = coord_->Get(pk_, "a", 2);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   EXPECT_EQ(r.values, std::vector<std::string>{"one"});
   EXPECT_EQ(stale.applies, 0) << "nothing to repair before the late reply arrives";
-  stale.ReleaseReplies();
+  stale.ReleaseReads();
   threads_.JoinAll();  // the late reply, then the repair it triggers
   EXPECT_EQ(stale.Stored(Key("a")).versions(), std::vector<Version>{v_});
   EXPECT_EQ(stale.applies, 1);
@@ -492,51 +492,6 @@ TEST_F(PipelinedReadTest, AQuorumReadAsksTheThirdReplicaWhenOneFails) {
   EXPECT_EQ(r.values, std::vector<std::string>{"one"});
   EXPECT_EQ(Fake(others_[1]).reads, 1);
   EXPECT_EQ(coord_->stats().speculative_reads, 1u);
-}
-
-// Writes send their remote applies from the coordinator's thread too.
-using PipelinedWriteTest = PipelinedReadTest;
-
-TEST_F(PipelinedWriteTest, AcksAreTakenOnTheCallingThread) {
-  inline_.reject = true;  // a task on the executor would fail the write
-  WriteOutcome w = coord_->Put(pk_, "b", "v", "", 3);
-  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
-  EXPECT_EQ(w.acked_by.size(), 3u);
-  for (const auto& id : others_) {
-    EXPECT_EQ(Fake(id).applies, 1) << id;
-    EXPECT_EQ(Fake(id).Stored(Key("b")).LiveValues(), std::vector<std::string>{"v"}) << id;
-  }
-}
-
-TEST_F(PipelinedWriteTest, AFailedApplyGetsAHintOnAFallback) {
-  Fake(others_[0]).apply_error = Status::IOError("disk on fire");
-  WriteOutcome w = coord_->Put(pk_, "b", "v", "", 3);
-  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
-  EXPECT_EQ(w.hinted_for, std::vector<std::string>{others_[0]});
-  ASSERT_EQ(Fake(fallbacks_[0]).Hints().size(), 1u);
-  EXPECT_EQ(Fake(fallbacks_[0]).Hints()[0].owner, others_[0]);
-}
-
-TEST_F(PipelinedWriteTest, TooFewAcksFailTheWrite) {
-  Make(/*sloppy=*/false);
-  Fake(others_[0]).apply_error = Status::IOError("disk on fire");
-  Fake(others_[1]).apply_error = Status::IOError("disk on fire too");
-  WriteOutcome w = coord_->Put(pk_, "b", "v", "", 2);
-  EXPECT_TRUE(w.status.Is(Status::Code::kQuorumFailed)) << w.status.ToString();
-  EXPECT_EQ(w.quorum.got, 1);
-}
-
-TEST_F(PipelinedWriteTest, ALateAckIsTakenOnTheExecutor) {
-  Make(/*sloppy=*/true, &threads_);
-  FakeEndpoint& late = Fake(others_[1]);
-  late.replies_held = true;
-  WriteOutcome w = coord_->Put(pk_, "b", "v", "", 2);
-  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
-  EXPECT_EQ(w.acked_by.size(), 2u);
-  late.ReleaseReplies();
-  threads_.JoinAll();
-  EXPECT_EQ(late.Stored(Key("b")).LiveValues(), std::vector<std::string>{"v"});
-  for (const auto& f : fallbacks_) EXPECT_EQ(Fake(f).hinted, 0) << f << ": the late owner answered";
 }
 
 }  // namespace
