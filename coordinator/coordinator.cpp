@@ -176,17 +176,27 @@ class StaleNoting final : public PendingRead {
   std::shared_ptr<std::atomic<bool>> stale_;
 };
 
-// Calls every target, replies in target order: the remote ones on the
-// executor first, then this node's own replica (target `local`, -1 for none)
-// on the calling thread, which would otherwise only wait.
+// Calls targets[begin, end), replies in target order: the remote ones first,
+// then this node's own replica (target `local`, -1 for none) on the calling
+// thread, which would otherwise only wait. A remote call runs on the executor,
+// or, given `send`, is sent from this thread and awaited (QuorumCall::Await).
 template <typename Reply, typename MakeCall>
-void StartAll(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, int local, MakeCall&& make) {
+void StartTargets(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, size_t begin, size_t end,
+                  int local, MakeCall&& make,
+                  const std::function<std::unique_ptr<PendingCall<Reply>>(ReplicaEndpoint*)>& send = nullptr) {
   std::vector<size_t> slots;
-  slots.reserve(targets.size());
-  for (size_t i = 0; i < targets.size(); ++i) slots.push_back(call.AddSlot());
-  for (size_t i = 0; i < targets.size(); ++i)
-    if (static_cast<int>(i) != local) call.Launch(slots[i], make(targets[i]));
-  if (local >= 0) call.RunHere(slots[local], make(targets[local]));
+  slots.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) slots.push_back(call.AddSlot());
+  for (size_t i = begin; i < end; ++i) {
+    if (static_cast<int>(i) == local) continue;
+    if (send) {
+      call.Await(slots[i - begin], send(targets[i]));
+    } else {
+      call.Launch(slots[i - begin], make(targets[i]));
+    }
+  }
+  if (local >= static_cast<int>(begin) && local < static_cast<int>(end))
+    call.RunHere(slots[local - begin], make(targets[local]));
 }
 
 }  // namespace
@@ -486,7 +496,8 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   // Asked first: every target, or R of them with this node's own first.
   size_t first_round = targets.size();
   if (options_.read_fanout == ReadFanout::kQuorum) {
-    if (local_target > 0) std::rotate(targets.begin(), targets.begin() + local_target, targets.begin() + local_target + 1);
+    if (local_target > 0)
+      std::rotate(targets.begin(), targets.begin() + local_target, targets.begin() + local_target + 1);
     if (local_target >= 0) local_target = 0;
     first_round = static_cast<size_t>(needed);
   }
@@ -522,27 +533,15 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   bool pipelined = true;
   for (size_t i = 0; i < targets.size(); ++i)
     if (static_cast<int>(i) != local_target && !targets[i]->CanStartRead()) pipelined = false;
-  auto ask = [&](size_t begin, size_t end) {
-    std::vector<size_t> slots;
-    for (size_t i = begin; i < end; ++i) slots.push_back(call.AddSlot());
-    for (size_t i = begin; i < end; ++i) {
-      if (static_cast<int>(i) == local_target) continue;
-      if (pipelined) {
-        call.Await(slots[i - begin], std::make_unique<StaleNoting>(targets[i]->StartRead(*shared_key), stale));
-      } else {
-        call.Launch(slots[i - begin], make_read(targets[i]));
-      }
-    }
-    // The local read last, on this thread, while the others are out.
-    if (local_target >= static_cast<int>(begin) && local_target < static_cast<int>(end))
-      call.RunHere(slots[local_target - begin], make_read(targets[local_target]));
-  };
-  ask(0, first_round);
+  std::function<std::unique_ptr<PendingRead>(ReplicaEndpoint*)> send;
+  if (pipelined)
+    send = [&](ReplicaEndpoint* ep) { return std::make_unique<StaleNoting>(ep->StartRead(*shared_key), stale); };
+  StartTargets(call, targets, 0, first_round, local_target, make_read, send);
   // The others only when one asked failed or is slow (speculative retry).
   if (first_round < targets.size() &&
       !call.WaitForQuorum(std::min(deadline, clock_->Now() + options_.read_speculate_after))) {
     ++counters_->speculative_reads;
-    ask(first_round, targets.size());
+    StartTargets(call, targets, first_round, targets.size(), local_target, make_read, send);
   }
   auto result = call.Wait(deadline);
   *stale_out = stale->load();
@@ -651,17 +650,17 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
       lock.unlock();
       RepairRound(*repair);
     });
-    StartAll(call, targets, local_target,
-             [scan, stale, fence, view, local](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
-               return [ep, scan, stale, fence, view, local](ScanReply* reply) {
-                 EpochGate::Ticket ticket;
-                 Status s;
-                 if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
-                 if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
-                 if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-                 return s;
-               };
-             });
+    StartTargets(call, targets, 0, targets.size(), local_target,
+                 [scan, stale, fence, view, local](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
+                   return [ep, scan, stale, fence, view, local](ScanReply* reply) {
+                     EpochGate::Ticket ticket;
+                     Status s;
+                     if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
+                     if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
+                     if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+                     return s;
+                   };
+                 });
     auto result = call.Wait(deadline);
     *stale_out = *stale_out || stale->load();
     out.quorum = {needed, result.succeeded};
