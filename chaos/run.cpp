@@ -350,8 +350,10 @@ class Run {
         auto stats = Admin(i).GetStats();
         if (!stats.ok()) {
           why = stats.status().ToString();
-        } else if (int64_t p = stats.value()["hints.pending"]; p != 0) {
-          why = nodes_[i]->spec().id + " holds " + std::to_string(p) + " hints";
+        } else if (auto it = stats.value().find("hints.pending"); it == stats.value().end()) {
+          why = nodes_[i]->spec().id + " reports no hints.pending counter";
+        } else if (it->second != 0) {
+          why = nodes_[i]->spec().id + " holds " + std::to_string(it->second) + " hints";
         }
       }
       if (why.empty()) return Status::OK();

@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.w < 1 || o.w > o.n || o.r < 1 || o.r > o.n) {
-    std::fprintf(stderr, "monju-chaos: -R and -W must be 1..3\n");
+    std::fprintf(stderr, "monju-chaos: -R and -W must be 1..%d (N)\n", o.n);
     return 2;
   }
   if (converge_s < 10) {
