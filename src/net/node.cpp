@@ -298,8 +298,11 @@ class Node::Impl {
     // Largest request: a value at the limit plus keys and context; a hint
     // batch of many versions is bounded by the same frame size.
     const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
-    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, ThriftServer::RunOn::kIoThreads,
-                                   config_.peer_threads, max_frame);
+    // Raft-managed membership adds peer calls that wait on other nodes
+    // (streaming catch-up, forwarded proposals, fetching a newer epoch), which
+    // must not hold up every connection of an I/O thread: a worker pool then.
+    const auto run_on = raft_membership_ ? ThriftServer::RunOn::kWorkerPool : ThriftServer::RunOn::kIoThreads;
+    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, run_on, config_.peer_threads, max_frame);
     if (!s.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
                                         std::to_string(peer_port) + " (this node's peer port): " + s.message());
 

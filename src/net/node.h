@@ -9,7 +9,8 @@
 //   --worker-threads;
 // - the peer port (this node's peer_port in --peers) serves MonjuReplica
 //   ("replica") on --peer-threads I/O threads, each running its requests to
-//   completion.
+//   completion; with Raft-managed membership, whose peer calls may wait on
+//   other nodes, on a worker pool of --peer-threads instead.
 // A client request holds its worker while it waits for replicas; replica
 // calls never wait on other nodes. Were both on one pool, a loaded cluster
 // could have every worker of every node waiting for peers whose workers are

@@ -1,5 +1,7 @@
 #include "replica_handler.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "clock/codec.h"
@@ -96,13 +98,23 @@ void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<
   // Raft-managed: hint delivery planned under an older view must not put
   // data on a node that no longer owns it (the sender re-targets it once it
   // catches up with the newer epoch).
+  // Each partition is also admitted under the view checked, and held until
+  // the batch is durable: a hand-over waiting for that epoch's writes to
+  // drain (streaming, cleanup of a lost partition) then waits for this too.
+  std::vector<EpochGate::Ticket> tickets;
   if (fence_ && view->epoch() > 0) {
+    rpc::EpochStamp checked = stamp;
+    checked.epoch = static_cast<int64_t>(view->epoch());
+    std::vector<uint32_t> admitted;
     for (const auto& item : items) {
       if (item.pk.empty() || item.pk.size() > kMaxPkBytes) continue;
       const uint32_t p = view->ring().PartitionOf(item.pk);
       if (!view->IsWriteOwner(self_id_, p))
         ThrowError(Status::StaleEpoch("this node does not own partition " + std::to_string(p) + " at epoch " +
                                       std::to_string(view->epoch())));
+      if (std::find(admitted.begin(), admitted.end(), p) != admitted.end()) continue;
+      admitted.push_back(p);
+      Admit(checked, p, &tickets.emplace_back());
     }
   }
   std::vector<std::pair<ItemKey, Version>> decoded;
