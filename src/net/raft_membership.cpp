@@ -85,7 +85,12 @@ void RaftMembership::Upkeep() {
     // Writes admitted under older epochs may still be landing here.
     if (!service_->gate().WaitDrained(md.epoch, 10s)) continue;
     PartitionCleanup cleanup(replica_);
-    auto stats = cleanup.Run([&](uint32_t p) { return view->IsWriteOwner(self_id_, p); }, stopping_);
+    // A change that starts during the pass (it bumps the epoch) may give a
+    // partition back: from then on nothing more is erased.
+    auto keep = [&](uint32_t p) {
+      return view->IsWriteOwner(self_id_, p) || membership_->Current()->epoch() != md.epoch;
+    };
+    auto stats = cleanup.Run(keep, stopping_);
     if (!stats.ok()) {
       spdlog::warn("cleanup of partitions no longer owned failed: {}", stats.status().ToString());
       continue;
