@@ -265,6 +265,8 @@ TEST_F(AntiEntropyTest, ExchangeNeverResurrectsADeleteTheReplicaMissed) {
   EXPECT_EQ(from_n3.value("failed", -1), 0);
   EXPECT_EQ(from_n3.value("keys_sent", -1), 0);
   no_live_value("after n3 exchanged with n1 and n2");
+  // r=3 below needs every node to see the restarted n3 alive again.
+  ASSERT_TRUE(c.WaitAllConnected());
   for (int node = 0; node < 3; ++node) {
     for (int k = 0; k < kKeys; k += 7) {
       api::GetResult g;
