@@ -1,6 +1,8 @@
 #include "net_faults.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,7 +13,10 @@
 
 namespace monju::chaos {
 
-Status RunProgram(const std::vector<std::string>& argv) {
+Status RunProgram(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  if (argv.empty()) return Status::InvalidArgument("no program to run");
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + strerror(errno));
   std::vector<std::string> storage = argv;
@@ -19,7 +24,11 @@ Status RunProgram(const std::vector<std::string>& argv) {
   for (auto& s : storage) args.push_back(s.data());
   args.push_back(nullptr);
   pid_t pid = ::fork();
-  if (pid < 0) return Status::IOError(std::string("fork: ") + strerror(errno));
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    return Status::IOError(std::string("fork: ") + strerror(errno));
+  }
   if (pid == 0) {
     ::dup2(pipefd[1], 1);
     ::dup2(pipefd[1], 2);
@@ -28,18 +37,46 @@ Status RunProgram(const std::vector<std::string>& argv) {
     ::_exit(127);
   }
   ::close(pipefd[1]);
+  // Output is read until the pipe closes or the deadline passes; a program
+  // that hangs (say, on a lock) is killed so the chaos run stays bounded.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string output;
+  bool timed_out = false;
   char buf[4096];
-  ssize_t n;
-  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0) output.append(buf, static_cast<size_t>(n));
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    struct pollfd pfd = {pipefd[0], POLLIN, 0};
+    int ready = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;
+    ssize_t n = ::read(pipefd[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    output.append(buf, static_cast<size_t>(n));
+  }
   ::close(pipefd[0]);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  // It may have closed its output and still run: wait for it up to the deadline too.
+  while (!timed_out) {
+    pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (std::chrono::steady_clock::now() >= deadline) timed_out = true;
+    else if (done == 0) ::usleep(10'000);
   }
+  if (timed_out) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (timed_out)
+    return Status::TimedOut("'" + cmd + "' did not finish within " + std::to_string(timeout.count()) +
+                            " ms; killed");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::OK();
-  std::string cmd;
-  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
   while (!output.empty() && output.back() == '\n') output.pop_back();
   return Status::IOError("'" + cmd + "' failed: " + output);
 }

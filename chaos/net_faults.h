@@ -56,7 +56,9 @@ std::unique_ptr<NetworkFaults> MakeInjectedFaults(int nodes, SetInjectedLinks in
 Status EnterPrivateNetwork();
 
 // Runs a program (looked up in PATH) and returns IOError with its output when
-// it fails.
-Status RunProgram(const std::vector<std::string>& argv);
+// it fails, or TimedOut (the program is killed) when it has not finished
+// within `timeout`.
+Status RunProgram(const std::vector<std::string>& argv,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace monju::chaos
