@@ -72,10 +72,9 @@ Status RunProgram(const std::vector<std::string>& argv, std::chrono::millisecond
     ::kill(pid, SIGKILL);
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-  }
-  if (timed_out)
     return Status::TimedOut("'" + cmd + "' did not finish within " + std::to_string(timeout.count()) +
                             " ms; killed");
+  }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::OK();
   while (!output.empty() && output.back() == '\n') output.pop_back();
   return Status::IOError("'" + cmd + "' failed: " + output);
