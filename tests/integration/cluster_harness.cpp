@@ -637,15 +637,18 @@ LatencySummary Summarize(std::vector<std::chrono::microseconds> samples) {
 // ---------------------------------------------------------------- LocalCluster
 
 LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
-  // A client port and a peer port per node.
-  auto ports = PickFreePorts(2 * options_.nodes);
-  if (static_cast<int>(ports.size()) != 2 * options_.nodes) throw std::runtime_error("could not find free ports");
+  // A client port and a peer port per node, and two for the phantom member.
+  const int wanted = 2 * options_.nodes + 2;
+  auto ports = PickFreePorts(wanted);
+  if (static_cast<int>(ports.size()) != wanted) throw std::runtime_error("could not find free ports");
   for (int i = 0; i < options_.nodes; ++i) {
     Node n;
     n.port = ports[2 * i];
     n.peer_port = ports[2 * i + 1];
     nodes_.push_back(n);
   }
+  phantom_port_ = ports[wanted - 2];
+  phantom_peer_port_ = ports[wanted - 1];
 }
 
 LocalCluster::~LocalCluster() {
@@ -663,8 +666,9 @@ std::string LocalCluster::peers_flag() const {
 }
 
 std::string LocalCluster::PeersFlagFor(int i) const {
-  if (auto it = options_.extra_peers.find(i); it != options_.extra_peers.end()) return peers_flag() + "," + it->second;
-  return peers_flag();
+  if (!options_.nodes_seeing_a_phantom.contains(i)) return peers_flag();
+  return peers_flag() + "," + id(size()) + "=127.0.0.1:" + std::to_string(phantom_port_) + "/" +
+         std::to_string(phantom_peer_port_);
 }
 
 std::vector<std::string> LocalCluster::Args(int i) const {

@@ -19,6 +19,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,7 +87,9 @@ struct ClusterOptions {
   std::string log_level;          // "": MONJU_TEST_LOG_LEVEL, else not passed
   std::vector<std::string> extra_flags;                     // every node
   std::map<int, std::vector<std::string>> node_flags;       // by node index (0-based)
-  std::map<int, std::string> extra_peers;  // appended to node i's --peers, e.g. "n4=127.0.0.1:PORT"
+  // Node i's --peers also lists one member that never starts (n<nodes+1>),
+  // with ports reserved together with the cluster's so none collide.
+  std::set<int> nodes_seeing_a_phantom;
   // When set, node i's flags up to (not including) the common ones below
   // (map size, log level, extra and node flags) instead of --id ... --peers
   // ... -N -R -W: Raft-managed clusters build their own (raft_cluster.h).
@@ -162,6 +165,8 @@ class LocalCluster {
   ClusterOptions options_;
   TempDir dir_;
   std::vector<Node> nodes_;
+  uint16_t phantom_port_ = 0;
+  uint16_t phantom_peer_port_ = 0;
 };
 
 // Polls fn every ~20 ms until it returns true or the deadline passes.
