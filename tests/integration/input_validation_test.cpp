@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <random>
+#include <set>
 
 #include "cluster_harness.h"
 
@@ -279,8 +280,16 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
 class MonjudFlagsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ports_ = PickFreePorts(3);
-    ASSERT_EQ(ports_.size(), 3u);
+    // Peers() gives no peer ports, so each is its port + 1000: none may
+    // equal another member's port, or monjud would refuse for that instead.
+    for (int attempt = 0; attempt < 20 && !DerivedPortsAreDistinct(); ++attempt) ports_ = PickFreePorts(3);
+    ASSERT_TRUE(DerivedPortsAreDistinct());
+  }
+  bool DerivedPortsAreDistinct() const {
+    if (ports_.size() != 3) return false;
+    std::set<int> all;
+    for (uint16_t p : ports_) all.insert({p, p + 1000});
+    return all.size() == 6;
   }
   std::string Addr(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
   std::string Peers() const { return "n1=" + Addr(0) + ",n2=" + Addr(1) + ",n3=" + Addr(2); }
