@@ -71,9 +71,10 @@ int main(int argc, char** argv) {
     ("query-limit", po::value(&query_limit)->default_value(10), "items per query")
     ("seed", po::value(&seed), "random seed (default: random; always printed)")
     ("timeout-ms", po::value(&timeout_ms)->default_value(5000), "per-request client timeout")
-    ("monju-update", po::value(&monju_update)->default_value("read"),
-     "monju updates: read (get, then put with the context read: replaces every sibling) or cached "
-     "(one put with the record's last seen context: concurrent updates leave siblings)")
+    ("monju-update", po::value(&monju_update)->default_value("overwrite"),
+     "monju updates: read (get, then put with the context read: replaces every sibling), cached "
+     "(one put with the record's last seen context: concurrent updates leave siblings) or overwrite "
+     "(one overwrite call: replaces what the coordinating replica holds)")
     ("progress", po::value(&progress_s)->default_value(1), "seconds between progress lines on stderr (0: none)")
     ("json", po::bool_switch(&json_out), "print the results as one JSON object on stdout");
   // clang-format on

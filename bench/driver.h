@@ -46,14 +46,17 @@ struct DriverOptions {
   std::string kind;                  // monju | redis | etcd
   std::vector<std::string> addresses;  // host:port (etcd: http://host:port)
   int timeout_ms = 5000;
-  std::string monju_update = "read";  // monju: "read" (get, then put with its context) or "cached"
+  std::string monju_update = "overwrite";  // monju: "read", "cached" or "overwrite" (monju_driver.cpp)
 };
+
+// How the Monju driver's updates find what they replace (monju_driver.cpp).
+enum class MonjuUpdate { kRead, kCached, kOverwrite };
 
 // InvalidArgument for an unknown kind or a bad address.
 StatusOr<std::unique_ptr<Driver>> MakeDriver(const DriverOptions& options);
 
 std::unique_ptr<Driver> MakeMonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms,
-                                        bool read_before_update);
+                                        MonjuUpdate update);
 std::unique_ptr<Driver> MakeRedisDriver(std::string host, uint16_t port, int timeout_ms);
 std::unique_ptr<Driver> MakeEtcdDriver(std::vector<std::string> endpoints, int timeout_ms);
 

@@ -17,9 +17,18 @@ StatusOr<std::unique_ptr<Driver>> MakeDriver(const DriverOptions& options) {
       nodes.emplace_back(host, port);
     }
     if (options.kind == "monju") {
-      if (options.monju_update != "read" && options.monju_update != "cached")
-        return Status::InvalidArgument("--monju-update: expected read or cached, got '" + options.monju_update + "'");
-      return MakeMonjuDriver(std::move(nodes), options.timeout_ms, options.monju_update == "read");
+      MonjuUpdate update;
+      if (options.monju_update == "read") {
+        update = MonjuUpdate::kRead;
+      } else if (options.monju_update == "cached") {
+        update = MonjuUpdate::kCached;
+      } else if (options.monju_update == "overwrite") {
+        update = MonjuUpdate::kOverwrite;
+      } else {
+        return Status::InvalidArgument("--monju-update: expected read, cached or overwrite, got '" +
+                                       options.monju_update + "'");
+      }
+      return MakeMonjuDriver(std::move(nodes), options.timeout_ms, update);
     }
     if (nodes.size() != 1) return Status::InvalidArgument("--addr: redis takes one address (a single node)");
     return MakeRedisDriver(nodes[0].first, nodes[0].second, options.timeout_ms);

@@ -3,7 +3,7 @@
 //
 // How an update finds its context (a write replaces exactly the versions its
 // context covers):
-// - "read" (default): get the record, then put with the context read, as the
+// - "read": get the record, then put with the context read, as the
 //   monju CLI does. Two round trips; every sibling the read saw is replaced,
 //   so siblings never outlive the next update. The latency recorded is the
 //   pair's.
@@ -11,6 +11,10 @@
 //   this run (shared by all threads), one round trip. Concurrent updates of a
 //   hot record then leave siblings that only a read's context covers: in an
 //   update-only workload they pile up and records grow without bound.
+// - "overwrite" (default): the overwrite call, one round trip with no context; the
+//   version replaces every version the coordinating replica holds, like a
+//   redis SET or an etcd put. Concurrent updates through other nodes may
+//   leave siblings until the next overwrite through a node that saw them.
 // Reads that return more than one sibling are counted ("reads_with_siblings").
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
@@ -57,7 +61,8 @@ class ContextCache {
 };
 
 struct Shared {
-  bool read_before_update = true;
+  MonjuUpdate update = MonjuUpdate::kOverwrite;
+  bool caches_contexts() const { return update == MonjuUpdate::kCached; }
   ContextCache contexts;
   std::atomic<uint64_t> reads_with_siblings{0};
   std::atomic<uint64_t> updates_replacing_siblings{0};  // "read" mode: the read saw several
@@ -103,14 +108,20 @@ class MonjuSession final : public Session {
     value_.assign(value);
     return Call([&] {
       client_->put(write_, item.pk, item.sk, value_, "", 0);
-      if (!shared_->read_before_update) shared_->contexts.Put(CacheKey(item), std::move(write_.context));
+      if (shared_->caches_contexts()) shared_->contexts.Put(CacheKey(item), std::move(write_.context));
       return Status::OK();
     });
   }
 
   Status Update(const ItemName& item, std::string_view value) override {
-    if (!shared_->read_before_update) return CachedWrite(item, value);
+    if (shared_->update == MonjuUpdate::kCached) return CachedWrite(item, value);
     value_.assign(value);
+    if (shared_->update == MonjuUpdate::kOverwrite) {
+      return Call([&] {
+        client_->overwrite(write_, item.pk, item.sk, value_, 0);
+        return Status::OK();
+      });
+    }
     return Call([&] {
       client_->get(get_, item.pk, item.sk, 0);
       if (!get_.found) return Status::NotFound("not found (read before update): " + item.pk + "/" + item.sk);
@@ -125,7 +136,7 @@ class MonjuSession final : public Session {
       client_->get(get_, item.pk, item.sk, 0);
       if (!get_.found) return Status::NotFound("not found: " + item.pk + "/" + item.sk);
       if (get_.values.size() > 1) shared_->reads_with_siblings.fetch_add(1, std::memory_order_relaxed);
-      if (!shared_->read_before_update) shared_->contexts.Put(CacheKey(item), std::move(get_.context));
+      if (shared_->caches_contexts()) shared_->contexts.Put(CacheKey(item), std::move(get_.context));
       return Status::OK();
     });
   }
@@ -183,9 +194,9 @@ class MonjuSession final : public Session {
 
 class MonjuDriver final : public Driver {
  public:
-  MonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms, bool read_before_update)
+  MonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms, MonjuUpdate update)
       : nodes_(std::move(nodes)), timeout_ms_(timeout_ms) {
-    shared_.read_before_update = read_before_update;
+    shared_.update = update;
   }
 
   StatusOr<std::unique_ptr<Session>> Connect(int thread_index) override {
@@ -199,7 +210,10 @@ class MonjuDriver final : public Driver {
   std::string Describe() const override {
     std::string out = "monju (" + std::to_string(nodes_.size()) + " node" + (nodes_.size() == 1 ? "" : "s") + ":";
     for (const auto& [host, port] : nodes_) out += " " + host + ":" + std::to_string(port);
-    return out + "; updates " + (shared_.read_before_update ? "read first" : "use cached contexts") + ")";
+    const char* updates = shared_.update == MonjuUpdate::kRead     ? "read first"
+                          : shared_.update == MonjuUpdate::kCached ? "use cached contexts"
+                                                                   : "overwrite";
+    return out + "; updates " + updates + ")";
   }
 
   std::map<std::string, uint64_t> Counters() const override {
@@ -216,8 +230,8 @@ class MonjuDriver final : public Driver {
 }  // namespace
 
 std::unique_ptr<Driver> MakeMonjuDriver(std::vector<std::pair<std::string, uint16_t>> nodes, int timeout_ms,
-                                        bool read_before_update) {
-  return std::make_unique<MonjuDriver>(std::move(nodes), timeout_ms, read_before_update);
+                                        MonjuUpdate update) {
+  return std::make_unique<MonjuDriver>(std::move(nodes), timeout_ms, update);
 }
 
 }  // namespace monju::bench

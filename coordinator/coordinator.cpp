@@ -203,6 +203,15 @@ void StartTargets(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& 
 
 WriteOutcome Coordinator::Put(const std::string& pk, const std::string& sk, std::string value,
                               const std::string& context, int32_t w) {
+  return PutValue(pk, sk, std::move(value), context, w, false);
+}
+
+WriteOutcome Coordinator::Overwrite(const std::string& pk, const std::string& sk, std::string value, int32_t w) {
+  return PutValue(pk, sk, std::move(value), std::string(), w, true);
+}
+
+WriteOutcome Coordinator::PutValue(const std::string& pk, const std::string& sk, std::string value,
+                                   const std::string& context, int32_t w, bool replace_local) {
   ++counters_->puts;
   if (value.size() > options_.max_value_bytes) {
     WriteOutcome out;
@@ -211,7 +220,7 @@ WriteOutcome Coordinator::Put(const std::string& pk, const std::string& sk, std:
     Count(out.status);
     return out;
   }
-  WriteOutcome out = Write(pk, sk, false, std::move(value), context, w);
+  WriteOutcome out = Write(pk, sk, false, std::move(value), context, w, replace_local);
   Count(out.status);
   return out;
 }
@@ -293,7 +302,7 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
 }
 
 WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
-                                const std::string& context, int32_t w) {
+                                const std::string& context, int32_t w, bool replace_local) {
   WriteOutcome out;
   if (!(out.status = ValidateKey(pk, sk)).ok()) return out;
   if (context.size() > kMaxContextBytes) {
@@ -339,7 +348,7 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
   const auto start = clock_->Now();
   const auto deadline = start + options_.request_timeout;
   ItemKey key{place.partition, pk, sk};
-  auto version = local_->PrepareWrite(key, ctx.value(), tombstone, std::move(value));
+  auto version = local_->PrepareWrite(key, ctx.value(), tombstone, std::move(value), replace_local);
   if (!version.ok()) {
     out.status = version.status().Is(Status::Code::kInvalidArgument)
                      ? version.status()

@@ -199,6 +199,11 @@ class Coordinator {
   WriteOutcome Put(const std::string& pk, const std::string& sk, std::string value, const std::string& context,
                    int32_t w);
   WriteOutcome Remove(const std::string& pk, const std::string& sk, const std::string& context, int32_t w);
+  // A put whose version supersedes every version this node's replica holds
+  // for the key when the write is prepared, with no context from the client
+  // (one round trip instead of a get and a put). Versions this replica has
+  // not seen yet (written concurrently through other nodes) stay siblings.
+  WriteOutcome Overwrite(const std::string& pk, const std::string& sk, std::string value, int32_t w);
   ReadOutcome Get(const std::string& pk, const std::string& sk, int32_t r);
   QueryOutcome Query(const QueryRequest& request);
 
@@ -216,7 +221,10 @@ class Coordinator {
   struct Counters;
   struct WriteRun;
   WriteOutcome Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
-                     const std::string& context, int32_t w);
+                     const std::string& context, int32_t w, bool replace_local = false);
+  // Put and Overwrite: the value's size check, then Write().
+  WriteOutcome PutValue(const std::string& pk, const std::string& sk, std::string value, const std::string& context,
+                        int32_t w, bool replace_local);
   // One round of a prepared write under the run's view: plan, send, wait.
   void RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoint deadline, Clock::TimePoint handoff_at);
   // Runs plan actions on the executor; outcomes feed back into the plan.

@@ -47,6 +47,14 @@ service MonjuKV {
   WriteResult put(1: string pk, 2: string sk, 3: binary value, 4: binary context, 5: i32 w)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
 
+  // A put that needs no context: its version replaces every version the
+  // coordinating replica holds for the key (DynamoDB's PutItem), in one round
+  // trip. A version that replica has not seen yet (written concurrently
+  // through another node) stays as a sibling. Forwarded to a replica of the
+  // key when the node called is not one.
+  WriteResult overwrite(1: string pk, 2: string sk, 3: binary value, 4: i32 w)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
+
   GetResult get(1: string pk, 2: string sk, 3: i32 r)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
 

@@ -211,7 +211,7 @@ Replica::Stripe& Replica::StripeFor(const std::string& inflight_key) {
 }
 
 StatusOr<Version> Replica::PrepareWrite(const ItemKey& key, const CausalContext& context, bool tombstone,
-                                        std::string value) {
+                                        std::string value, bool replace_local) {
   const std::string ik = InflightKey(key);
   Stripe& stripe = StripeFor(ik);
   std::lock_guard<std::mutex> lock(stripe.mu);
@@ -220,6 +220,7 @@ StatusOr<Version> Replica::PrepareWrite(const ItemKey& key, const CausalContext&
   if (!s.ok()) return s;
   Version v;
   v.past = context;
+  if (replace_local) v.past.Merge(local.Context());
   v.tombstone = tombstone;
   v.value = tombstone ? std::string() : std::move(value);
   v.dot.actor = actor_;

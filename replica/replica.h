@@ -88,8 +88,10 @@ class Replica {
   // context. Its dot is above every counter of this actor that the local
   // copy, the context or any write still in flight has used for this key.
   // Call FinishWrite() once the local Apply() of it has returned.
+  // replace_local: the version also supersedes every version the local copy
+  // holds now (an overwrite needing no context from the client).
   StatusOr<Version> PrepareWrite(const ItemKey& key, const CausalContext& context, bool tombstone,
-                                 std::string value);
+                                 std::string value, bool replace_local = false);
   void FinishWrite(const ItemKey& key, const Dot& dot, bool applied_locally);
 
   // Records a clean shutdown (call after all writes have finished). Not

@@ -39,7 +39,9 @@ const char* const kUsage =
     "put and rm first read the key (with -r) and write with the context of what\n"
     "they read, so they replace exactly the values a get would show. --context\n"
     "writes with a context from an earlier get/put instead; --blind writes with\n"
-    "none (the new value becomes a sibling of whatever is stored).\n"
+    "none (the new value becomes a sibling of whatever is stored). put\n"
+    "--overwrite replaces what the coordinating replica holds in one call,\n"
+    "with no read (a value written concurrently elsewhere may stay a sibling).\n"
     "Put `--` before arguments that start with '-'.\n"
     "\n"
     "Exit codes: 0 ok, 1 not found (get), 2 invalid input, 3 quorum or\n"
@@ -73,6 +75,7 @@ po::options_description MakeDescription(CliOptions& o, RawArgs& raw) {
     ("write-quorum,w", po::value(&o.w), "W for this request (put, rm; 0: the node's default)")
     ("context", po::value(&raw.context_b64), "put, rm: write with this base64 context")
     ("blind", po::bool_switch(&o.blind), "put, rm: write with no context")
+    ("overwrite", po::bool_switch(&o.overwrite), "put: one call, no read: replace what the coordinating replica holds")
     ("json", po::bool_switch(&o.json), "print one JSON object instead of text")
     ("timeout-ms", po::value(&o.timeout_ms)->default_value(o.timeout_ms), "connect/send/receive timeout (repair: 600000, admin: 30000)")
     ("prefix", po::value(&o.prefix), "query: only sort keys starting with P")
@@ -183,6 +186,9 @@ std::string CheckOptionsFit(const CliOptions& o, const RawArgs& raw) {
   if (!is_write && (raw.has_context || o.blind))
     return std::string(raw.has_context ? "--context" : "--blind") + ": only valid with put and rm";
   if (raw.has_context && o.blind) return "--context and --blind exclude each other";
+  if (o.overwrite && o.command != Command::kPut) return "--overwrite: only valid with put";
+  if (o.overwrite && (raw.has_context || o.blind))
+    return std::string("--overwrite and ") + (raw.has_context ? "--context" : "--blind") + " exclude each other";
   return "";
 }
 

@@ -27,6 +27,7 @@ struct CliOptions {
   // put/rm: which context to write with. Neither set: read it first.
   std::optional<std::string> context;  // decoded bytes from --context
   bool blind = false;
+  bool overwrite = false;  // put: the overwrite call (no read, no context)
 
   // query
   std::string prefix;

@@ -114,10 +114,14 @@ int RunGet(api::MonjuKVClient& client, const CliOptions& o) {
 }
 
 int RunWrite(api::MonjuKVClient& client, const CliOptions& o) {
-  std::string context = ResolveContext(client, o);
   api::WriteResult result;
-  if (o.command == Command::kPut) client.put(result, o.pk, o.sk, o.value, context, o.w);
-  else client.remove(result, o.pk, o.sk, context, o.w);
+  if (o.overwrite) {
+    client.overwrite(result, o.pk, o.sk, o.value, o.w);
+  } else {
+    std::string context = ResolveContext(client, o);
+    if (o.command == Command::kPut) client.put(result, o.pk, o.sk, o.value, context, o.w);
+    else client.remove(result, o.pk, o.sk, context, o.w);
+  }
   WriteView view{std::move(result.context), std::move(result.acked_by), result.used_fallback,
                  std::move(result.hinted_for)};
   if (o.json) PrintJson(JsonWrite(o, view));

@@ -131,6 +131,18 @@ void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std:
   Fill(_return, std::move(out));
 }
 
+void KvHandler::overwrite(api::WriteResult& _return, const std::string& pk, const std::string& sk,
+                          const std::string& value, int32_t w) {
+  if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
+  if (!coordinator_->IsOwner(pk)) {
+    Forward(pk, [&](api::MonjuKVClient& c) { c.overwrite(_return, pk, sk, value, w); });
+    return;
+  }
+  WriteOutcome out = coordinator_->Overwrite(pk, sk, value, w);
+  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
+  Fill(_return, std::move(out));
+}
+
 void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                        const std::string& context, int32_t w) {
   if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});

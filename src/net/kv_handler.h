@@ -23,6 +23,8 @@ class KvHandler final : public api::MonjuKVIf {
 
   void put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
            const std::string& context, int32_t w) override;
+  void overwrite(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
+                 int32_t w) override;
   void get(api::GetResult& _return, const std::string& pk, const std::string& sk, int32_t r) override;
   void remove(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& context,
               int32_t w) override;

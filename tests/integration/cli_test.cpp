@@ -162,6 +162,17 @@ TEST_F(CliTest, ContextHandling) {
   EXPECT_THAT(get.out, HasSubstr("two")) << get.Describe();
   EXPECT_THAT(get.out, HasSubstr("three")) << get.Describe();
 
+  // --overwrite replaces both without a read.
+  // (-w 3: every replica, the overwrite's coordinator too, holds both.)
+  ASSERT_EQ(Cli(0, {"--blind", "-w", "3", "put", "cli-ctx", "k2", "a"}).exit_code, 0);
+  ASSERT_EQ(Cli(1, {"--blind", "-w", "3", "put", "cli-ctx", "k2", "b"}).exit_code, 0);
+  EXPECT_THAT(ApiGet("cli-ctx", "k2").values, UnorderedElementsAre("a", "b"));
+  ProcessResult over = Cli(2, {"--overwrite", "put", "cli-ctx", "k2", "c"});
+  EXPECT_EQ(over.exit_code, 0) << over.Describe();
+  EXPECT_THAT(ApiGet("cli-ctx", "k2").values, ElementsAre("c"));
+  EXPECT_EQ(Cli(0, {"--overwrite", "rm", "cli-ctx", "k2"}).exit_code, 2);
+  EXPECT_EQ(Cli(0, {"--overwrite", "--blind", "put", "cli-ctx", "k2", "d"}).exit_code, 2);
+
   // Write with the context of an API read: resolves both.
   api::GetResult g = ApiGet("cli-ctx", "k");
   ProcessResult with_ctx = Cli(1, {"--context", Base64Encode(g.context), "put", "cli-ctx", "k", "four"});

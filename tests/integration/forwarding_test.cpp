@@ -42,6 +42,31 @@ TEST(ForwardingTest, EveryNodeServesEveryKeyInAFiveNodeCluster) {
     ASSERT_EQ(got.values.size(), 1u) << pk;
     EXPECT_EQ(got.values[0], "second");
   }
+  // An overwrite needs no context: through any node, owner or not (then
+  // forwarded), it replaces the siblings that blind puts left.
+  // (w = 3: every replica, the overwrite's coordinator too, holds both.)
+  for (int k = 0; k < 20; ++k) {
+    std::string pk = "fwd-over-" + std::to_string(k);
+    ASSERT_TRUE(TryPut(cluster, k % 5, pk, "s", "first", "", 3).ok());
+    ASSERT_TRUE(TryPut(cluster, (k + 1) % 5, pk, "s", "blind", "", 3).ok());
+    api::GetResult got;
+    ASSERT_TRUE(TryGet(cluster, k % 5, pk, "s", 3, &got).ok());
+    ASSERT_EQ(got.values.size(), 2u) << pk << ": a blind put makes a sibling";
+    api::WriteResult written;
+    CallResult over = Call([&] { cluster.Client((k + 2) % 5)->overwrite(written, pk, "s", "over", 3); });
+    ASSERT_TRUE(over.ok()) << pk << " through " << cluster.id((k + 2) % 5) << ": " << over.message;
+    EXPECT_FALSE(written.context.empty());
+    for (int node = 0; node < 5; ++node) {
+      ASSERT_TRUE(TryGet(cluster, node, pk, "s", 3, &got).ok());
+      EXPECT_EQ(got.values, std::vector<std::string>{"over"}) << pk << " read through " << cluster.id(node);
+    }
+  }
+  // Bad input is refused as for a put.
+  CallResult bad = Call([&] {
+    api::WriteResult ignored;
+    cluster.Client(0)->overwrite(ignored, "", "s", "v", 0);
+  });
+  EXPECT_EQ(bad.outcome, Outcome::kInvalidRequest) << bad.message;
   MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
 }
 

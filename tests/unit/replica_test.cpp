@@ -128,6 +128,36 @@ TEST_F(ReplicaTest, ApplyMergesByCausality) {
   EXPECT_TRUE(Read({4, "pk", "sk"}).empty());
 }
 
+TEST_F(ReplicaTest, AnOverwriteSupersedesWhatTheLocalCopyHolds) {
+  Version a1 = V("a", 1, {}, "a1");
+  Version b1 = V("b", 1, {}, "b1");
+  ASSERT_TRUE(replica_->Apply(key_, a1).ok());
+  ASSERT_TRUE(replica_->Apply(key_, b1).ok());
+  auto v = replica_->PrepareWrite(key_, CausalContext{}, false, "new", /*replace_local=*/true);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->past.Contains({"a", 1}));
+  EXPECT_TRUE(v->past.Contains({"b", 1}));
+  ASSERT_TRUE(replica_->Apply(key_, v.value()).ok());
+  replica_->FinishWrite(key_, v->dot, true);
+  EXPECT_EQ(Read(key_).LiveValues(), std::vector<std::string>{"new"});
+
+  // Without replace_local and with no context the write is concurrent.
+  Version blind = Write(key_, CausalContext{}, "blind");
+  EXPECT_FALSE(blind.past.Contains(v->dot));
+  EXPECT_EQ(Read(key_).LiveValues().size(), 2u);
+
+  // A version the local copy has not seen is not covered: it stays a sibling.
+  auto over = replica_->PrepareWrite(key_, CausalContext{}, false, "newer", /*replace_local=*/true);
+  ASSERT_TRUE(over.ok());
+  Version unseen = V("c", 1, {}, "c1");
+  ASSERT_TRUE(replica_->Apply(key_, unseen).ok());
+  ASSERT_TRUE(replica_->Apply(key_, over.value()).ok());
+  replica_->FinishWrite(key_, over->dot, true);
+  std::vector<std::string> values = Read(key_).LiveValues();
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, (std::vector<std::string>{"c1", "newer"}));
+}
+
 TEST_F(ReplicaTest, ApplyOrderDoesNotMatterAcrossReplicas) {
   TempDir other_dir;
   auto other = OpenReplica(other_dir.path(), "n2");

@@ -335,6 +335,39 @@ TEST_F(LateReplyTest, QueryRepairsAReplicaThatAnsweredAfterTheClient) {
   ExpectRepairedAfterRelease(stale);
 }
 
+// Overwrite replaces what this node's replica holds, on every owner; what
+// only another owner holds stays as a sibling.
+TEST_F(SloppyQuorumTest, OverwriteReplacesWhatTheLocalReplicaHolds) {
+  ASSERT_TRUE(coord_->Put(pk_, "a", "one", "", 3).status.ok());
+  ASSERT_TRUE(coord_->Put(pk_, "a", "two", "", 3).status.ok());  // no context: siblings
+  ReadOutcome before = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(before.status.ok()) << before.status.ToString();
+  ASSERT_EQ(before.values.size(), 2u);
+
+  WriteOutcome w = coord_->Overwrite(pk_, "a", "three", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(coord_->stats().puts, 3u);
+  ReadOutcome after = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(after.status.ok());
+  EXPECT_EQ(after.values, std::vector<std::string>{"three"});
+  for (const auto& id : others_) EXPECT_EQ(Fake(id).Stored(Key("a")).LiveValues(), std::vector<std::string>{"three"});
+
+  Version elsewhere;
+  elsewhere.dot = {"n2/9", 1};
+  elsewhere.value = "unseen here";
+  Fake(others_[0]).Store(Key("a"), elsewhere);
+  ASSERT_TRUE(coord_->Overwrite(pk_, "a", "four", 3).status.ok());
+  ReadOutcome last = coord_->Get(pk_, "a", 3);
+  std::vector<std::string> values = last.values;
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, (std::vector<std::string>{"four", "unseen here"}));
+
+  // The same checks as a put: value size and quorum.
+  Make();
+  EXPECT_TRUE(coord_->Overwrite(pk_, "a", "v", 4).status.Is(Status::Code::kInvalidArgument));
+  EXPECT_TRUE(coord_->Overwrite("", "a", "v", 0).status.Is(Status::Code::kInvalidArgument));
+}
+
 TEST_F(SloppyQuorumTest, CountersFollowOutcomes) {
   ASSERT_TRUE(coord_->Put(pk_, "a", "v", "", 0).status.ok());
   ASSERT_TRUE(coord_->Get(pk_, "a", 0).status.ok());
