@@ -42,7 +42,7 @@ struct NodeConfig {
   uint64_t max_value_bytes = 1 << 20;
   uint64_t map_size_mb = 16384;
   uint32_t worker_threads = 32;     // request handlers
-  uint32_t fanout_threads = 64;     // outbound replica calls
+  uint32_t fanout_threads = 16;     // outbound replica calls (more only cost wake-ups: see README)
   uint32_t peer_threads = 16;       // I/O threads serving node-to-node requests inline
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
