@@ -1,6 +1,9 @@
 #include "coordinator.h"
 
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -60,6 +63,18 @@ struct Coordinator::WriteRun {
   std::string first_error;
   bool stale = false;  // a replica refused: planned under a stale epoch
 };
+
+bool Executor::WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) {
+  return Submit([fd, wait, on_ready = std::move(on_ready)] {
+    pollfd p{fd, POLLIN, 0};
+    const int ms = static_cast<int>(std::clamp<int64_t>(wait.count(), 0, 3'600'000));
+    int n;
+    do {
+      n = ::poll(&p, 1, ms);
+    } while (n < 0 && errno == EINTR);
+    on_ready(n > 0);
+  });
+}
 
 Coordinator::Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
                          EndpointDirectory* endpoints, Executor* executor, const Clock* clock,

@@ -108,6 +108,12 @@ class Executor {
   virtual ~Executor() = default;
   // False when the executor is overloaded or stopping: the task will not run.
   virtual bool Submit(std::function<void()> task) = 0;
+  // Calls on_ready(true) once `fd` is readable, or on_ready(false) when it
+  // has not become so within `wait`, on another thread; on_ready must be
+  // quick. False (on_ready never called) when overloaded or stopping. This
+  // default blocks an executor task in poll(); a node's executor watches
+  // every such fd from one thread instead.
+  virtual bool WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready);
 };
 
 enum class ReadFanout { kAll, kQuorum };

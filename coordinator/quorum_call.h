@@ -115,7 +115,7 @@ class QuorumCall {
     state_->closed = true;
     Settle settle = TakeSettle(*state_);
     lock.unlock();
-    FinishAwaitedElsewhere();
+    FinishAwaitedElsewhere(deadline);
     // A no-op unless every call has ended; then the settled callback runs
     // here (it only decides, and hands repair sends to the executor).
     settle();
@@ -177,21 +177,35 @@ class QuorumCall {
     awaited_.swap(still);
   }
 
-  // Replies still out when Wait() returns: taken on the executor, so that
-  // read repair sees them and the connections go back to their pools.
-  void FinishAwaitedElsewhere() {
+  // Replies still out when Wait() returns: taken once they arrive (until
+  // `deadline`, at least a second from now) by the executor, so that read
+  // repair sees them and the connections go back to their pools.
+  void FinishAwaitedElsewhere(Clock::TimePoint deadline) {
     if (awaited_.empty()) return;
-    auto left = std::make_shared<std::vector<Awaited>>(std::move(awaited_));
+    std::vector<Awaited> left = std::move(awaited_);
     awaited_.clear();
-    auto state = state_;
-    if (executor_->Submit([state, left] {
-          for (Awaited& a : *left) Finish(state, a);
-        }))
-      return;
-    // Overloaded: give up on them (their connections close).
-    for (Awaited& a : *left) {
-      a.pending.reset();
-      Record(state, a.slot, Status::Unavailable("node overloaded: fan-out queue full"), std::nullopt);
+    const auto wait = std::max<std::chrono::milliseconds>(
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_->Now()), std::chrono::seconds(1));
+    for (Awaited& a : left) {
+      const int fd = a.pending->fd();
+      if (fd < 0) {  // failed before it was sent: nothing to wait for
+        Finish(state_, a);
+        continue;
+      }
+      auto call = std::make_shared<Awaited>(std::move(a));
+      auto state = state_;
+      if (executor_->WhenReadable(fd, wait, [state, call](bool ready) {
+            if (ready) {
+              Finish(state, *call);
+              return;
+            }
+            call->pending.reset();  // closes its connection: its state is unknown
+            Record(state, call->slot, Status::TimedOut("no reply before the deadline"), std::nullopt);
+          }))
+        continue;
+      // Overloaded: give up on it (its connection closes).
+      call->pending.reset();
+      Record(state_, call->slot, Status::Unavailable("node overloaded: fan-out queue full"), std::nullopt);
     }
   }
 

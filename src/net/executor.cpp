@@ -11,7 +11,8 @@ using namespace apache::thrift::concurrency;
 FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued)
     : max_queued_(max_queued),
       outstanding_(std::make_shared<std::atomic<size_t>>(0)),
-      pool_(ThreadManager::newSimpleThreadManager(threads)) {
+      pool_(ThreadManager::newSimpleThreadManager(threads)),
+      poller_(max_queued) {
   pool_->threadFactory(std::make_shared<ThreadFactory>());
   pool_->start();
 }
@@ -20,6 +21,13 @@ FanoutExecutor::~FanoutExecutor() { Stop(); }
 
 void FanoutExecutor::Stop() {
   if (pool_->state() == ThreadManager::STARTED) pool_->stop();
+  // After the pool: callbacks that now end with false may try to submit
+  // (read repair), which a stopped pool refuses.
+  poller_.Stop();
+}
+
+bool FanoutExecutor::WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) {
+  return poller_.Watch(fd, wait, std::move(on_ready));
 }
 
 bool FanoutExecutor::Submit(std::function<void()> task) {

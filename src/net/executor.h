@@ -1,6 +1,8 @@
 // FanoutExecutor: the coordinator's fan-out calls run on Thrift's
 // ThreadManager. The queue is bounded by our own counter: a full queue
 // refuses the task (Submit returns false), it never grows without limit.
+// Replies nobody waits for any more are watched by one ReadinessPoller
+// thread (WhenReadable), not by a blocked task each.
 #pragma once
 
 #include <thrift/concurrency/ThreadManager.h>
@@ -9,6 +11,7 @@
 #include <memory>
 
 #include "coordinator.h"
+#include "readiness_poller.h"
 
 namespace monju {
 
@@ -19,6 +22,7 @@ class FanoutExecutor final : public Executor {
   // (each ends within its call timeout).
   ~FanoutExecutor() override;
   bool Submit(std::function<void()> task) override;
+  bool WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) override;
   void Stop();
 
  private:
@@ -26,6 +30,7 @@ class FanoutExecutor final : public Executor {
   // Tasks submitted and not yet finished; shared with the tasks themselves.
   std::shared_ptr<std::atomic<size_t>> outstanding_;
   std::shared_ptr<apache::thrift::concurrency::ThreadManager> pool_;
+  ReadinessPoller poller_;
 };
 
 }  // namespace monju
