@@ -65,6 +65,7 @@ TEST(ReadinessPollerTest, RefusesBeyondItsBoundAndStopEndsWhatIsWatched) {
     ++calls;
   }));
   EXPECT_FALSE(poller.Watch(b.fd, 1h, [&](bool) { ++calls; })) << "a second fd beyond max_watched = 1";
+  EXPECT_FALSE(poller.Watch(a.fd, 1h, [&](bool) { ++calls; })) << "an fd already watched";
   EXPECT_EQ(poller.watched(), 1u);
   poller.Stop();
   EXPECT_EQ(calls.load(), 1);
