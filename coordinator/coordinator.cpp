@@ -47,6 +47,7 @@ struct Coordinator::Counters {
   std::atomic<uint64_t> puts{0}, gets{0}, removes{0}, queries{0};
   std::atomic<uint64_t> unavailable{0}, quorum_failed{0}, timed_out{0}, invalid{0};
   std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0}, speculative_reads{0};
+  std::atomic<uint64_t> spare_reads_skipped{0};
 };
 
 // One write's plan and what its calls share; outlives the request while
@@ -104,6 +105,7 @@ CoordinatorStats Coordinator::stats() const {
   s.writes_hinted = counters_->writes_hinted;
   s.read_repairs = counters_->read_repairs;
   s.speculative_reads = counters_->speculative_reads;
+  s.spare_reads_skipped = counters_->spare_reads_skipped;
   return s;
 }
 
@@ -516,6 +518,17 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
   if (static_cast<int>(targets.size()) < needed) {
     out.status = Status::Unavailable(Describe(out.quorum, "replicas alive:"));
     return out;
+  }
+  // Replicas beyond the R needed that are far behind on this node's reads
+  // are left out (never this node's own).
+  for (size_t i = 0; i < targets.size() && static_cast<int>(targets.size()) > needed;) {
+    if (static_cast<int>(i) == local_target || targets[i]->ReadsInFlight() < options_.max_spare_reads_in_flight) {
+      ++i;
+      continue;
+    }
+    targets.erase(targets.begin() + static_cast<long>(i));
+    if (local_target > static_cast<int>(i)) --local_target;
+    ++counters_->spare_reads_skipped;
   }
   // Asked first: every target, or R of them with this node's own first.
   size_t first_round = targets.size();

@@ -10,7 +10,9 @@
 //   or is silent for `handoff_after` gets a hint on a fallback node, which
 //   counts toward W (strict mode: only owners count). The outcome names who
 //   acknowledged and which owners get the write by handoff.
-// - Reads go to the owners only. Once every asked replica has answered (after
+// - Reads go to the owners only, except that an owner beyond the R needed is
+//   not asked while it is max_spare_reads_in_flight replies behind on this
+//   node's reads. Once every asked replica has answered (after
 //   the client got its answer), replicas whose answer lacked a version of the
 //   merged result get it (read repair).
 // - Errors: InvalidArgument (bad input, nothing sent), Unavailable (fewer
@@ -93,6 +95,9 @@ class ReplicaEndpoint {
   virtual Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) = 0;
   // False while the peer is known to be down: the coordinator does not count it.
   virtual bool LikelyAlive() const = 0;
+  // Reads this node sent the replica (StartRead) whose replies have not been
+  // taken yet: how far behind on this node's reads it is.
+  virtual size_t ReadsInFlight() const { return 0; }
 };
 
 // Endpoints by member index of a view (the local one included).
@@ -131,6 +136,11 @@ struct CoordinatorOptions {
   // asked fails or has not answered within read_speculate_after.
   ReadFanout read_fanout = ReadFanout::kAll;
   std::chrono::milliseconds read_speculate_after{10};
+  // A replica beyond the R a get needs is not asked while this many of this
+  // node's reads to it are unanswered: without it, the slowest replica's
+  // backlog of replies nobody waits for grows without bound (with R of N
+  // answering, nothing slows the clients down to its pace).
+  size_t max_spare_reads_in_flight = 32;
 };
 
 // Counters since start; read with stats().
@@ -141,6 +151,7 @@ struct CoordinatorStats {
   uint64_t writes_hinted = 0;         // some owner gets the write by handoff
   uint64_t read_repairs = 0;          // versions sent to stale replicas
   uint64_t speculative_reads = 0;     // gets that asked more than R replicas
+  uint64_t spare_reads_skipped = 0;   // replicas beyond R not asked: too far behind
 };
 
 struct QuorumCount {

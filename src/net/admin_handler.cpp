@@ -61,6 +61,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("writes.hinted", c.writes_hinted);
   put("read_repairs", c.read_repairs);
   put("reads.speculative", c.speculative_reads);
+  put("reads.spare_skipped", c.spare_reads_skipped);
   put("hints.stored", src_.hints->stored());
   put("hints.refused", src_.hints->refused());
   DeliveryStats d = src_.delivery->stats();

@@ -144,7 +144,12 @@ class RemoteReplicaEndpoint::InFlightRead final : public PendingRead {
   InFlightRead(RemoteReplicaEndpoint* endpoint, std::unique_ptr<rpc::MonjuReplicaClient> client, Status early)
       : endpoint_(endpoint), client_(std::move(client)), early_(std::move(early)) {
     if (client_) fd_ = Pool::SocketOf(*client_);
+    if (client_) {
+      endpoint_->reads_in_flight_.fetch_add(1, std::memory_order_relaxed);
+      counted_ = true;
+    }
   }
+  ~InFlightRead() override { Done(); }
   int fd() const override { return early_.ok() ? fd_ : -1; }
   Status Finish(SiblingSet* out) override {
     if (!early_.ok()) return early_;
@@ -156,15 +161,21 @@ class RemoteReplicaEndpoint::InFlightRead final : public PendingRead {
       *out = std::move(siblings.value());
       return Status::OK();
     });
+    Done();
     if (client_) endpoint_->pool_->Return(std::move(client_));
     return s;
   }
 
  private:
+  void Done() {
+    if (counted_) endpoint_->reads_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    counted_ = false;
+  }
   RemoteReplicaEndpoint* endpoint_;
   std::unique_ptr<rpc::MonjuReplicaClient> client_;
   Status early_;
   int fd_ = -1;
+  bool counted_ = false;  // in the endpoint's reads_in_flight_
 };
 
 std::unique_ptr<PendingRead> RemoteReplicaEndpoint::StartRead(const ItemKey& key) {

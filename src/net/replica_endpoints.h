@@ -62,6 +62,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override;
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }
+  size_t ReadsInFlight() const override { return reads_in_flight_.load(std::memory_order_relaxed); }
   // Hint delivery: every hint's version merged at the peer, durable together.
   Status ApplyBatch(const std::vector<Hint>& hints);
   // A bare liveness and parameter check (the prober's, with its own timeout).
@@ -92,6 +93,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   std::shared_ptr<Pool> pool_;
   std::shared_ptr<PeerDetector> detector_;
   const std::atomic<DataPathFence*>* fence_;
+  std::atomic<size_t> reads_in_flight_{0};  // InFlightRead objects with a request out
 };
 
 // Endpoints for the members of the current view, created on first use, and

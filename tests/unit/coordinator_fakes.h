@@ -169,6 +169,8 @@ class FakeEndpoint : public ReplicaEndpoint {
     return Status::OK();
   }
   bool LikelyAlive() const override { return alive.load(); }
+  size_t ReadsInFlight() const override { return reads_in_flight.load(); }
+  std::atomic<size_t> reads_in_flight{0};  // what ReadsInFlight() reports
 
   // With `pipelined`, reads are sent (StartRead) and their replies become
   // readable on an eventfd at once, or at ReleaseReads() while reads_held.

@@ -368,6 +368,35 @@ TEST_F(SloppyQuorumTest, OverwriteReplacesWhatTheLocalReplicaHolds) {
   EXPECT_TRUE(coord_->Overwrite("", "a", "v", 0).status.Is(Status::Code::kInvalidArgument));
 }
 
+// A replica far behind on this node's reads is not asked when the others
+// suffice, and still is when it is needed for R.
+TEST_F(SloppyQuorumTest, AReplicaFarBehindOnReadsIsAskedOnlyWhenNeeded) {
+  Version v;
+  v.dot = {"nx/1", 1};
+  v.value = "one";
+  ASSERT_TRUE(replica_->Apply(Key("a"), v).ok());
+  for (const auto& id : others_) Fake(id).Store(Key("a"), v);
+  FakeEndpoint& behind = Fake(others_[1]);
+  behind.reads_in_flight = 32;  // the default max_spare_reads_in_flight
+
+  ReadOutcome r2 = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r2.status.ok()) << r2.status.ToString();
+  EXPECT_EQ(r2.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(behind.reads, 0) << "asked although R = 2 was met without it";
+  EXPECT_EQ(Fake(others_[0]).reads, 1);
+  EXPECT_EQ(coord_->stats().spare_reads_skipped, 1u);
+
+  ReadOutcome r3 = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(r3.status.ok()) << r3.status.ToString();
+  EXPECT_EQ(behind.reads, 1) << "R = 3 needs it";
+  EXPECT_EQ(r3.quorum.got, 3);
+
+  behind.reads_in_flight = 31;  // below the limit: asked again
+  ASSERT_TRUE(coord_->Get(pk_, "a", 2).status.ok());
+  EXPECT_EQ(behind.reads, 2);
+  EXPECT_EQ(coord_->stats().spare_reads_skipped, 1u);
+}
+
 TEST_F(SloppyQuorumTest, CountersFollowOutcomes) {
   ASSERT_TRUE(coord_->Put(pk_, "a", "v", "", 0).status.ok());
   ASSERT_TRUE(coord_->Get(pk_, "a", 0).status.ok());
