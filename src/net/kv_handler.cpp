@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace monju {
 namespace {
@@ -119,40 +120,38 @@ void KvHandler::Forward(const std::string& pk, Fn&& fn) {
   throw e;
 }
 
-void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
-                    const std::string& context, int32_t w) {
+template <typename Local, typename Remote>
+void KvHandler::Write(api::WriteResult& _return, const std::string& pk, const std::string& sk, Local&& local,
+                      Remote&& remote) {
   if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
   if (!coordinator_->IsOwner(pk)) {
-    Forward(pk, [&](api::MonjuKVClient& c) { c.put(_return, pk, sk, value, context, w); });
+    Forward(pk, std::forward<Remote>(remote));
     return;
   }
-  WriteOutcome out = coordinator_->Put(pk, sk, value, context, w);
+  WriteOutcome out = local();
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
   Fill(_return, std::move(out));
+}
+
+void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
+                    const std::string& context, int32_t w) {
+  Write(
+      _return, pk, sk, [&] { return coordinator_->Put(pk, sk, value, context, w); },
+      [&](api::MonjuKVClient& c) { c.put(_return, pk, sk, value, context, w); });
 }
 
 void KvHandler::overwrite(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                           const std::string& value, int32_t w) {
-  if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
-  if (!coordinator_->IsOwner(pk)) {
-    Forward(pk, [&](api::MonjuKVClient& c) { c.overwrite(_return, pk, sk, value, w); });
-    return;
-  }
-  WriteOutcome out = coordinator_->Overwrite(pk, sk, value, w);
-  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
-  Fill(_return, std::move(out));
+  Write(
+      _return, pk, sk, [&] { return coordinator_->Overwrite(pk, sk, value, w); },
+      [&](api::MonjuKVClient& c) { c.overwrite(_return, pk, sk, value, w); });
 }
 
 void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                        const std::string& context, int32_t w) {
-  if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
-  if (!coordinator_->IsOwner(pk)) {
-    Forward(pk, [&](api::MonjuKVClient& c) { c.remove(_return, pk, sk, context, w); });
-    return;
-  }
-  WriteOutcome out = coordinator_->Remove(pk, sk, context, w);
-  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
-  Fill(_return, std::move(out));
+  Write(
+      _return, pk, sk, [&] { return coordinator_->Remove(pk, sk, context, w); },
+      [&](api::MonjuKVClient& c) { c.remove(_return, pk, sk, context, w); });
 }
 
 void KvHandler::get(api::GetResult& _return, const std::string& pk, const std::string& sk, int32_t r) {

@@ -35,6 +35,12 @@ class KvHandler final : public api::MonjuKVIf {
   // Runs `fn` against an owner's MonjuKV; rethrows its API exceptions.
   template <typename Fn>
   void Forward(const std::string& pk, Fn&& fn);
+  // A write: coordinated here (`local` returns its outcome) when this node
+  // is a replica of pk, else forwarded (`remote` makes the same call on an
+  // owner's client, filling _return itself).
+  template <typename Local, typename Remote>
+  void Write(api::WriteResult& _return, const std::string& pk, const std::string& sk, Local&& local,
+             Remote&& remote);
   ClientPool<api::MonjuKVClient>& PoolFor(const PeerAddress& peer);
 
   Coordinator* coordinator_;
