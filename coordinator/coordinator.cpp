@@ -272,19 +272,7 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
     ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
     Replica* replica = local_;
     DataPathFence* fence = fence_;
-    auto task = [this, run, action, local, ep, replica, fence] {
-      Status s;
-      if (action.kind == WritePlan::Kind::kApply && local) {
-        // Admitted only while the planned placement holds; held until durable.
-        EpochGate::Ticket ticket;
-        if (fence) s = fence->Admit(*run->view, run->key->partition, &ticket);
-        if (s.ok()) s = replica->Apply(*run->key, *run->version);
-        replica->FinishWrite(*run->key, run->version->dot, s.ok());
-      } else if (action.kind == WritePlan::Kind::kApply) {
-        s = ep->Apply(*run->key, *run->version);
-      } else {
-        s = ep->ApplyHinted(run->view->members()[action.owner].id, *run->key, *run->version);
-      }
+    auto complete = [this, run, action](const Status& s) {
       std::vector<WritePlan::Action> next;
       {
         std::lock_guard<std::mutex> lock(run->mu);
@@ -298,6 +286,25 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
         run->cv.notify_all();
       }
       Execute(run, next);
+    };
+    // A peer's apply rides with the other writes to that peer (no thread
+    // waits for it) when its endpoint can.
+    if (!local && action.kind == WritePlan::Kind::kApply && ep->ApplyAsync(run->key, run->version, complete))
+      continue;
+    auto task = [run, action, local, ep, replica, fence, complete] {
+      Status s;
+      if (action.kind == WritePlan::Kind::kApply && local) {
+        // Admitted only while the planned placement holds; held until durable.
+        EpochGate::Ticket ticket;
+        if (fence) s = fence->Admit(*run->view, run->key->partition, &ticket);
+        if (s.ok()) s = replica->Apply(*run->key, *run->version);
+        replica->FinishWrite(*run->key, run->version->dot, s.ok());
+      } else if (action.kind == WritePlan::Kind::kApply) {
+        s = ep->Apply(*run->key, *run->version);
+      } else {
+        s = ep->ApplyHinted(run->view->members()[action.owner].id, *run->key, *run->version);
+      }
+      complete(s);
     };
     if (local_here && local && action.kind == WritePlan::Kind::kApply && !here) {
       here = std::move(task);

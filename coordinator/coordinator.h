@@ -88,6 +88,14 @@ class ReplicaEndpoint {
   // Finish(). Only when CanStartRead().
   virtual std::unique_ptr<PendingRead> StartRead(const ItemKey& /*key*/) { return nullptr; }
   virtual Status Apply(const ItemKey& key, const Version& version) = 0;
+  // Apply() without holding the calling thread: `done` gets the outcome
+  // exactly once, on another thread, and must be quick. False when the
+  // endpoint does not do this or cannot take more now: `done` is then never
+  // called, and the caller uses Apply().
+  virtual bool ApplyAsync(std::shared_ptr<const ItemKey> /*key*/, std::shared_ptr<const Version> /*version*/,
+                          std::function<void(Status)> /*done*/) {
+    return false;
+  }
   // Stores the version durably as a hint for `owner` (a node id), for later
   // delivery. NoSpace when the replica's hint caps are reached.
   virtual Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) = 0;

@@ -31,11 +31,19 @@ struct StoredItem {
   2: binary siblings,   // encoded SiblingSet
 }
 
-// One version of one key, for batched applies (hint delivery).
+// One version of one key, for batched applies (hint delivery, apply_many).
 struct KeyedVersion {
   1: string pk,
   2: string sk,
   3: binary version,    // encoded Version
+}
+
+// What one item of apply_many came to: code 0 (kOk) when durable, else a
+// monju::Status code and why; for kStaleEpoch, the receiver's epoch.
+struct ApplyOutcome {
+  1: i32 code,
+  2: string why,
+  3: i64 epoch,
 }
 
 struct ScanReply {
@@ -104,6 +112,13 @@ service MonjuReplica {
   // of a partition this node does not own is refused (ReplicaError code
   // kStaleEpoch), so the sender re-targets it.
   void apply_batch(1: i64 cluster_fingerprint, 2: list<KeyedVersion> items, 3: EpochStamp stamp)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
+
+  // apply() of each item (at most 4096), as one call: a coordinator's writes
+  // to this node, coalesced. Each item is validated, fenced and applied on
+  // its own and gets its own outcome, in order; the durable ones share group
+  // commits. Only ClusterMismatch refuses the whole call.
+  list<ApplyOutcome> apply_many(1: i64 cluster_fingerprint, 2: list<KeyedVersion> items, 3: EpochStamp stamp)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
   // The key's siblings (encoded SiblingSet), tombstones included; empty when absent.

@@ -187,6 +187,7 @@ class Node::Impl {
     detector.probe_interval = std::chrono::milliseconds(config_.probe_interval_ms);
     endpoints_ = std::make_unique<NodeEndpoints>(config_.id, replica_.get(), intake_.get(), conn, &clock_, detector);
     executor_ = std::make_unique<FanoutExecutor>(config_.fanout_threads, config_.fanout_threads * 64);
+    endpoints_->set_executor(executor_.get());
 
     CoordinatorOptions co;
     co.self_id = config_.id;

@@ -18,7 +18,7 @@ Status LocalReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey
 RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint,
                                              uint64_t epoch, std::string self_id,
                                              std::shared_ptr<PeerDetector> detector,
-                                             const std::atomic<DataPathFence*>* fence)
+                                             const std::atomic<DataPathFence*>* fence, Executor* executor)
     : peer_id_(std::move(peer_id)),
       fingerprint_(static_cast<int64_t>(fingerprint)),
       pool_(std::move(pool)),
@@ -26,6 +26,11 @@ RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, std::shared_pt
       fence_(fence) {
   stamp_.epoch = static_cast<int64_t>(epoch);
   stamp_.sender = std::move(self_id);
+  if (executor)
+    coalescer_ = std::make_unique<ApplyCoalescer>(ApplyCoalescer::Options{}, executor,
+                                                  [this](const std::vector<ApplyCoalescer::Write>& writes) {
+                                                    return ApplyMany(writes);
+                                                  });
 }
 
 template <typename Fn>
@@ -89,6 +94,52 @@ Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) 
     c.apply(fingerprint_, key.pk, key.sk, encoded, stamp_);
     return Status::OK();
   });
+}
+
+bool RemoteReplicaEndpoint::ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
+                                       std::function<void(Status)> done) {
+  if (!coalescer_) return false;
+  return coalescer_->Submit({std::move(key), EncodeVersion(*version), std::move(done)});
+}
+
+std::vector<Status> RemoteReplicaEndpoint::ApplyMany(const std::vector<ApplyCoalescer::Write>& writes) {
+  std::vector<rpc::KeyedVersion> wire;
+  wire.reserve(writes.size());
+  for (const auto& w : writes) {
+    rpc::KeyedVersion kv;
+    kv.pk = w.key->pk;
+    kv.sk = w.key->sk;
+    kv.version = w.version;
+    wire.push_back(std::move(kv));
+  }
+  std::vector<rpc::ApplyOutcome> outcomes;
+  Status call = Call("apply_many", [&](rpc::MonjuReplicaClient& c) {
+    c.apply_many(outcomes, fingerprint_, wire, stamp_);
+    if (outcomes.size() != wire.size())
+      return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
+                             std::to_string(wire.size()) + " writes");
+    return Status::OK();
+  });
+  std::vector<Status> out(writes.size(), call);
+  if (!call.ok()) return out;
+  int64_t newer_epoch = 0;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const rpc::ApplyOutcome& o = outcomes[i];
+    if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
+      out[i] = Status::OK();
+    } else if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
+      newer_epoch = std::max(newer_epoch, o.epoch);
+      out[i] = Status::StaleEpoch(peer_id_ + " refused apply: " + o.why);
+    } else {
+      out[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+    }
+  }
+  // As Guard() does for one refused call: learn the newer epoch before the
+  // writes' coordinators re-plan.
+  if (newer_epoch > 0)
+    if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
+      fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
+  return out;
 }
 
 Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {
@@ -322,9 +373,20 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
       pool = std::make_shared<RemoteReplicaEndpoint::Pool>(options);
     }
     slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, pool, view.fingerprint(), view.epoch(), self_id_,
-                                                   std::move(detector), &fence_);
+                                                   std::move(detector), &fence_, executor_.load());
   }
   return slot.get();
+}
+
+ApplyCoalescer::Stats NodeEndpoints::coalescing() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ApplyCoalescer::Stats sum;
+  for (const auto& [key, endpoint] : remotes_) {
+    const ApplyCoalescer::Stats s = endpoint->coalescing();
+    sum.calls += s.calls;
+    sum.writes += s.writes;
+  }
+  return sum;
 }
 
 }  // namespace monju

@@ -15,6 +15,7 @@
 
 #include "MonjuReplica.h"
 #include "antientropy.h"
+#include "apply_coalescer.h"
 #include "client_pool.h"
 #include "coordinator.h"
 #include "data_path_fence.h"
@@ -44,11 +45,21 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
  public:
   using Pool = ClientPool<rpc::MonjuReplicaClient>;
   // `pool` is shared by the endpoints of one peer across epochs; `fence`
-  // points at the directory's (null for a static cluster).
+  // points at the directory's (null for a static cluster). With an
+  // `executor`, ApplyAsync() coalesces writes (apply_many); without, it
+  // declines and writes go one call each.
   RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint, uint64_t epoch,
                         std::string self_id, std::shared_ptr<PeerDetector> detector,
-                        const std::atomic<DataPathFence*>* fence);
+                        const std::atomic<DataPathFence*>* fence, Executor* executor = nullptr);
   Status Apply(const ItemKey& key, const Version& version) override;
+  bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
+                  std::function<void(Status)> done) override;
+  // One apply_many call carrying `writes`: one status per write.
+  std::vector<Status> ApplyMany(const std::vector<ApplyCoalescer::Write>& writes);
+  // Batches and writes sent by ApplyAsync() (zero without an executor).
+  ApplyCoalescer::Stats coalescing() const {
+    return coalescer_ ? coalescer_->stats() : ApplyCoalescer::Stats{};
+  }
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
   // A link with an injected fault (testing only) delays or drops inside
@@ -94,6 +105,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   std::shared_ptr<PeerDetector> detector_;
   const std::atomic<DataPathFence*>* fence_;
   std::atomic<size_t> reads_in_flight_{0};  // InFlightRead objects with a request out
+  std::unique_ptr<ApplyCoalescer> coalescer_;  // null without an executor
 };
 
 // Endpoints for the members of the current view, created on first use, and
@@ -111,6 +123,11 @@ class NodeEndpoints final : public EndpointDirectory {
   // Raft-managed membership: remote calls stamp their view's epoch and
   // report refusals here.
   void set_fence(DataPathFence* fence) { fence_.store(fence); }
+  // Runs the senders of coalesced writes (ApplyAsync); set before first use.
+  // It must be stopped before the endpoints are destroyed.
+  void set_executor(Executor* executor) { executor_.store(executor); }
+  // Coalesced writes, summed over every remote endpoint.
+  ApplyCoalescer::Stats coalescing();
 
  private:
   const std::string self_id_;
@@ -126,6 +143,7 @@ class NodeEndpoints final : public EndpointDirectory {
   std::unordered_map<std::string, std::shared_ptr<RemoteReplicaEndpoint::Pool>> pools_;
   std::unordered_map<std::string, std::shared_ptr<PeerDetector>> detectors_;
   std::atomic<DataPathFence*> fence_{nullptr};
+  std::atomic<Executor*> executor_{nullptr};
 };
 
 }  // namespace monju

@@ -141,6 +141,59 @@ void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<
   }
 }
 
+namespace {
+
+void SetOutcome(rpc::ApplyOutcome* out, const Status& s) {
+  out->code = static_cast<int32_t>(s.code());
+  out->why = s.message();
+}
+
+}  // namespace
+
+void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t cluster_fingerprint,
+                                const std::vector<rpc::KeyedVersion>& items, const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
+  if (items.size() > kMaxBatchItems)
+    ThrowError(Status::InvalidArgument("apply_many of " + std::to_string(items.size()) + " items; the limit is " +
+                                       std::to_string(kMaxBatchItems)));
+  _return.assign(items.size(), rpc::ApplyOutcome{});
+  // Every admitted item holds its ticket until the whole call is durable.
+  std::vector<EpochGate::Ticket> tickets;
+  tickets.reserve(fence_ ? items.size() : 0);
+  std::vector<std::pair<ItemKey, Version>> admitted;
+  std::vector<size_t> positions;  // of admitted[j] in items
+  admitted.reserve(items.size());
+  positions.reserve(items.size());
+  const uint64_t planned = static_cast<uint64_t>(std::max<int64_t>(stamp.epoch, 0));
+  for (size_t i = 0; i < items.size(); ++i) {
+    const rpc::KeyedVersion& item = items[i];
+    if (item.pk.empty() || item.pk.size() > kMaxPkBytes || item.sk.size() > kMaxSkBytes) {
+      SetOutcome(&_return[i], Status::InvalidArgument("key outside limits"));
+      continue;
+    }
+    auto version = DecodeVersion(item.version);
+    if (!version.ok()) {
+      SetOutcome(&_return[i], version.status());
+      continue;
+    }
+    const uint32_t partition = view->ring().PartitionOf(item.pk);
+    if (fence_) {
+      Status s = fence_->Admit(planned, partition, &tickets.emplace_back());
+      if (!s.ok()) {
+        SetOutcome(&_return[i], Status::StaleEpoch(s.message()));
+        _return[i].epoch = static_cast<int64_t>(fence_->epoch());
+        continue;
+      }
+    }
+    admitted.emplace_back(ItemKey{partition, item.pk, item.sk}, std::move(version.value()));
+    positions.push_back(i);
+  }
+  if (admitted.empty()) return;
+  const std::vector<Status> statuses = replica_->ApplyBatch(admitted);
+  for (size_t j = 0; j < statuses.size(); ++j)
+    if (!statuses[j].ok()) SetOutcome(&_return[positions[j]], statuses[j]);
+}
+
 void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,
                           const std::string& sk, const rpc::EpochStamp& stamp) {
   auto view = CheckCaller(cluster_fingerprint, stamp);

@@ -532,6 +532,12 @@ SiblingSet ReplicaClient::Read(const std::string& pk, const std::string& sk) {
   return std::move(decoded.value());
 }
 
+std::vector<rpc::ApplyOutcome> ReplicaClient::ApplyMany(const std::vector<rpc::KeyedVersion>& items) {
+  std::vector<rpc::ApplyOutcome> outcomes;
+  client_->apply_many(outcomes, fingerprint_, items, rpc::EpochStamp());
+  return outcomes;
+}
+
 std::map<std::string, SiblingSet> ReplicaClient::ScanPk(const std::string& pk) {
   std::map<std::string, SiblingSet> out;
   std::string start;

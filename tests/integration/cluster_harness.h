@@ -245,6 +245,9 @@ class ReplicaClient {
   // Every item of pk on this node (sk -> siblings, tombstones included),
   // paging through MonjuReplica.scan. Throws like Read.
   std::map<std::string, SiblingSet> ScanPk(const std::string& pk);
+  // MonjuReplica.apply_many of the items (unstamped: never fenced); throws
+  // what the call throws.
+  std::vector<rpc::ApplyOutcome> ApplyMany(const std::vector<rpc::KeyedVersion>& items);
 
  private:
   std::shared_ptr<rpc::MonjuReplicaClient> client_;

@@ -12,7 +12,9 @@
 #include <random>
 #include <set>
 
+#include "clock/codec.h"
 #include "cluster_harness.h"
+#include "config/node_config.h"
 
 namespace monju::itest {
 namespace {
@@ -273,6 +275,60 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
   close(stalled);
   ExpectServing(node, "closing the stalled connection");
   for (int i = 0; i < 3; ++i) ExpectServing(i, "garbage on n2's port");
+}
+
+// apply_many (a coordinator's coalesced writes to a peer) judges every item
+// on its own: bad ones are refused with their reason, the rest are durable.
+TEST_F(InputValidationTest, ApplyManyRefusesBadItemsOneByOne) {
+  const int node = 2;
+  ReplicaClient replica(*cluster_, node);
+  auto item = [](std::string pk, std::string sk, std::string version) {
+    rpc::KeyedVersion kv;
+    kv.pk = std::move(pk);
+    kv.sk = std::move(sk);
+    kv.version = std::move(version);
+    return kv;
+  };
+  auto version = [](const std::string& value) {
+    Version v;
+    v.dot = {"apply-many-test", 1};
+    v.value = value;
+    return EncodeVersion(v);
+  };
+  const std::vector<rpc::KeyedVersion> items = {
+      item("am-pk", "good-1", version("one")),
+      item("", "empty-pk", version("lost")),
+      item("am-pk", "garbage-version", "\x07not a version"),
+      item("am-pk", std::string(kMaxSkBytes + 1, 's'), version("lost")),
+      item("am-pk", "good-2", version("two")),
+  };
+  const std::vector<rpc::ApplyOutcome> outcomes = replica.ApplyMany(items);
+  ASSERT_EQ(outcomes.size(), items.size());
+  auto code = [](const rpc::ApplyOutcome& o) { return static_cast<Status::Code>(o.code); };
+  EXPECT_EQ(code(outcomes[0]), Status::Code::kOk) << outcomes[0].why;
+  EXPECT_EQ(code(outcomes[1]), Status::Code::kInvalidArgument) << outcomes[1].why;
+  EXPECT_EQ(code(outcomes[2]), Status::Code::kCorruption) << outcomes[2].why;
+  EXPECT_THAT(outcomes[2].why, HasSubstr("malformed version"));
+  EXPECT_EQ(code(outcomes[3]), Status::Code::kInvalidArgument) << outcomes[3].why;
+  EXPECT_EQ(code(outcomes[4]), Status::Code::kOk) << outcomes[4].why;
+
+  // The good items are on this node's replica; nothing else of the call is.
+  EXPECT_EQ(DescribeSiblings(replica.Read("am-pk", "good-1")), "live [one]");
+  EXPECT_EQ(DescribeSiblings(replica.Read("am-pk", "good-2")), "live [two]");
+  const auto stored = replica.ScanPk("am-pk");
+  EXPECT_EQ(stored.size(), 2u);
+
+  // More items than the stated limit: the whole call is refused.
+  std::vector<rpc::KeyedVersion> too_many(4097, item("am-pk", "many", version("x")));
+  try {
+    replica.ApplyMany(too_many);
+    ADD_FAILURE() << "apply_many of 4097 items was accepted";
+  } catch (const rpc::ReplicaError& e) {
+    EXPECT_EQ(static_cast<Status::Code>(e.code), Status::Code::kInvalidArgument);
+    EXPECT_THAT(e.why, HasSubstr("the limit is 4096"));
+  }
+  EXPECT_EQ(replica.ScanPk("am-pk").count("many"), 0u);
+  ExpectServing(node, "apply_many with bad items");
 }
 
 // ---------------------------------------------------------------- flags

@@ -1,0 +1,207 @@
+// ApplyCoalescer: when writes leave alone and when together, the batch
+// limits, per-write outcomes, and what happens when it cannot take more.
+// The executor is a manual one: tasks run only when the test says so.
+#include "apply_coalescer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <optional>
+
+namespace monju {
+namespace {
+
+using ::testing::ElementsAre;
+
+class ManualExecutor final : public Executor {
+ public:
+  bool Submit(std::function<void()> task) override {
+    if (before_submit) before_submit();
+    if (refuse) return false;
+    tasks.push_back(std::move(task));
+    return true;
+  }
+  // Runs the oldest task to its end.
+  void RunOne() {
+    ASSERT_FALSE(tasks.empty());
+    auto task = std::move(tasks.front());
+    tasks.pop_front();
+    task();
+  }
+  std::deque<std::function<void()>> tasks;
+  bool refuse = false;
+  std::function<void()> before_submit;
+};
+
+class ApplyCoalescerTest : public ::testing::Test {
+ protected:
+  // A write of key sk with `bytes` of version; its outcome lands in outcomes_[sk].
+  ApplyCoalescer::Write W(const std::string& sk, size_t bytes = 10) {
+    ApplyCoalescer::Write w;
+    w.key = std::make_shared<const ItemKey>(ItemKey{0, "pk", sk});
+    w.version = std::string(bytes, 'v');
+    w.done = [this, sk](Status s) {
+      EXPECT_EQ(outcomes_.count(sk), 0u) << "done called twice for " << sk;
+      outcomes_[sk] = s;
+    };
+    return w;
+  }
+  std::unique_ptr<ApplyCoalescer> Make(ApplyCoalescer::Options options) {
+    return std::make_unique<ApplyCoalescer>(options, &executor_, [this](const std::vector<ApplyCoalescer::Write>& ws) {
+      std::vector<std::string> sks;
+      for (const auto& w : ws) sks.push_back(w.key->sk);
+      batches_.push_back(sks);
+      if (during_send_) {
+        auto once = std::move(during_send_);
+        during_send_ = nullptr;
+        once();
+      }
+      if (reply_) return reply_(ws);
+      return std::vector<Status>(ws.size(), Status::OK());
+    });
+  }
+
+  ManualExecutor executor_;
+  std::vector<std::vector<std::string>> batches_;
+  std::map<std::string, Status> outcomes_;
+  std::function<void()> during_send_;  // runs once, inside the next send
+  std::function<std::vector<Status>(const std::vector<ApplyCoalescer::Write>&)> reply_;
+};
+
+TEST_F(ApplyCoalescerTest, AWriteOnAnIdleLinkLeavesAtOnceAlone) {
+  auto c = Make({});
+  ASSERT_TRUE(c->Submit(W("a")));
+  ASSERT_EQ(executor_.tasks.size(), 1u);  // a sender started for it
+  EXPECT_TRUE(outcomes_.empty());         // nothing sent from the submitting thread
+  executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("a")));
+  ASSERT_EQ(outcomes_.count("a"), 1u);
+  EXPECT_TRUE(outcomes_["a"].ok());
+  EXPECT_EQ(c->queued(), 0u);
+}
+
+TEST_F(ApplyCoalescerTest, WritesArrivingWhileACallIsOutLeaveTogetherWhenItReturns) {
+  ApplyCoalescer::Options o;
+  o.max_senders = 1;
+  auto c = Make(o);
+  ASSERT_TRUE(c->Submit(W("first")));
+  during_send_ = [&] {
+    for (const char* sk : {"b", "c", "d", "e"}) ASSERT_TRUE(c->Submit(W(sk)));
+  };
+  executor_.RunOne();
+  // One sender carried both calls: no task per write.
+  EXPECT_TRUE(executor_.tasks.empty());
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("first"), ElementsAre("b", "c", "d", "e")));
+  EXPECT_EQ(outcomes_.size(), 5u);
+  const auto stats = c->stats();
+  EXPECT_EQ(stats.calls, 2u);
+  EXPECT_EQ(stats.writes, 5u);
+}
+
+TEST_F(ApplyCoalescerTest, UpToMaxSendersCallsGoOutAtOnce) {
+  ApplyCoalescer::Options o;
+  o.max_senders = 2;
+  auto c = Make(o);
+  ASSERT_TRUE(c->Submit(W("a")));
+  ASSERT_TRUE(c->Submit(W("b")));
+  ASSERT_TRUE(c->Submit(W("c")));
+  ASSERT_TRUE(c->Submit(W("d")));
+  EXPECT_EQ(executor_.tasks.size(), 2u);
+  executor_.RunOne();  // takes everything queued: a, b, c, d
+  executor_.RunOne();  // finds nothing and ends
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("a", "b", "c", "d")));
+  // With both senders gone, the next write starts a new one.
+  ASSERT_TRUE(c->Submit(W("e")));
+  EXPECT_EQ(executor_.tasks.size(), 1u);
+}
+
+TEST_F(ApplyCoalescerTest, BatchesKeepToTheItemAndByteLimits) {
+  ApplyCoalescer::Options o;
+  o.max_senders = 1;
+  o.max_batch_items = 3;
+  o.max_batch_bytes = 100;  // key bytes count too: "pk" + sk
+  auto c = Make(o);
+  for (const char* sk : {"1", "2", "3", "4", "5", "6", "7"}) ASSERT_TRUE(c->Submit(W(sk)));
+  executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("1", "2", "3"), ElementsAre("4", "5", "6"), ElementsAre("7")));
+
+  batches_.clear();
+  ASSERT_TRUE(c->Submit(W("big1", 60)));
+  ASSERT_TRUE(c->Submit(W("big2", 60)));  // 60 + 60 > 100: alone
+  ASSERT_TRUE(c->Submit(W("huge", 500)));  // above the limit on its own: still goes, alone
+  ASSERT_TRUE(c->Submit(W("small", 5)));
+  executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("big1"), ElementsAre("big2"), ElementsAre("huge"),
+                                    ElementsAre("small")));
+}
+
+TEST_F(ApplyCoalescerTest, EachWriteGetsItsOwnOutcome) {
+  ApplyCoalescer::Options o;
+  o.max_senders = 1;
+  auto c = Make(o);
+  reply_ = [](const std::vector<ApplyCoalescer::Write>& ws) {
+    std::vector<Status> out;
+    for (const auto& w : ws) out.push_back(w.key->sk == "full" ? Status::NoSpace("disk full") : Status::OK());
+    return out;
+  };
+  for (const char* sk : {"a", "full", "b"}) ASSERT_TRUE(c->Submit(W(sk)));
+  executor_.RunOne();
+  ASSERT_EQ(outcomes_.size(), 3u);
+  EXPECT_TRUE(outcomes_["a"].ok());
+  EXPECT_TRUE(outcomes_["full"].Is(Status::Code::kNoSpace)) << outcomes_["full"].ToString();
+  EXPECT_TRUE(outcomes_["b"].ok());
+
+  // An answer covering fewer writes than were sent fails the rest.
+  outcomes_.clear();
+  reply_ = [](const std::vector<ApplyCoalescer::Write>&) { return std::vector<Status>{Status::OK()}; };
+  for (const char* sk : {"x", "y"}) ASSERT_TRUE(c->Submit(W(sk)));
+  executor_.RunOne();
+  EXPECT_TRUE(outcomes_["x"].ok());
+  EXPECT_TRUE(outcomes_["y"].Is(Status::Code::kIOError)) << outcomes_["y"].ToString();
+}
+
+TEST_F(ApplyCoalescerTest, AFullQueueRefusesWithoutCallingDone) {
+  ApplyCoalescer::Options o;
+  o.max_senders = 1;
+  o.max_queued = 2;
+  auto c = Make(o);
+  ASSERT_TRUE(c->Submit(W("a")));
+  ASSERT_TRUE(c->Submit(W("b")));
+  EXPECT_FALSE(c->Submit(W("refused")));
+  executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("a", "b")));
+  EXPECT_EQ(outcomes_.count("refused"), 0u);
+  EXPECT_TRUE(c->Submit(W("after")));  // room again
+}
+
+TEST_F(ApplyCoalescerTest, AnExecutorThatRefusesLeavesNoWriteBehind) {
+  ApplyCoalescer::Options o;
+  o.max_senders = 1;
+  auto c = Make(o);
+  executor_.refuse = true;
+  EXPECT_FALSE(c->Submit(W("alone")));
+  EXPECT_EQ(outcomes_.count("alone"), 0u);  // the caller decides what to do with it
+  EXPECT_EQ(c->queued(), 0u);
+
+  // A write queued for the sender that then failed to start is not left
+  // waiting for ever: it fails.
+  executor_.before_submit = [&] {
+    executor_.before_submit = nullptr;
+    EXPECT_TRUE(c->Submit(W("rider")));  // sees a sender starting, so only queues
+  };
+  EXPECT_FALSE(c->Submit(W("starter")));
+  EXPECT_EQ(outcomes_.count("starter"), 0u);
+  ASSERT_EQ(outcomes_.count("rider"), 1u);
+  EXPECT_TRUE(outcomes_["rider"].Is(Status::Code::kUnavailable)) << outcomes_["rider"].ToString();
+  EXPECT_EQ(c->queued(), 0u);
+
+  // Once the executor takes tasks again, writes flow.
+  executor_.refuse = false;
+  ASSERT_TRUE(c->Submit(W("later")));
+  executor_.RunOne();
+  EXPECT_TRUE(outcomes_["later"].ok());
+}
+
+}  // namespace
+}  // namespace monju
