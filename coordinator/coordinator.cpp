@@ -195,17 +195,21 @@ class StaleNoting final : public PendingRead {
 
 // Calls targets[begin, end), replies in target order: the remote ones first,
 // then this node's own replica (target `local`, -1 for none) on the calling
-// thread, which would otherwise only wait. A remote call runs on the executor,
-// or, given `send`, is sent from this thread and awaited (QuorumCall::Await).
+// thread, which would otherwise only wait. A remote call goes to `async`
+// when given (it returns false when it could not take the call), else runs on
+// the executor, or, given `send`, is sent from this thread and awaited
+// (QuorumCall::Await; never together with `async`).
 template <typename Reply, typename MakeCall>
 void StartTargets(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, size_t begin, size_t end,
                   int local, MakeCall&& make,
-                  const std::function<std::unique_ptr<PendingCall<Reply>>(ReplicaEndpoint*)>& send = nullptr) {
+                  const std::function<std::unique_ptr<PendingCall<Reply>>(ReplicaEndpoint*)>& send = nullptr,
+                  const std::function<bool(ReplicaEndpoint*, size_t slot)>& async = nullptr) {
   std::vector<size_t> slots;
   slots.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) slots.push_back(call.AddSlot());
   for (size_t i = begin; i < end; ++i) {
     if (static_cast<int>(i) == local) continue;
+    if (async && async(targets[i], slots[i - begin])) continue;
     if (send) {
       call.Await(slots[i - begin], send(targets[i]));
     } else {
@@ -572,20 +576,36 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
       return s;
     };
   };
-  // Remote reads are sent from this thread and their replies polled for
-  // here, unless some target cannot (then all go through the executor).
-  bool pipelined = true;
-  for (size_t i = 0; i < targets.size(); ++i)
-    if (static_cast<int>(i) != local_target && !targets[i]->CanStartRead()) pipelined = false;
+  // Remote reads ride with the other reads to their peer when every remote
+  // target can (no thread waits on them; one that is full runs on the
+  // executor instead). Otherwise they are sent from this thread and their
+  // replies polled for here, unless some target cannot (then all go through
+  // the executor).
+  bool coalesced = true, pipelined = true;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (static_cast<int>(i) == local_target) continue;
+    coalesced = coalesced && targets[i]->ReadsAsync();
+    pipelined = pipelined && targets[i]->CanStartRead();
+  }
   std::function<std::unique_ptr<PendingRead>(ReplicaEndpoint*)> send;
-  if (pipelined)
+  std::function<bool(ReplicaEndpoint*, size_t)> async;
+  if (coalesced) {
+    async = [&call, shared_key, stale](ReplicaEndpoint* ep, size_t slot) {
+      auto done = call.Completion(slot);
+      return ep->ReadAsync(shared_key, [stale, done = std::move(done)](Status s, SiblingSet* reply) {
+        if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+        done(s, reply);
+      });
+    };
+  } else if (pipelined) {
     send = [&](ReplicaEndpoint* ep) { return std::make_unique<StaleNoting>(ep->StartRead(*shared_key), stale); };
-  StartTargets(call, targets, 0, first_round, local_target, make_read, send);
+  }
+  StartTargets(call, targets, 0, first_round, local_target, make_read, send, async);
   // The others only when one asked failed or is slow (speculative retry).
   if (first_round < targets.size() &&
       !call.WaitForQuorum(std::min(deadline, clock_->Now() + options_.read_speculate_after))) {
     ++counters_->speculative_reads;
-    StartTargets(call, targets, first_round, targets.size(), local_target, make_read, send);
+    StartTargets(call, targets, first_round, targets.size(), local_target, make_read, send, async);
   }
   auto result = call.Wait(deadline);
   *stale_out = stale->load();

@@ -3,7 +3,9 @@
 // Contract
 // - Every request goes to all N replicas of the key's partition in parallel
 //   (never one after another); the local replica is called in-process, on
-//   the request's own thread once the peers' calls are out. The
+//   the request's own thread once the peers' calls are out. A peer's part
+//   goes through ApplyAsync() / ReadAsync() when its endpoint takes them
+//   (no thread waits for it), else on the executor. The
 //   answer comes as soon as W writes (or R reads) have acknowledged, within
 //   the request deadline. Partial success is never reported as success.
 // - Writes use a sloppy quorum (write_plan.h): an owner that is down, fails,
@@ -100,6 +102,13 @@ class ReplicaEndpoint {
   // delivery. NoSpace when the replica's hint caps are reached.
   virtual Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) = 0;
   virtual Status Read(const ItemKey& key, SiblingSet* out) = 0;
+  // True when ReadAsync() takes reads (it may still refuse one when full).
+  virtual bool ReadsAsync() const { return false; }
+  // Read() without holding the calling thread, as ApplyAsync(): `done` gets
+  // the outcome and, when OK, the siblings (it may move from them).
+  virtual bool ReadAsync(std::shared_ptr<const ItemKey> /*key*/, std::function<void(Status, SiblingSet*)> /*done*/) {
+    return false;
+  }
   virtual Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) = 0;
   // False while the peer is known to be down: the coordinator does not count it.
   virtual bool LikelyAlive() const = 0;

@@ -79,6 +79,19 @@ class QuorumCall {
   }
   void RunHere(size_t slot, const Call& call) { Run(state_, slot, call); }
 
+  // For a call made elsewhere that reports back: call the result with its
+  // status and, when OK, its reply (moved from), once, on any thread.
+  std::function<void(const Status&, Reply*)> Completion(size_t slot) {
+    auto state = state_;
+    return [state, slot](const Status& s, Reply* reply) {
+      if (s.ok() && !reply) {
+        Record(state, slot, Status::IOError("a replica call reported success without a reply"), std::nullopt);
+        return;
+      }
+      Record(state, slot, s, s.ok() ? std::optional<Reply>(std::move(*reply)) : std::nullopt);
+    };
+  }
+
   // A call already sent from this thread: Wait() and WaitForQuorum() poll
   // for its reply and take it here, with no thread hand-off. One still
   // unanswered once Wait() has decided is finished on the executor (for

@@ -46,6 +46,24 @@ struct ApplyOutcome {
   3: i64 epoch,
 }
 
+// One key to read, for read_many.
+struct KeyRef {
+  1: string pk,
+  2: string sk,
+}
+
+// What one key of read_many came to: code 0 (kOk) with the key's siblings
+// (encoded SiblingSet; empty when absent), else a monju::Status code and
+// why; for kStaleEpoch, the receiver's epoch. `deferred`: not read, because
+// the reply had grown past its bound; ask again.
+struct ReadOutcome {
+  1: i32 code,
+  2: string why,
+  3: i64 epoch,
+  4: binary siblings,
+  5: bool deferred,
+}
+
 struct ScanReply {
   1: list<StoredItem> items,
   2: bool more,          // true when the scan stopped at the limit
@@ -124,6 +142,14 @@ service MonjuReplica {
   // The key's siblings (encoded SiblingSet), tombstones included; empty when absent.
   binary read(1: i64 cluster_fingerprint, 2: string pk, 3: string sk, 4: EpochStamp stamp)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
+
+  // read() of each key (at most 4096), as one call: a coordinator's reads
+  // from this node, coalesced. Each key is validated, fenced and read on its
+  // own and gets its own outcome, in order. Past about 8 MiB of siblings the
+  // remaining keys come back deferred. Only ClusterMismatch or too many keys
+  // refuse the whole call.
+  list<ReadOutcome> read_many(1: i64 cluster_fingerprint, 2: list<KeyRef> keys, 3: EpochStamp stamp)
+    throws (1: ClusterMismatch mismatch, 2: ReplicaError error)
 
   // Items of pk with sk starting with sk_prefix, starting at start_sk
   // (excluded when start_exclusive), tombstones included.

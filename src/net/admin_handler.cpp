@@ -62,9 +62,12 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("read_repairs", c.read_repairs);
   put("reads.speculative", c.speculative_reads);
   put("reads.spare_skipped", c.spare_reads_skipped);
-  ApplyCoalescer::Stats coalesced = src_.endpoints->coalescing();
-  put("peer_writes.calls", coalesced.calls);
-  put("peer_writes.sent", coalesced.writes);
+  const CoalescerStats writes = src_.endpoints->coalesced_writes();
+  put("peer_writes.calls", writes.calls);
+  put("peer_writes.sent", writes.items);
+  const CoalescerStats reads = src_.endpoints->coalesced_reads();
+  put("peer_reads.calls", reads.calls);
+  put("peer_reads.sent", reads.items);
   put("hints.stored", src_.hints->stored());
   put("hints.refused", src_.hints->refused());
   DeliveryStats d = src_.delivery->stats();

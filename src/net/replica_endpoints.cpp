@@ -26,11 +26,14 @@ RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, std::shared_pt
       fence_(fence) {
   stamp_.epoch = static_cast<int64_t>(epoch);
   stamp_.sender = std::move(self_id);
-  if (executor)
-    coalescer_ = std::make_unique<ApplyCoalescer>(ApplyCoalescer::Options{}, executor,
-                                                  [this](const std::vector<ApplyCoalescer::Write>& writes) {
-                                                    return ApplyMany(writes);
-                                                  });
+  if (!executor) return;
+  writes_ = std::make_unique<Coalescer<PeerWrite>>(CoalescerOptions{}, executor,
+                                                   [this](std::vector<PeerWrite>& batch) { ApplyMany(batch); });
+  // Replies hold whole sibling sets: fewer keys per call than writes.
+  CoalescerOptions read_options;
+  read_options.max_batch_items = 64;
+  reads_ = std::make_unique<Coalescer<PeerRead>>(read_options, executor,
+                                                 [this](std::vector<PeerRead>& batch) { ReadMany(batch); });
 }
 
 template <typename Fn>
@@ -98,11 +101,73 @@ Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) 
 
 bool RemoteReplicaEndpoint::ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                                        std::function<void(Status)> done) {
-  if (!coalescer_) return false;
-  return coalescer_->Submit({std::move(key), EncodeVersion(*version), std::move(done)});
+  if (!writes_) return false;
+  return writes_->Submit({std::move(key), EncodeVersion(*version), std::move(done)});
 }
 
-std::vector<Status> RemoteReplicaEndpoint::ApplyMany(const std::vector<ApplyCoalescer::Write>& writes) {
+bool RemoteReplicaEndpoint::ReadAsync(std::shared_ptr<const ItemKey> key,
+                                      std::function<void(Status, SiblingSet*)> done) {
+  if (!ReadsAsync()) return false;
+  reads_in_flight_.fetch_add(1, std::memory_order_relaxed);
+  auto counted = [this, done = std::move(done)](Status s, SiblingSet* reply) {
+    reads_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    done(std::move(s), reply);
+  };
+  if (reads_->Submit({std::move(key), std::move(counted)})) return true;
+  reads_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
+  std::vector<rpc::KeyRef> wire;
+  wire.reserve(reads.size());
+  for (const auto& r : reads) {
+    rpc::KeyRef k;
+    k.pk = r.key->pk;
+    k.sk = r.key->sk;
+    wire.push_back(std::move(k));
+  }
+  std::vector<rpc::ReadOutcome> outcomes;
+  Status call = Call("read_many", [&](rpc::MonjuReplicaClient& c) {
+    c.read_many(outcomes, fingerprint_, wire, stamp_);
+    if (outcomes.size() != wire.size())
+      return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
+                             std::to_string(wire.size()) + " reads");
+    return Status::OK();
+  });
+  if (!call.ok()) {
+    for (auto& r : reads) r.done(call, nullptr);
+    return;
+  }
+  std::vector<Status> statuses(reads.size());
+  std::vector<SiblingSet> siblings(reads.size());
+  int64_t newer_epoch = 0;
+  for (size_t i = 0; i < reads.size(); ++i) {
+    rpc::ReadOutcome& o = outcomes[i];
+    if (o.deferred) {
+      statuses[i] = Read(*reads[i].key, &siblings[i]);  // the reply was full: this one alone
+    } else if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
+      auto decoded = DecodeSiblings(o.siblings);
+      if (decoded.ok()) {
+        siblings[i] = std::move(decoded.value());
+      } else {
+        statuses[i] = decoded.status();
+      }
+    } else if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
+      newer_epoch = std::max(newer_epoch, o.epoch);
+      statuses[i] = Status::StaleEpoch(peer_id_ + " refused read: " + o.why);
+    } else {
+      statuses[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+    }
+  }
+  // As Guard() does: learn the newer epoch before the gets re-plan.
+  if (newer_epoch > 0)
+    if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
+      fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
+  for (size_t i = 0; i < reads.size(); ++i) reads[i].done(statuses[i], statuses[i].ok() ? &siblings[i] : nullptr);
+}
+
+void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
   std::vector<rpc::KeyedVersion> wire;
   wire.reserve(writes.size());
   for (const auto& w : writes) {
@@ -121,9 +186,8 @@ std::vector<Status> RemoteReplicaEndpoint::ApplyMany(const std::vector<ApplyCoal
     return Status::OK();
   });
   std::vector<Status> out(writes.size(), call);
-  if (!call.ok()) return out;
   int64_t newer_epoch = 0;
-  for (size_t i = 0; i < outcomes.size(); ++i) {
+  for (size_t i = 0; call.ok() && i < outcomes.size(); ++i) {
     const rpc::ApplyOutcome& o = outcomes[i];
     if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
       out[i] = Status::OK();
@@ -139,7 +203,7 @@ std::vector<Status> RemoteReplicaEndpoint::ApplyMany(const std::vector<ApplyCoal
   if (newer_epoch > 0)
     if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
       fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
-  return out;
+  for (size_t i = 0; i < writes.size(); ++i) writes[i].done(out[i]);
 }
 
 Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {
@@ -378,13 +442,24 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
   return slot.get();
 }
 
-ApplyCoalescer::Stats NodeEndpoints::coalescing() {
+CoalescerStats NodeEndpoints::coalesced_writes() {
   std::lock_guard<std::mutex> lock(mu_);
-  ApplyCoalescer::Stats sum;
+  CoalescerStats sum;
   for (const auto& [key, endpoint] : remotes_) {
-    const ApplyCoalescer::Stats s = endpoint->coalescing();
+    const CoalescerStats s = endpoint->coalesced_writes();
     sum.calls += s.calls;
-    sum.writes += s.writes;
+    sum.items += s.items;
+  }
+  return sum;
+}
+
+CoalescerStats NodeEndpoints::coalesced_reads() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CoalescerStats sum;
+  for (const auto& [key, endpoint] : remotes_) {
+    const CoalescerStats s = endpoint->coalesced_reads();
+    sum.calls += s.calls;
+    sum.items += s.items;
   }
   return sum;
 }

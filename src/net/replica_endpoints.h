@@ -15,7 +15,7 @@
 
 #include "MonjuReplica.h"
 #include "antientropy.h"
-#include "apply_coalescer.h"
+#include "coalescer.h"
 #include "client_pool.h"
 #include "coordinator.h"
 #include "data_path_fence.h"
@@ -40,26 +40,46 @@ class LocalReplicaEndpoint final : public ReplicaEndpoint {
   HintIntake* hints_;
 };
 
+// A write waiting for the apply_many call that carries it.
+struct PeerWrite {
+  std::shared_ptr<const ItemKey> key;
+  std::string version;  // encoded
+  std::function<void(Status)> done;
+  size_t bytes() const { return key->pk.size() + key->sk.size() + version.size(); }
+  void Fail(const Status& s) { done(s); }
+};
+
+// A read waiting for the read_many call that carries it.
+struct PeerRead {
+  std::shared_ptr<const ItemKey> key;
+  std::function<void(Status, SiblingSet*)> done;
+  size_t bytes() const { return key->pk.size() + key->sk.size(); }
+  void Fail(const Status& s) { done(s, nullptr); }
+};
+
 // Thread-safe: each call borrows its own pooled client.
 class RemoteReplicaEndpoint final : public ReplicaEndpoint {
  public:
   using Pool = ClientPool<rpc::MonjuReplicaClient>;
   // `pool` is shared by the endpoints of one peer across epochs; `fence`
   // points at the directory's (null for a static cluster). With an
-  // `executor`, ApplyAsync() coalesces writes (apply_many); without, it
-  // declines and writes go one call each.
+  // `executor`, ApplyAsync() and ReadAsync() coalesce (apply_many,
+  // read_many); without, they decline and every call goes alone.
   RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint, uint64_t epoch,
                         std::string self_id, std::shared_ptr<PeerDetector> detector,
                         const std::atomic<DataPathFence*>* fence, Executor* executor = nullptr);
   Status Apply(const ItemKey& key, const Version& version) override;
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override;
-  // One apply_many call carrying `writes`: one status per write.
-  std::vector<Status> ApplyMany(const std::vector<ApplyCoalescer::Write>& writes);
-  // Batches and writes sent by ApplyAsync() (zero without an executor).
-  ApplyCoalescer::Stats coalescing() const {
-    return coalescer_ ? coalescer_->stats() : ApplyCoalescer::Stats{};
-  }
+  // Links with injected faults (testing only) read through Read() instead.
+  bool ReadsAsync() const override { return reads_ && CanStartRead(); }
+  bool ReadAsync(std::shared_ptr<const ItemKey> key, std::function<void(Status, SiblingSet*)> done) override;
+  // One apply_many (read_many) call carrying the batch; completes each item.
+  void ApplyMany(std::vector<PeerWrite>& writes);
+  void ReadMany(std::vector<PeerRead>& reads);
+  // Calls and items sent by ApplyAsync() and ReadAsync() (zero without an executor).
+  CoalescerStats coalesced_writes() const { return writes_ ? writes_->stats() : CoalescerStats{}; }
+  CoalescerStats coalesced_reads() const { return reads_ ? reads_->stats() : CoalescerStats{}; }
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
   // A link with an injected fault (testing only) delays or drops inside
@@ -104,8 +124,11 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   std::shared_ptr<Pool> pool_;
   std::shared_ptr<PeerDetector> detector_;
   const std::atomic<DataPathFence*>* fence_;
-  std::atomic<size_t> reads_in_flight_{0};  // InFlightRead objects with a request out
-  std::unique_ptr<ApplyCoalescer> coalescer_;  // null without an executor
+  // InFlightRead objects with a request out, and reads given to ReadAsync()
+  // not yet completed.
+  std::atomic<size_t> reads_in_flight_{0};
+  std::unique_ptr<Coalescer<PeerWrite>> writes_;  // null without an executor
+  std::unique_ptr<Coalescer<PeerRead>> reads_;
 };
 
 // Endpoints for the members of the current view, created on first use, and
@@ -126,8 +149,9 @@ class NodeEndpoints final : public EndpointDirectory {
   // Runs the senders of coalesced writes (ApplyAsync); set before first use.
   // It must be stopped before the endpoints are destroyed.
   void set_executor(Executor* executor) { executor_.store(executor); }
-  // Coalesced writes, summed over every remote endpoint.
-  ApplyCoalescer::Stats coalescing();
+  // Coalesced writes and reads, summed over every remote endpoint.
+  CoalescerStats coalesced_writes();
+  CoalescerStats coalesced_reads();
 
  private:
   const std::string self_id_;

@@ -194,6 +194,49 @@ void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t
     if (!statuses[j].ok()) SetOutcome(&_return[positions[j]], statuses[j]);
 }
 
+void ReplicaHandler::read_many(std::vector<rpc::ReadOutcome>& _return, int64_t cluster_fingerprint,
+                               const std::vector<rpc::KeyRef>& keys, const rpc::EpochStamp& stamp) {
+  auto view = CheckCaller(cluster_fingerprint, stamp);
+  if (keys.size() > kMaxBatchItems)
+    ThrowError(Status::InvalidArgument("read_many of " + std::to_string(keys.size()) + " keys; the limit is " +
+                                       std::to_string(kMaxBatchItems)));
+  _return.assign(keys.size(), rpc::ReadOutcome{});
+  const uint64_t planned = static_cast<uint64_t>(std::max<int64_t>(stamp.epoch, 0));
+  size_t bytes = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const rpc::KeyRef& key = keys[i];
+    rpc::ReadOutcome& out = _return[i];
+    // Stop early rather than build a reply the caller refuses.
+    if (i > 0 && bytes >= kMaxScanReplyBytes) {
+      out.deferred = true;
+      continue;
+    }
+    if (key.pk.empty() || key.pk.size() > kMaxPkBytes || key.sk.size() > kMaxSkBytes) {
+      out.code = static_cast<int32_t>(Status::Code::kInvalidArgument);
+      out.why = "key outside limits";
+      continue;
+    }
+    const uint32_t partition = view->ring().PartitionOf(key.pk);
+    EpochGate::Ticket ticket;
+    if (fence_) {
+      Status s = fence_->Admit(planned, partition, &ticket);
+      if (!s.ok()) {
+        out.code = static_cast<int32_t>(Status::Code::kStaleEpoch);
+        out.why = s.message();
+        out.epoch = static_cast<int64_t>(fence_->epoch());
+        continue;
+      }
+    }
+    Status s = replica_->ReadEncoded(ItemKey{partition, key.pk, key.sk}, &out.siblings);
+    if (!s.ok()) {
+      out.siblings.clear();
+      out.code = static_cast<int32_t>(s.code());
+      out.why = s.message();
+    }
+    bytes += out.siblings.size();
+  }
+}
+
 void ReplicaHandler::read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk,
                           const std::string& sk, const rpc::EpochStamp& stamp) {
   auto view = CheckCaller(cluster_fingerprint, stamp);

@@ -2,7 +2,7 @@
 // whose cluster fingerprint differs from ours, with a log line naming both.
 // With Raft-managed membership (set_fence), a request stamped with a newer
 // epoch first makes this node catch up, and apply, apply_hinted, read and
-// scan (and each item of apply_many) are admitted only while the stamp's placement of the key still holds
+// scan (and each item of apply_many and read_many) are admitted only while the stamp's placement of the key still holds
 // (StaleEpoch otherwise); so are the anti-entropy calls, per partition.
 #pragma once
 
@@ -34,6 +34,8 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
                    const rpc::EpochStamp& stamp) override;
   void apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t cluster_fingerprint,
                   const std::vector<rpc::KeyedVersion>& items, const rpc::EpochStamp& stamp) override;
+  void read_many(std::vector<rpc::ReadOutcome>& _return, int64_t cluster_fingerprint,
+                 const std::vector<rpc::KeyRef>& keys, const rpc::EpochStamp& stamp) override;
   void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
             const rpc::EpochStamp& stamp) override;
   void scan(rpc::ScanReply& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk_prefix,

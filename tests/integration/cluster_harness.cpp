@@ -538,6 +538,19 @@ std::vector<rpc::ApplyOutcome> ReplicaClient::ApplyMany(const std::vector<rpc::K
   return outcomes;
 }
 
+std::vector<rpc::ReadOutcome> ReplicaClient::ReadMany(const std::vector<std::pair<std::string, std::string>>& keys) {
+  std::vector<rpc::KeyRef> wire;
+  for (const auto& [pk, sk] : keys) {
+    rpc::KeyRef k;
+    k.pk = pk;
+    k.sk = sk;
+    wire.push_back(std::move(k));
+  }
+  std::vector<rpc::ReadOutcome> outcomes;
+  client_->read_many(outcomes, fingerprint_, wire, rpc::EpochStamp());
+  return outcomes;
+}
+
 std::map<std::string, SiblingSet> ReplicaClient::ScanPk(const std::string& pk) {
   std::map<std::string, SiblingSet> out;
   std::string start;

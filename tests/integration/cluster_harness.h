@@ -248,6 +248,8 @@ class ReplicaClient {
   // MonjuReplica.apply_many of the items (unstamped: never fenced); throws
   // what the call throws.
   std::vector<rpc::ApplyOutcome> ApplyMany(const std::vector<rpc::KeyedVersion>& items);
+  // MonjuReplica.read_many of (pk, sk) pairs, the same way.
+  std::vector<rpc::ReadOutcome> ReadMany(const std::vector<std::pair<std::string, std::string>>& keys);
 
  private:
   std::shared_ptr<rpc::MonjuReplicaClient> client_;

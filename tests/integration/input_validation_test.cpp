@@ -277,9 +277,10 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
   for (int i = 0; i < 3; ++i) ExpectServing(i, "garbage on n2's port");
 }
 
-// apply_many (a coordinator's coalesced writes to a peer) judges every item
-// on its own: bad ones are refused with their reason, the rest are durable.
-TEST_F(InputValidationTest, ApplyManyRefusesBadItemsOneByOne) {
+// apply_many and read_many (a coordinator's coalesced writes and reads to a
+// peer) judge every item on its own: bad ones are refused with their reason,
+// the rest are durable (or read).
+TEST_F(InputValidationTest, ApplyManyAndReadManyJudgeEachItemOnItsOwn) {
   const int node = 2;
   ReplicaClient replica(*cluster_, node);
   auto item = [](std::string pk, std::string sk, std::string version) {
@@ -329,6 +330,43 @@ TEST_F(InputValidationTest, ApplyManyRefusesBadItemsOneByOne) {
   }
   EXPECT_EQ(replica.ScanPk("am-pk").count("many"), 0u);
   ExpectServing(node, "apply_many with bad items");
+
+  // read_many, the same way: each key its own answer.
+  const std::vector<rpc::ReadOutcome> reads =
+      replica.ReadMany({{"am-pk", "good-1"}, {"", "empty-pk"}, {"am-pk", "good-2"}, {"am-pk", "absent"}});
+  ASSERT_EQ(reads.size(), 4u);
+  auto siblings = [](const rpc::ReadOutcome& o) {
+    auto decoded = DecodeSiblings(o.siblings);
+    return decoded.ok() ? DescribeSiblings(decoded.value()) : "undecodable: " + decoded.status().ToString();
+  };
+  EXPECT_EQ(static_cast<Status::Code>(reads[0].code), Status::Code::kOk) << reads[0].why;
+  EXPECT_EQ(siblings(reads[0]), "live [one]");
+  EXPECT_EQ(static_cast<Status::Code>(reads[1].code), Status::Code::kInvalidArgument) << reads[1].why;
+  EXPECT_EQ(siblings(reads[2]), "live [two]");
+  EXPECT_EQ(static_cast<Status::Code>(reads[3].code), Status::Code::kOk) << reads[3].why;
+  EXPECT_EQ(siblings(reads[3]), "absent");
+  for (const auto& o : reads) EXPECT_FALSE(o.deferred);
+  // A reply stops growing past 8 MiB: the keys after that are deferred.
+  std::vector<std::pair<std::string, std::string>> big_keys;
+  for (int i = 0; i < 9; ++i) {
+    const std::string sk = "big-" + std::to_string(i);
+    const auto applied = replica.ApplyMany({item("am-big", sk, version(std::string(kMiB, 'b')))});
+    ASSERT_EQ(applied.size(), 1u);
+    ASSERT_EQ(applied[0].code, 0) << applied[0].why;
+    big_keys.emplace_back("am-big", sk);
+  }
+  const auto big = replica.ReadMany(big_keys);
+  ASSERT_EQ(big.size(), 9u);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_FALSE(big[i].deferred) << i;
+    EXPECT_GT(big[i].siblings.size(), kMiB) << i;
+  }
+  EXPECT_TRUE(big[8].deferred);
+  EXPECT_TRUE(big[8].siblings.empty());
+
+  std::vector<std::pair<std::string, std::string>> too_many_keys(4097, {"am-pk", "good-1"});
+  EXPECT_THROW(replica.ReadMany(too_many_keys), rpc::ReplicaError);
+  ExpectServing(node, "read_many with bad keys");
 }
 
 // ---------------------------------------------------------------- flags

@@ -238,6 +238,53 @@ class FakeEndpoint : public ReplicaEndpoint {
     return it == data_.end() ? SiblingSet() : it->second;
   }
 
+  // With `async`, ApplyAsync() and ReadAsync() take calls (unless
+  // async_refuse) and answer each on a thread of its own: at once, or at
+  // ReleaseAsync() while async_held.
+  bool ReadsAsync() const override { return async; }
+  bool ReadAsync(std::shared_ptr<const ItemKey> key, std::function<void(Status, SiblingSet*)> done) override {
+    if (!async || async_refuse) return false;
+    async_reads++;
+    RunAsync([this, key, done] {
+      SiblingSet out;
+      Status s = Read(*key, &out);
+      done(s, s.ok() ? &out : nullptr);
+    });
+    return true;
+  }
+  bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
+                  std::function<void(Status)> done) override {
+    if (!async || async_refuse) return false;
+    async_applies++;
+    RunAsync([this, key, version, done] { done(Apply(*key, *version)); });
+    return true;
+  }
+  void ReleaseAsync() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& fn : held_async_) async_threads_.emplace_back(std::move(fn));
+    held_async_.clear();
+  }
+  // Waits for every answer given so far.
+  void JoinAsync() {
+    for (;;) {
+      std::vector<std::thread> threads;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        threads.swap(async_threads_);
+      }
+      if (threads.empty()) return;
+      for (auto& t : threads) t.join();
+    }
+  }
+  ~FakeEndpoint() override {
+    ReleaseAsync();
+    JoinAsync();
+  }
+  bool async = false;
+  bool async_refuse = false;
+  bool async_held = false;
+  std::atomic<int> async_reads{0}, async_applies{0};
+
   std::atomic<bool> alive{true};
   std::atomic<int> applies{0}, reads{0}, scans{0}, hinted{0};
   Status apply_error, read_error, hint_error;
@@ -245,10 +292,21 @@ class FakeEndpoint : public ReplicaEndpoint {
   Rendezvous* rendezvous = nullptr;
 
  private:
+  void RunAsync(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (async_held) {
+      held_async_.push_back(std::move(fn));
+    } else {
+      async_threads_.emplace_back(std::move(fn));
+    }
+  }
+
   std::mutex mu_;
   std::map<FakeKey, SiblingSet> data_;
   std::vector<HeldHint> hints_;
   std::vector<int> held_fds_;  // eventfds of reads in flight while reads_held
+  std::vector<std::function<void()>> held_async_;
+  std::vector<std::thread> async_threads_;
 };
 
 // The local replica seen as an endpoint (the coordinator reads it this way).

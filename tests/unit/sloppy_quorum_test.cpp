@@ -556,5 +556,90 @@ TEST_F(PipelinedReadTest, AQuorumReadAsksTheThirdReplicaWhenOneFails) {
   EXPECT_EQ(coord_->stats().speculative_reads, 1u);
 }
 
+// Endpoints that take calls without holding a thread (ApplyAsync,
+// ReadAsync: a peer's coalesced calls) serve puts and gets; no executor
+// task is needed for them.
+class AsyncPeerTest : public SloppyQuorumTest {
+ protected:
+  void SetUp() override {
+    SloppyQuorumTest::SetUp();
+    for (auto& f : fakes_) f->async = true;
+    v_.dot = {"nx/1", 1};
+    v_.value = "one";
+    EXPECT_TRUE(replica_->Apply(Key("a"), v_).ok());
+  }
+  void TearDown() override {
+    for (auto& f : fakes_) {
+      f->ReleaseAsync();
+      f->JoinAsync();
+    }
+    SloppyQuorumTest::TearDown();
+  }
+  Version v_;
+};
+
+TEST_F(AsyncPeerTest, PutsAndGetsGoThroughCallsThatReportBack) {
+  inline_.reject = true;  // a task on the executor would fail the request
+  WriteOutcome w = coord_->Put(pk_, "b", "two", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(w.acked_by.size(), 3u);
+  for (const auto& id : others_) {
+    EXPECT_EQ(Fake(id).async_applies, 1) << id;
+    EXPECT_EQ(Fake(id).Stored(Key("b")).LiveValues(), std::vector<std::string>{"two"}) << id;
+  }
+  ReadOutcome r = coord_->Get(pk_, "b", 3);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"two"});
+  EXPECT_EQ(r.quorum.got, 3);
+  for (const auto& id : others_) EXPECT_EQ(Fake(id).async_reads, 1) << id;
+}
+
+TEST_F(AsyncPeerTest, FailuresReportedBackCountAgainstTheQuorum) {
+  inline_.reject = true;
+  Fake(others_[0]).Store(Key("a"), v_);
+  Fake(others_[1]).read_error = Status::IOError("disk on fire");
+  ReadOutcome r = coord_->Get(pk_, "a", 3);
+  EXPECT_TRUE(r.status.Is(Status::Code::kQuorumFailed)) << r.status.ToString();
+  EXPECT_EQ(r.quorum.got, 2);
+  Fake(others_[1]).apply_error = Status::NoSpace("disk full");
+  Fake(others_[0]).apply_error = Status::NoSpace("disk full");
+  WriteOutcome w = coord_->Put(pk_, "c", "x", "", 2);
+  EXPECT_FALSE(w.status.ok()) << "only the local replica could apply";
+}
+
+TEST_F(AsyncPeerTest, ALateReplyStillFeedsReadRepair) {
+  Make(/*sloppy=*/true, &threads_);
+  Fake(others_[0]).Store(Key("a"), v_);
+  FakeEndpoint& stale = Fake(others_[1]);  // lacks v_, and answers late
+  stale.async_held = true;
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"one"});
+  EXPECT_EQ(stale.applies, 0) << "nothing to repair before the late reply arrives";
+  stale.ReleaseAsync();
+  stale.JoinAsync();
+  threads_.JoinAll();  // the repair the late reply triggered
+  EXPECT_EQ(stale.Stored(Key("a")).versions(), std::vector<Version>{v_});
+  EXPECT_EQ(stale.applies, 1);
+}
+
+TEST_F(AsyncPeerTest, AnEndpointThatCannotTakeMoreFallsBackToTheExecutor) {
+  for (auto& f : fakes_) f->async_refuse = true;
+  for (const auto& id : others_) Fake(id).Store(Key("a"), v_);
+  ReadOutcome r = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.quorum.got, 3);
+  WriteOutcome w = coord_->Put(pk_, "d", "y", "", 3);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  for (const auto& id : others_) {
+    EXPECT_EQ(Fake(id).async_reads, 0) << id;
+    EXPECT_EQ(Fake(id).reads, 1) << id;
+    EXPECT_EQ(Fake(id).applies, 1) << id;
+  }
+  // Refused by the executor too: the request fails instead of hanging.
+  inline_.reject = true;
+  EXPECT_FALSE(coord_->Get(pk_, "a", 3).status.ok());
+}
+
 }  // namespace
 }  // namespace monju

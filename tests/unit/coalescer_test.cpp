@@ -1,7 +1,7 @@
-// ApplyCoalescer: when writes leave alone and when together, the batch
-// limits, per-write outcomes, and what happens when it cannot take more.
-// The executor is a manual one: tasks run only when the test says so.
-#include "apply_coalescer.h"
+// Coalescer: when calls leave alone and when together, the batch limits,
+// per-item outcomes, and what happens when it cannot take more. The
+// executor is a manual one: tasks run only when the test says so.
+#include "coalescer.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -34,31 +34,41 @@ class ManualExecutor final : public Executor {
   std::function<void()> before_submit;
 };
 
-class ApplyCoalescerTest : public ::testing::Test {
+// One call: `name`, with `size` bytes on the wire.
+struct TestItem {
+  std::string name;
+  size_t size = 10;
+  std::function<void(Status)> done;
+  size_t bytes() const { return size; }
+  void Fail(const Status& s) { done(s); }
+};
+
+class CoalescerTest : public ::testing::Test {
  protected:
-  // A write of key sk with `bytes` of version; its outcome lands in outcomes_[sk].
-  ApplyCoalescer::Write W(const std::string& sk, size_t bytes = 10) {
-    ApplyCoalescer::Write w;
-    w.key = std::make_shared<const ItemKey>(ItemKey{0, "pk", sk});
-    w.version = std::string(bytes, 'v');
-    w.done = [this, sk](Status s) {
-      EXPECT_EQ(outcomes_.count(sk), 0u) << "done called twice for " << sk;
-      outcomes_[sk] = s;
+  // An item whose outcome lands in outcomes_[name].
+  TestItem W(const std::string& name, size_t bytes = 10) {
+    TestItem item;
+    item.name = name;
+    item.size = bytes;
+    item.done = [this, name](Status s) {
+      EXPECT_EQ(outcomes_.count(name), 0u) << "completed twice: " << name;
+      outcomes_[name] = s;
     };
-    return w;
+    return item;
   }
-  std::unique_ptr<ApplyCoalescer> Make(ApplyCoalescer::Options options) {
-    return std::make_unique<ApplyCoalescer>(options, &executor_, [this](const std::vector<ApplyCoalescer::Write>& ws) {
-      std::vector<std::string> sks;
-      for (const auto& w : ws) sks.push_back(w.key->sk);
-      batches_.push_back(sks);
+  // The send function records the batch and completes each item with what
+  // reply_ says (OK by default).
+  std::unique_ptr<Coalescer<TestItem>> Make(CoalescerOptions options) {
+    return std::make_unique<Coalescer<TestItem>>(options, &executor_, [this](std::vector<TestItem>& batch) {
+      std::vector<std::string> names;
+      for (const auto& item : batch) names.push_back(item.name);
+      batches_.push_back(names);
       if (during_send_) {
         auto once = std::move(during_send_);
         during_send_ = nullptr;
         once();
       }
-      if (reply_) return reply_(ws);
-      return std::vector<Status>(ws.size(), Status::OK());
+      for (auto& item : batch) item.done(reply_ ? reply_(item) : Status::OK());
     });
   }
 
@@ -66,10 +76,10 @@ class ApplyCoalescerTest : public ::testing::Test {
   std::vector<std::vector<std::string>> batches_;
   std::map<std::string, Status> outcomes_;
   std::function<void()> during_send_;  // runs once, inside the next send
-  std::function<std::vector<Status>(const std::vector<ApplyCoalescer::Write>&)> reply_;
+  std::function<Status(const TestItem&)> reply_;
 };
 
-TEST_F(ApplyCoalescerTest, AWriteOnAnIdleLinkLeavesAtOnceAlone) {
+TEST_F(CoalescerTest, AWriteOnAnIdleLinkLeavesAtOnceAlone) {
   auto c = Make({});
   ASSERT_TRUE(c->Submit(W("a")));
   ASSERT_EQ(executor_.tasks.size(), 1u);  // a sender started for it
@@ -81,8 +91,8 @@ TEST_F(ApplyCoalescerTest, AWriteOnAnIdleLinkLeavesAtOnceAlone) {
   EXPECT_EQ(c->queued(), 0u);
 }
 
-TEST_F(ApplyCoalescerTest, WritesArrivingWhileACallIsOutLeaveTogetherWhenItReturns) {
-  ApplyCoalescer::Options o;
+TEST_F(CoalescerTest, WritesArrivingWhileACallIsOutLeaveTogetherWhenItReturns) {
+  CoalescerOptions o;
   o.max_senders = 1;
   auto c = Make(o);
   ASSERT_TRUE(c->Submit(W("first")));
@@ -96,11 +106,11 @@ TEST_F(ApplyCoalescerTest, WritesArrivingWhileACallIsOutLeaveTogetherWhenItRetur
   EXPECT_EQ(outcomes_.size(), 5u);
   const auto stats = c->stats();
   EXPECT_EQ(stats.calls, 2u);
-  EXPECT_EQ(stats.writes, 5u);
+  EXPECT_EQ(stats.items, 5u);
 }
 
-TEST_F(ApplyCoalescerTest, UpToMaxSendersCallsGoOutAtOnce) {
-  ApplyCoalescer::Options o;
+TEST_F(CoalescerTest, UpToMaxSendersCallsGoOutAtOnce) {
+  CoalescerOptions o;
   o.max_senders = 2;
   auto c = Make(o);
   ASSERT_TRUE(c->Submit(W("a")));
@@ -116,53 +126,43 @@ TEST_F(ApplyCoalescerTest, UpToMaxSendersCallsGoOutAtOnce) {
   EXPECT_EQ(executor_.tasks.size(), 1u);
 }
 
-TEST_F(ApplyCoalescerTest, BatchesKeepToTheItemAndByteLimits) {
-  ApplyCoalescer::Options o;
+TEST_F(CoalescerTest, BatchesKeepToTheItemAndByteLimits) {
+  CoalescerOptions o;
   o.max_senders = 1;
   o.max_batch_items = 3;
-  o.max_batch_bytes = 100;  // key bytes count too: "pk" + sk
+  o.max_batch_bytes = 100;
   auto c = Make(o);
-  for (const char* sk : {"1", "2", "3", "4", "5", "6", "7"}) ASSERT_TRUE(c->Submit(W(sk)));
+  for (const char* name : {"1", "2", "3", "4", "5", "6", "7"}) ASSERT_TRUE(c->Submit(W(name)));
   executor_.RunOne();
   EXPECT_THAT(batches_, ElementsAre(ElementsAre("1", "2", "3"), ElementsAre("4", "5", "6"), ElementsAre("7")));
 
   batches_.clear();
   ASSERT_TRUE(c->Submit(W("big1", 60)));
-  ASSERT_TRUE(c->Submit(W("big2", 60)));  // 60 + 60 > 100: alone
+  ASSERT_TRUE(c->Submit(W("big2", 60)));   // 60 + 60 > 100: alone
   ASSERT_TRUE(c->Submit(W("huge", 500)));  // above the limit on its own: still goes, alone
   ASSERT_TRUE(c->Submit(W("small", 5)));
+  ASSERT_TRUE(c->Submit(W("small2", 5)));
   executor_.RunOne();
   EXPECT_THAT(batches_, ElementsAre(ElementsAre("big1"), ElementsAre("big2"), ElementsAre("huge"),
-                                    ElementsAre("small")));
+                                    ElementsAre("small", "small2")));
 }
 
-TEST_F(ApplyCoalescerTest, EachWriteGetsItsOwnOutcome) {
-  ApplyCoalescer::Options o;
+TEST_F(CoalescerTest, EachItemGetsItsOwnOutcome) {
+  CoalescerOptions o;
   o.max_senders = 1;
   auto c = Make(o);
-  reply_ = [](const std::vector<ApplyCoalescer::Write>& ws) {
-    std::vector<Status> out;
-    for (const auto& w : ws) out.push_back(w.key->sk == "full" ? Status::NoSpace("disk full") : Status::OK());
-    return out;
-  };
-  for (const char* sk : {"a", "full", "b"}) ASSERT_TRUE(c->Submit(W(sk)));
+  reply_ = [](const TestItem& item) { return item.name == "full" ? Status::NoSpace("disk full") : Status::OK(); };
+  for (const char* name : {"a", "full", "b"}) ASSERT_TRUE(c->Submit(W(name)));
   executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("a", "full", "b")));
   ASSERT_EQ(outcomes_.size(), 3u);
   EXPECT_TRUE(outcomes_["a"].ok());
   EXPECT_TRUE(outcomes_["full"].Is(Status::Code::kNoSpace)) << outcomes_["full"].ToString();
   EXPECT_TRUE(outcomes_["b"].ok());
-
-  // An answer covering fewer writes than were sent fails the rest.
-  outcomes_.clear();
-  reply_ = [](const std::vector<ApplyCoalescer::Write>&) { return std::vector<Status>{Status::OK()}; };
-  for (const char* sk : {"x", "y"}) ASSERT_TRUE(c->Submit(W(sk)));
-  executor_.RunOne();
-  EXPECT_TRUE(outcomes_["x"].ok());
-  EXPECT_TRUE(outcomes_["y"].Is(Status::Code::kIOError)) << outcomes_["y"].ToString();
 }
 
-TEST_F(ApplyCoalescerTest, AFullQueueRefusesWithoutCallingDone) {
-  ApplyCoalescer::Options o;
+TEST_F(CoalescerTest, AFullQueueRefusesWithoutCallingDone) {
+  CoalescerOptions o;
   o.max_senders = 1;
   o.max_queued = 2;
   auto c = Make(o);
@@ -175,8 +175,8 @@ TEST_F(ApplyCoalescerTest, AFullQueueRefusesWithoutCallingDone) {
   EXPECT_TRUE(c->Submit(W("after")));  // room again
 }
 
-TEST_F(ApplyCoalescerTest, AnExecutorThatRefusesLeavesNoWriteBehind) {
-  ApplyCoalescer::Options o;
+TEST_F(CoalescerTest, AnExecutorThatRefusesLeavesNoWriteBehind) {
+  CoalescerOptions o;
   o.max_senders = 1;
   auto c = Make(o);
   executor_.refuse = true;

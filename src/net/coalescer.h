@@ -1,0 +1,149 @@
+// Coalescer: the calls this node's coordinator makes to one peer (writes,
+// reads), carried by as few network calls as the load allows.
+//
+// An item submitted while fewer than max_senders calls to the peer are out
+// leaves at once, alone, so an idle link adds no wait. Items submitted while
+// max_senders calls are out queue, and leave together (up to max_batch_items
+// and max_batch_bytes) as soon as one of those calls returns. Under load a
+// call then carries many items, which saves this node and the peer a send, a
+// receive and a thread wake-up per item; the peer commits writes together.
+//
+// Every item is completed exactly once (by the send function, or with
+// Fail() when no sender will carry it), on an executor thread or, for
+// Fail(), the submitting one. Nothing is sent from the submitting thread.
+//
+// Item: movable, with `size_t bytes() const` (its size on the wire) and
+// `void Fail(const Status&)` (completes it with an error; quick).
+//
+// Thread safety: Submit() may be called from any thread. The coalescer must
+// outlive its executor's tasks: stop the executor first.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator.h"
+
+namespace monju {
+
+struct CoalescerOptions {
+  size_t max_senders = 2;            // calls out to the peer at once (1, 2 and 4 measured: docs/design.md)
+  size_t max_batch_items = 256;      // items per call
+  size_t max_batch_bytes = 1 << 20;  // per call (one larger item still goes, alone)
+  size_t max_queued = 4096;          // items waiting; more are refused
+};
+
+struct CoalescerStats {
+  uint64_t calls = 0;  // batches sent
+  uint64_t items = 0;  // items they carried
+};
+
+template <typename Item>
+class Coalescer {
+ public:
+  // Sends one call carrying `batch` and completes every item of it. Runs on
+  // an executor thread.
+  using SendFn = std::function<void(std::vector<Item>& batch)>;
+
+  // `executor` runs the senders; it must outlive the coalescer's use.
+  Coalescer(CoalescerOptions options, Executor* executor, SendFn send)
+      : options_(options), executor_(executor), send_(std::move(send)) {}
+  Coalescer(const Coalescer&) = delete;
+  Coalescer& operator=(const Coalescer&) = delete;
+
+  // Queues the item for sending. False when max_queued items already wait or
+  // the executor refused to start a sender: the item is then not completed
+  // (the caller decides), and items that only that sender would have carried
+  // fail with Unavailable.
+  bool Submit(Item item) {
+    uint64_t id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.size() >= options_.max_queued) return false;
+      id = next_id_++;
+      queue_.push_back(Queued{id, std::move(item)});
+      if (senders_ >= options_.max_senders) return true;  // a running sender takes it
+      ++senders_;
+    }
+    if (executor_->Submit([this] { SendLoop(); })) return true;
+
+    // No sender started: take this item back, and fail the ones no other
+    // sender will carry.
+    std::vector<Item> orphans;
+    bool taken_back = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --senders_;
+      auto mine = std::find_if(queue_.begin(), queue_.end(), [id](const Queued& q) { return q.id == id; });
+      if (mine != queue_.end()) {
+        queue_.erase(mine);
+        taken_back = true;
+      }
+      if (senders_ == 0) {
+        for (auto& q : queue_) orphans.push_back(std::move(q.item));
+        queue_.clear();
+      }
+    }
+    for (auto& orphan : orphans) orphan.Fail(Status::Unavailable("node overloaded: fan-out queue full"));
+    // Another sender may already carry it; then it will be completed.
+    return !taken_back;
+  }
+
+  CoalescerStats stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  size_t queued() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+  }
+
+ private:
+  struct Queued {
+    uint64_t id;
+    Item item;
+  };
+
+  // A sender: sends batches while items wait, then ends.
+  void SendLoop() {
+    for (;;) {
+      std::vector<Item> batch;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (queue_.empty()) {
+          --senders_;
+          return;
+        }
+        size_t bytes = 0;
+        while (!queue_.empty() && batch.size() < options_.max_batch_items) {
+          const size_t size = queue_.front().item.bytes();
+          if (!batch.empty() && bytes + size > options_.max_batch_bytes) break;
+          bytes += size;
+          batch.push_back(std::move(queue_.front().item));
+          queue_.pop_front();
+        }
+        ++stats_.calls;
+        stats_.items += batch.size();
+      }
+      send_(batch);
+    }
+  }
+
+  const CoalescerOptions options_;
+  Executor* const executor_;
+  const SendFn send_;
+  mutable std::mutex mu_;
+  std::deque<Queued> queue_;
+  size_t senders_ = 0;
+  uint64_t next_id_ = 0;
+  CoalescerStats stats_;
+};
+
+}  // namespace monju
