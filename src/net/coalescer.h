@@ -23,10 +23,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <utility>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "common/status.h"
 #include "coordinator.h"
@@ -38,6 +41,10 @@ struct CoalescerOptions {
   size_t max_batch_items = 256;      // items per call
   size_t max_batch_bytes = 1 << 20;  // per call (one larger item still goes, alone)
   size_t max_queued = 4096;          // items waiting; more are refused
+  // Batches one executor task sends before it hands its place back (queues
+  // a new task), so that senders under steady load do not keep executor
+  // threads from other work.
+  size_t batches_per_task = 4;
 };
 
 struct CoalescerStats {
@@ -91,7 +98,14 @@ class Coalescer {
         queue_.clear();
       }
     }
-    for (auto& orphan : orphans) orphan.Fail(Status::Unavailable("node overloaded: fan-out queue full"));
+    // Their completions run here, on the submitting thread (no lock held).
+    for (auto& orphan : orphans) {
+      try {
+        orphan.Fail(Status::Unavailable("node overloaded or stopping: no thread to send on"));
+      } catch (const std::exception& e) {
+        spdlog::error("failing a coalesced peer call failed: {}", e.what());
+      }
+    }
     // Another sender may already carry it; then it will be completed.
     return !taken_back;
   }
@@ -111,9 +125,13 @@ class Coalescer {
     Item item;
   };
 
-  // A sender: sends batches while items wait, then ends.
+  // A sender: sends batches while items wait, then ends. After
+  // batches_per_task it continues as a new task (or here, when the executor
+  // refuses one).
   void SendLoop() {
-    for (;;) {
+    for (size_t sent = 0;; ++sent) {
+      // The new task keeps this one's place among the senders.
+      if (sent >= options_.batches_per_task && executor_->Submit([this] { SendLoop(); })) return;
       std::vector<Item> batch;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -132,7 +150,13 @@ class Coalescer {
         ++stats_.calls;
         stats_.items += batch.size();
       }
-      send_(batch);
+      try {
+        send_(batch);
+      } catch (const std::exception& e) {
+        // The send function completes what it can before anything throws;
+        // this only keeps the sender count right.
+        spdlog::error("coalesced peer call failed unexpectedly: {}", e.what());
+      }
     }
   }
 

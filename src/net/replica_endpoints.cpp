@@ -118,92 +118,143 @@ bool RemoteReplicaEndpoint::ReadAsync(std::shared_ptr<const ItemKey> key,
   return false;
 }
 
+namespace {
+
+// Completes one coalesced item; a callback that throws must not strand the
+// rest of its batch.
+template <typename Fn>
+void CompleteItem(const char* what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    spdlog::error("completing a coalesced {} failed: {}", what, e.what());
+  }
+}
+
+}  // namespace
+
 void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
-  std::vector<rpc::KeyRef> wire;
-  wire.reserve(reads.size());
-  for (const auto& r : reads) {
-    rpc::KeyRef k;
-    k.pk = r.key->pk;
-    k.sk = r.key->sk;
-    wire.push_back(std::move(k));
-  }
-  std::vector<rpc::ReadOutcome> outcomes;
-  Status call = Call("read_many", [&](rpc::MonjuReplicaClient& c) {
-    c.read_many(outcomes, fingerprint_, wire, stamp_);
-    if (outcomes.size() != wire.size())
-      return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
-                             std::to_string(wire.size()) + " reads");
-    return Status::OK();
-  });
-  if (!call.ok()) {
-    for (auto& r : reads) r.done(call, nullptr);
-    return;
-  }
   std::vector<Status> statuses(reads.size());
   std::vector<SiblingSet> siblings(reads.size());
+  std::vector<bool> deferred(reads.size(), false);
   int64_t newer_epoch = 0;
-  for (size_t i = 0; i < reads.size(); ++i) {
-    rpc::ReadOutcome& o = outcomes[i];
-    if (o.deferred) {
-      statuses[i] = Read(*reads[i].key, &siblings[i]);  // the reply was full: this one alone
-    } else if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
-      auto decoded = DecodeSiblings(o.siblings);
-      if (decoded.ok()) {
-        siblings[i] = std::move(decoded.value());
-      } else {
-        statuses[i] = decoded.status();
+  try {
+    std::vector<rpc::KeyRef> wire;
+    wire.reserve(reads.size());
+    for (const auto& r : reads) {
+      rpc::KeyRef k;
+      k.pk = r.key->pk;
+      k.sk = r.key->sk;
+      wire.push_back(std::move(k));
+    }
+    std::vector<rpc::ReadOutcome> outcomes;
+    Status call = Call("read_many", [&](rpc::MonjuReplicaClient& c) {
+      c.read_many(outcomes, fingerprint_, wire, stamp_);
+      if (outcomes.size() != wire.size())
+        return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
+                               std::to_string(wire.size()) + " reads");
+      return Status::OK();
+    });
+    for (size_t i = 0; i < reads.size(); ++i) {
+      if (!call.ok()) {
+        statuses[i] = call;
+        continue;
       }
-    } else if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
-      newer_epoch = std::max(newer_epoch, o.epoch);
-      statuses[i] = Status::StaleEpoch(peer_id_ + " refused read: " + o.why);
-    } else {
-      statuses[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+      rpc::ReadOutcome& o = outcomes[i];
+      if (o.deferred) {
+        deferred[i] = true;
+      } else if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
+        auto decoded = DecodeSiblings(o.siblings);
+        if (decoded.ok()) {
+          siblings[i] = std::move(decoded.value());
+        } else {
+          statuses[i] = decoded.status();
+        }
+      } else if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
+        newer_epoch = std::max(newer_epoch, o.epoch);
+        statuses[i] = Status::StaleEpoch(peer_id_ + " refused read: " + o.why);
+      } else {
+        statuses[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+      }
+    }
+  } catch (const std::exception& e) {
+    for (size_t i = 0; i < reads.size(); ++i) {
+      statuses[i] = Status::IOError(peer_id_ + " read_many failed: " + e.what());
+      deferred[i] = false;
     }
   }
-  // As Guard() does: learn the newer epoch before the gets re-plan.
+  auto complete = [&](size_t i) {
+    CompleteItem("read", [&] { reads[i].done(statuses[i], statuses[i].ok() ? &siblings[i] : nullptr); });
+  };
+  // Answered reads first: neither a refused nor a deferred one holds them up.
+  for (size_t i = 0; i < reads.size(); ++i)
+    if (!deferred[i] && !statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
+  // As Guard() does: learn the newer epoch before those gets re-plan.
   if (newer_epoch > 0)
     if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
       fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
-  for (size_t i = 0; i < reads.size(); ++i) reads[i].done(statuses[i], statuses[i].ok() ? &siblings[i] : nullptr);
+  for (size_t i = 0; i < reads.size(); ++i)
+    if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
+  // The reply was full: these one by one.
+  for (size_t i = 0; i < reads.size(); ++i) {
+    if (!deferred[i]) continue;
+    try {
+      statuses[i] = Read(*reads[i].key, &siblings[i]);
+    } catch (const std::exception& e) {
+      statuses[i] = Status::IOError(peer_id_ + " read failed: " + e.what());
+    }
+    complete(i);
+  }
 }
 
 void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
-  std::vector<rpc::KeyedVersion> wire;
-  wire.reserve(writes.size());
-  for (const auto& w : writes) {
-    rpc::KeyedVersion kv;
-    kv.pk = w.key->pk;
-    kv.sk = w.key->sk;
-    kv.version = w.version;
-    wire.push_back(std::move(kv));
-  }
-  std::vector<rpc::ApplyOutcome> outcomes;
-  Status call = Call("apply_many", [&](rpc::MonjuReplicaClient& c) {
-    c.apply_many(outcomes, fingerprint_, wire, stamp_);
-    if (outcomes.size() != wire.size())
-      return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
-                             std::to_string(wire.size()) + " writes");
-    return Status::OK();
-  });
-  std::vector<Status> out(writes.size(), call);
+  std::vector<Status> statuses(writes.size());
   int64_t newer_epoch = 0;
-  for (size_t i = 0; call.ok() && i < outcomes.size(); ++i) {
-    const rpc::ApplyOutcome& o = outcomes[i];
-    if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
-      out[i] = Status::OK();
-    } else if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
-      newer_epoch = std::max(newer_epoch, o.epoch);
-      out[i] = Status::StaleEpoch(peer_id_ + " refused apply: " + o.why);
-    } else {
-      out[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+  try {
+    std::vector<rpc::KeyedVersion> wire;
+    wire.reserve(writes.size());
+    for (const auto& w : writes) {
+      rpc::KeyedVersion kv;
+      kv.pk = w.key->pk;
+      kv.sk = w.key->sk;
+      kv.version = w.version;
+      wire.push_back(std::move(kv));
     }
+    std::vector<rpc::ApplyOutcome> outcomes;
+    Status call = Call("apply_many", [&](rpc::MonjuReplicaClient& c) {
+      c.apply_many(outcomes, fingerprint_, wire, stamp_);
+      if (outcomes.size() != wire.size())
+        return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
+                               std::to_string(wire.size()) + " writes");
+      return Status::OK();
+    });
+    for (size_t i = 0; i < writes.size(); ++i) {
+      if (!call.ok()) {
+        statuses[i] = call;
+        continue;
+      }
+      const rpc::ApplyOutcome& o = outcomes[i];
+      if (o.code == static_cast<int32_t>(Status::Code::kOk)) continue;
+      if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
+        newer_epoch = std::max(newer_epoch, o.epoch);
+        statuses[i] = Status::StaleEpoch(peer_id_ + " refused apply: " + o.why);
+      } else {
+        statuses[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+      }
+    }
+  } catch (const std::exception& e) {
+    for (auto& s : statuses) s = Status::IOError(peer_id_ + " apply_many failed: " + e.what());
   }
+  auto complete = [&](size_t i) { CompleteItem("write", [&] { writes[i].done(statuses[i]); }); };
+  for (size_t i = 0; i < writes.size(); ++i)
+    if (!statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
   // As Guard() does for one refused call: learn the newer epoch before the
-  // writes' coordinators re-plan.
+  // refused writes' coordinators re-plan.
   if (newer_epoch > 0)
     if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
       fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
-  for (size_t i = 0; i < writes.size(); ++i) writes[i].done(out[i]);
+  for (size_t i = 0; i < writes.size(); ++i)
+    if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
 }
 
 Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {

@@ -126,6 +126,42 @@ TEST_F(CoalescerTest, UpToMaxSendersCallsGoOutAtOnce) {
   EXPECT_EQ(executor_.tasks.size(), 1u);
 }
 
+TEST_F(CoalescerTest, ASenderUnderSteadyLoadHandsItsThreadBackEveryFewBatches) {
+  CoalescerOptions o;
+  o.max_senders = 1;
+  o.max_batch_items = 1;
+  o.batches_per_task = 2;
+  auto c = Make(o);
+  for (const char* name : {"1", "2", "3", "4", "5"}) ASSERT_TRUE(c->Submit(W(name)));
+  ASSERT_EQ(executor_.tasks.size(), 1u);
+  executor_.RunOne();
+  EXPECT_EQ(batches_.size(), 2u);
+  ASSERT_EQ(executor_.tasks.size(), 1u) << "the sender continues as a new task";
+  executor_.RunOne();
+  EXPECT_EQ(batches_.size(), 4u);
+  ASSERT_EQ(executor_.tasks.size(), 1u);
+  executor_.RunOne();
+  EXPECT_EQ(batches_.size(), 5u);
+  EXPECT_TRUE(executor_.tasks.empty());
+  EXPECT_EQ(outcomes_.size(), 5u);
+  // Still one sender's place in all: the next item starts one new sender.
+  ASSERT_TRUE(c->Submit(W("6")));
+  EXPECT_EQ(executor_.tasks.size(), 1u);
+
+  // When the executor refuses the hand-over, the sender just goes on.
+  executor_.RunOne();
+  for (const char* name : {"7", "8", "9"}) ASSERT_TRUE(c->Submit(W(name)));
+  ASSERT_EQ(executor_.tasks.size(), 1u);
+  auto task = std::move(executor_.tasks.front());
+  executor_.tasks.clear();
+  executor_.refuse = true;
+  task();
+  EXPECT_EQ(outcomes_.size(), 9u);
+  executor_.refuse = false;
+  EXPECT_TRUE(c->Submit(W("10")));
+  EXPECT_EQ(executor_.tasks.size(), 1u);
+}
+
 TEST_F(CoalescerTest, BatchesKeepToTheItemAndByteLimits) {
   CoalescerOptions o;
   o.max_senders = 1;
