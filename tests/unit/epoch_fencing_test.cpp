@@ -215,7 +215,11 @@ class FencedCoordinatorTest : public ::testing::Test {
     }
   }
   void TearDown() override {
-    for (auto& f : fakes_) f->gate.Release();
+    for (auto& f : fakes_) {
+      f->gate.Release();
+      f->ReleaseAsync();
+      f->JoinAsync();  // answers still out would use the fence
+    }
   }
 
   // Serve `epoch` (1-based index into Epochs()).
@@ -324,6 +328,50 @@ TEST_F(FencedCoordinatorTest, AStaleRefusalReplansTheWriteUnderTheNewerEpoch) {
   EXPECT_EQ(Fake("n5").applies, 1) << "the retry must reach the pending owner";
   EXPECT_EQ(Fake(refusing).applies, 2);
   EXPECT_EQ(w.quorum.needed, 3);
+}
+
+// The same through calls that report back (a peer's coalesced calls).
+TEST_F(FencedCoordinatorTest, AStaleRefusalReportedBackReplansTheWrite) {
+  std::vector<std::string> old_owners, writes;
+  const std::string pk = GainedPk(&old_owners, &writes);
+  Serve(1, /*sloppy=*/false);
+  for (auto& f : fakes_) f->async = true;
+  inline_.reject = true;  // nothing may need an executor task
+  fence_->next = View(epochs_[1]);
+  std::string refusing;
+  for (const auto& id : old_owners)
+    if (id != "n1") refusing = id;
+  Fake(refusing).stale_applies = 1;
+  Fake(old_owners[0] == "n1" ? old_owners[1] : old_owners[0]).apply_error = Status::Unavailable("down");
+  WriteOutcome w = coord_->Put(pk, "d", "v", "", 0);
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_EQ(membership_->Current()->epoch(), 2u);
+  EXPECT_EQ(Fake("n5").async_applies, 1) << "the retry must reach the pending owner";
+  EXPECT_EQ(Fake(refusing).async_applies, 2);
+}
+
+TEST_F(FencedCoordinatorTest, AStaleReadReportedBackIsAskedAgainFromTheNewReadOwners) {
+  std::vector<std::string> old_owners, writes;
+  const std::string pk = GainedPk(&old_owners, &writes);
+  auto moved = View(epochs_[2]);
+  const uint32_t p = moved->ring().PartitionOf(pk);
+  auto readers = Ids(*moved, moved->ReadOwners(p));
+  Version v;
+  v.dot = Dot{"n5/x", 1};
+  v.value = "moved";
+  for (const auto& id : readers)
+    if (id != "n1") Fake(id).Store(ItemKey{p, pk, "f"}, v);
+  Serve(2);
+  for (auto& f : fakes_) f->async = true;
+  fence_->next = moved;
+  std::string refusing;
+  for (const auto& id : old_owners)
+    if (id != "n1") refusing = id;
+  Fake(refusing).stale_reads = 1;
+  ReadOutcome r = coord_->Get(pk, "f", 3);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"moved"});
+  EXPECT_GE(Fake("n5").async_reads, 1);
 }
 
 TEST_F(FencedCoordinatorTest, TheLocalReplicaIsFencedToo) {
