@@ -1,6 +1,7 @@
 #include "replica_endpoints.h"
 
 #include <spdlog/spdlog.h>
+#include <thrift/TApplicationException.h>
 #include <thrift/transport/TTransportException.h>
 
 #include "clock/codec.h"
@@ -92,6 +93,7 @@ Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::Monju
 }
 
 Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) {
+  CountSingleCall();
   const std::string encoded = EncodeVersion(version);
   return Call("apply", [&](rpc::MonjuReplicaClient& c) {
     c.apply(fingerprint_, key.pk, key.sk, encoded, stamp_);
@@ -101,8 +103,22 @@ Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) 
 
 bool RemoteReplicaEndpoint::ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                                        std::function<void(Status)> done) {
-  if (!writes_) return false;
+  if (!writes_ || batches_unknown_.load()) return false;
   return writes_->Submit({std::move(key), EncodeVersion(*version), std::move(done)});
+}
+
+void RemoteReplicaEndpoint::BatchesUnknown(const char* call) {
+  single_calls_.store(0);
+  batches_unknown_.store(true);
+  if (!logged_unknown_.exchange(true))
+    spdlog::warn("peer {} does not serve {} (an older monjud?): its reads and writes go one call each", peer_id_,
+                 call);
+}
+
+void RemoteReplicaEndpoint::CountSingleCall() {
+  if (!batches_unknown_.load(std::memory_order_relaxed)) return;
+  // Try batches again now and then: the peer may have been upgraded.
+  if (single_calls_.fetch_add(1) + 1 >= kBatchRetryAfter) batches_unknown_.store(false);
 }
 
 bool RemoteReplicaEndpoint::ReadAsync(std::shared_ptr<const ItemKey> key,
@@ -119,6 +135,19 @@ bool RemoteReplicaEndpoint::ReadAsync(std::shared_ptr<const ItemKey> key,
 }
 
 namespace {
+
+// Runs a batch call; false when the peer answered that it does not know the
+// method (the connection is then in a known state).
+template <typename Fn>
+bool CallUnlessUnknown(Fn&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const apache::thrift::TApplicationException& e) {
+    if (e.getType() != apache::thrift::TApplicationException::UNKNOWN_METHOD) throw;
+    return false;
+  }
+}
 
 // Completes one coalesced item; a callback that throws must not strand the
 // rest of its batch.
@@ -148,14 +177,22 @@ void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
       wire.push_back(std::move(k));
     }
     std::vector<rpc::ReadOutcome> outcomes;
+    bool unknown = false;
     Status call = Call("read_many", [&](rpc::MonjuReplicaClient& c) {
-      c.read_many(outcomes, fingerprint_, wire, stamp_);
+      if (!CallUnlessUnknown([&] { c.read_many(outcomes, fingerprint_, wire, stamp_); })) {
+        unknown = true;
+        return Status::OK();
+      }
       if (outcomes.size() != wire.size())
         return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
                                std::to_string(wire.size()) + " reads");
       return Status::OK();
     });
-    for (size_t i = 0; i < reads.size(); ++i) {
+    if (unknown) {
+      BatchesUnknown("read_many");
+      deferred.assign(reads.size(), true);  // each read alone, below
+    }
+    for (size_t i = 0; i < reads.size() && !unknown; ++i) {
       if (!call.ok()) {
         statuses[i] = call;
         continue;
@@ -195,7 +232,7 @@ void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
       fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
   for (size_t i = 0; i < reads.size(); ++i)
     if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
-  // The reply was full: these one by one.
+  // The reply was full (or the peer reads only one by one): these alone.
   for (size_t i = 0; i < reads.size(); ++i) {
     if (!deferred[i]) continue;
     try {
@@ -221,14 +258,27 @@ void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
       wire.push_back(std::move(kv));
     }
     std::vector<rpc::ApplyOutcome> outcomes;
+    bool unknown = false;
     Status call = Call("apply_many", [&](rpc::MonjuReplicaClient& c) {
-      c.apply_many(outcomes, fingerprint_, wire, stamp_);
+      if (!CallUnlessUnknown([&] { c.apply_many(outcomes, fingerprint_, wire, stamp_); })) {
+        unknown = true;
+        return Status::OK();
+      }
       if (outcomes.size() != wire.size())
         return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
                                std::to_string(wire.size()) + " writes");
       return Status::OK();
     });
-    for (size_t i = 0; i < writes.size(); ++i) {
+    if (unknown) {
+      BatchesUnknown("apply_many");
+      for (size_t i = 0; i < writes.size(); ++i) {
+        statuses[i] = Call("apply", [&](rpc::MonjuReplicaClient& c) {
+          c.apply(fingerprint_, writes[i].key->pk, writes[i].key->sk, writes[i].version, stamp_);
+          return Status::OK();
+        });
+      }
+    }
+    for (size_t i = 0; i < writes.size() && !unknown; ++i) {
       if (!call.ok()) {
         statuses[i] = call;
         continue;
@@ -293,6 +343,7 @@ Status RemoteReplicaEndpoint::ApplyBatch(const std::vector<Hint>& hints) {
 }
 
 Status RemoteReplicaEndpoint::Read(const ItemKey& key, SiblingSet* out) {
+  CountSingleCall();
   return Call("read", [&](rpc::MonjuReplicaClient& c) {
     std::string bytes;
     c.read(bytes, fingerprint_, key.pk, key.sk, stamp_);
@@ -345,6 +396,7 @@ class RemoteReplicaEndpoint::InFlightRead final : public PendingRead {
 };
 
 std::unique_ptr<PendingRead> RemoteReplicaEndpoint::StartRead(const ItemKey& key) {
+  CountSingleCall();
   std::unique_ptr<rpc::MonjuReplicaClient> client;
   try {
     client = pool_->Borrow();

@@ -64,7 +64,11 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   // `pool` is shared by the endpoints of one peer across epochs; `fence`
   // points at the directory's (null for a static cluster). With an
   // `executor`, ApplyAsync() and ReadAsync() coalesce (apply_many,
-  // read_many); without, they decline and every call goes alone.
+  // read_many); without, they decline and every call goes alone. A peer
+  // that does not know those calls (an older monjud, during a rolling
+  // upgrade) gets the items one call each, and they decline until
+  // kBatchRetryAfter single reads and writes later, when batches are tried
+  // again.
   RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint, uint64_t epoch,
                         std::string self_id, std::shared_ptr<PeerDetector> detector,
                         const std::atomic<DataPathFence*>* fence, Executor* executor = nullptr);
@@ -72,7 +76,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override;
   // Links with injected faults (testing only) read through Read() instead.
-  bool ReadsAsync() const override { return reads_ && CanStartRead(); }
+  bool ReadsAsync() const override { return reads_ && CanStartRead() && !batches_unknown_.load(); }
   bool ReadAsync(std::shared_ptr<const ItemKey> key, std::function<void(Status, SiblingSet*)> done) override;
   // One apply_many (read_many) call carrying the batch; completes each item.
   void ApplyMany(std::vector<PeerWrite>& writes);
@@ -129,6 +133,18 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   std::atomic<size_t> reads_in_flight_{0};
   std::unique_ptr<Coalescer<PeerWrite>> writes_;  // null without an executor
   std::unique_ptr<Coalescer<PeerRead>> reads_;
+
+ public:
+  static constexpr uint64_t kBatchRetryAfter = 1000;
+
+ private:
+  // Marks the peer as not knowing the batch calls (logged once per endpoint).
+  void BatchesUnknown(const char* call);
+  // Counts a single read or write while batches are not tried.
+  void CountSingleCall();
+  std::atomic<bool> batches_unknown_{false};  // the peer did not know apply_many or read_many
+  std::atomic<uint64_t> single_calls_{0};     // since batches_unknown_ was set
+  std::atomic<bool> logged_unknown_{false};
 };
 
 // Endpoints for the members of the current view, created on first use, and

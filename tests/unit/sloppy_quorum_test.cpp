@@ -3,6 +3,7 @@
 // tombstones, and read repair. A 5-node view with N = 3 (so every key has two
 // fallbacks); this node (n1) is a real Replica in a temp dir, the others are
 // fakes. Fan-out runs inline unless a test needs calls to overlap.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -597,10 +598,14 @@ TEST_F(AsyncPeerTest, PutsAndGetsGoThroughCallsThatReportBack) {
 TEST_F(AsyncPeerTest, FailuresReportedBackCountAgainstTheQuorum) {
   inline_.reject = true;
   Fake(others_[0]).Store(Key("a"), v_);
+  Fake(others_[0]).async_held = true;  // answers only after the failure decided the read
   Fake(others_[1]).read_error = Status::IOError("disk on fire");
   ReadOutcome r = coord_->Get(pk_, "a", 3);
   EXPECT_TRUE(r.status.Is(Status::Code::kQuorumFailed)) << r.status.ToString();
-  EXPECT_EQ(r.quorum.got, 2);
+  EXPECT_THAT(r.status.message(), ::testing::HasSubstr("disk on fire"));
+  EXPECT_EQ(r.quorum.got, 1) << "decided once R=3 could no longer be met";
+  Fake(others_[0]).async_held = false;
+  Fake(others_[0]).ReleaseAsync();
   Fake(others_[1]).apply_error = Status::NoSpace("disk full");
   Fake(others_[0]).apply_error = Status::NoSpace("disk full");
   WriteOutcome w = coord_->Put(pk_, "c", "x", "", 2);

@@ -1,0 +1,210 @@
+// A peer that does not know apply_many and read_many (an older monjud,
+// during a rolling upgrade): the coalesced calls fall back to one call each,
+// the peer is not taken for down, and later calls skip the batch attempt.
+// The peer is a real Thrift server on loopback, in this process.
+#include <gtest/gtest.h>
+#include <thrift/TApplicationException.h>
+#include <thrift/processor/TMultiplexedProcessor.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/server/TThreadedServer.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TServerSocket.h>
+
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "MonjuReplica.h"
+#include "clock/codec.h"
+#include "common/clock.h"
+#include "executor.h"
+#include "replica_endpoints.h"
+
+namespace monju {
+namespace {
+
+using namespace apache::thrift;
+
+// Serves apply and read from memory, like a replica of an older version.
+class OldPeerHandler final : public rpc::MonjuReplicaNull {
+ public:
+  void apply(int64_t, const std::string& pk, const std::string& sk, const std::string& version,
+             const rpc::EpochStamp&) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++applies;
+    stored[pk + "/" + sk] = version;
+  }
+  void read(std::string& out, int64_t, const std::string& pk, const std::string& sk,
+            const rpc::EpochStamp&) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++reads;
+    SiblingSet s;
+    auto it = stored.find(pk + "/" + sk);
+    if (it != stored.end()) s.Add(DecodeVersion(it->second).value());
+    out = EncodeSiblings(s);
+  }
+  std::mutex mu;
+  std::map<std::string, std::string> stored;
+  int applies = 0, reads = 0;
+};
+
+// The processor of a build from before the batch calls: they are unknown
+// methods, answered as Thrift answers any unknown method.
+class OldPeerProcessor final : public rpc::MonjuReplicaProcessor {
+ public:
+  using rpc::MonjuReplicaProcessor::MonjuReplicaProcessor;
+  int unknown_calls = 0;
+
+ protected:
+  bool dispatchCall(protocol::TProtocol* in, protocol::TProtocol* out, const std::string& fname, int32_t seqid,
+                    void* context) override {
+    if (fname != "apply_many" && fname != "read_many")
+      return rpc::MonjuReplicaProcessor::dispatchCall(in, out, fname, seqid, context);
+    ++unknown_calls;
+    in->skip(protocol::T_STRUCT);
+    in->readMessageEnd();
+    in->getTransport()->readEnd();
+    TApplicationException x(TApplicationException::UNKNOWN_METHOD, "Invalid method name: '" + fname + "'");
+    out->writeMessageBegin(fname, protocol::T_EXCEPTION, seqid);
+    x.write(out);
+    out->writeMessageEnd();
+    out->getTransport()->writeEnd();
+    out->getTransport()->flush();
+    return true;
+  }
+};
+
+class Listening final : public server::TServerEventHandler {
+ public:
+  void preServe() override { ready.set_value(); }
+  std::promise<void> ready;
+};
+
+class OldPeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    handler_ = std::make_shared<OldPeerHandler>();
+    processor_ = std::make_shared<OldPeerProcessor>(handler_);
+    auto mux = std::make_shared<TMultiplexedProcessor>();
+    mux->registerProcessor("replica", processor_);
+    socket_ = std::make_shared<transport::TServerSocket>("127.0.0.1", 0);  // any free port
+    server_ = std::make_shared<server::TThreadedServer>(mux, socket_,
+                                                        std::make_shared<transport::TFramedTransportFactory>(),
+                                                        std::make_shared<protocol::TBinaryProtocolFactory>());
+    auto listening = std::make_shared<Listening>();
+    auto ready = listening->ready.get_future();
+    server_->setServerEventHandler(listening);
+    thread_ = std::thread([this] { server_->serve(); });
+    ASSERT_EQ(ready.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+
+    ConnectionOptions options;
+    options.host = "127.0.0.1";
+    options.port = static_cast<uint16_t>(socket_->getPort());
+    options.service = "replica";
+    options.peer_id = "old";
+    auto pool = std::make_shared<RemoteReplicaEndpoint::Pool>(options);
+    detector_ = std::make_shared<PeerDetector>(&clock_, DetectorOptions{});
+    endpoint_ = std::make_unique<RemoteReplicaEndpoint>("old", pool, /*fingerprint=*/1, /*epoch=*/0, "n1", detector_,
+                                                        &fence_, &executor_);
+  }
+  void TearDown() override {
+    executor_.Stop();  // before the endpoint goes
+    endpoint_.reset();
+    server_->stop();
+    thread_.join();
+  }
+
+  // ApplyAsync, waited for.
+  Status Write(const std::string& sk, const std::string& value) {
+    Version v;
+    v.dot = {"n1", ++counter_};
+    v.value = value;
+    std::promise<Status> done;
+    auto got = done.get_future();
+    if (!endpoint_->ApplyAsync(std::make_shared<const ItemKey>(ItemKey{0, "pk", sk}),
+                               std::make_shared<const Version>(v), [&](Status s) { done.set_value(s); }))
+      return endpoint_->Apply(ItemKey{0, "pk", sk}, v);  // as the coordinator does
+    return got.get();
+  }
+  // ReadAsync (when offered), waited for.
+  Status Read(const std::string& sk, std::vector<std::string>* values) {
+    SiblingSet s;
+    Status status;
+    const auto key = std::make_shared<const ItemKey>(ItemKey{0, "pk", sk});
+    std::promise<void> done;
+    if (endpoint_->ReadsAsync() && endpoint_->ReadAsync(key, [&](Status st, SiblingSet* out) {
+          status = st;
+          if (out) s = std::move(*out);
+          done.set_value();
+        })) {
+      done.get_future().wait();
+    } else {
+      status = endpoint_->Read(*key, &s);
+    }
+    *values = s.LiveValues();
+    return status;
+  }
+
+  SteadyClock clock_;
+  std::shared_ptr<OldPeerHandler> handler_;
+  std::shared_ptr<OldPeerProcessor> processor_;
+  std::shared_ptr<transport::TServerSocket> socket_;
+  std::shared_ptr<server::TThreadedServer> server_;
+  std::thread thread_;
+  std::shared_ptr<PeerDetector> detector_;
+  std::atomic<DataPathFence*> fence_{nullptr};
+  FanoutExecutor executor_{4, 64};
+  std::unique_ptr<RemoteReplicaEndpoint> endpoint_;
+  uint64_t counter_ = 0;
+};
+
+TEST_F(OldPeerTest, CoalescedWritesFallBackToOneCallEach) {
+  Status w = Write("a", "one");
+  ASSERT_TRUE(w.ok()) << w.ToString();
+  EXPECT_EQ(processor_->unknown_calls, 1);
+  EXPECT_EQ(handler_->applies, 1) << "the write went as a single apply";
+  EXPECT_TRUE(endpoint_->LikelyAlive()) << "the peer answered: it is not down";
+  EXPECT_FALSE(endpoint_->ReadsAsync()) << "reads are not tried as batches either";
+
+  // From then on no batch is tried...
+  std::vector<std::string> values;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Write("k" + std::to_string(i), "v").ok());
+  ASSERT_TRUE(Read("k3", &values).ok());
+  EXPECT_EQ(values, std::vector<std::string>{"v"});
+  EXPECT_EQ(processor_->unknown_calls, 1);
+  EXPECT_EQ(handler_->applies, 21);
+
+  // ...until kBatchRetryAfter single calls later (the peer may have been
+  // upgraded meanwhile): then one is tried again.
+  for (uint64_t i = 22; i < RemoteReplicaEndpoint::kBatchRetryAfter; ++i) ASSERT_TRUE(Read("a", &values).ok());
+  EXPECT_FALSE(endpoint_->ReadsAsync());
+  ASSERT_TRUE(Read("a", &values).ok());
+  EXPECT_TRUE(endpoint_->ReadsAsync());
+  ASSERT_TRUE(Write("b", "two").ok());
+  EXPECT_EQ(processor_->unknown_calls, 2);
+  EXPECT_EQ(handler_->applies, 22);
+  EXPECT_FALSE(endpoint_->ReadsAsync());
+}
+
+TEST_F(OldPeerTest, CoalescedReadsFallBackToOneCallEach) {
+  handler_->stored["pk/a"] = [] {
+    Version v;
+    v.dot = {"n9", 1};
+    v.value = "one";
+    return EncodeVersion(v);
+  }();
+  ASSERT_TRUE(endpoint_->ReadsAsync());
+  std::vector<std::string> values;
+  Status r = Read("a", &values);
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_EQ(values, std::vector<std::string>{"one"});
+  EXPECT_EQ(processor_->unknown_calls, 1);
+  EXPECT_EQ(handler_->reads, 1) << "the read went as a single read";
+  EXPECT_FALSE(endpoint_->ReadsAsync());
+  EXPECT_TRUE(endpoint_->LikelyAlive());
+}
+
+}  // namespace
+}  // namespace monju
