@@ -66,9 +66,7 @@ Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::Monju
     return Status::FromCode(e.code, peer_id_ + ": " + e.why);
   } catch (const rpc::StaleEpoch& e) {
     detector_->RecordSuccess();
-    // The peer is at a newer epoch: learn it before the caller re-plans.
-    if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
-      fence->Observe(static_cast<uint64_t>(std::max<int64_t>(e.epoch, 0)), peer_id_, std::chrono::milliseconds(500));
+    ObserveEpoch(e.epoch);  // the peer is at a newer epoch: learn it before the caller re-plans
     return Status::StaleEpoch(peer_id_ + " refused " + what + ": " + e.why);
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
@@ -162,6 +160,35 @@ void CompleteItem(const char* what, Fn&& fn) {
 
 }  // namespace
 
+void RemoteReplicaEndpoint::ObserveEpoch(int64_t epoch) {
+  if (epoch <= 0) return;
+  if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
+    fence->Observe(static_cast<uint64_t>(epoch), peer_id_, std::chrono::milliseconds(500));
+}
+
+Status RemoteReplicaEndpoint::OutcomeStatus(int32_t code, const std::string& why, int64_t epoch, const char* what,
+                                            int64_t* newer_epoch) const {
+  if (code == static_cast<int32_t>(Status::Code::kOk)) return Status::OK();
+  if (code != static_cast<int32_t>(Status::Code::kStaleEpoch)) return Status::FromCode(code, peer_id_ + ": " + why);
+  *newer_epoch = std::max(*newer_epoch, epoch);
+  return Status::StaleEpoch(peer_id_ + " refused " + what + ": " + why);
+}
+
+template <typename Outcome, typename Send>
+Status RemoteReplicaEndpoint::CallMany(const char* what, size_t items, std::vector<Outcome>* outcomes, bool* unknown,
+                                       Send&& send) {
+  return Call(what, [&](rpc::MonjuReplicaClient& c) {
+    if (!CallUnlessUnknown([&] { send(c); })) {
+      *unknown = true;
+      return Status::OK();
+    }
+    if (outcomes->size() != items)
+      return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes->size()) + " outcomes for " +
+                             std::to_string(items) + " items of " + what);
+    return Status::OK();
+  });
+}
+
 void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
   std::vector<Status> statuses(reads.size());
   std::vector<SiblingSet> siblings(reads.size());
@@ -178,16 +205,8 @@ void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
     }
     std::vector<rpc::ReadOutcome> outcomes;
     bool unknown = false;
-    Status call = Call("read_many", [&](rpc::MonjuReplicaClient& c) {
-      if (!CallUnlessUnknown([&] { c.read_many(outcomes, fingerprint_, wire, stamp_); })) {
-        unknown = true;
-        return Status::OK();
-      }
-      if (outcomes.size() != wire.size())
-        return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
-                               std::to_string(wire.size()) + " reads");
-      return Status::OK();
-    });
+    Status call = CallMany("read_many", wire.size(), &outcomes, &unknown,
+                           [&](rpc::MonjuReplicaClient& c) { c.read_many(outcomes, fingerprint_, wire, stamp_); });
     if (unknown) {
       BatchesUnknown("read_many");
       deferred.assign(reads.size(), true);  // each read alone, below
@@ -200,18 +219,15 @@ void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
       rpc::ReadOutcome& o = outcomes[i];
       if (o.deferred) {
         deferred[i] = true;
-      } else if (o.code == static_cast<int32_t>(Status::Code::kOk)) {
-        auto decoded = DecodeSiblings(o.siblings);
-        if (decoded.ok()) {
-          siblings[i] = std::move(decoded.value());
-        } else {
-          statuses[i] = decoded.status();
-        }
-      } else if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
-        newer_epoch = std::max(newer_epoch, o.epoch);
-        statuses[i] = Status::StaleEpoch(peer_id_ + " refused read: " + o.why);
+        continue;
+      }
+      statuses[i] = OutcomeStatus(o.code, o.why, o.epoch, "read", &newer_epoch);
+      if (!statuses[i].ok()) continue;
+      auto decoded = DecodeSiblings(o.siblings);
+      if (decoded.ok()) {
+        siblings[i] = std::move(decoded.value());
       } else {
-        statuses[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
+        statuses[i] = decoded.status();
       }
     }
   } catch (const std::exception& e) {
@@ -226,10 +242,7 @@ void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
   // Answered reads first: neither a refused nor a deferred one holds them up.
   for (size_t i = 0; i < reads.size(); ++i)
     if (!deferred[i] && !statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
-  // As Guard() does: learn the newer epoch before those gets re-plan.
-  if (newer_epoch > 0)
-    if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
-      fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
+  ObserveEpoch(newer_epoch);  // before the refused gets re-plan
   for (size_t i = 0; i < reads.size(); ++i)
     if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
   // The reply was full (or the peer reads only one by one): these alone.
@@ -259,16 +272,8 @@ void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
     }
     std::vector<rpc::ApplyOutcome> outcomes;
     bool unknown = false;
-    Status call = Call("apply_many", [&](rpc::MonjuReplicaClient& c) {
-      if (!CallUnlessUnknown([&] { c.apply_many(outcomes, fingerprint_, wire, stamp_); })) {
-        unknown = true;
-        return Status::OK();
-      }
-      if (outcomes.size() != wire.size())
-        return Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
-                               std::to_string(wire.size()) + " writes");
-      return Status::OK();
-    });
+    Status call = CallMany("apply_many", wire.size(), &outcomes, &unknown,
+                           [&](rpc::MonjuReplicaClient& c) { c.apply_many(outcomes, fingerprint_, wire, stamp_); });
     if (unknown) {
       BatchesUnknown("apply_many");
       for (size_t i = 0; i < writes.size(); ++i) {
@@ -284,13 +289,7 @@ void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
         continue;
       }
       const rpc::ApplyOutcome& o = outcomes[i];
-      if (o.code == static_cast<int32_t>(Status::Code::kOk)) continue;
-      if (o.code == static_cast<int32_t>(Status::Code::kStaleEpoch)) {
-        newer_epoch = std::max(newer_epoch, o.epoch);
-        statuses[i] = Status::StaleEpoch(peer_id_ + " refused apply: " + o.why);
-      } else {
-        statuses[i] = Status::FromCode(o.code, peer_id_ + ": " + o.why);
-      }
+      statuses[i] = OutcomeStatus(o.code, o.why, o.epoch, "apply", &newer_epoch);
     }
   } catch (const std::exception& e) {
     for (auto& s : statuses) s = Status::IOError(peer_id_ + " apply_many failed: " + e.what());
@@ -298,11 +297,7 @@ void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
   auto complete = [&](size_t i) { CompleteItem("write", [&] { writes[i].done(statuses[i]); }); };
   for (size_t i = 0; i < writes.size(); ++i)
     if (!statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
-  // As Guard() does for one refused call: learn the newer epoch before the
-  // refused writes' coordinators re-plan.
-  if (newer_epoch > 0)
-    if (DataPathFence* fence = fence_ ? fence_->load() : nullptr)
-      fence->Observe(static_cast<uint64_t>(newer_epoch), peer_id_, std::chrono::milliseconds(500));
+  ObserveEpoch(newer_epoch);  // before the refused writes' coordinators re-plan
   for (size_t i = 0; i < writes.size(); ++i)
     if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
 }
@@ -545,22 +540,11 @@ RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t m
   return slot.get();
 }
 
-CoalescerStats NodeEndpoints::coalesced_writes() {
+CoalescerStats NodeEndpoints::SumOver(CoalescerStats (RemoteReplicaEndpoint::*which)() const) {
   std::lock_guard<std::mutex> lock(mu_);
   CoalescerStats sum;
   for (const auto& [key, endpoint] : remotes_) {
-    const CoalescerStats s = endpoint->coalesced_writes();
-    sum.calls += s.calls;
-    sum.items += s.items;
-  }
-  return sum;
-}
-
-CoalescerStats NodeEndpoints::coalesced_reads() {
-  std::lock_guard<std::mutex> lock(mu_);
-  CoalescerStats sum;
-  for (const auto& [key, endpoint] : remotes_) {
-    const CoalescerStats s = endpoint->coalesced_reads();
+    const CoalescerStats s = ((*endpoint).*which)();
     sum.calls += s.calls;
     sum.items += s.items;
   }

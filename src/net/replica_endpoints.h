@@ -121,6 +121,15 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   // returns it to the pool.
   template <typename Fn>
   Status Guard(const char* what, std::unique_ptr<rpc::MonjuReplicaClient>& client, Fn&& fn);
+  // One batch call (`send` fills *outcomes): OK with one outcome per item,
+  // or the call's error; *unknown (and OK) when the peer does not know it.
+  template <typename Outcome, typename Send>
+  Status CallMany(const char* what, size_t items, std::vector<Outcome>* outcomes, bool* unknown, Send&& send);
+  // One item's outcome of a batch call; a StaleEpoch raises *newer_epoch.
+  Status OutcomeStatus(int32_t code, const std::string& why, int64_t epoch, const char* what,
+                       int64_t* newer_epoch) const;
+  // Catches this node up with a peer's newer epoch (no-op without a fence or for epoch <= 0).
+  void ObserveEpoch(int64_t epoch);
 
   const std::string peer_id_;
   const int64_t fingerprint_;
@@ -166,8 +175,8 @@ class NodeEndpoints final : public EndpointDirectory {
   // It must be stopped before the endpoints are destroyed.
   void set_executor(Executor* executor) { executor_.store(executor); }
   // Coalesced writes and reads, summed over every remote endpoint.
-  CoalescerStats coalesced_writes();
-  CoalescerStats coalesced_reads();
+  CoalescerStats coalesced_writes() { return SumOver(&RemoteReplicaEndpoint::coalesced_writes); }
+  CoalescerStats coalesced_reads() { return SumOver(&RemoteReplicaEndpoint::coalesced_reads); }
 
  private:
   const std::string self_id_;
@@ -184,6 +193,8 @@ class NodeEndpoints final : public EndpointDirectory {
   std::unordered_map<std::string, std::shared_ptr<PeerDetector>> detectors_;
   std::atomic<DataPathFence*> fence_{nullptr};
   std::atomic<Executor*> executor_{nullptr};
+
+  CoalescerStats SumOver(CoalescerStats (RemoteReplicaEndpoint::*which)() const);
 };
 
 }  // namespace monju

@@ -22,6 +22,20 @@ constexpr size_t kMaxBatchItems = 4096;
 // Well under the 64 MiB a caller accepts, even with one huge item past it.
 constexpr size_t kMaxScanReplyBytes = 8 << 20;
 
+void CheckBatchSize(size_t items, const char* call) {
+  if (items > kMaxBatchItems)
+    ThrowError(Status::InvalidArgument(std::string(call) + " of " + std::to_string(items) + " items; the limit is " +
+                                       std::to_string(kMaxBatchItems)));
+}
+
+// One item's refusal in a batch call's answer (ApplyOutcome, ReadOutcome).
+template <typename Outcome>
+void SetOutcome(Outcome* out, const Status& s, int64_t epoch = 0) {
+  out->code = static_cast<int32_t>(s.code());
+  out->why = s.message();
+  out->epoch = epoch;
+}
+
 }  // namespace
 
 std::shared_ptr<const ClusterView> ReplicaHandler::CheckCaller(int64_t cluster_fingerprint,
@@ -88,9 +102,7 @@ void ReplicaHandler::apply_hinted(int64_t cluster_fingerprint, const std::string
 void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items,
                                  const rpc::EpochStamp& stamp) {
   auto view = CheckCaller(cluster_fingerprint, stamp);
-  if (items.size() > kMaxBatchItems)
-    ThrowError(Status::InvalidArgument("batch of " + std::to_string(items.size()) + " items; the limit is " +
-                                       std::to_string(kMaxBatchItems)));
+  CheckBatchSize(items.size(), "apply_batch");
   // An item that can never apply (bad key, undecodable version, or a stored
   // record that does not decode) is logged and skipped: refusing the batch
   // would make the sender retry it forever and hold back every later hint.
@@ -141,21 +153,19 @@ void ReplicaHandler::apply_batch(int64_t cluster_fingerprint, const std::vector<
   }
 }
 
-namespace {
-
-void SetOutcome(rpc::ApplyOutcome* out, const Status& s) {
-  out->code = static_cast<int32_t>(s.code());
-  out->why = s.message();
+Status ReplicaHandler::AdmitItem(uint64_t planned, uint32_t partition, EpochGate::Ticket* ticket,
+                                 int64_t* epoch) const {
+  if (!fence_) return Status::OK();
+  Status s = fence_->Admit(planned, partition, ticket);
+  if (s.ok()) return s;
+  *epoch = static_cast<int64_t>(fence_->epoch());
+  return Status::StaleEpoch(s.message());
 }
-
-}  // namespace
 
 void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t cluster_fingerprint,
                                 const std::vector<rpc::KeyedVersion>& items, const rpc::EpochStamp& stamp) {
   auto view = CheckCaller(cluster_fingerprint, stamp);
-  if (items.size() > kMaxBatchItems)
-    ThrowError(Status::InvalidArgument("apply_many of " + std::to_string(items.size()) + " items; the limit is " +
-                                       std::to_string(kMaxBatchItems)));
+  CheckBatchSize(items.size(), "apply_many");
   _return.assign(items.size(), rpc::ApplyOutcome{});
   // Every admitted item holds its ticket until the whole call is durable.
   std::vector<EpochGate::Ticket> tickets;
@@ -177,13 +187,10 @@ void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t
       continue;
     }
     const uint32_t partition = view->ring().PartitionOf(item.pk);
-    if (fence_) {
-      Status s = fence_->Admit(planned, partition, &tickets.emplace_back());
-      if (!s.ok()) {
-        SetOutcome(&_return[i], Status::StaleEpoch(s.message()));
-        _return[i].epoch = static_cast<int64_t>(fence_->epoch());
-        continue;
-      }
+    int64_t epoch = 0;
+    if (Status s = AdmitItem(planned, partition, fence_ ? &tickets.emplace_back() : nullptr, &epoch); !s.ok()) {
+      SetOutcome(&_return[i], s, epoch);
+      continue;
     }
     admitted.emplace_back(ItemKey{partition, item.pk, item.sk}, std::move(version.value()));
     positions.push_back(i);
@@ -197,9 +204,7 @@ void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t
 void ReplicaHandler::read_many(std::vector<rpc::ReadOutcome>& _return, int64_t cluster_fingerprint,
                                const std::vector<rpc::KeyRef>& keys, const rpc::EpochStamp& stamp) {
   auto view = CheckCaller(cluster_fingerprint, stamp);
-  if (keys.size() > kMaxBatchItems)
-    ThrowError(Status::InvalidArgument("read_many of " + std::to_string(keys.size()) + " keys; the limit is " +
-                                       std::to_string(kMaxBatchItems)));
+  CheckBatchSize(keys.size(), "read_many");
   _return.assign(keys.size(), rpc::ReadOutcome{});
   const uint64_t planned = static_cast<uint64_t>(std::max<int64_t>(stamp.epoch, 0));
   size_t bytes = 0;
@@ -212,26 +217,19 @@ void ReplicaHandler::read_many(std::vector<rpc::ReadOutcome>& _return, int64_t c
       continue;
     }
     if (key.pk.empty() || key.pk.size() > kMaxPkBytes || key.sk.size() > kMaxSkBytes) {
-      out.code = static_cast<int32_t>(Status::Code::kInvalidArgument);
-      out.why = "key outside limits";
+      SetOutcome(&out, Status::InvalidArgument("key outside limits"));
       continue;
     }
     const uint32_t partition = view->ring().PartitionOf(key.pk);
     EpochGate::Ticket ticket;
-    if (fence_) {
-      Status s = fence_->Admit(planned, partition, &ticket);
-      if (!s.ok()) {
-        out.code = static_cast<int32_t>(Status::Code::kStaleEpoch);
-        out.why = s.message();
-        out.epoch = static_cast<int64_t>(fence_->epoch());
-        continue;
-      }
+    int64_t epoch = 0;
+    if (Status s = AdmitItem(planned, partition, &ticket, &epoch); !s.ok()) {
+      SetOutcome(&out, s, epoch);
+      continue;
     }
-    Status s = replica_->ReadEncoded(ItemKey{partition, key.pk, key.sk}, &out.siblings);
-    if (!s.ok()) {
+    if (Status s = replica_->ReadEncoded(ItemKey{partition, key.pk, key.sk}, &out.siblings); !s.ok()) {
       out.siblings.clear();
-      out.code = static_cast<int32_t>(s.code());
-      out.why = s.message();
+      SetOutcome(&out, s);
     }
     bytes += out.siblings.size();
   }

@@ -58,6 +58,9 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   // Throws StaleEpoch when the stamp's placement of pk's partition no
   // longer holds; the ticket is held while the request runs.
   void Admit(const rpc::EpochStamp& stamp, uint32_t partition, EpochGate::Ticket* ticket) const;
+  // The same for one item of a batch call, as a status: StaleEpoch with the
+  // receiver's epoch in *epoch. OK without a fence (ticket unused, may be null).
+  Status AdmitItem(uint64_t planned, uint32_t partition, EpochGate::Ticket* ticket, int64_t* epoch) const;
   // CheckCaller, plus: anti-entropy is served here and the partition exists.
   LocalExchangePeer& CheckExchange(int64_t cluster_fingerprint, const rpc::EpochStamp& stamp, int32_t partition,
                                    std::shared_ptr<const ClusterView>* view, EpochGate::Ticket* ticket) const;
