@@ -28,6 +28,7 @@
 
 #include "MonjuKV.h"
 #include "driver.h"
+#include "net/client_transport.h"
 #include "net/thrift_limits.h"
 
 namespace monju::bench {
@@ -88,11 +89,8 @@ class MonjuSession final : public Session {
     constexpr int kMaxReply = 64 << 20;
     auto config = std::make_shared<TConfiguration>(kMaxReply, kMaxReply);
     auto socket = std::make_shared<transport::TSocket>(host_, port_, config);
-    socket->setConnTimeout(timeout_ms_);
-    socket->setRecvTimeout(timeout_ms_);
-    socket->setSendTimeout(timeout_ms_);
-    socket->setNoDelay(true);
-    transport_ = std::make_shared<transport::TFramedTransport>(socket, config);
+    ConfigureClientSocket(*socket, {timeout_ms_, timeout_ms_});
+    transport_ = FramedClientTransport(socket, config);
     client_ = std::make_unique<api::MonjuKVClient>(LimitedProtocol(transport_, kMaxReply));
     try {
       transport_->open();

@@ -7,6 +7,7 @@
 #include <thrift/transport/TSocket.h>
 #include <thrift/transport/TTransportException.h>
 
+#include "net/client_transport.h"
 #include "net/thrift_limits.h"
 
 namespace monju::chaos {
@@ -28,11 +29,8 @@ std::shared_ptr<TTransport> OpenTransport(const std::string& host, uint16_t port
                                           std::shared_ptr<TProtocol>* protocol) {
   auto config = std::make_shared<TConfiguration>(kMaxMessageBytes, kMaxMessageBytes);
   auto socket = std::make_shared<TSocket>(host, port, config);
-  socket->setConnTimeout(timeout_ms);
-  socket->setRecvTimeout(timeout_ms);
-  socket->setSendTimeout(timeout_ms);
-  socket->setLinger(false, 0);
-  auto transport = std::make_shared<TFramedTransport>(socket, config);
+  ConfigureClientSocket(*socket, {timeout_ms, timeout_ms});
+  auto transport = FramedClientTransport(socket, config);
   *protocol = LimitedProtocol(transport, kMaxMessageBytes);
   transport->open();
   return transport;

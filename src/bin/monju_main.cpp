@@ -22,6 +22,7 @@
 #include "cli_args.h"
 #include "cli_output.h"
 #include "common/status.h"
+#include "net/client_transport.h"
 #include "net/thrift_limits.h"
 
 namespace monju::cli {
@@ -46,10 +47,8 @@ class Session {
   explicit Session(const CliOptions& o) {
     auto config = std::make_shared<TConfiguration>(kMaxMessageBytes, kMaxMessageBytes);
     socket_ = std::make_shared<TSocket>(o.host, o.port, config);
-    socket_->setConnTimeout(o.timeout_ms);
-    socket_->setRecvTimeout(o.timeout_ms);
-    socket_->setSendTimeout(o.timeout_ms);
-    transport_ = std::make_shared<TFramedTransport>(socket_, config);
+    ConfigureClientSocket(*socket_, {o.timeout_ms, o.timeout_ms});
+    transport_ = FramedClientTransport(socket_, config);
     auto protocol = LimitedProtocol(transport_, kMaxMessageBytes);
     client_ = std::make_unique<api::MonjuKVClient>(protocol);
     admin_ = std::make_unique<admin::MonjuAdminClient>(

@@ -20,6 +20,7 @@
 
 #include "connect_from.h"
 #include "link_faults.h"
+#include "client_transport.h"
 #include "thrift_limits.h"
 
 #include <cerrno>
@@ -94,9 +95,7 @@ class ClientPool {
 
  private:
   static std::shared_ptr<apache::thrift::transport::TSocket> Socket(Client& client) {
-    using namespace apache::thrift::transport;
-    auto framed = std::dynamic_pointer_cast<TFramedTransport>(client.getInputProtocol()->getTransport());
-    return framed ? std::dynamic_pointer_cast<TSocket>(framed->getUnderlyingTransport()) : nullptr;
+    return SocketUnder(client.getInputProtocol()->getTransport());
   }
 
   // An idle connection must have nothing to read: end of file means the peer
@@ -129,12 +128,8 @@ class ClientPool {
       socket = std::make_shared<transport::TSocket>(
           ConnectFrom(options_.bind_host, options_.host, options_.port, options_.connect_timeout_ms), config);
     }
-    socket->setConnTimeout(options_.connect_timeout_ms);
-    socket->setRecvTimeout(options_.io_timeout_ms);
-    socket->setSendTimeout(options_.io_timeout_ms);
-    socket->setNoDelay(true);
-    socket->setLinger(false, 0);
-    auto transport = std::make_shared<transport::TFramedTransport>(socket, config);
+    ConfigureClientSocket(*socket, {options_.connect_timeout_ms, options_.io_timeout_ms});
+    auto transport = FramedClientTransport(socket, config);
     std::shared_ptr<protocol::TProtocol> protocol = LimitedProtocol(transport, options_.max_message_bytes);
     if (!options_.service.empty())
       protocol = std::make_shared<protocol::TMultiplexedProtocol>(protocol, options_.service);
