@@ -264,8 +264,8 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
       std::lock_guard<std::mutex> lock(run->mu);
       if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
       next = run->plan.OnFailure(action);
-      run->cv.notify_all();
     }
+    run->cv.notify_all();  // outside the lock: the waiter would only block on it
     Execute(run, next);
   };
   std::function<void()> here;  // the local apply, run last on this thread
@@ -287,8 +287,8 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
           if (s.Is(Status::Code::kStaleEpoch)) run->stale = true;
           next = run->plan.OnFailure(action);
         }
-        run->cv.notify_all();
       }
+      run->cv.notify_all();  // outside the lock: the waiter would only block on it
       Execute(run, next);
     };
     // A peer's apply rides with the other writes to that peer (no thread

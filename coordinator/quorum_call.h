@@ -245,9 +245,11 @@ class QuorumCall {
       ++state->failed;
       if (state->first_error.empty()) state->first_error = s.ToString();
     }
-    state->cv.notify_all();
     Settle settle = TakeSettle(*state);
     lock.unlock();
+    // Outside the lock, or the woken waiter would only block on it; `state`
+    // is held by the caller.
+    state->cv.notify_all();
     settle();
   }
 

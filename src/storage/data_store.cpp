@@ -317,15 +317,15 @@ class DataStore::Impl {
 
   std::vector<Status> ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops) {
     if (ops.empty()) return {};
+    auto caller = std::make_shared<Caller>(ops.size());
     std::vector<std::shared_ptr<PendingOp>> pending;
-    std::vector<std::future<Status>> done;
     pending.reserve(ops.size());
-    done.reserve(ops.size());
-    for (auto& [key, mutate] : ops) {
+    for (size_t i = 0; i < ops.size(); ++i) {
       auto op = std::make_shared<PendingOp>();
-      op->key = std::move(key);
-      op->mutate = std::move(mutate);
-      done.push_back(op->done.get_future());
+      op->key = std::move(ops[i].first);
+      op->mutate = std::move(ops[i].second);
+      op->caller = caller;
+      op->index = i;
       pending.push_back(std::move(op));
     }
     {
@@ -336,10 +336,7 @@ class DataStore::Impl {
       for (auto& op : pending) queue_.push_back(std::move(op));
     }
     work_cv_.notify_one();
-    std::vector<Status> results;
-    results.reserve(done.size());
-    for (auto& f : done) results.push_back(f.get());
-    return results;
+    return caller->Wait();
   }
 
   Status Scan(const ScanRequest& req, std::vector<ScanItem>* out, bool* more) const {
@@ -581,25 +578,57 @@ class DataStore::Impl {
     op->meta_key = std::string(key);
     op->meta_value = std::string(value);
     op->is_meta = true;
-    auto done = op->done.get_future();
+    op->caller = std::make_shared<Caller>(1);
+    auto caller = op->caller;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return Status::ShuttingDown("store is closing");
-      queue_.push_back(op);
+      queue_.push_back(std::move(op));
     }
     work_cv_.notify_one();
-    return done.get();
+    return caller->Wait().front();
   }
 
   Stats stats() const { return {commits_.load(), applied_.load(), reindexed_.load()}; }
 
  private:
+  // One Apply(), ApplyBatch() or PutMeta() call, waiting for all its ops at
+  // once. (Not a std::promise per op: setting one costs a futex wake even when
+  // nobody waits, through its call_once, and the writer sets thousands a second.)
+  class Caller {
+   public:
+    explicit Caller(size_t ops) : results_(ops), remaining_(ops) {}
+    // On the writer thread; the last op of the call wakes the caller.
+    void Finish(size_t index, const Status& status) {
+      bool last;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        results_[index] = status;
+        last = --remaining_ == 0;
+      }
+      // Outside the lock, so the caller does not wake only to wait for it;
+      // the op that called this still holds the Caller.
+      if (last) cv_.notify_one();
+    }
+    std::vector<Status> Wait() {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return remaining_ == 0; });
+      return std::move(results_);
+    }
+
+   private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<Status> results_;
+    size_t remaining_;
+  };
   struct PendingOp {
     ItemKey key;
     Mutator mutate;
     bool is_meta = false;
     std::string meta_key, meta_value;
-    std::promise<Status> done;
+    std::shared_ptr<Caller> caller;
+    size_t index = 0;  // in the caller's ops
   };
   using Batch = std::vector<std::shared_ptr<PendingOp>>;
 
@@ -630,7 +659,7 @@ class DataStore::Impl {
         // Before any waiter returns: once Apply() returns, listeners know.
         if (listener_) listener_->OnCommit(txn_id, changes);
       }
-      for (size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(s.ok() ? results[i] : s);
+      for (size_t i = 0; i < batch.size(); ++i) batch[i]->caller->Finish(batch[i]->index, s.ok() ? results[i] : s);
     }
   }
 
