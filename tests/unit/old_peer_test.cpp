@@ -1,7 +1,9 @@
-// A peer that does not know apply_many and read_many (an older monjud,
-// during a rolling upgrade): the coalesced calls fall back to one call each,
-// the peer is not taken for down, and later calls skip the batch attempt.
-// The peer is a real Thrift server on loopback, in this process.
+// Coalesced calls falling back to one call each. A peer that does not know
+// apply_many and read_many (an older monjud, during a rolling upgrade): it is
+// not taken for down, and later calls skip the batch attempt. A peer whose
+// read_many reply is full (past its size cap) defers the rest: those keys are
+// read one by one. The peer is a real Thrift server on loopback, in this
+// process.
 #include <gtest/gtest.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/processor/TMultiplexedProcessor.h>
@@ -10,6 +12,7 @@
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TServerSocket.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -45,9 +48,30 @@ class OldPeerHandler final : public rpc::MonjuReplicaNull {
     if (it != stored.end()) s.Add(DecodeVersion(it->second).value());
     out = EncodeSiblings(s);
   }
+  // As a current replica whose reply filled up: keys whose sk starts with
+  // "d" come back deferred, the others answered.
+  void read_many(std::vector<rpc::ReadOutcome>& out, int64_t fp, const std::vector<rpc::KeyRef>& keys,
+                 const rpc::EpochStamp& stamp) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++read_many_calls;
+      batch_keys += static_cast<int>(keys.size());
+    }
+    for (const rpc::KeyRef& k : keys) {
+      rpc::ReadOutcome o;
+      if (k.sk.starts_with("d")) {
+        o.deferred = true;
+      } else {
+        read(o.siblings, fp, k.pk, k.sk, stamp);
+        std::lock_guard<std::mutex> lock(mu);
+        --reads;  // answered in the batch: not a single read
+      }
+      out.push_back(std::move(o));
+    }
+  }
   std::mutex mu;
   std::map<std::string, std::string> stored;
-  int applies = 0, reads = 0;
+  int applies = 0, reads = 0, read_many_calls = 0, batch_keys = 0;
 };
 
 // The processor of a build from before the batch calls: they are unknown
@@ -55,12 +79,13 @@ class OldPeerHandler final : public rpc::MonjuReplicaNull {
 class OldPeerProcessor final : public rpc::MonjuReplicaProcessor {
  public:
   using rpc::MonjuReplicaProcessor::MonjuReplicaProcessor;
+  std::atomic<bool> old{true};  // false: a current build, batches served
   int unknown_calls = 0;
 
  protected:
   bool dispatchCall(protocol::TProtocol* in, protocol::TProtocol* out, const std::string& fname, int32_t seqid,
                     void* context) override {
-    if (fname != "apply_many" && fname != "read_many")
+    if (!old || (fname != "apply_many" && fname != "read_many"))
       return rpc::MonjuReplicaProcessor::dispatchCall(in, out, fname, seqid, context);
     ++unknown_calls;
     in->skip(protocol::T_STRUCT);
@@ -203,6 +228,53 @@ TEST_F(OldPeerTest, CoalescedReadsFallBackToOneCallEach) {
   EXPECT_EQ(processor_->unknown_calls, 1);
   EXPECT_EQ(handler_->reads, 1) << "the read went as a single read";
   EXPECT_FALSE(endpoint_->ReadsAsync());
+  EXPECT_TRUE(endpoint_->LikelyAlive());
+}
+
+// Reads the peer deferred (its reply was full) are each read alone, and get
+// the same answer; the ones it answered cost no second call. The peer is not
+// taken for an older build: batches go on.
+TEST_F(OldPeerTest, DeferredReadsAreReadOneByOne) {
+  processor_->old = false;
+  auto version = [](const std::string& value) {
+    Version v;
+    v.dot = {"n9", 1};
+    v.value = value;
+    return EncodeVersion(v);
+  };
+  const std::vector<std::string> sks = {"a", "d1", "b", "d2", "d3", "c"};
+  for (const auto& sk : sks) handler_->stored["pk/" + sk] = version("value of " + sk);
+  ASSERT_TRUE(endpoint_->ReadsAsync());
+
+  // All at once, so that some share a read_many.
+  struct Result {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, std::pair<Status, std::vector<std::string>>> got;
+  } result;
+  for (const auto& sk : sks) {
+    ASSERT_TRUE(endpoint_->ReadAsync(std::make_shared<const ItemKey>(ItemKey{0, "pk", sk}),
+                                     [&result, sk](Status st, SiblingSet* out) {
+                                       std::vector<std::string> values;
+                                       if (out) values = out->LiveValues();
+                                       std::lock_guard<std::mutex> lock(result.mu);
+                                       result.got[sk] = {st, values};
+                                       result.cv.notify_all();
+                                     }));
+  }
+  {
+    std::unique_lock<std::mutex> lock(result.mu);
+    ASSERT_TRUE(result.cv.wait_for(lock, std::chrono::seconds(20), [&] { return result.got.size() == sks.size(); }));
+  }
+  for (const auto& sk : sks) {
+    const auto& [status, values] = result.got[sk];
+    ASSERT_TRUE(status.ok()) << sk << ": " << status.ToString();
+    EXPECT_EQ(values, std::vector<std::string>{"value of " + sk}) << sk;
+  }
+  EXPECT_EQ(handler_->reads, 3) << "only the three deferred keys were read alone";
+  EXPECT_EQ(handler_->batch_keys, 6) << "every key was asked in a batch first";
+  EXPECT_EQ(processor_->unknown_calls, 0);
+  EXPECT_TRUE(endpoint_->ReadsAsync()) << "a full reply is not an older peer";
   EXPECT_TRUE(endpoint_->LikelyAlive());
 }
 
