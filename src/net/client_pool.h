@@ -85,12 +85,15 @@ class ClientPool {
 
   const ConnectionOptions& options() const { return options_; }
 
-  // The descriptor of a client's connection (-1 when not open), to poll for
-  // a reply. The framed transport reads whole frames, so after a send
-  // nothing of the reply is buffered before the socket is readable.
+  // The descriptor of a client's connection, to poll for a reply: -1 when it
+  // is not open, or when bytes are already buffered (the caller then takes
+  // the reply at once; polling could wait for bytes already read). After a
+  // send, nothing of its reply is buffered before the socket is readable.
   static int SocketOf(Client& client) {
     auto socket = Socket(client);
-    return socket && socket->isOpen() ? static_cast<int>(socket->getSocketFD()) : -1;
+    auto buffer = ReadBufferUnder(client.getInputProtocol()->getTransport());
+    if (!socket || !socket->isOpen() || !buffer || buffer->HasBuffered()) return -1;
+    return static_cast<int>(socket->getSocketFD());
   }
 
  private:
@@ -103,6 +106,8 @@ class ClientPool {
   static bool StillOpen(Client& client) {
     auto socket = Socket(client);
     if (!socket || !socket->isOpen()) return false;
+    auto buffer = ReadBufferUnder(client.getInputProtocol()->getTransport());
+    if (!buffer || buffer->HasBuffered()) return false;
     char byte;
     ssize_t n = ::recv(socket->getSocketFD(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

@@ -9,7 +9,8 @@
 //
 // A connection carries one call at a time, so once a reply has been read the
 // buffer is empty, and a readable socket still means a reply is waiting
-// (ReadinessPoller relies on that).
+// (ReadinessPoller relies on that); the pool checks it (ClientReadBuffer::
+// HasBuffered) before it reuses a connection.
 #pragma once
 
 #include <thrift/TConfiguration.h>
@@ -35,27 +36,51 @@ inline void ConfigureClientSocket(apache::thrift::transport::TSocket& socket, co
   socket.setLinger(false, 0);
 }
 
+// The read buffer under the framed layer. A read at least as large as the
+// buffer, with nothing buffered (the body of a big reply: a read_many may be
+// 8 MiB), goes straight into the caller's memory rather than through the
+// buffer in pieces of its size.
+class ClientReadBuffer final : public apache::thrift::transport::TBufferedTransport {
+ public:
+  using TBufferedTransport::TBufferedTransport;
+  // Bytes read from the socket and not yet taken: after a whole reply, any
+  // are stray bytes, and the connection's framing cannot be trusted.
+  bool HasBuffered() const { return rBase_ != rBound_; }
+
+ protected:
+  uint32_t readSlow(uint8_t* buf, uint32_t len) override {
+    if (rBase_ == rBound_ && len >= rBufSize_) return transport_->read(buf, len);
+    return TBufferedTransport::readSlow(buf, len);
+  }
+};
+
 // The framed, read-buffered transport over `socket` (not opened yet). `config`
 // bounds every frame, as TFramedTransport checks it.
 inline std::shared_ptr<apache::thrift::transport::TFramedTransport> FramedClientTransport(
     std::shared_ptr<apache::thrift::transport::TSocket> socket,
     std::shared_ptr<apache::thrift::TConfiguration> config) {
   using namespace apache::thrift::transport;
-  // Most replies fit; larger ones stream through it in pieces of this size.
+  // Most replies fit in one recv().
   constexpr uint32_t kReadBuffer = 64 << 10;
   // Unused for writes (whole frames bypass it), so the smallest allowed.
   constexpr uint32_t kWriteBuffer = 1;
-  auto buffered = std::make_shared<TBufferedTransport>(std::move(socket), kReadBuffer, kWriteBuffer, config);
+  auto buffered = std::make_shared<ClientReadBuffer>(std::move(socket), kReadBuffer, kWriteBuffer, config);
   return std::make_shared<TFramedTransport>(std::move(buffered), std::move(config));
+}
+
+// The read buffer under a FramedClientTransport stack, or nullptr for another.
+inline std::shared_ptr<ClientReadBuffer> ReadBufferUnder(
+    const std::shared_ptr<apache::thrift::transport::TTransport>& transport) {
+  auto framed = std::dynamic_pointer_cast<apache::thrift::transport::TFramedTransport>(transport);
+  return framed ? std::dynamic_pointer_cast<ClientReadBuffer>(framed->getUnderlyingTransport()) : nullptr;
 }
 
 // The socket under a FramedClientTransport stack, or nullptr for another one.
 inline std::shared_ptr<apache::thrift::transport::TSocket> SocketUnder(
     const std::shared_ptr<apache::thrift::transport::TTransport>& transport) {
-  using namespace apache::thrift::transport;
-  auto framed = std::dynamic_pointer_cast<TFramedTransport>(transport);
-  auto buffered = framed ? std::dynamic_pointer_cast<TBufferedTransport>(framed->getUnderlyingTransport()) : nullptr;
-  return buffered ? std::dynamic_pointer_cast<TSocket>(buffered->getUnderlyingTransport()) : nullptr;
+  auto buffered = ReadBufferUnder(transport);
+  return buffered ? std::dynamic_pointer_cast<apache::thrift::transport::TSocket>(buffered->getUnderlyingTransport())
+                  : nullptr;
 }
 
 }  // namespace monju

@@ -247,30 +247,32 @@ TEST_F(OldPeerTest, DeferredReadsAreReadOneByOne) {
   ASSERT_TRUE(endpoint_->ReadsAsync());
 
   // All at once, so that some share a read_many.
+  // Shared with the callbacks, which may outlive a failed assertion.
   struct Result {
     std::mutex mu;
     std::condition_variable cv;
     std::map<std::string, std::pair<Status, std::vector<std::string>>> got;
-  } result;
+  };
+  auto result = std::make_shared<Result>();
   for (const auto& sk : sks) {
     ASSERT_TRUE(endpoint_->ReadAsync(std::make_shared<const ItemKey>(ItemKey{0, "pk", sk}),
-                                     [&result, sk](Status st, SiblingSet* out) {
+                                     [result, sk](Status st, SiblingSet* out) {
                                        std::vector<std::string> values;
                                        if (out) values = out->LiveValues();
-                                       std::lock_guard<std::mutex> lock(result.mu);
-                                       result.got[sk] = {st, values};
-                                       result.cv.notify_all();
+                                       std::lock_guard<std::mutex> lock(result->mu);
+                                       result->got[sk] = {st, values};
+                                       result->cv.notify_all();
                                      }));
   }
-  {
-    std::unique_lock<std::mutex> lock(result.mu);
-    ASSERT_TRUE(result.cv.wait_for(lock, std::chrono::seconds(20), [&] { return result.got.size() == sks.size(); }));
-  }
+  std::unique_lock<std::mutex> lock(result->mu);
+  ASSERT_TRUE(
+      result->cv.wait_for(lock, std::chrono::seconds(20), [&] { return result->got.size() == sks.size(); }));
   for (const auto& sk : sks) {
-    const auto& [status, values] = result.got[sk];
+    const auto& [status, values] = result->got[sk];
     ASSERT_TRUE(status.ok()) << sk << ": " << status.ToString();
     EXPECT_EQ(values, std::vector<std::string>{"value of " + sk}) << sk;
   }
+  std::lock_guard<std::mutex> peer(handler_->mu);
   EXPECT_EQ(handler_->reads, 3) << "only the three deferred keys were read alone";
   EXPECT_EQ(handler_->batch_keys, 6) << "every key was asked in a batch first";
   EXPECT_EQ(processor_->unknown_calls, 0);
