@@ -262,7 +262,7 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
     std::vector<WritePlan::Action> next;
     {
       std::lock_guard<std::mutex> lock(run->mu);
-      if (run->first_error.empty()) run->first_error = "node overloaded: fan-out queue full";
+      if (run->first_error.empty()) run->first_error = executor_->RefusalReason();
       next = run->plan.OnFailure(action);
     }
     run->cv.notify_all();  // outside the lock: the waiter would only block on it

@@ -130,6 +130,8 @@ class Executor {
   virtual ~Executor() = default;
   // False when the executor is overloaded or stopping: the task will not run.
   virtual bool Submit(std::function<void()> task) = 0;
+  // Why a Submit() or WhenReadable() was refused, for the caller's error.
+  virtual std::string RefusalReason() const { return "node overloaded: fan-out queue full"; }
   // Calls on_ready(true) once `fd` is readable, or on_ready(false) when it
   // has not become so within `wait`, on another thread; on_ready must be
   // quick. False (on_ready never called) when overloaded or stopping. This

@@ -74,7 +74,7 @@ class QuorumCall {
       std::lock_guard<std::mutex> lock(state->mu);
       --state->pending;
       ++state->failed;
-      if (state->first_error.empty()) state->first_error = "node overloaded: fan-out queue full";
+      if (state->first_error.empty()) state->first_error = executor_->RefusalReason();
     }
   }
   void RunHere(size_t slot, const Call& call) { Run(state_, slot, call); }
@@ -216,9 +216,9 @@ class QuorumCall {
             Record(state, call->slot, Status::TimedOut("no reply before the deadline"), std::nullopt);
           }))
         continue;
-      // Overloaded: give up on it (its connection closes).
+      // Overloaded or stopping: give up on it (its connection closes).
       call->pending.reset();
-      Record(state_, call->slot, Status::Unavailable("node overloaded: fan-out queue full"), std::nullopt);
+      Record(state_, call->slot, Status::Unavailable(executor_->RefusalReason()), std::nullopt);
     }
   }
 

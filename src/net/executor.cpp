@@ -20,10 +20,15 @@ FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued)
 FanoutExecutor::~FanoutExecutor() { Stop(); }
 
 void FanoutExecutor::Stop() {
+  stopping_ = true;
   if (pool_->state() == ThreadManager::STARTED) pool_->stop();
   // After the pool: callbacks that now end with false may try to submit
   // (read repair), which a stopped pool refuses.
   poller_.Stop();
+}
+
+std::string FanoutExecutor::RefusalReason() const {
+  return stopping_ ? "node stopping" : Executor::RefusalReason();
 }
 
 bool FanoutExecutor::WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) {

@@ -23,10 +23,14 @@ class FanoutExecutor final : public Executor {
   ~FanoutExecutor() override;
   bool Submit(std::function<void()> task) override;
   bool WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) override;
+  // "node stopping" once Stop() has begun, so that a refused call during
+  // shutdown does not read as overload.
+  std::string RefusalReason() const override;
   void Stop();
 
  private:
   const size_t max_queued_;
+  std::atomic<bool> stopping_{false};
   // Tasks submitted and not yet finished; shared with the tasks themselves.
   std::shared_ptr<std::atomic<size_t>> outstanding_;
   std::shared_ptr<apache::thrift::concurrency::ThreadManager> pool_;

@@ -31,7 +31,9 @@ class InlineExecutor : public Executor {
     task();
     return true;
   }
+  std::string RefusalReason() const override { return reason.empty() ? Executor::RefusalReason() : reason; }
   bool reject = false;
+  std::string reason;  // what a refusal says; "" for the default
 };
 
 class ThreadExecutor : public Executor {

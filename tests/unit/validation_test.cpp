@@ -5,6 +5,7 @@
 // other inside Submit) so counts are deterministic; the tests about
 // parallelism, early answers and deadlines use a thread-per-task executor.
 #include "test_support.h"
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -289,6 +290,20 @@ TEST_F(CoordinatorTest, RejectedFanOutCountsAsFailure) {
   EXPECT_EQ(w.quorum.got, 0);
   ReadOutcome r = coord_->Get("pk", "sk", 0);
   EXPECT_EQ(r.status.code(), Status::Code::kQuorumFailed) << r.status.ToString();
+}
+
+// The error says why the fan-out was refused: a stopping node is not an
+// overloaded one.
+TEST_F(CoordinatorTest, RejectedFanOutSaysWhy) {
+  inline_.reject = true;
+  WriteOutcome busy = coord_->Put("pk", "sk", "v", "", 0);
+  EXPECT_THAT(busy.status.message(), ::testing::HasSubstr("overloaded")) << busy.status.ToString();
+  inline_.reason = "node stopping";
+  WriteOutcome stopping = coord_->Put("pk", "sk", "v", "", 0);
+  EXPECT_THAT(stopping.status.message(), ::testing::HasSubstr("node stopping")) << stopping.status.ToString();
+  EXPECT_THAT(stopping.status.message(), ::testing::Not(::testing::HasSubstr("overloaded")));
+  ReadOutcome r = coord_->Get("pk", "sk", 0);
+  EXPECT_THAT(r.status.message(), ::testing::HasSubstr("node stopping")) << r.status.ToString();
 }
 
 TEST_F(CoordinatorTest, GetMergesSiblingsFromReplies) {
