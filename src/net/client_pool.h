@@ -90,24 +90,26 @@ class ClientPool {
   // the reply at once; polling could wait for bytes already read). After a
   // send, nothing of its reply is buffered before the socket is readable.
   static int SocketOf(Client& client) {
-    auto socket = Socket(client);
-    auto buffer = ReadBufferUnder(client.getInputProtocol()->getTransport());
-    if (!socket || !socket->isOpen() || !buffer || buffer->HasBuffered()) return -1;
-    return static_cast<int>(socket->getSocketFD());
+    auto socket = QuietSocket(client);
+    return socket ? static_cast<int>(socket->getSocketFD()) : -1;
   }
 
  private:
-  static std::shared_ptr<apache::thrift::transport::TSocket> Socket(Client& client) {
-    return SocketUnder(client.getInputProtocol()->getTransport());
+  // The client's socket when it is open and nothing is buffered above it,
+  // else nullptr.
+  static std::shared_ptr<apache::thrift::transport::TSocket> QuietSocket(Client& client) {
+    const auto& transport = client.getInputProtocol()->getTransport();
+    auto buffer = ReadBufferUnder(transport);
+    if (!buffer || buffer->HasBuffered()) return nullptr;
+    auto socket = SocketUnder(transport);
+    return socket && socket->isOpen() ? socket : nullptr;
   }
 
   // An idle connection must have nothing to read: end of file means the peer
   // closed it, and stray bytes mean its framing is lost. Never blocks.
   static bool StillOpen(Client& client) {
-    auto socket = Socket(client);
-    if (!socket || !socket->isOpen()) return false;
-    auto buffer = ReadBufferUnder(client.getInputProtocol()->getTransport());
-    if (!buffer || buffer->HasBuffered()) return false;
+    auto socket = QuietSocket(client);
+    if (!socket) return false;
     char byte;
     ssize_t n = ::recv(socket->getSocketFD(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
