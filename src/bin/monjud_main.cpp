@@ -34,13 +34,6 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  // libevent (under Thrift's non-blocking servers) then batches each loop
-  // turn's event changes: a connection's read/write flips around a request
-  // cost 4-4.7 epoll_ctl calls per operation instead of 5.8-7.7 (`scripts/bench
-  // counts`). Its caveat, fds cloned with dup(), does not apply: nothing in
-  // monjud dups a descriptor its servers watch.
-  setenv("EVENT_EPOLL_USE_CHANGELIST", "1", 1);
-
   auto node = monju::Node::Start(config);
   if (!node.ok()) {
     std::fprintf(stderr, "monjud: %s\n", node.status().message().c_str());

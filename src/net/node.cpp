@@ -1,20 +1,16 @@
 #include "node.h"
 
 #include <spdlog/spdlog.h>
-#include <thrift/concurrency/ThreadFactory.h>
-#include <thrift/concurrency/ThreadManager.h>
 #include <thrift/processor/TMultiplexedProcessor.h>
 #include <thrift/protocol/TBinaryProtocol.h>
-#include <thrift/server/TNonblockingServer.h>
-#include <thrift/transport/TNonblockingServerSocket.h>
 
-#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <random>
 
 #include "admin_handler.h"
 #include "antientropy.h"
+#include "call_server.h"
 #include "clock/clock_digest.h"
 #include "exchange_peers.h"
 #include "executor.h"
@@ -32,88 +28,6 @@
 namespace monju {
 
 using namespace apache::thrift;
-
-namespace {
-
-// Tells Start() when the server is listening.
-class ReadySignal final : public server::TServerEventHandler {
- public:
-  void preServe() override {
-    std::lock_guard<std::mutex> lock(mu);
-    ready = true;
-    cv.notify_all();
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  bool ready = false;
-};
-
-// One TNonblockingServer with its own worker pool, serving on a thread.
-class ThriftServer {
- public:
-  ~ThriftServer() { Stop(); }
-
-  // Where requests run: on a worker pool (the I/O thread hands each one
-  // over), or on the I/O thread that read it.
-  enum class RunOn { kWorkerPool, kIoThreads };
-
-  // Returns once the server listens (or failed to). `threads` sizes the
-  // worker pool or the set of I/O threads.
-  Status Start(const std::string& host, uint16_t port, std::shared_ptr<TProcessor> processor, RunOn run_on,
-               uint32_t threads, int32_t max_frame) {
-    auto socket = std::make_shared<transport::TNonblockingServerSocket>(host, port);
-    if (run_on == RunOn::kIoThreads) {
-      server_ = std::make_shared<server::TNonblockingServer>(std::move(processor), LimitedProtocolFactory(max_frame),
-                                                             socket);
-      server_->setNumIOThreads(threads);
-    } else {
-      workers_ = concurrency::ThreadManager::newSimpleThreadManager(threads);
-      workers_->threadFactory(std::make_shared<concurrency::ThreadFactory>());
-      workers_->start();
-      server_ = std::make_shared<server::TNonblockingServer>(std::move(processor),
-                                                             LimitedProtocolFactory(max_frame), socket, workers_);
-    }
-    server_->setMaxFrameSize(static_cast<size_t>(max_frame));
-    auto ready = std::make_shared<ReadySignal>();
-    server_->setServerEventHandler(ready);
-    auto failure = std::make_shared<std::string>();
-    thread_ = std::thread([this, ready, failure] {
-      try {
-        server_->serve();
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(ready->mu);
-        *failure = e.what();
-        ready->cv.notify_all();
-      }
-    });
-    std::unique_lock<std::mutex> lock(ready->mu);
-    ready->cv.wait(lock, [&] { return ready->ready || !failure->empty(); });
-    if (!failure->empty()) {
-      lock.unlock();
-      thread_.join();
-      if (workers_) workers_->stop();
-      server_.reset();
-      return Status::IOError(*failure);
-    }
-    return Status::OK();
-  }
-
-  // Stops accepting and serving, waits for the running requests.
-  void Stop() {
-    if (!server_) return;
-    server_->stop();
-    if (thread_.joinable()) thread_.join();
-    if (workers_) workers_->stop();
-    server_.reset();
-  }
-
- private:
-  std::shared_ptr<concurrency::ThreadManager> workers_;
-  std::shared_ptr<server::TNonblockingServer> server_;
-  std::thread thread_;
-};
-
-}  // namespace
 
 class Node::Impl {
  public:
@@ -254,8 +168,8 @@ class Node::Impl {
     // next step instead of holding the server's shutdown.
     if (ae_) ae_->Stop();
     // Clients first, so no new request waits on peers that are going away.
-    client_server_.Stop();
-    peer_server_.Stop();
+    if (client_server_) client_server_->Stop();
+    if (peer_server_) peer_server_->Stop();
     if (raft_membership_) raft_membership_->Stop();
     if (prober_) prober_->Stop();
     if (reaper_) reaper_->Stop();
@@ -299,13 +213,17 @@ class Node::Impl {
     // Largest request: a value at the limit plus keys and context; a hint
     // batch of many versions is bounded by the same frame size.
     const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
-    // Raft-managed membership adds peer calls that wait on other nodes
-    // (streaming catch-up, forwarded proposals, fetching a newer epoch), which
-    // must not hold up every connection of an I/O thread: a worker pool then.
-    const auto run_on = raft_membership_ ? ThriftServer::RunOn::kWorkerPool : ThriftServer::RunOn::kIoThreads;
-    Status s = peer_server_.Start(config_.listen_host, peer_port, peer_mux, run_on, config_.peer_threads, max_frame);
-    if (!s.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
-                                        std::to_string(peer_port) + " (this node's peer port): " + s.message());
+    CallServer::Options peer;
+    peer.host = config_.listen_host;
+    peer.port = peer_port;
+    peer.threads = config_.peer_threads;
+    peer.max_frame_bytes = max_frame;
+    peer.name = "peer";
+    auto peer_server = CallServer::Start(peer, peer_mux);
+    if (!peer_server.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
+                                                  std::to_string(peer_port) + " (this node's peer port): " +
+                                                  peer_server.status().message());
+    peer_server_ = std::move(peer_server.value());
 
     auto mux = std::make_shared<TMultiplexedProcessor>();
     NodeEndpoints* endpoints = endpoints_.get();
@@ -330,10 +248,17 @@ class Node::Impl {
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
     if (raft_membership_) raft_membership_->Register(*mux);
-    s = client_server_.Start(config_.listen_host, config_.listen_port, mux, ThriftServer::RunOn::kWorkerPool,
-                             config_.worker_threads, max_frame);
-    if (!s.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
-                                        std::to_string(config_.listen_port) + ": " + s.message());
+    CallServer::Options client;
+    client.host = config_.listen_host;
+    client.port = config_.listen_port;
+    client.threads = config_.worker_threads;
+    client.max_frame_bytes = max_frame;
+    client.name = "client";
+    auto client_server = CallServer::Start(client, mux);
+    if (!client_server.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
+                                                    std::to_string(config_.listen_port) + ": " +
+                                                    client_server.status().message());
+    client_server_ = std::move(client_server.value());
     spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers) (N={} R={} W={})",
                  config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
                  config_.peer_threads, config_.replicas, config_.read_quorum, config_.write_quorum);
@@ -361,8 +286,8 @@ class Node::Impl {
   std::unique_ptr<AntiEntropyScheduler> ae_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<RaftMembership> raft_membership_;  // only with --raft-listen
-  ThriftServer peer_server_;    // MonjuReplica: calls that never wait on other nodes
-  ThriftServer client_server_;  // MonjuKV and admin
+  std::unique_ptr<CallServer> peer_server_;    // MonjuReplica: calls that never wait on other nodes
+  std::unique_ptr<CallServer> client_server_;  // MonjuKV and admin
   std::mutex stop_mu_;
   bool stopped_ = false;
 };

@@ -3,22 +3,19 @@
 // executor -> coordinator -> background workers -> server) and stops them in
 // reverse.
 //
-// Two servers, each a TNonblockingServer (TFramedTransport + TBinaryProtocol):
+// Two servers, each a CallServer (call_server.h: TFramedTransport's format,
+// TBinaryProtocol; each call runs on the pool thread that read it, which
+// writes the reply itself):
 // - the client port (--listen) serves the public MonjuKV API (unprefixed, the
-//   multiplexer's default) and MonjuAdmin ("admin") on a worker pool of
-//   --worker-threads;
+//   multiplexer's default) and MonjuAdmin ("admin") on --worker-threads;
 // - the peer port (this node's peer_port in --peers) serves MonjuReplica
-//   ("replica") on --peer-threads I/O threads, each running its requests to
-//   completion; with Raft-managed membership, whose peer calls may wait on
-//   other nodes, on a worker pool of --peer-threads instead.
-// A client request holds its worker while it waits for replicas; replica
-// calls never wait on other nodes. Were both on one pool, a loaded cluster
-// could have every worker of every node waiting for peers whose workers are
-// all waiting too, until the request timeout. Apart, replica calls always
-// find a thread. They run on the I/O thread that read them because the
-// hand-off to a pool and back (two thread wake-ups per call) cost more than
-// the calls themselves; peer connections come only from the peers' bounded
-// client pools, so a call waiting on its fsync delays few others.
+//   ("replica") on --peer-threads.
+// A client request holds its thread while it waits for replicas; replica
+// calls never wait on other nodes (but for Raft-managed membership's few,
+// which wait on a bounded number of peers). Were both on one pool, a loaded
+// cluster could have every thread of every node waiting for peers whose
+// threads are all waiting too, until the request timeout. Apart, replica
+// calls always find a thread.
 #pragma once
 
 #include <memory>

@@ -1,0 +1,468 @@
+#include "call_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <thrift/TConfiguration.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "thrift_limits.h"
+
+namespace monju {
+
+using apache::thrift::TConfiguration;
+using apache::thrift::protocol::TProtocol;
+using apache::thrift::transport::TMemoryBuffer;
+
+namespace {
+
+constexpr size_t kFrameHeader = 4;
+// Read space a connection starts with; a buffer is given back once idle if
+// a large frame grew it past kKeepBufferBytes.
+constexpr size_t kInitialBuffer = 16 << 10;
+constexpr size_t kKeepBufferBytes = 256 << 10;
+constexpr int kAcceptsPerTurn = 64;
+
+// Markers in epoll_event.data.ptr for the two descriptors that are not connections.
+char listen_marker;
+char stop_marker;
+
+uint32_t ReadBigEndian32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+std::string Describe(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+struct CallServer::Connection {
+  int fd = -1;
+  std::string peer;
+  std::vector<uint8_t> in;  // received bytes: in[0, in_used)
+  size_t in_used = 0;
+  std::vector<uint8_t> out;  // reply bytes not yet sent: out[out_pos, end)
+  size_t out_pos = 0;
+  bool pending_out() const { return out_pos < out.size(); }
+};
+
+// One serving thread's reusable reply buffer and protocol.
+class CallServer::Worker {
+ public:
+  explicit Worker(const Options& options)
+      : config_(std::make_shared<TConfiguration>(options.max_frame_bytes, options.max_frame_bytes)),
+        protocols_(LimitedProtocolFactory(options.max_frame_bytes)) {
+    Reset();
+  }
+
+  // Runs one call; on success the reply frame (header included, empty for a
+  // oneway call) is at reply(). Throws what the processor throws.
+  bool Run(apache::thrift::TProcessor& processor, uint8_t* frame, uint32_t size) {
+    auto in = std::make_shared<TMemoryBuffer>(frame, size, TMemoryBuffer::OBSERVE, config_);
+    auto in_protocol = protocols_->getProtocol(in);
+    out_->resetBuffer();
+    static const uint8_t kPlaceholder[kFrameHeader] = {0, 0, 0, 0};
+    out_->write(kPlaceholder, kFrameHeader);
+    return processor.process(in_protocol, out_protocol_, nullptr);
+  }
+
+  // The reply frame of the last Run(), or an empty span for a oneway call.
+  std::pair<uint8_t*, uint32_t> reply() {
+    uint8_t* p = nullptr;
+    uint32_t n = 0;
+    out_->getBuffer(&p, &n);
+    if (n <= kFrameHeader) return {p, 0};
+    const uint32_t body = n - kFrameHeader;
+    p[0] = uint8_t(body >> 24);
+    p[1] = uint8_t(body >> 16);
+    p[2] = uint8_t(body >> 8);
+    p[3] = uint8_t(body);
+    return {p, n};
+  }
+
+  // Fresh buffers: after a call threw (the protocol's state is unknown), or
+  // after a large reply grew the buffer.
+  void Reset() {
+    out_ = std::make_shared<TMemoryBuffer>(uint32_t(kInitialBuffer), config_);
+    out_protocol_ = protocols_->getProtocol(out_);
+  }
+  bool Oversized() const { return out_->getBufferSize() > kKeepBufferBytes; }
+
+ private:
+  std::shared_ptr<TConfiguration> config_;
+  std::shared_ptr<apache::thrift::protocol::TProtocolFactory> protocols_;
+  std::shared_ptr<TMemoryBuffer> out_;
+  std::shared_ptr<TProtocol> out_protocol_;
+};
+
+CallServer::CallServer(const Options& options, std::shared_ptr<apache::thrift::TProcessor> processor)
+    : options_(options), processor_(std::move(processor)) {}
+
+StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
+                                                        std::shared_ptr<apache::thrift::TProcessor> processor) {
+  if (options.threads < 1) return Status::InvalidArgument(options.name + ": needs at least one thread");
+  if (options.max_frame_bytes < 16) return Status::InvalidArgument(options.name + ": frame limit below 16 bytes");
+  if (!processor) return Status::InvalidArgument(options.name + ": no processor");
+  std::unique_ptr<CallServer> server(new CallServer(options, std::move(processor)));
+  Status s = server->Listen();
+  if (!s.ok()) return s;
+  for (uint32_t i = 0; i < options.threads; ++i) {
+    server->threads_.emplace_back([raw = server.get()] { raw->Serve(); });
+    std::string name = (options.name + "-" + std::to_string(i)).substr(0, 15);
+    pthread_setname_np(server->threads_.back().native_handle(), name.c_str());
+  }
+  return server;
+}
+
+Status CallServer::Listen() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(options_.port);
+  const char* host = options_.host.empty() ? nullptr : options_.host.c_str();
+  if (int rc = getaddrinfo(host, service.c_str(), &hints, &found); rc != 0) {
+    return Status::IOError("cannot resolve '" + options_.host + "': " + gai_strerror(rc));
+  }
+  std::string last_error = "no address";
+  for (addrinfo* a = found; a != nullptr && listen_fd_ < 0; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      last_error = std::strerror(errno);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+      last_error = std::strerror(errno);
+      close(fd);
+      continue;
+    }
+    listen_fd_ = fd;
+  }
+  freeaddrinfo(found);
+  if (listen_fd_ < 0) return Status::IOError(last_error);
+
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || stop_fd_ < 0) return Status::IOError(std::string("epoll: ") + std::strerror(errno));
+  epoll_event ev{};
+  ev.events = EPOLLIN;  // level-triggered: every thread sees it
+  ev.data.ptr = &stop_marker;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev) != 0) return Status::IOError(std::strerror(errno));
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.ptr = &listen_marker;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) != 0) return Status::IOError(std::strerror(errno));
+  return Status::OK();
+}
+
+CallServer::~CallServer() {
+  Stop();
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
+}
+
+void CallServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (stop_fd_ >= 0) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(stop_fd_, &one, sizeof one);
+  }
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  listen_fd_ = -1;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [fd, c] : connections_) close(fd);
+  connections_.clear();
+}
+
+CallServer::Stats CallServer::stats() const {
+  Stats s;
+  s.accepted = accepted_.load();
+  s.refused = refused_.load();
+  s.calls = calls_.load();
+  s.bad_frames = bad_frames_.load();
+  return s;
+}
+
+void CallServer::Serve() {
+  Worker worker(options_);
+  epoll_event ev{};
+  while (!stopping_.load(std::memory_order_acquire)) {
+    int n = epoll_wait(epoll_fd_, &ev, 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("{}: epoll_wait: {}", options_.name, std::strerror(errno));
+      return;
+    }
+    if (n == 0) continue;
+    if (ev.data.ptr == &stop_marker) return;
+    if (ev.data.ptr == &listen_marker) {
+      Accept();
+      continue;
+    }
+    Work(worker, static_cast<Connection*>(ev.data.ptr), ev.events);
+  }
+}
+
+void CallServer::Accept() {
+  for (int i = 0; i < kAcceptsPerTurn; ++i) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: the listener stays readable; pause rather than spin.
+        spdlog::warn("{}: cannot accept: {}", options_.name, std::strerror(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      break;  // EAGAIN: nothing more waiting
+    }
+    auto c = std::make_unique<Connection>();
+    c->fd = fd;
+    c->peer = Describe(addr);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    Connection* raw = c.get();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (connections_.size() >= options_.max_connections) {
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("{}: refusing {}: {} connections open (the limit)", options_.name, raw->peer,
+                     connections_.size());
+        close(fd);
+        continue;
+      }
+      connections_.emplace(fd, std::move(c));
+    }
+    accepted_.fetch_add(1, std::memory_order_relaxed);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.ptr = raw;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) Close(raw, "cannot watch it");
+  }
+  if (stopping_.load()) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.ptr = &listen_marker;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+}
+
+void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
+  if (events & EPOLLERR) return Close(c, "socket error");
+  if (c->pending_out()) {
+    if (!Flush(c)) return Close(c, "send failed");
+    if (c->pending_out()) return Arm(c, EPOLLOUT);
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+    bool closed = false;
+    if (!ReadSome(c, &closed)) return Close(c, "bad frame");
+    if (closed) {
+      // Calls that arrived whole before the close still run: a client may
+      // send a oneway call and hang up.
+      RunFrames(worker, c);
+      return Close(c, "closed by peer");
+    }
+  }
+  if (!RunFrames(worker, c)) return Close(c, "bad frame");
+  if (c->pending_out()) {
+    if (!Flush(c)) return Close(c, "send failed");
+    if (c->pending_out()) return Arm(c, EPOLLOUT);
+  }
+  if (c->in_used == 0 && c->in.size() > kKeepBufferBytes) std::vector<uint8_t>().swap(c->in);
+  // Whole frames left after kCallsPerTurn are in our buffer, not the
+  // socket's, so EPOLLIN would not fire for them: EPOLLOUT does, at once,
+  // after the connections already waiting.
+  Arm(c, WholeFrameBuffered(c) ? EPOLLIN | EPOLLOUT | EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
+}
+
+// Reads what has arrived, until a whole frame is buffered or the socket has
+// no more, growing the buffer only as far as the frame being read needs (a
+// declared length is not allocated before its bytes come). False when a
+// frame's declared length is out of bounds.
+bool CallServer::ReadSome(Connection* c, bool* closed) {
+  for (;;) {
+    size_t need = kFrameHeader;
+    if (c->in_used >= kFrameHeader) {
+      const uint32_t length = ReadBigEndian32(c->in.data());
+      if (!ValidLength(length)) {
+        CountBadFrame(c, "frame length " + std::to_string(length) + " (limit " +
+                             std::to_string(options_.max_frame_bytes) + ")");
+        return false;
+      }
+      need = kFrameHeader + length;
+      if (c->in_used >= need) return true;
+    }
+    // Grows only when full, so memory follows the bytes that came.
+    const size_t target = std::max(need, kInitialBuffer);
+    if (c->in.size() < target && (c->in_used == c->in.size() || c->in.size() < kInitialBuffer)) {
+      c->in.resize(std::min(target, std::max(kInitialBuffer, c->in.size() * 2)));
+    }
+    const size_t space = c->in.size() - c->in_used;
+    ssize_t n = recv(c->fd, c->in.data() + c->in_used, space, 0);
+    if (n == 0) {
+      *closed = true;
+      return true;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *closed = true;
+      return true;
+    }
+    c->in_used += size_t(n);
+    if (size_t(n) < space) {
+      // Drained for now; the loop's next pass would only hear EAGAIN, so
+      // check a header that just completed here.
+      if (c->in_used >= kFrameHeader && !ValidLength(ReadBigEndian32(c->in.data()))) {
+        CountBadFrame(c, "frame length " + std::to_string(ReadBigEndian32(c->in.data())) + " (limit " +
+                             std::to_string(options_.max_frame_bytes) + ")");
+        return false;
+      }
+      return true;
+    }
+  }
+}
+
+bool CallServer::WholeFrameBuffered(const Connection* c) const {
+  if (c->in_used < kFrameHeader) return false;
+  const uint32_t length = ReadBigEndian32(c->in.data());
+  return !ValidLength(length) || c->in_used >= kFrameHeader + length;
+}
+
+bool CallServer::RunFrames(Worker& worker, Connection* c) {
+  size_t start = 0;
+  bool ok = true;
+  for (int calls = 0; calls < kCallsPerTurn && !c->pending_out(); ++calls) {
+    if (calls > 0 && stopping_.load(std::memory_order_acquire)) break;  // Stop() waits for one call, not a pipeline
+    if (c->in_used - start < kFrameHeader) break;
+    const uint32_t length = ReadBigEndian32(c->in.data() + start);
+    if (!ValidLength(length)) {
+      CountBadFrame(c, "frame length " + std::to_string(length));
+      ok = false;
+      break;
+    }
+    if (c->in_used - start < kFrameHeader + length) break;
+    uint8_t* frame = c->in.data() + start + kFrameHeader;
+    start += kFrameHeader + length;
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    bool processed = false;
+    try {
+      processed = worker.Run(*processor_, frame, length);
+    } catch (const std::exception& e) {
+      worker.Reset();
+      CountBadFrame(c, std::string("undecodable call: ") + e.what());
+      ok = false;
+      break;
+    }
+    if (!processed) {
+      worker.Reset();
+      CountBadFrame(c, "the processor refused the call");
+      ok = false;
+      break;
+    }
+    auto [reply, size] = worker.reply();
+    if (size > 0) {
+      // Send from the worker's buffer; keep only what the socket did not take.
+      size_t sent = 0;
+      while (sent < size) {
+        ssize_t n = send(c->fd, reply + sent, size - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+          sent += size_t(n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        ok = false;  // the peer is gone
+        break;
+      }
+      if (!ok) break;
+      if (sent < size) {
+        c->out.assign(reply + sent, reply + size);
+        c->out_pos = 0;
+      }
+    }
+    if (worker.Oversized()) worker.Reset();
+  }
+  if (start > 0) {
+    std::memmove(c->in.data(), c->in.data() + start, c->in_used - start);
+    c->in_used -= start;
+  }
+  return ok;
+}
+
+bool CallServer::Flush(Connection* c) {
+  while (c->pending_out()) {
+    ssize_t n = send(c->fd, c->out.data() + c->out_pos, c->out.size() - c->out_pos, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->out_pos += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;
+  }
+  c->out.clear();
+  c->out_pos = 0;
+  if (c->out.capacity() > kKeepBufferBytes) std::vector<uint8_t>().swap(c->out);
+  return true;
+}
+
+void CallServer::Arm(Connection* c, uint32_t events) {
+  if (stopping_.load(std::memory_order_acquire)) return;  // Stop() closes it
+  epoll_event ev{};
+  ev.events = events | EPOLLONESHOT;
+  ev.data.ptr = c;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev) != 0) Close(c, "cannot watch it");
+}
+
+void CallServer::Close(Connection* c, const char* why) {
+  spdlog::debug("{}: closing {}: {}", options_.name, c->peer, why);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+  const int fd = c->fd;
+  std::lock_guard<std::mutex> lock(mu_);
+  close(fd);
+  connections_.erase(fd);  // destroys *c
+}
+
+void CallServer::CountBadFrame(const Connection* c, const std::string& why) {
+  const uint64_t n = bad_frames_.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Garbage can arrive in floods: the first few, then every 1000th.
+  if (n <= 10 || n % 1000 == 0) {
+    spdlog::warn("{}: closing {}: {} (bad frames so far: {})", options_.name, c->peer, why, n);
+  }
+}
+
+}  // namespace monju

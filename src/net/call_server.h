@@ -1,0 +1,122 @@
+// CallServer: serves Thrift calls in TFramedTransport's wire format (a 4-byte
+// big-endian length, then a binary-protocol message) from a fixed pool of
+// threads that share one epoll set.
+//
+// Why not TNonblockingServer with a ThreadManager: there, an I/O thread reads
+// a call and queues it for a worker, and the worker hands the reply back
+// through a notification pipe for the I/O thread to send, toggling the
+// connection's epoll events both ways: three thread wake-ups and about ten
+// syscalls per call, on a machine where those are most of a request's cost
+// (docs/design.md, "Where a request's time goes"). Here the thread that sees
+// a connection readable reads the call, runs it and writes the reply itself:
+// one wake-up, and recv, send, epoll_ctl and epoll_wait.
+//
+// Each connection is armed EPOLLONESHOT, so one thread at a time works on it
+// and its calls run in order. No thread waits on a slow peer or client: a
+// partial frame stays in the connection's buffer, which grows only with the
+// bytes that arrive, and an unsent reply waits for EPOLLOUT. A call that
+// blocks (a coordinator waiting for replicas) holds its thread, as a worker
+// pool's task would; the pool's size bounds how many calls run at once.
+//
+// Limits, enforced: frames of 1..max_frame_bytes (a connection that sends
+// another length, or a message the processor cannot decode, is closed and
+// counted); at most max_connections open (more are accepted and closed at
+// once); at most kCallsPerTurn calls of one connection per wake-up, so a
+// pipelining client cannot starve the others.
+//
+// Thread-safety: Start() and Stop() from one thread; stats() from any.
+#pragma once
+
+#include <thrift/TProcessor.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+
+namespace monju {
+
+class CallServer {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";  // an address or name to bind; "0.0.0.0" or "::" for all
+    uint16_t port = 0;               // 0: a free port, see port()
+    uint32_t threads = 1;            // calls run at most this many at once
+    int32_t max_frame_bytes = 1 << 20;
+    uint32_t max_connections = 10000;
+    std::string name = "server";  // names the threads and the log lines
+  };
+
+  struct Stats {
+    uint64_t accepted = 0;   // connections accepted
+    uint64_t refused = 0;    // connections closed at once: max_connections reached
+    uint64_t calls = 0;      // frames handed to the processor
+    uint64_t bad_frames = 0; // connections closed for a bad length or an undecodable message
+  };
+
+  // Binds and listens on host:port, then starts the threads; calls are
+  // served once it returns. `processor` is shared by every thread (Thrift's
+  // generated processors are, given thread-safe handlers).
+  // Errors: InvalidArgument (no threads, a frame limit below 16 bytes),
+  // IOError (the host does not resolve, the port cannot be bound).
+  static StatusOr<std::unique_ptr<CallServer>> Start(const Options& options,
+                                                     std::shared_ptr<apache::thrift::TProcessor> processor);
+
+  // Stop().
+  ~CallServer();
+
+  // Stops accepting and reading; each running call finishes and its reply
+  // is sent if the socket takes it at once; then every connection is closed.
+  // Returns when no thread of this server runs. Idempotent.
+  void Stop();
+
+  // The port listened on.
+  uint16_t port() const { return port_; }
+  Stats stats() const;
+
+  static constexpr int kCallsPerTurn = 16;
+
+ private:
+  struct Connection;
+  class Worker;
+
+  CallServer(const Options& options, std::shared_ptr<apache::thrift::TProcessor> processor);
+  Status Listen();
+  void Serve();
+  void Accept();
+  // Works on a connection its thread holds (the event fired, oneshot): reads,
+  // runs whole frames, writes replies, and re-arms or closes it.
+  void Work(Worker& worker, Connection* c, uint32_t events);
+  bool ReadSome(Connection* c, bool* closed);
+  bool WholeFrameBuffered(const Connection* c) const;
+  bool ValidLength(uint32_t length) const { return length > 0 && length <= uint32_t(options_.max_frame_bytes); }
+  // Runs buffered whole frames; false if the connection must close.
+  bool RunFrames(Worker& worker, Connection* c);
+  // Sends the connection's pending reply bytes; false on a socket error.
+  bool Flush(Connection* c);
+  void Arm(Connection* c, uint32_t events);
+  void Close(Connection* c, const char* why);
+  void CountBadFrame(const Connection* c, const std::string& why);
+
+  const Options options_;
+  const std::shared_ptr<apache::thrift::TProcessor> processor_;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  int stop_fd_ = -1;  // an eventfd, readable once Stop() begins
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::thread> threads_;
+
+  std::mutex mu_;  // guards connections_
+  std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+
+  std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0};
+};
+
+}  // namespace monju
