@@ -253,7 +253,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("data", po::value(&c.data_dir), "data directory (LMDB files under DATA/data)")
     ("peers", po::value(&peers), "the full cluster, this node included: id=host:port[/peer_port],... (peer_port: node-to-node calls; default port + --peer-port-offset)")
     ("peer-port-offset", po::value(&c.peer_port_offset)->default_value(c.peer_port_offset), "a member's peer port when --peers gives none: its port plus this (cluster constant)")
-    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "I/O threads serving node-to-node requests, each running its requests to completion (apart from --worker-threads)")
+    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "threads serving node-to-node requests (apart from --worker-threads)")
     ("vnodes", po::value(&c.vnodes)->default_value(c.vnodes), "ring tokens per node")
     ("partitions", po::value(&c.partitions)->default_value(c.partitions), "Q, the fixed number of partitions (cluster constant)")
     ("replicas,N", po::value(&c.replicas)->default_value(c.replicas), "N, replicas per key")

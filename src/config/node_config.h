@@ -13,7 +13,7 @@ namespace monju {
 
 // One member as --peers names it: `id=host:port` or `id=host:port/peer_port`.
 // `port` serves clients (MonjuKV, admin); `peer_port` serves node-to-node
-// calls (MonjuReplica) on a server and worker pool of its own, so that
+// calls (MonjuReplica) on a server and threads of its own, so that
 // client requests waiting on peers can never occupy the threads those peers'
 // replica calls need. 0 means port + --peer-port-offset (ResolvePeerPorts).
 struct PeerAddress {
@@ -43,7 +43,7 @@ struct NodeConfig {
   uint64_t map_size_mb = 16384;
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 16;     // outbound replica calls (more only cost wake-ups: see README)
-  uint32_t peer_threads = 16;       // I/O threads serving node-to-node requests inline
+  uint32_t peer_threads = 16;       // threads serving node-to-node requests
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
 

@@ -68,6 +68,16 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   const CoalescerStats reads = src_.endpoints->coalesced_reads();
   put("peer_reads.calls", reads.calls);
   put("peer_reads.sent", reads.items);
+  for (auto [name, server] : {std::pair{"client", src_.client_server}, std::pair{"peer", src_.peer_server}}) {
+    const CallServer* serving = server ? server->load() : nullptr;
+    if (!serving) continue;
+    const CallServer::Stats st = serving->stats();
+    const std::string prefix = std::string("server.") + name + ".";
+    put(prefix + "connections", st.accepted);
+    put(prefix + "connections_refused", st.refused);
+    put(prefix + "calls", st.calls);
+    put(prefix + "bad_frames", st.bad_frames);
+  }
   put("hints.stored", src_.hints->stored());
   put("hints.refused", src_.hints->refused());
   DeliveryStats d = src_.delivery->stats();

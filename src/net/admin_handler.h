@@ -4,8 +4,11 @@
 // faults. Every source must outlive it.
 #pragma once
 
+#include <atomic>
+
 #include "MonjuAdmin.h"
 #include "antientropy.h"
+#include "call_server.h"
 #include "coordinator.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
@@ -28,6 +31,9 @@ struct AdminSources {
   LinkFaults* link_faults = nullptr;  // null unless --fault-injection
   AntiEntropyScheduler* anti_entropy = nullptr;
   const PartitionTrees* trees = nullptr;
+  // The two servers' counters ("client", "peer"); null until each serves.
+  const std::atomic<const CallServer*>* client_server = nullptr;
+  const std::atomic<const CallServer*>* peer_server = nullptr;
 };
 
 class AdminHandler final : public admin::MonjuAdminIf {

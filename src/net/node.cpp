@@ -224,6 +224,7 @@ class Node::Impl {
                                                   std::to_string(peer_port) + " (this node's peer port): " +
                                                   peer_server.status().message());
     peer_server_ = std::move(peer_server.value());
+    peer_server_view_.store(peer_server_.get());
 
     auto mux = std::make_shared<TMultiplexedProcessor>();
     NodeEndpoints* endpoints = endpoints_.get();
@@ -245,6 +246,8 @@ class Node::Impl {
     sources.link_faults = link_faults_.get();
     sources.anti_entropy = ae_.get();
     sources.trees = trees_.get();
+    sources.client_server = &client_server_view_;
+    sources.peer_server = &peer_server_view_;
     mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
                                         std::make_shared<AdminHandler>(std::move(sources))));
     if (raft_membership_) raft_membership_->Register(*mux);
@@ -259,6 +262,7 @@ class Node::Impl {
                                                     std::to_string(config_.listen_port) + ": " +
                                                     client_server.status().message());
     client_server_ = std::move(client_server.value());
+    client_server_view_.store(client_server_.get());
     spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers) (N={} R={} W={})",
                  config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
                  config_.peer_threads, config_.replicas, config_.read_quorum, config_.write_quorum);
@@ -288,6 +292,9 @@ class Node::Impl {
   std::unique_ptr<RaftMembership> raft_membership_;  // only with --raft-listen
   std::unique_ptr<CallServer> peer_server_;    // MonjuReplica: calls that never wait on other nodes
   std::unique_ptr<CallServer> client_server_;  // MonjuKV and admin
+  // For `monju stats`: set once each server serves.
+  std::atomic<const CallServer*> peer_server_view_{nullptr};
+  std::atomic<const CallServer*> client_server_view_{nullptr};
   std::mutex stop_mu_;
   bool stopped_ = false;
 };

@@ -251,6 +251,7 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
                                          BigEndian32(42) + "\x00"s},
   };
   const int64_t peak_before_kib = VmHwmKiB(c.pid(node));
+  const auto stats_before = AdminClient(c, node).Stats();
   // Both servers: the client port and the node-to-node peer port.
   for (const uint16_t target : {port, c.peer_port(node)}) {
     for (const auto& kase : cases) {
@@ -258,6 +259,13 @@ TEST_F(InputValidationTest, GarbageOnTheWireDoesNotCrashTheNode) {
       SendRaw(target, kase.bytes);
       ExpectServing(node, kase.name);
     }
+  }
+  // Each server counts the connections it closed for a bad length or an
+  // undecodable call: at least the 8 cases above that are surely either.
+  const auto stats_after = AdminClient(c, node).Stats();
+  for (const char* name : {"server.client.bad_frames", "server.peer.bad_frames"}) {
+    ASSERT_TRUE(stats_after.count(name)) << name;
+    EXPECT_GE(StatOf(stats_after, name) - StatOf(stats_before, name), 8) << name;
   }
   // Sizes claimed by a frame are not allocated before they are checked: a
   // 2 GB string or list header costs nothing (the node's peak memory shows it).
