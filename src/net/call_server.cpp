@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <thrift/TConfiguration.h>
 #include <thrift/transport/TBufferTransports.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -173,6 +174,7 @@ Status CallServer::Listen() {
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
+  spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_fd_ < 0 || stop_fd_ < 0) return Status::IOError(std::string("epoll: ") + std::strerror(errno));
@@ -190,6 +192,7 @@ CallServer::~CallServer() {
   Stop();
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (stop_fd_ >= 0) close(stop_fd_);
+  if (spare_fd_ >= 0) close(spare_fd_);
 }
 
 void CallServer::Stop() {
@@ -223,8 +226,9 @@ void CallServer::Serve() {
     int n = epoll_wait(epoll_fd_, &ev, 1, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      spdlog::error("{}: epoll_wait: {}", options_.name, std::strerror(errno));
-      return;
+      spdlog::error("{}: epoll_wait: {}; retrying", options_.name, std::strerror(errno));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
     }
     if (n == 0) continue;
     if (ev.data.ptr == &stop_marker) return;
@@ -232,7 +236,16 @@ void CallServer::Serve() {
       Accept();
       continue;
     }
-    Work(worker, static_cast<Connection*>(ev.data.ptr), ev.events);
+    auto* c = static_cast<Connection*>(ev.data.ptr);
+    if (stopping_.load(std::memory_order_acquire)) return;  // Stop() closes it; no new call starts
+    try {
+      Work(worker, c, ev.events);
+    } catch (...) {
+      // Out of memory growing a buffer, or a handler throwing a non-std
+      // exception: that connection goes, the node stays.
+      worker.Reset();
+      Close(c, "internal error");
+    }
   }
 }
 
@@ -243,14 +256,23 @@ void CallServer::Accept() {
     int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors: the listener stays readable; pause rather than spin.
-        spdlog::warn("{}: cannot accept: {}", options_.name, std::strerror(errno));
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (errno == EMFILE || errno == ENFILE) {
+        // Out of descriptors: the waiting connection would keep the listener
+        // readable forever. Give back the spare descriptor, accept it and
+        // close it at once, and take the spare again.
+        RefuseWithSpareDescriptor();
+        continue;
       }
+      if (errno == ENOBUFS || errno == ENOMEM) LogRefusal("cannot accept: " + std::string(std::strerror(errno)));
       break;  // EAGAIN: nothing more waiting
     }
-    auto c = std::make_unique<Connection>();
+    std::unique_ptr<Connection> c;
+    try {
+      c = std::make_unique<Connection>();
+    } catch (...) {
+      close(fd);
+      continue;
+    }
     c->fd = fd;
     c->peer = Describe(addr);
     int one = 1;
@@ -261,12 +283,17 @@ void CallServer::Accept() {
       std::lock_guard<std::mutex> lock(mu_);
       if (connections_.size() >= options_.max_connections) {
         refused_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("{}: refusing {}: {} connections open (the limit)", options_.name, raw->peer,
-                     connections_.size());
+        LogRefusal("refusing " + raw->peer + ": " + std::to_string(connections_.size()) +
+                   " connections open (the limit)");
         close(fd);
         continue;
       }
-      connections_.emplace(fd, std::move(c));
+      if (!connections_.emplace(fd, std::move(c)).second) {
+        // Cannot happen unless something else closed one of our descriptors.
+        spdlog::error("{}: descriptor {} is already a connection; dropping the new one", options_.name, fd);
+        close(fd);
+        continue;
+      }
     }
     accepted_.fetch_add(1, std::memory_order_relaxed);
     epoll_event ev{};
@@ -278,7 +305,30 @@ void CallServer::Accept() {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.ptr = &listen_marker;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev) != 0) {
+    spdlog::error("{}: cannot watch the listening socket: {}; no new connections", options_.name,
+                  std::strerror(errno));
+  }
+}
+
+void CallServer::RefuseWithSpareDescriptor() {
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  LogRefusal(std::string("out of file descriptors (") + std::strerror(errno) + "): refusing a connection");
+  std::lock_guard<std::mutex> lock(spare_mu_);
+  if (spare_fd_ >= 0) close(spare_fd_);
+  int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+  } else {
+    // Not even the spare was there to give back: wait a little rather than spin.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void CallServer::LogRefusal(const std::string& what) {
+  const uint64_t n = refusals_logged_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n <= 10 || n % 1000 == 0) spdlog::warn("{}: {} (refusals so far: {})", options_.name, what, n);
 }
 
 void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {

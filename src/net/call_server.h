@@ -55,7 +55,7 @@ class CallServer {
 
   struct Stats {
     uint64_t accepted = 0;   // connections accepted
-    uint64_t refused = 0;    // connections closed at once: max_connections reached
+    uint64_t refused = 0;    // connections closed at once: max_connections reached, or out of descriptors
     uint64_t calls = 0;      // frames handed to the processor
     uint64_t bad_frames = 0; // connections closed for a bad length or an undecodable message
   };
@@ -103,12 +103,17 @@ class CallServer {
   void Arm(Connection* c, uint32_t events);
   void Close(Connection* c, const char* why);
   void CountBadFrame(const Connection* c, const std::string& why);
+  // accept() failed for want of descriptors (errno tells which limit).
+  void RefuseWithSpareDescriptor();
+  void LogRefusal(const std::string& what);
 
   const Options options_;
   const std::shared_ptr<apache::thrift::TProcessor> processor_;
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd, readable once Stop() begins
+  std::mutex spare_mu_;
+  int spare_fd_ = -1;  // /dev/null, given back to accept and refuse when descriptors run out
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;
@@ -116,7 +121,7 @@ class CallServer {
   std::mutex mu_;  // guards connections_
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
 
-  std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0};
+  std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0}, refusals_logged_{0};
 };
 
 }  // namespace monju

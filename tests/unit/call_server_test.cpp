@@ -15,7 +15,9 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -515,6 +517,34 @@ TEST_F(CallServerTest, ConnectionsPastTheLimitAreClosedAtOnce) {
   EXPECT_TRUE(Eventually([&] { return FreshClientIsServed(port()); })) << "no room after closing a connection";
   EXPECT_EQ(server_->stats().accepted, 3u);
   EXPECT_EQ(second.Get("second", "again"), "second/again");
+}
+
+// Out of file descriptors, accept() fails and the waiting connection keeps
+// the listener readable: the server gives back a spare descriptor to accept
+// it and close it at once, rather than leaving it queued (or spinning).
+TEST_F(CallServerTest, RunningOutOfDescriptorsRefusesConnectionsAndRecovers) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 1}));
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 256);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+  ASSERT_FALSE(fillers.empty()) << "already at the descriptor limit";
+  close(fillers.back());  // room for the client's socket only
+  fillers.pop_back();
+  {
+    RawConnection refused(port());
+    EXPECT_TRUE(refused.connected()) << "the kernel completes the handshake";
+    EXPECT_TRUE(refused.ClosedByServer()) << "the connection was left waiting";
+  }
+  const uint64_t refused_count = server_->stats().refused;
+  for (int fd : fillers) close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_GE(refused_count, 1u);
+  EXPECT_EQ(server_->stats().accepted, 0u);
+  EXPECT_TRUE(Eventually([&] { return FreshClientIsServed(port()); })) << "no recovery once descriptors are free";
 }
 
 TEST_F(CallServerTest, StopWaitsForTheRunningCallAndIsIdempotent) {
