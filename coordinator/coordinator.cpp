@@ -484,9 +484,24 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
     for (const Version* v : Missing(*replies[i], merged)) sends.push_back({targets[i], *v});
   }
   if (sends.empty()) return;
+  // A peer's repairs ride its coalesced writes (apply_many) when it takes
+  // them: under a hot key's concurrent updates a quarter of reads find a
+  // replica behind (mostly writes still in flight), and a call and a thread
+  // each would hold fan-out threads that the quorum calls need.
+  auto shared_key = std::make_shared<const ItemKey>(key);
+  Counters* counters = counters_.get();
+  std::vector<Send> rest;
+  for (Send& send : sends) {
+    auto version = std::make_shared<const Version>(std::move(send.version));
+    const bool taken = send.target->ApplyAsync(shared_key, version, [counters](Status s) {
+      if (s.ok()) ++counters->read_repairs;
+    });
+    if (!taken) rest.push_back({send.target, *version});
+  }
+  if (rest.empty()) return;
   // Dropped when the executor is full: repair is best effort.
-  executor_->Submit([this, key, sends = std::move(sends)] {
-    for (const Send& send : sends)
+  executor_->Submit([this, key, rest = std::move(rest)] {
+    for (const Send& send : rest)
       if (send.target->Apply(key, send.version).ok()) ++counters_->read_repairs;
   });
 }

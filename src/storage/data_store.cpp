@@ -1,6 +1,7 @@
 #include "storage/data_store.h"
 
 #include <lmdb.h>
+#include <pthread.h>
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
@@ -196,6 +197,7 @@ class DataStore::Impl {
       if (!s.ok()) return s;
     }
     writer_ = std::thread([this] { WriterLoop(); });
+    pthread_setname_np(writer_.native_handle(), "store-writer");  // for profiles
     return Status::OK();
   }
 

@@ -621,11 +621,31 @@ TEST_F(AsyncPeerTest, ALateReplyStillFeedsReadRepair) {
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   EXPECT_EQ(r.values, std::vector<std::string>{"one"});
   EXPECT_EQ(stale.applies, 0) << "nothing to repair before the late reply arrives";
+  stale.async_held = false;  // the repair itself is answered at once
   stale.ReleaseAsync();
-  stale.JoinAsync();
-  threads_.JoinAll();  // the repair the late reply triggered
+  stale.JoinAsync();  // the late reply, and the repair it triggered
+  threads_.JoinAll();
   EXPECT_EQ(stale.Stored(Key("a")).versions(), std::vector<Version>{v_});
   EXPECT_EQ(stale.applies, 1);
+  EXPECT_EQ(stale.async_applies, 1) << "the repair rode the peer's coalesced writes";
+}
+
+// A repair to a peer goes with its coalesced writes (ApplyAsync), not as a
+// call of its own holding a fan-out thread until the peer commits.
+TEST_F(AsyncPeerTest, ReadRepairRidesThePeersCoalescedWrites) {
+  inline_.reject = true;  // a repair handed to the executor would be dropped
+  Fake(others_[0]).Store(Key("a"), v_);
+  FakeEndpoint& stale = Fake(others_[1]);  // lacks v_
+  ReadOutcome r = coord_->Get(pk_, "a", 3);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  // The last reply triggers the repair on its own thread: join the replies,
+  // then the repair.
+  for (auto& f : fakes_) f->JoinAsync();
+  stale.JoinAsync();
+  EXPECT_EQ(stale.async_applies, 1);
+  EXPECT_EQ(stale.Stored(Key("a")).versions(), std::vector<Version>{v_});
+  EXPECT_EQ(Fake(others_[0]).async_applies, 0) << "an up-to-date replica is left alone";
+  EXPECT_EQ(coord_->stats().read_repairs, 1u);
 }
 
 TEST_F(AsyncPeerTest, AnEndpointThatCannotTakeMoreFallsBackToTheExecutor) {
