@@ -77,6 +77,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
     put(prefix + "connections_refused", st.refused);
     put(prefix + "calls", st.calls);
     put(prefix + "bad_frames", st.bad_frames);
+    put(prefix + "stalled", st.stalled);
   }
   put("hints.stored", src_.hints->stored());
   put("hints.refused", src_.hints->refused());

@@ -67,8 +67,19 @@ struct CallServer::Connection {
   size_t in_used = 0;
   std::vector<uint8_t> out;  // reply bytes not yet sent: out[out_pos, end)
   size_t out_pos = 0;
+  uint64_t calls = 0;  // run for this connection
   bool pending_out() const { return out_pos < out.size(); }
+  // Steady-clock ms since the connection waits mid-frame or mid-reply with
+  // no progress; 0: it does not; -1: shut down for it, closing.
+  std::atomic<int64_t> stalled_since{0};
 };
+
+namespace {
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 // One serving thread's reusable reply buffer and protocol.
 class CallServer::Worker {
@@ -134,6 +145,9 @@ StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
     server->threads_.emplace_back([raw = server.get()] { raw->Serve(); });
     std::string name = (options.name + "-" + std::to_string(i)).substr(0, 15);
     pthread_setname_np(server->threads_.back().native_handle(), name.c_str());
+  }
+  if (options.stall_timeout.count() > 0) {
+    server->stall_watcher_ = std::thread([raw = server.get()] { raw->WatchStalls(); });
   }
   return server;
 }
@@ -201,6 +215,11 @@ void CallServer::Stop() {
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(stop_fd_, &one, sizeof one);
   }
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    stop_cv_.notify_all();
+  }
+  if (stall_watcher_.joinable()) stall_watcher_.join();
   for (auto& t : threads_) t.join();
   threads_.clear();
   if (listen_fd_ >= 0) close(listen_fd_);
@@ -216,6 +235,7 @@ CallServer::Stats CallServer::stats() const {
   s.refused = refused_.load();
   s.calls = calls_.load();
   s.bad_frames = bad_frames_.load();
+  s.stalled = stalled_.load();
   return s;
 }
 
@@ -333,9 +353,14 @@ void CallServer::LogRefusal(const std::string& what) {
 
 void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
   if (events & EPOLLERR) return Close(c, "socket error");
+  const uint64_t calls_before = c->calls;
   if (c->pending_out()) {
+    const size_t unsent = c->out.size() - c->out_pos;
     if (!Flush(c)) return Close(c, "send failed");
-    if (c->pending_out()) return Arm(c, EPOLLOUT);
+    if (c->pending_out()) {
+      NoteStall(c, c->out.size() - c->out_pos < unsent);
+      return Arm(c, EPOLLOUT);
+    }
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
     bool closed = false;
@@ -347,11 +372,18 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
       return Close(c, "closed by peer");
     }
   }
+  const size_t buffered_before = c->in_used;
   if (!RunFrames(worker, c)) return Close(c, "bad frame");
+  // Progress: a call of this connection ran. Bytes trickling in are not.
+  const bool progressed = c->calls != calls_before || c->in_used < buffered_before;
   if (c->pending_out()) {
     if (!Flush(c)) return Close(c, "send failed");
-    if (c->pending_out()) return Arm(c, EPOLLOUT);
+    if (c->pending_out()) {
+      NoteStall(c, progressed);
+      return Arm(c, EPOLLOUT);
+    }
   }
+  NoteStall(c, progressed);
   if (c->in_used == 0 && c->in.size() > kKeepBufferBytes) std::vector<uint8_t>().swap(c->in);
   // Whole frames left after kCallsPerTurn are in our buffer, not the
   // socket's, so EPOLLIN would not fire for them: EPOLLOUT does, at once,
@@ -428,6 +460,7 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
     uint8_t* frame = c->in.data() + start + kFrameHeader;
     start += kFrameHeader + length;
     calls_.fetch_add(1, std::memory_order_relaxed);
+    ++c->calls;
     bool processed = false;
     try {
       processed = worker.Run(*processor_, frame, length);
@@ -505,6 +538,37 @@ void CallServer::Close(Connection* c, const char* why) {
   std::lock_guard<std::mutex> lock(mu_);
   close(fd);
   connections_.erase(fd);  // destroys *c
+}
+
+void CallServer::NoteStall(Connection* c, bool progressed) {
+  if (options_.stall_timeout.count() <= 0) return;
+  const bool waiting = c->in_used > 0 || c->pending_out();
+  if (!waiting) {
+    c->stalled_since.store(0, std::memory_order_relaxed);
+  } else if (progressed || c->stalled_since.load(std::memory_order_relaxed) == 0) {
+    c->stalled_since.store(SteadyMillis(), std::memory_order_relaxed);
+  }
+}
+
+void CallServer::WatchStalls() {
+  const auto interval = std::max(options_.stall_timeout / 4, std::chrono::milliseconds(1));
+  std::unique_lock<std::mutex> stop_lock(stop_mu_);
+  while (!stopping_.load()) {
+    stop_cv_.wait_for(stop_lock, interval);
+    if (stopping_.load()) return;
+    const int64_t now = SteadyMillis();
+    std::lock_guard<std::mutex> lock(mu_);  // holds every fd open while we look
+    for (auto& [fd, c] : connections_) {
+      const int64_t since = c->stalled_since.load(std::memory_order_relaxed);
+      if (since <= 0 || now - since < options_.stall_timeout.count()) continue;
+      c->stalled_since.store(-1, std::memory_order_relaxed);
+      stalled_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("{}: closing {}: no progress for {} ms mid-frame or mid-reply", options_.name, c->peer,
+                    now - since);
+      // Not close(): the thread that gets the next event closes it.
+      shutdown(fd, SHUT_RDWR);
+    }
+  }
 }
 
 void CallServer::CountBadFrame(const Connection* c, const std::string& why) {

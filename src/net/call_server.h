@@ -30,6 +30,8 @@
 #include <thrift/TProcessor.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -51,6 +53,11 @@ class CallServer {
     int32_t max_frame_bytes = 1 << 20;
     uint32_t max_connections = 10000;
     std::string name = "server";  // names the threads and the log lines
+    // A connection holding part of a frame, or a reply the client does not
+    // read, with no call completed and no byte sent for this long, is closed
+    // (a slowloris holds no buffer for ever). Idle connections between calls
+    // are kept. 0: never.
+    std::chrono::milliseconds stall_timeout{30000};
   };
 
   struct Stats {
@@ -58,6 +65,7 @@ class CallServer {
     uint64_t refused = 0;    // connections closed at once: max_connections reached, or out of descriptors
     uint64_t calls = 0;      // frames handed to the processor
     uint64_t bad_frames = 0; // connections closed for a bad length or an undecodable message
+    uint64_t stalled = 0;    // connections closed after stall_timeout without progress
   };
 
   // Binds and listens on host:port, then starts the threads; calls are
@@ -103,6 +111,12 @@ class CallServer {
   void Arm(Connection* c, uint32_t events);
   void Close(Connection* c, const char* why);
   void CountBadFrame(const Connection* c, const std::string& why);
+  // Marks whether the connection, about to be re-armed, waits mid-frame or
+  // mid-reply; `progressed`: a call completed or reply bytes left this turn.
+  void NoteStall(Connection* c, bool progressed);
+  // Every stall_timeout / 4: shuts down stalled connections, whose thread
+  // (the next event) then closes them.
+  void WatchStalls();
   // accept() failed for want of descriptors (errno tells which limit).
   void RefuseWithSpareDescriptor();
   void LogRefusal(const std::string& what);
@@ -117,11 +131,14 @@ class CallServer {
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;
+  std::thread stall_watcher_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
 
   std::mutex mu_;  // guards connections_
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
 
-  std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0}, refusals_logged_{0};
+  std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0}, stalled_{0}, refusals_logged_{0};
 };
 
 }  // namespace monju

@@ -519,6 +519,25 @@ TEST_F(CallServerTest, ConnectionsPastTheLimitAreClosedAtOnce) {
   EXPECT_EQ(second.Get("second", "again"), "second/again");
 }
 
+// A slowloris: part of a frame, then nothing, or bytes trickling in too
+// slowly to finish it. Closed after stall_timeout; a connection idle between
+// calls is not.
+TEST_F(CallServerTest, AConnectionStalledMidFrameIsClosedButAnIdleOneIsNot) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 1, .stall_timeout = std::chrono::milliseconds(200)}));
+  KVClient idle(port());
+  ASSERT_EQ(idle.Get("idle", "s"), "idle/s");
+  RawConnection stalled(port());
+  ASSERT_TRUE(stalled.connected());
+  const std::string frame = GetCallFrame("pk", "sk");
+  ASSERT_TRUE(stalled.Send(frame.substr(0, 3)));
+  EXPECT_TRUE(stalled.ClosedByServer()) << "a stalled partial frame kept its connection";
+  EXPECT_EQ(server_->stats().stalled, 1u);
+  EXPECT_EQ(server_->stats().bad_frames, 0u);
+  // The idle client waited at least as long as the stalled one, and stays.
+  EXPECT_EQ(idle.Get("idle", "again"), "idle/again");
+  EXPECT_EQ(server_->stats().stalled, 1u);
+}
+
 // Out of file descriptors, accept() fails and the waiting connection keeps
 // the listener readable: the server gives back a spare descriptor to accept
 // it and close it at once, rather than leaving it queued (or spinning).
