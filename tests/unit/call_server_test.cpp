@@ -569,7 +569,11 @@ TEST_F(CallServerTest, RunningOutOfDescriptorsRefusesConnectionsAndRecovers) {
 TEST_F(CallServerTest, StopWaitsForTheRunningCallAndIsIdempotent) {
   ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2}));
   const std::string threads_prefix = std::string(kServerName) + "-";
-  ASSERT_EQ(ThreadsNamed(threads_prefix), 2);
+  // A thread of the previous test's server can linger in /proc/self/task for
+  // a moment after its join returned (the kernel clears the tid join waits
+  // on before it removes the task): wait for exactly this server's two.
+  ASSERT_TRUE(Eventually([&] { return ThreadsNamed(threads_prefix) == 2; }))
+      << ThreadsNamed(threads_prefix) << " threads named " << threads_prefix;
 
   std::string answer;
   std::thread caller([&] {
