@@ -334,7 +334,7 @@ void CallServer::Accept() {
 void CallServer::RefuseWithSpareDescriptor() {
   refused_.fetch_add(1, std::memory_order_relaxed);
   LogRefusal(std::string("out of file descriptors (") + std::strerror(errno) + "): refusing a connection");
-  std::lock_guard<std::mutex> lock(spare_mu_);
+  // Only the thread holding the (oneshot) listener gets here: no lock.
   if (spare_fd_ >= 0) close(spare_fd_);
   int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
   if (fd >= 0) {
@@ -372,10 +372,9 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
       return Close(c, "closed by peer");
     }
   }
-  const size_t buffered_before = c->in_used;
   if (!RunFrames(worker, c)) return Close(c, "bad frame");
   // Progress: a call of this connection ran. Bytes trickling in are not.
-  const bool progressed = c->calls != calls_before || c->in_used < buffered_before;
+  const bool progressed = c->calls != calls_before;
   if (c->pending_out()) {
     if (!Flush(c)) return Close(c, "send failed");
     if (c->pending_out()) {
@@ -400,11 +399,7 @@ bool CallServer::ReadSome(Connection* c, bool* closed) {
     size_t need = kFrameHeader;
     if (c->in_used >= kFrameHeader) {
       const uint32_t length = ReadBigEndian32(c->in.data());
-      if (!ValidLength(length)) {
-        CountBadFrame(c, "frame length " + std::to_string(length) + " (limit " +
-                             std::to_string(options_.max_frame_bytes) + ")");
-        return false;
-      }
+      if (!CheckLength(c, length)) return false;
       need = kFrameHeader + length;
       if (c->in_used >= need) return true;
     }
@@ -428,14 +423,16 @@ bool CallServer::ReadSome(Connection* c, bool* closed) {
     if (size_t(n) < space) {
       // Drained for now; the loop's next pass would only hear EAGAIN, so
       // check a header that just completed here.
-      if (c->in_used >= kFrameHeader && !ValidLength(ReadBigEndian32(c->in.data()))) {
-        CountBadFrame(c, "frame length " + std::to_string(ReadBigEndian32(c->in.data())) + " (limit " +
-                             std::to_string(options_.max_frame_bytes) + ")");
-        return false;
-      }
-      return true;
+      return c->in_used < kFrameHeader || CheckLength(c, ReadBigEndian32(c->in.data()));
     }
   }
+}
+
+bool CallServer::CheckLength(const Connection* c, uint32_t length) {
+  if (ValidLength(length)) return true;
+  CountBadFrame(c, "frame length " + std::to_string(length) + " (limit " + std::to_string(options_.max_frame_bytes) +
+                       ")");
+  return false;
 }
 
 bool CallServer::WholeFrameBuffered(const Connection* c) const {
@@ -451,8 +448,7 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
     if (calls > 0 && stopping_.load(std::memory_order_acquire)) break;  // Stop() waits for one call, not a pipeline
     if (c->in_used - start < kFrameHeader) break;
     const uint32_t length = ReadBigEndian32(c->in.data() + start);
-    if (!ValidLength(length)) {
-      CountBadFrame(c, "frame length " + std::to_string(length));
+    if (!CheckLength(c, length)) {
       ok = false;
       break;
     }

@@ -103,6 +103,8 @@ class CallServer {
   void Work(Worker& worker, Connection* c, uint32_t events);
   bool ReadSome(Connection* c, bool* closed);
   bool WholeFrameBuffered(const Connection* c) const;
+  // True for a length in bounds; otherwise counts and logs a bad frame.
+  bool CheckLength(const Connection* c, uint32_t length);
   bool ValidLength(uint32_t length) const { return length > 0 && length <= uint32_t(options_.max_frame_bytes); }
   // Runs buffered whole frames; false if the connection must close.
   bool RunFrames(Worker& worker, Connection* c);
@@ -126,7 +128,6 @@ class CallServer {
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd, readable once Stop() begins
-  std::mutex spare_mu_;
   int spare_fd_ = -1;  // /dev/null, given back to accept and refuse when descriptors run out
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
