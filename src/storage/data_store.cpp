@@ -1,5 +1,6 @@
 #include "storage/data_store.h"
 
+#include <absl/synchronization/blocking_counter.h>
 #include <lmdb.h>
 #include <pthread.h>
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
@@ -595,34 +596,28 @@ class DataStore::Impl {
 
  private:
   // One Apply(), ApplyBatch() or PutMeta() call, waiting for all its ops at
-  // once. (Not a std::promise per op: setting one costs a futex wake even when
-  // nobody waits, through its call_once, and the writer sets thousands a second.)
+  // once. Not a std::promise per op (setting one costs a futex wake even when
+  // nobody waits, through its call_once), nor a condition variable (after a
+  // wait glibc takes its mutex back marked contended, so the caller's unlock
+  // costs another futex wake): a BlockingCounter wakes the caller once.
   class Caller {
    public:
-    explicit Caller(size_t ops) : results_(ops), remaining_(ops) {}
-    // On the writer thread; the last op of the call wakes the caller.
+    explicit Caller(size_t ops) : results_(ops), remaining_(static_cast<int>(ops)) {}
+    // On the writer thread, once per op; the last op of the call wakes the
+    // caller. The op that calls this still holds the Caller.
     void Finish(size_t index, const Status& status) {
-      bool last;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        results_[index] = status;
-        last = --remaining_ == 0;
-      }
-      // Outside the lock, so the caller does not wake only to wait for it;
-      // the op that called this still holds the Caller.
-      if (last) cv_.notify_one();
+      results_[index] = status;
+      remaining_.DecrementCount();
     }
+    // Once, by the caller.
     std::vector<Status> Wait() {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return remaining_ == 0; });
+      remaining_.Wait();
       return std::move(results_);
     }
 
    private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::vector<Status> results_;
-    size_t remaining_;
+    std::vector<Status> results_;  // slot i written only by op i's Finish
+    absl::BlockingCounter remaining_;
   };
   struct PendingOp {
     ItemKey key;
