@@ -1,29 +1,35 @@
 #include "executor.h"
 
-#include <thrift/concurrency/Exception.h>
-#include <thrift/concurrency/FunctionRunner.h>
-#include <thrift/concurrency/ThreadFactory.h>
+#include <pthread.h>
+
+#include <exception>
+#include <utility>
+
+#include <spdlog/spdlog.h>
 
 namespace monju {
 
-using namespace apache::thrift::concurrency;
-
-FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued)
-    : max_queued_(max_queued),
-      outstanding_(std::make_shared<std::atomic<size_t>>(0)),
-      pool_(ThreadManager::newSimpleThreadManager(threads)),
-      poller_(max_queued) {
-  pool_->threadFactory(std::make_shared<ThreadFactory>());
-  pool_->start();
+FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued) : max_queued_(max_queued), poller_(max_queued) {
+  if (threads == 0) threads = 1;
+  threads_.reserve(threads);
+  for (size_t i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { Work(); });
+    pthread_setname_np(threads_.back().native_handle(), ("fanout-" + std::to_string(i)).c_str());
+  }
 }
 
 FanoutExecutor::~FanoutExecutor() { Stop(); }
 
 void FanoutExecutor::Stop() {
   stopping_ = true;
-  if (pool_->state() == ThreadManager::STARTED) pool_->stop();
-  // After the pool: callbacks that now end with false may try to submit
-  // (read repair), which a stopped pool refuses.
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  // After the threads: callbacks that now end with false may try to submit
+  // (read repair), which a stopping executor refuses.
   poller_.Stop();
 }
 
@@ -36,25 +42,33 @@ bool FanoutExecutor::WhenReadable(int fd, std::chrono::milliseconds wait, std::f
 }
 
 bool FanoutExecutor::Submit(std::function<void()> task) {
-  // The bound is ours: ThreadManager's own limit needs add() with a negative
-  // timeout, which only try-locks its mutex and fails under mere contention.
-  if (outstanding_->fetch_add(1) >= max_queued_) {
-    outstanding_->fetch_sub(1);
-    return false;
-  }
-  auto counter = outstanding_;
-  try {
-    pool_->add(FunctionRunner::create([counter, task = std::move(task)] {
-      struct Release {
-        std::atomic<size_t>& n;
-        ~Release() { n.fetch_sub(1); }
-      } release{*counter};
+  absl::MutexLock lock(&mu_);
+  if (closing_ || outstanding_ >= max_queued_) return false;
+  ++outstanding_;
+  queue_.push_back(std::move(task));
+  return true;  // the unlock wakes one idle thread, whose condition now holds
+}
+
+void FanoutExecutor::Work() {
+  auto ready = [this] { return closing_ || !queue_.empty(); };
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_, absl::Condition(&ready));
+      if (queue_.empty()) return;  // closing, and nothing left to run
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    try {
       task();
-    }));
-    return true;
-  } catch (const apache::thrift::TException&) {  // stopping
-    outstanding_->fetch_sub(1);
-    return false;
+    } catch (const std::exception& e) {
+      spdlog::error("fan-out task failed: {}", e.what());
+    } catch (...) {
+      spdlog::error("fan-out task failed with a non-standard exception");
+    }
+    task = nullptr;  // its captures go before the slot is given back
+    absl::MutexLock lock(&mu_);
+    --outstanding_;
   }
 }
 
