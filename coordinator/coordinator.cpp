@@ -54,8 +54,8 @@ struct Coordinator::Counters {
 // calls are still running.
 struct Coordinator::WriteRun {
   WriteRun(WritePlan p) : plan(std::move(p)) {}
-  std::mutex mu;
-  std::condition_variable cv;
+  absl::Mutex mu;  // not std::mutex: see Clock::WaitUntil
+  absl::CondVar cv;
   WritePlan plan;
   std::shared_ptr<const ClusterView> view;
   std::shared_ptr<const ItemKey> key;
@@ -261,11 +261,11 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
     if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
     std::vector<WritePlan::Action> next;
     {
-      std::lock_guard<std::mutex> lock(run->mu);
+      absl::MutexLock lock(&run->mu);
       if (run->first_error.empty()) run->first_error = executor_->RefusalReason();
       next = run->plan.OnFailure(action);
     }
-    run->cv.notify_all();  // outside the lock: the waiter would only block on it
+    run->cv.SignalAll();  // outside the lock: the waiter would only block on it
     Execute(run, next);
   };
   std::function<void()> here;  // the local apply, run last on this thread
@@ -279,7 +279,7 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
     auto complete = [this, run, action](const Status& s) {
       std::vector<WritePlan::Action> next;
       {
-        std::lock_guard<std::mutex> lock(run->mu);
+        absl::MutexLock lock(&run->mu);
         if (s.ok()) {
           next = run->plan.OnSuccess(action);
         } else {
@@ -288,7 +288,7 @@ void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vecto
           next = run->plan.OnFailure(action);
         }
       }
-      run->cv.notify_all();  // outside the lock: the waiter would only block on it
+      run->cv.SignalAll();  // outside the lock: the waiter would only block on it
       Execute(run, next);
     };
     // A peer's apply rides with the other writes to that peer (no thread
@@ -403,7 +403,7 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     run->version = shared_version;
     RunWrite(run, deadline, clock_->Now() + options_.handoff_after);
 
-    std::lock_guard<std::mutex> lock(run->mu);
+    absl::MutexLock lock(&run->mu);
     const auto& plan = run->plan;
     out = WriteOutcome{};
     out.quorum = {needed, plan.acked_slots()};
@@ -446,14 +446,14 @@ void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoin
                            Clock::TimePoint handoff_at) {
   std::vector<WritePlan::Action> first;
   {
-    std::lock_guard<std::mutex> lock(run->mu);
+    absl::MutexLock lock(&run->mu);
     first = run->plan.Start();
   }
   // The local apply runs on this thread once the peers' calls are out: it
   // waits for the fsync, as this thread would anyway.
   Execute(run, first, /*local_here=*/true);
 
-  std::unique_lock<std::mutex> lock(run->mu);
+  absl::MutexLock lock(&run->mu);
   bool handoff_fired = false;
   while (!run->plan.Done()) {
     auto now = clock_->Now();
@@ -461,12 +461,13 @@ void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoin
     if (!handoff_fired && now >= handoff_at) {
       handoff_fired = true;
       auto more = run->plan.OnHandoffDeadline();
-      lock.unlock();
-      Execute(run, more);
-      lock.lock();
+      {
+        MutexReleased unlocked(run->mu);
+        Execute(run, more);
+      }
       continue;
     }
-    clock_->WaitUntil(run->cv, lock, handoff_fired ? deadline : std::min(handoff_at, deadline));
+    clock_->WaitUntil(run->cv, run->mu, handoff_fired ? deadline : std::min(handoff_at, deadline));
   }
 }
 

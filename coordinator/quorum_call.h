@@ -6,20 +6,33 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include <absl/synchronization/mutex.h>
 
 #include "common/clock.h"
 #include "common/status.h"
 #include "coordinator.h"
 
 namespace monju {
+
+// Releases a held absl::Mutex for a scope and takes it back at the end, also
+// when the scope throws (the counterpart of unique_lock's unlock()/lock()).
+class MutexReleased {
+ public:
+  explicit MutexReleased(absl::Mutex& mu) : mu_(mu) { mu_.Unlock(); }
+  ~MutexReleased() { mu_.Lock(); }
+  MutexReleased(const MutexReleased&) = delete;
+  MutexReleased& operator=(const MutexReleased&) = delete;
+
+ private:
+  absl::Mutex& mu_;
+};
 
 template <typename Reply>
 class QuorumCall {
@@ -49,7 +62,7 @@ class QuorumCall {
 
   // Counts a target that was not called (known down) as failed.
   void Skip(const std::string& why) {
-    std::lock_guard<std::mutex> lock(state_->mu);
+    absl::MutexLock lock(&state_->mu);
     ++state_->failed;
     if (state_->first_error.empty()) state_->first_error = why;
   }
@@ -62,7 +75,7 @@ class QuorumCall {
   // every target in order, then Launch() the remote ones and RunHere() the
   // local one (no thread hand-off for it; the remote calls are already out).
   size_t AddSlot() {
-    std::lock_guard<std::mutex> lock(state_->mu);
+    absl::MutexLock lock(&state_->mu);
     state_->replies.emplace_back();
     ++state_->pending;
     return state_->replies.size() - 1;
@@ -71,7 +84,7 @@ class QuorumCall {
     auto state = state_;
     bool queued = executor_->Submit([state, slot, call = std::move(call)] { Run(state, slot, call); });
     if (!queued) {
-      std::lock_guard<std::mutex> lock(state->mu);
+      absl::MutexLock lock(&state->mu);
       --state->pending;
       ++state->failed;
       if (state->first_error.empty()) state->first_error = executor_->RefusalReason();
@@ -104,16 +117,16 @@ class QuorumCall {
   // Waits until enough calls succeeded (true), or until `until` passed or
   // too many failed (false). Unlike Wait(), more calls may be started after.
   bool WaitForQuorum(Clock::TimePoint until) {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    WaitLocked(lock, until);
+    absl::MutexLock lock(&state_->mu);
+    WaitLocked(until);
     return state_->succeeded >= needed_;
   }
 
   // Waits for the outcome. Calls still running finish in the background and
   // their results are dropped.
   Outcome Wait(Clock::TimePoint deadline) {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    WaitLocked(lock, deadline);
+    absl::ReleasableMutexLock lock(&state_->mu);
+    WaitLocked(deadline);
     Outcome out;
     out.succeeded = state_->succeeded;
     out.first_error = state_->first_error;
@@ -127,7 +140,7 @@ class QuorumCall {
     out.replies = state_->replies;
     state_->closed = true;
     Settle settle = TakeSettle(*state_);
-    lock.unlock();
+    lock.Release();
     FinishAwaitedElsewhere(deadline);
     // A no-op unless every call has ended; then the settled callback runs
     // here (it only decides, and hands repair sends to the executor).
@@ -137,8 +150,8 @@ class QuorumCall {
 
  private:
   struct State {
-    std::mutex mu;
-    std::condition_variable cv;
+    absl::Mutex mu;
+    absl::CondVar cv;
     int succeeded = 0, failed = 0, pending = 0;
     bool closed = false;
     std::vector<std::optional<Reply>> replies;
@@ -151,20 +164,20 @@ class QuorumCall {
     std::unique_ptr<PendingCall<Reply>> pending;
   };
 
-  // Call with the lock held.
+  // Call with state_->mu held.
   bool Decided() const {
     return state_->succeeded >= needed_ || state_->succeeded + state_->pending < needed_;
   }
 
-  void WaitLocked(std::unique_lock<std::mutex>& lock, Clock::TimePoint until) {
+  // Call with state_->mu held; it is held again on return.
+  void WaitLocked(Clock::TimePoint until) {
     while (!Decided() && clock_->Now() < until) {
       if (awaited_.empty()) {
-        clock_->WaitUntil(state_->cv, lock, until);
+        clock_->WaitUntil(state_->cv, state_->mu, until);
         continue;
       }
-      lock.unlock();
+      MutexReleased unlocked(state_->mu);
       PollAwaited(until);
-      lock.lock();
     }
   }
 
@@ -236,7 +249,7 @@ class QuorumCall {
 
   // One call ended with `s` (and its reply when OK).
   static void Record(const std::shared_ptr<State>& state, size_t slot, const Status& s, std::optional<Reply> reply) {
-    std::unique_lock<std::mutex> lock(state->mu);
+    absl::ReleasableMutexLock lock(&state->mu);
     --state->pending;
     if (s.ok()) {
       ++state->succeeded;
@@ -246,10 +259,10 @@ class QuorumCall {
       if (state->first_error.empty()) state->first_error = s.ToString();
     }
     Settle settle = TakeSettle(*state);
-    lock.unlock();
+    lock.Release();
     // Outside the lock, or the woken waiter would only block on it; `state`
     // is held by the caller.
-    state->cv.notify_all();
+    state->cv.SignalAll();
     settle();
   }
 
@@ -260,12 +273,12 @@ class QuorumCall {
       // A read whose request is already answered is not worth a call,
       // unless its reply feeds read repair; writes still go out (a late
       // apply only helps the replica).
-      std::unique_lock<std::mutex> lock(state->mu);
+      absl::ReleasableMutexLock lock(&state->mu);
       if (state->closed && read_only && !state->on_settled) {
         --state->pending;
         ++state->failed;
         Settle settle = TakeSettle(*state);
-        lock.unlock();
+        lock.Release();
         settle();
         return;
       }

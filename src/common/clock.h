@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include <absl/synchronization/mutex.h>
+
 namespace monju {
 
 // Monotonic time: timeouts, intervals, rates.
@@ -21,6 +23,10 @@ class Clock {
   // fake clock can wake waiters when a test moves time.
   virtual void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
                          TimePoint deadline) const = 0;
+  // The same on an absl::CondVar, whose mutex `mu` the caller holds. The
+  // request paths wait this way: a glibc condition variable takes its mutex
+  // back marked contended, so the unlock after every wait costs a futex wake.
+  virtual void WaitUntil(absl::CondVar& cv, absl::Mutex& mu, TimePoint deadline) const = 0;
 };
 
 class SteadyClock final : public Clock {
@@ -29,6 +35,9 @@ class SteadyClock final : public Clock {
   void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
                  TimePoint deadline) const override {
     cv.wait_until(lock, deadline);
+  }
+  void WaitUntil(absl::CondVar& cv, absl::Mutex& mu, TimePoint deadline) const override {
+    cv.WaitWithTimeout(&mu, absl::FromChrono(deadline - std::chrono::steady_clock::now()));
   }
 };
 

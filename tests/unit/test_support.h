@@ -74,6 +74,15 @@ class FakeClock final : public Clock {
     waits_cv_.notify_all();
     cv.wait_for(lock, std::chrono::milliseconds(1));
   }
+  void WaitUntil(absl::CondVar& cv, absl::Mutex& mu, TimePoint deadline) const override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (now_ >= deadline) return;
+      ++waits_;
+    }
+    waits_cv_.notify_all();
+    cv.WaitWithTimeout(&mu, absl::Milliseconds(1));
+  }
 
   void Advance(std::chrono::nanoseconds d) {
     std::lock_guard<std::mutex> g(mu_);
