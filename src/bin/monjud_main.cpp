@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "config/node_config.h"
+#include "descriptor_budget.h"
 #include "node.h"
 
 int main(int argc, char** argv) {
@@ -33,6 +34,17 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  // Before any thread starts, so every descriptor the node opens counts
+  // against the raised limit (the servers size their caps from it).
+  auto limit = monju::RaiseDescriptorLimit();
+  if (!limit.ok()) {
+    spdlog::warn("open-file limit: {}", limit.status().message());
+  } else if (limit->soft != limit->before) {
+    spdlog::info("open-file limit raised from {} to {}", limit->before, limit->soft);
+  } else {
+    spdlog::info("open-file limit {}", limit->soft);
+  }
 
   auto node = monju::Node::Start(config);
   if (!node.ok()) {

@@ -128,6 +128,8 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     return Status::InvalidArgument("--map-size-mb: must be 1..16777216 (16 TiB)");
   if (c.worker_threads < 1 || c.worker_threads > 1024)
     return Status::InvalidArgument("--worker-threads: must be 1..1024");
+  if (c.max_client_connections < 1 || c.max_client_connections > 1000000)
+    return Status::InvalidArgument("--max-client-connections: must be 1..1000000");
   if (c.fanout_threads < 1 || c.fanout_threads > 4096)
     return Status::InvalidArgument("--fanout-threads: must be 1..4096");
   if (c.handoff_after_ms < 1 || c.handoff_after_ms >= c.request_timeout_ms)
@@ -263,6 +265,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("max-value-bytes", po::value(&c.max_value_bytes)->default_value(c.max_value_bytes), "largest value accepted")
     ("map-size-mb", po::value(&c.map_size_mb)->default_value(c.map_size_mb), "LMDB map size: the data store's size cap")
     ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
+    ("max-client-connections", po::value(&c.max_client_connections)->default_value(c.max_client_connections), "client connections open at once; more are accepted and closed (lowered to fit the open-file limit)")
     ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making replica calls")
     ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error")
     ("quorum-mode", po::value(&quorum_mode)->default_value(quorum_mode), "sloppy: fallbacks holding hints count toward W; strict: only owners count")

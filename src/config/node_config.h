@@ -44,6 +44,7 @@ struct NodeConfig {
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 16;     // outbound replica calls (more only cost wake-ups: see README)
   uint32_t peer_threads = 16;       // threads serving node-to-node requests
+  uint32_t max_client_connections = 10000;  // lowered to fit the open-file limit (descriptor_budget.h)
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
 

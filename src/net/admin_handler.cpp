@@ -75,6 +75,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
     const std::string prefix = std::string("server.") + name + ".";
     put(prefix + "connections", st.accepted);
     put(prefix + "connections_refused", st.refused);
+    put(prefix + "max_connections", serving->max_connections());
     put(prefix + "calls", st.calls);
     put(prefix + "bad_frames", st.bad_frames);
     put(prefix + "stalled", st.stalled);

@@ -86,6 +86,8 @@ class CallServer {
 
   // The port listened on.
   uint16_t port() const { return port_; }
+  // Connections held open at most (Options::max_connections).
+  uint32_t max_connections() const { return options_.max_connections; }
   Stats stats() const;
 
   static constexpr int kCallsPerTurn = 16;

@@ -12,6 +12,7 @@
 #include "antientropy.h"
 #include "call_server.h"
 #include "clock/clock_digest.h"
+#include "descriptor_budget.h"
 #include "exchange_peers.h"
 #include "executor.h"
 #include "hint_delivery.h"
@@ -213,7 +214,10 @@ class Node::Impl {
     // Largest request: a value at the limit plus keys and context; a hint
     // batch of many versions is bounded by the same frame size.
     const auto max_frame = static_cast<int32_t>(config_.max_value_bytes + (1 << 20));
+    auto caps = ConnectionBudget();
+    if (!caps.ok()) return caps.status();
     CallServer::Options peer;
+    peer.max_connections = caps->peer;
     peer.host = config_.listen_host;
     peer.port = peer_port;
     peer.threads = config_.peer_threads;
@@ -255,6 +259,7 @@ class Node::Impl {
     client.host = config_.listen_host;
     client.port = config_.listen_port;
     client.threads = config_.worker_threads;
+    client.max_connections = caps->client;
     client.max_frame_bytes = max_frame;
     client.name = "client";
     auto client_server = CallServer::Start(client, mux);
@@ -267,6 +272,22 @@ class Node::Impl {
                  config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
                  config_.peer_threads, config_.replicas, config_.read_quorum, config_.write_quorum);
     return Status::OK();
+  }
+
+  // The servers' connection caps under this process's open-file limit; a
+  // --max-client-connections that does not fit is lowered, and logged.
+  StatusOr<ConnectionCaps> ConnectionBudget() const {
+    auto limit = CurrentDescriptorLimit();
+    if (!limit.ok()) return limit.status();
+    const CallServer::Options defaults;
+    auto caps = FitConnectionCaps(limit.value(), config_.peers.size(), config_.max_client_connections,
+                                  defaults.max_connections);
+    if (!caps.ok()) return caps.status();
+    if (caps->client < config_.max_client_connections)
+      spdlog::warn("open-file limit {}: client connections capped at {} (--max-client-connections {}), "
+                   "peer connections at {}; raise `ulimit -n` for more",
+                   limit.value(), caps->client, config_.max_client_connections, caps->peer);
+    return caps;
   }
 
   const NodeConfig config_;

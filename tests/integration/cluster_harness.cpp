@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <random>
 #include <set>
@@ -728,6 +730,8 @@ std::vector<std::string> LocalCluster::Args(int i) const {
   }
   std::vector<std::string> storage;
   std::vector<char*> argv = MakeArgv(path, args, &storage);
+  std::optional<std::pair<uint64_t, uint64_t>> limit;
+  if (auto it = options_.node_open_file_limit.find(i); it != options_.node_open_file_limit.end()) limit = it->second;
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
@@ -740,6 +744,13 @@ std::vector<std::string> LocalCluster::Args(int i) const {
     dup2(log, 1);
     dup2(log, 2);
     PrepareChild(parent);
+    if (limit) {
+      const rlimit lim{static_cast<rlim_t>(limit->first), static_cast<rlim_t>(limit->second)};
+      if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        dprintf(2, "setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+        _exit(126);
+      }
+    }
     execv(argv[0], argv.data());
     dprintf(2, "execv %s: %s\n", argv[0], strerror(errno));
     _exit(127);

@@ -21,6 +21,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "MonjuAdmin.h"
@@ -87,6 +88,8 @@ struct ClusterOptions {
   std::string log_level;          // "": MONJU_TEST_LOG_LEVEL, else not passed
   std::vector<std::string> extra_flags;                     // every node
   std::map<int, std::vector<std::string>> node_flags;       // by node index (0-based)
+  // Node i starts with this RLIMIT_NOFILE {soft, hard} (set in the child).
+  std::map<int, std::pair<uint64_t, uint64_t>> node_open_file_limit;
   // Node i's --peers also lists one member that never starts (n<nodes+1>),
   // with ports reserved together with the cluster's so none collide.
   std::set<int> nodes_seeing_a_phantom;

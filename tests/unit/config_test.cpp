@@ -240,6 +240,11 @@ TEST_F(ConfigTest, RangeErrors) {
   ExpectError(With("--map-size-mb", "0"), "--map-size-mb");
   ExpectError(With("--worker-threads", "0"), "--worker-threads");
   ExpectError(With("--fanout-threads", "0"), "--fanout-threads");
+  ExpectError(With("--max-client-connections", "0"), "--max-client-connections");
+  ExpectError(With("--max-client-connections", "1000001"), "--max-client-connections");
+  ParsedArgs capped = Parse(With("--max-client-connections", "500"));
+  ASSERT_EQ(capped.action, ParsedArgs::Action::kRun) << capped.text;
+  EXPECT_EQ(capped.config.max_client_connections, 500u);
 }
 
 TEST_F(ConfigTest, FailureHandlingFlags) {
