@@ -1,6 +1,7 @@
 // Time sources, injected wherever time matters so that tests control them.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -36,8 +37,14 @@ class SteadyClock final : public Clock {
                  TimePoint deadline) const override {
     cv.wait_until(lock, deadline);
   }
+  // Abseil 20220623 times a wait on the wall clock (an absolute
+  // FUTEX_CLOCK_REALTIME deadline), so one wait is at most kMaxWaitSlice:
+  // a wall-clock step back then delays a timeout by at most that. Callers
+  // loop on Now(), as they must for spurious wake-ups anyway.
+  static constexpr std::chrono::milliseconds kMaxWaitSlice{50};
   void WaitUntil(absl::CondVar& cv, absl::Mutex& mu, TimePoint deadline) const override {
-    cv.WaitWithTimeout(&mu, absl::FromChrono(deadline - std::chrono::steady_clock::now()));
+    const auto left = deadline - std::chrono::steady_clock::now();
+    cv.WaitWithTimeout(&mu, absl::FromChrono(std::min<std::chrono::steady_clock::duration>(left, kMaxWaitSlice)));
   }
 };
 

@@ -18,7 +18,10 @@
 namespace monju {
 
 inline constexpr uint64_t kReservedDescriptors = 256;
-inline constexpr uint64_t kOutboundPerPeer = 128;
+// Per other member: the replica and the forwarding pools keep up to 64 idle
+// connections each (ConnectionOptions::max_idle), and membership, the
+// prober, Raft and streaming a few more.
+inline constexpr uint64_t kOutboundPerPeer = 160;
 inline constexpr uint32_t kMinServerConnections = 16;
 
 struct ConnectionCaps {

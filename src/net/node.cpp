@@ -4,6 +4,7 @@
 #include <thrift/processor/TMultiplexedProcessor.h>
 #include <thrift/protocol/TBinaryProtocol.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -280,8 +281,10 @@ class Node::Impl {
     auto limit = CurrentDescriptorLimit();
     if (!limit.ok()) return limit.status();
     const CallServer::Options defaults;
-    auto caps = FitConnectionCaps(limit.value(), config_.peers.size(), config_.max_client_connections,
-                                  defaults.max_connections);
+    // A joining node has no --peers: it reserves for a cluster of at least
+    // the Raft voters. Members added later share the reserve as it stands.
+    const size_t members = std::max<size_t>(config_.peers.size(), config_.raft_enabled() ? config_.raft_voters : 0);
+    auto caps = FitConnectionCaps(limit.value(), members, config_.max_client_connections, defaults.max_connections);
     if (!caps.ok()) return caps.status();
     if (caps->client < config_.max_client_connections)
       spdlog::warn("open-file limit {}: client connections capped at {} (--max-client-connections {}), "

@@ -15,11 +15,11 @@ TEST(FitConnectionCaps, AGenerousLimitGivesWhatWasAsked) {
 }
 
 TEST(FitConnectionCaps, ATightLimitLeavesTheReserveAndSplitsTheRest) {
-  // 3 members: 256 + 2 * 128 = 512 reserved; 488 left, a quarter to peers.
+  // 3 members: 256 + 2 * 160 = 576 reserved; 424 left, a quarter to peers.
   auto caps = FitConnectionCaps(1000, 3, 10000, 10000);
   ASSERT_TRUE(caps.ok()) << caps.status().ToString();
-  EXPECT_EQ(caps->peer, 122u);
-  EXPECT_EQ(caps->client, 366u);
+  EXPECT_EQ(caps->peer, 106u);
+  EXPECT_EQ(caps->client, 318u);
   EXPECT_LE(caps->client + caps->peer + kReservedDescriptors + 2 * kOutboundPerPeer, 1000u);
 }
 
@@ -27,7 +27,7 @@ TEST(FitConnectionCaps, ASmallRequestIsKeptUnderAnyLimitThatFitsIt) {
   auto caps = FitConnectionCaps(1000, 3, 50, 10000);
   ASSERT_TRUE(caps.ok());
   EXPECT_EQ(caps->client, 50u);
-  EXPECT_EQ(caps->peer, 122u);
+  EXPECT_EQ(caps->peer, 106u);
 }
 
 TEST(FitConnectionCaps, EachMemberReservesItsOutboundConnections) {
@@ -38,11 +38,11 @@ TEST(FitConnectionCaps, EachMemberReservesItsOutboundConnections) {
 }
 
 TEST(FitConnectionCaps, ALimitBelowTheReserveIsAnErrorThatNamesWhatIsNeeded) {
-  auto caps = FitConnectionCaps(543, 3, 10000, 10000);
+  auto caps = FitConnectionCaps(607, 3, 10000, 10000);
   ASSERT_FALSE(caps.ok());
   EXPECT_EQ(caps.status().code(), Status::Code::kInvalidArgument);
-  EXPECT_NE(caps.status().message().find("at least 544"), std::string::npos) << caps.status().message();
-  EXPECT_TRUE(FitConnectionCaps(544, 3, 10000, 10000).ok());
+  EXPECT_NE(caps.status().message().find("at least 608"), std::string::npos) << caps.status().message();
+  EXPECT_TRUE(FitConnectionCaps(608, 3, 10000, 10000).ok());
 }
 
 TEST(RaiseDescriptorLimit, RaisesTheSoftLimitToTheHardOne) {
