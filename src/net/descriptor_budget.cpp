@@ -27,19 +27,22 @@ StatusOr<ConnectionCaps> FitConnectionCaps(uint64_t descriptor_limit, size_t mem
 
 namespace {
 uint64_t FromRlim(rlim_t v) { return v == RLIM_INFINITY ? UINT64_MAX : uint64_t(v); }
+
+Status ReadLimit(rlimit* lim) {
+  if (getrlimit(RLIMIT_NOFILE, lim) == 0) return Status::OK();
+  return Status::IOError(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+}
 }  // namespace
 
 StatusOr<uint64_t> CurrentDescriptorLimit() {
   rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
-    return Status::IOError(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+  if (Status s = ReadLimit(&lim); !s.ok()) return s;
   return FromRlim(lim.rlim_cur);
 }
 
 StatusOr<DescriptorLimit> RaiseDescriptorLimit() {
   rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
-    return Status::IOError(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+  if (Status s = ReadLimit(&lim); !s.ok()) return s;
   DescriptorLimit out;
   out.before = FromRlim(lim.rlim_cur);
   out.hard = FromRlim(lim.rlim_max);

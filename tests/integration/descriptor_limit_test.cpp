@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -45,6 +46,16 @@ int OpenIdleConnection(uint16_t port) {
     return -1;
   }
   return fd;
+}
+
+// Which of `fds` the other side has closed (EOF or reset pending), by index.
+std::vector<bool> ClosedByPeer(const std::vector<int>& fds) {
+  std::vector<pollfd> polled;
+  for (int fd : fds) polled.push_back({fd, POLLIN | POLLRDHUP, 0});
+  poll(polled.data(), polled.size(), 0);
+  std::vector<bool> closed;
+  for (const auto& p : polled) closed.push_back(p.revents != 0);
+  return closed;
 }
 
 class DescriptorLimitTest : public ::testing::Test {
@@ -101,11 +112,8 @@ TEST_F(DescriptorLimitTest, AClientFloodPastTheCapIsRefusedAndTheNodeKeepsServin
   size_t closed = 0;
   ASSERT_TRUE(PollUntil(
       [&] {
-        std::vector<pollfd> fds;
-        for (int fd : held_) fds.push_back({fd, POLLIN | POLLRDHUP, 0});
-        poll(fds.data(), fds.size(), 0);
-        closed = 0;
-        for (const auto& p : fds) closed += (p.revents & (POLLIN | POLLRDHUP | POLLHUP)) != 0;
+        const auto by_peer = ClosedByPeer(held_);
+        closed = std::count(by_peer.begin(), by_peer.end(), true);
         return closed >= size_t(kFlood - kCap);
       },
       10s))
@@ -116,17 +124,15 @@ TEST_F(DescriptorLimitTest, AClientFloodPastTheCapIsRefusedAndTheNodeKeepsServin
   // the node still works end to end: a write that needs every replica,
   // through the flooded node.
   {
-    std::vector<pollfd> fds;
-    for (int fd : held_) fds.push_back({fd, POLLIN | POLLRDHUP, 0});
-    poll(fds.data(), fds.size(), 0);
+    const auto by_peer = ClosedByPeer(held_);
     int freed = 0;
     std::vector<int> kept;
-    for (const auto& p : fds) {
-      if (p.revents == 0 && freed < 8) {
-        close(p.fd);
+    for (size_t i = 0; i < held_.size(); ++i) {
+      if (!by_peer[i] && freed < 8) {
+        close(held_[i]);
         ++freed;
       } else {
-        kept.push_back(p.fd);
+        kept.push_back(held_[i]);
       }
     }
     ASSERT_EQ(freed, 8);
