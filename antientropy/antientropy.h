@@ -3,10 +3,10 @@
 //
 // What it guarantees
 // - Every partition this node stores has a Merkle tree (PartitionTrees) that
-//   equals the store's digest index after every commit: writes, deletes,
-//   merges and tombstone reaps update it on the store's writer thread before
-//   they return; at start it is rebuilt from the index (about 50 ms per
-//   100,000 keys); it is checked against the index before exchanges once
+//   equals the digests the store's items carry after every commit: writes,
+//   deletes, merges and tombstone reaps update it on the store's writer
+//   thread before they return; at start it is rebuilt from the items; it is
+//   checked against them before exchanges once
 //   `verify_interval` has passed, and rebuilt when found inconsistent.
 // - An exchange of one partition with one co-owner (RunExchange over two
 //   ExchangePeers) moves only what differs: the root hash when in sync; else

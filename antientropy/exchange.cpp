@@ -1,6 +1,7 @@
 #include "exchange.h"
 
 #include <algorithm>
+#include <optional>
 #include <tuple>
 
 namespace monju {
@@ -136,65 +137,100 @@ class ExchangeRun {
     return Status::OK();
   }
 
-  Status ListAll(bool remote, const std::vector<uint32_t>& nodes, std::vector<KeyDigest>* out) {
-    out->clear();
-    std::optional<uint64_t> after;
-    std::vector<KeyDigest> page;
-    for (;;) {
-      Status s = Checkpoint();
+  // One side's listing of the nodes being settled, a page at a time, so that
+  // a node holding many keys (a wide pk: its rows share one key hash) is
+  // never held whole.
+  class Listing {
+   public:
+    Listing(ExchangeRun& run, bool remote, const std::vector<uint32_t>& nodes)
+        : run_(run), remote_(remote), nodes_(nodes) {}
+
+    // The next entry, or nullptr at the end (or on error: *status).
+    const KeyDigest* Head(Status* status) {
+      while (next_ == page_.size() && more_) {
+        *status = NextPage();
+        if (!status->ok()) return nullptr;
+      }
+      return next_ < page_.size() ? &page_[next_] : nullptr;
+    }
+    void Pop() { ++next_; }
+
+   private:
+    Status NextPage() {
+      Status s = run_.Checkpoint();
       if (!s.ok()) return s;
-      if (remote) {
-        Sent(4 * nodes.size() + 7 * kFieldBytes);
-        ++stats_.round_trips;
+      if (remote_) {
+        run_.Sent(4 * nodes_.size() + 9 * kFieldBytes + (after_ ? after_->pk.size() + after_->sk.size() : 0));
+        ++run_.stats_.round_trips;
       }
       bool more = false;
-      s = (remote ? remote_ : local_)
-              .ListKeys(partition_, format_, stop_level_, nodes, after, limits_.list_page, &page, &more);
+      s = (remote_ ? run_.remote_ : run_.local_)
+              .ListKeys(run_.partition_, run_.format_, run_.stop_level_, nodes_, after_ ? &*after_ : nullptr,
+                        run_.limits_.list_page, &page_, &more);
+      next_ = 0;
       if (!s.ok()) return s;
+      uint64_t floor = after_ ? after_->key_hash : 0;
       size_t bytes = kFieldBytes;
-      for (auto& d : page) {
-        if (after && d.key_hash <= *after) return Status::Corruption("leaf listing went backwards");
+      for (const auto& d : page_) {
+        if (d.key_hash < floor) return Status::Corruption("leaf listing went backwards");
+        floor = d.key_hash;
         bytes += WireSize(d);
       }
-      if (remote) Received(bytes);
-      if (more && page.empty()) return Status::Corruption("leaf listing made no progress");
-      if (!page.empty()) after = page.back().key_hash;
-      for (auto& d : page) out->push_back(std::move(d));
-      if (!more || *after == UINT64_MAX) break;
+      if (remote_) run_.Received(bytes);
+      if (more && page_.empty()) return Status::Corruption("leaf listing made no progress");
+      if (after_ && !page_.empty() && page_.front().pk == after_->pk && page_.front().sk == after_->sk)
+        return Status::Corruption("leaf listing repeated its last entry");
+      if (!page_.empty()) after_ = page_.back();
+      more_ = more;
+      return Status::OK();
     }
-    std::sort(out->begin(), out->end(), KeyLess);
-    return Status::OK();
-  }
 
+    ExchangeRun& run_;
+    const bool remote_;
+    const std::vector<uint32_t>& nodes_;
+    std::vector<KeyDigest> page_;
+    size_t next_ = 0;
+    bool more_ = true;
+    std::optional<KeyDigest> after_;
+  };
+
+  // Merge-joins both sides' listings (both in key-hash order, and within one
+  // key hash in the same storage order); a key listed on one side only, or
+  // with other digests, differs and is reconciled a batch at a time. A key
+  // is matched only with the same key on the other side, so an order the
+  // join does not expect can only add keys that are then found equal; it
+  // never hides a difference.
   Status SettleNodes(const std::vector<uint32_t>& nodes) {
-    std::vector<KeyDigest> mine, theirs;
-    Status s = ListAll(false, nodes, &mine);
-    if (s.ok()) s = ListAll(true, nodes, &theirs);
-    if (!s.ok()) return s;
-    // Merge join: keys on one side only, or with other digests.
+    Listing mine(*this, false, nodes), theirs(*this, true, nodes);
     std::vector<KeyQuery> differing;
-    size_t i = 0, j = 0;
-    while (i < mine.size() || j < theirs.size()) {
-      if (j == theirs.size() || (i < mine.size() && KeyLess(mine[i], theirs[j]))) {
-        differing.push_back({mine[i].pk, mine[i].sk, "", false});
-        ++i;
-      } else if (i == mine.size() || KeyLess(theirs[j], mine[i])) {
-        differing.push_back({theirs[j].pk, theirs[j].sk, "", false});
-        ++j;
+    const size_t batch = std::max<size_t>(limits_.fetch_keys, 1);
+    for (;;) {
+      Status s;
+      const KeyDigest* m = mine.Head(&s);
+      if (!s.ok()) return s;
+      const KeyDigest* t = theirs.Head(&s);
+      if (!s.ok()) return s;
+      if (!m && !t) break;
+      if (!t || (m && KeyLess(*m, *t))) {
+        differing.push_back({m->pk, m->sk, "", false});
+        mine.Pop();
+      } else if (!m || KeyLess(*t, *m)) {
+        differing.push_back({t->pk, t->sk, "", false});
+        theirs.Pop();
       } else {
-        if (mine[i].digest != theirs[j].digest) differing.push_back({mine[i].pk, mine[i].sk, "", false});
-        ++i;
-        ++j;
+        if (m->digest != t->digest) differing.push_back({m->pk, m->sk, "", false});
+        mine.Pop();
+        theirs.Pop();
+      }
+      if (differing.size() >= batch) {
+        stats_.keys_different += differing.size();
+        s = Reconcile(std::move(differing));
+        if (!s.ok()) return s;
+        differing.clear();
       }
     }
     stats_.keys_different += differing.size();
-    const size_t batch = std::max<size_t>(limits_.fetch_keys, 1);
-    for (size_t k = 0; k < differing.size(); k += batch) {
-      std::vector<KeyQuery> part(differing.begin() + k, differing.begin() + std::min(differing.size(), k + batch));
-      s = Reconcile(std::move(part));
-      if (!s.ok()) return s;
-    }
-    return Status::OK();
+    return differing.empty() ? Status::OK() : Reconcile(std::move(differing));
   }
 
   // Fetches every query's answer, a bounded request at a time; a side may

@@ -11,11 +11,13 @@
 //     most keys_per_listed_node keys expected per node, from the larger of
 //     the two trees' item counts). Small partitions stop above the leaves;
 //     large ones go below them: a level past the tree's depth is computed by
-//     the answering side from its digest index (a node's hash there is the
+//     the answering side from its items' digests (a node's hash there is the
 //     sum of the digests in its key-hash range, as a leaf's is), so a leaf
-//     holding many keys is narrowed down without listing all of them.
+//     holding many pks is narrowed down without listing all of them. The
+//     rows of one pk share a key hash, so a wide pk is never split.
 //  3. List both sides' keys under the differing nodes (key, key hash,
-//     digest) from their digest indexes, a group of nodes at a time; a key
+//     digest), a group of nodes at a time, page by page on both sides and
+//     merge-joined as the pages come (a wide pk is never held whole); a key
 //     differs when one side lacks it or the digests differ (same key, other
 //     clock).
 //  4. For the differing keys, in batches: read the local contexts; ask the
@@ -59,9 +61,10 @@
 namespace monju {
 
 // The wire format of trees: fanout 16, leaf = sum of clock digests
-// (clock/clock_digest.h), levels below the depth as sums over key-hash
-// ranges, and the depth. Both sides must agree.
-inline constexpr uint32_t TreeFormat(uint32_t depth) { return 0x100 | depth; }
+// (clock/clock_digest.h) by the pk's key hash (DataStore::KeyHash; 0x100 was
+// a hash of pk and sk), levels below the depth as sums over key-hash ranges,
+// and the depth. Both sides must agree.
+inline constexpr uint32_t TreeFormat(uint32_t depth) { return 0x200 | depth; }
 // The deepest level an exchange descends to (16^7 nodes per partition; node
 // indices stay within an i32 on the wire).
 inline constexpr uint32_t kMaxExchangeLevel = 7;
@@ -104,11 +107,12 @@ class ExchangePeer {
   // tree format differs from `format`.
   virtual Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
                              std::vector<uint64_t>* out, int64_t* items) = 0;
-  // Index entries under `nodes` (ascending) of `level`, with key hash above
-  // `after` (none: from the start), in key-hash order, at most about
-  // `limit`; *more when some remain (continue after the last key hash).
+  // Items under `nodes` (ascending) of `level`, in the side's storage order
+  // (key hash ascending), at most `limit`, starting just past `after` (the
+  // last entry of the previous page; nullptr: from the start); *more when
+  // some remain.
   virtual Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                          std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) = 0;
+                          const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more) = 0;
   // Answers the keys in order; may answer only a prefix (at least one) when
   // the reply would be too large.
   virtual Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) = 0;

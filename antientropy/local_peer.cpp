@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "clock/codec.h"
 #include "config/node_config.h"
@@ -61,13 +62,14 @@ Status LocalExchangePeer::RangeSums(uint32_t partition, uint32_t level, const st
     if (parent >= MerkleTree::NodesAt(level - 1)) return Status::InvalidArgument("tree node out of range");
     uint64_t sums[MerkleTree::kFanout] = {};
     auto [first, last] = MerkleTree::NodeRange(level - 1, parent);
+    std::optional<DigestEntry> after;
     for (;;) {
       bool more = false;
-      Status s = replica_->store().ScanDigests(partition, first, last, 10000, &page, &more);
+      Status s = replica_->store().ScanDigests(partition, first, last, after ? &*after : nullptr, 10000, &page, &more);
       if (!s.ok()) return s;
       for (const DigestEntry& e : page) sums[(e.key_hash >> shift) & (MerkleTree::kFanout - 1)] += e.digest;
       if (!more || page.empty()) break;
-      first = page.back().key_hash + 1;
+      after = std::move(page.back());
     }
     out->insert(out->end(), sums, sums + MerkleTree::kFanout);
   }
@@ -75,7 +77,7 @@ Status LocalExchangePeer::RangeSums(uint32_t partition, uint32_t level, const st
 }
 
 Status LocalExchangePeer::ListKeys(uint32_t partition, uint32_t format, uint32_t level,
-                                   const std::vector<uint32_t>& nodes, std::optional<uint64_t> after, size_t limit,
+                                   const std::vector<uint32_t>& nodes, const KeyDigest* after, size_t limit,
                                    std::vector<KeyDigest>* out, bool* more) {
   out->clear();
   *more = false;
@@ -91,26 +93,26 @@ Status LocalExchangePeer::ListKeys(uint32_t partition, uint32_t format, uint32_t
   limit = std::clamp<size_t>(limit, 1, options_.max_list_entries);
   size_t bytes = 0;
   std::vector<DigestEntry> page;
+  std::optional<DigestEntry> resume;
+  if (after) resume = DigestEntry{after->pk, after->sk, after->key_hash, 0};
   for (uint32_t node : nodes) {
     auto [first, last] = MerkleTree::NodeRange(level, node);
-    if (after) {
-      if (*after >= last) continue;
-      first = std::max(first, *after + 1);
-    }
+    if (resume && resume->key_hash > last) continue;
     for (;;) {
       if (out->size() >= limit || bytes >= options_.max_list_reply_bytes) {
         *more = true;  // this node or a later one may hold more
         return Status::OK();
       }
       bool range_more = false;
-      s = replica_->store().ScanDigests(partition, first, last, limit - out->size(), &page, &range_more);
+      s = replica_->store().ScanDigests(partition, first, last, resume ? &*resume : nullptr, limit - out->size(), &page,
+                                        &range_more);
       if (!s.ok()) return s;
+      if (!page.empty()) resume = page.back();
       for (DigestEntry& e : page) {
         bytes += e.pk.size() + e.sk.size() + 32;
         out->push_back({std::move(e.pk), std::move(e.sk), e.key_hash, e.digest});
       }
       if (!range_more || page.empty()) break;
-      first = out->back().key_hash + 1;  // below `last`, since more of the range remains
     }
   }
   return Status::OK();

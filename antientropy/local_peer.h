@@ -1,13 +1,13 @@
 // LocalExchangePeer: this node's side of anti-entropy exchanges, answered
-// from its PartitionTrees, its store's digest index and its Replica. The
+// from its PartitionTrees, its store's item digests and its Replica. The
 // node's exchanges use it as their local side, and the MonjuReplica handler
 // serves peers' exchanges from it.
 //
 // Contract (see exchange.h for the protocol)
-// - ChildHashes / ListKeys read the trees and the digest index only: no
-//   record is read to compare. Levels past the tree's depth are summed from
-//   the index over the parents' key-hash ranges (so their cost is the
-//   parents' entries, read locally).
+// - ChildHashes / ListKeys read the trees and the digests stored in the
+//   items only: no record is decoded to compare. Levels past the tree's
+//   depth are summed from the items over the parents' key-hash ranges (so
+//   their cost is the parents' items, read locally).
 // - Fetch reads each asked key's record. For want_versions it returns the
 //   versions whose dots the asker's context does not contain, except that a
 //   key whose versions are all tombstones older than `grace` (by the
@@ -64,7 +64,7 @@ class LocalExchangePeer final : public ExchangePeer {
   Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
                      std::vector<uint64_t>* out, int64_t* items) override;
   Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override;
+                  const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more) override;
   Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override;
   Status Push(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) override;
 

@@ -3,9 +3,9 @@
 // Shape. Fanout 16 and `depth` levels below the root (1..4), so 16^depth
 // leaves. Node (level, index): the root is (0, 0); the children of (l, i) are
 // (l + 1, 16i .. 16i + 15). Leaf i holds the items whose key hash
-// (DataStore::KeyHash) has i as its top 4 * depth bits, so a leaf is one
-// contiguous key-hash range (LeafRange) and the digest index lists it without
-// reading anything else.
+// (DataStore::KeyHash, of the pk) has i as its top 4 * depth bits, so a leaf
+// is one contiguous key-hash range (LeafRange), which the store lists by one
+// range scan of its items.
 //
 // Hashes. A leaf's hash is the sum (mod 2^64) of its items' digests (the
 // store's digest covers the key and its clock): adding, changing or removing

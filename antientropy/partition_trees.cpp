@@ -86,7 +86,7 @@ Status PartitionTrees::BuildOnce(uint32_t partition, bool* installed, bool* diff
   const MerkleTree& old = trees_[partition] ? *trees_[partition] : empty_;
   *differed = ready_[partition] && !(old == *fresh);
   if (*differed)
-    spdlog::warn("anti-entropy: the tree of partition {} did not match the digest index ({} items held, {} indexed); "
+    spdlog::warn("anti-entropy: the tree of partition {} did not match the items' digests ({} items held, {} stored); "
                  "replaced",
                  partition, old.items(), fresh->items());
   trees_[partition] = fresh->items() == 0 ? nullptr : std::move(fresh);

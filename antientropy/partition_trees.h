@@ -1,9 +1,9 @@
 // PartitionTrees: one MerkleTree per partition of this node's store, kept
-// equal to the store's digest index (src/storage/data_store.h) at all times.
+// equal to the digests of the store's items (src/storage/data_store.h) at all times.
 //
 // Contract
 // - Install() registers with the store as its commit listener and then
-//   builds every partition's tree from the digest index. From then on each
+//   builds every partition's tree from the items' digests. From then on each
 //   commit's item changes are applied on the store's writer thread, in commit
 //   order, before the Apply() calls of that commit return: once a write,
 //   delete, anti-entropy merge or tombstone reap has returned, the trees

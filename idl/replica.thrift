@@ -73,7 +73,7 @@ struct ScanReply {
 // digest and depth of the caller's Merkle trees; a node whose trees differ
 // refuses with ReplicaError code kMismatch.
 
-// One entry of a partition's digest index.
+// One item's digest, as anti-entropy lists them.
 struct AeKeyDigest {
   1: string pk,
   2: string sk,
@@ -82,8 +82,8 @@ struct AeKeyDigest {
 }
 
 struct AeKeyPage {
-  1: list<AeKeyDigest> entries,  // in key-hash order
-  2: bool more,                  // entries remain after the last key hash
+  1: list<AeKeyDigest> entries,  // in storage order (key hash ascending)
+  2: bool more,                  // entries remain after the last one
 }
 
 struct AeHashes {
@@ -164,12 +164,13 @@ service MonjuReplica {
                      5: list<i32> parents, 6: EpochStamp stamp)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
 
-  // Anti-entropy: the index entries under `nodes` of `level` (ascending, at
-  // most 4096) with key hash above after_key_hash (when has_after), at most
-  // `limit` (1..10000) and about 4 MiB per reply.
+  // Anti-entropy: the items' digests under `nodes` of `level` (ascending, at
+  // most 4096) in storage order, starting just past the entry (after_key_hash,
+  // after_pk, after_sk) when has_after, at most `limit` (1..10000) and about
+  // 4 MiB per reply.
   AeKeyPage ae_keys(1: i64 cluster_fingerprint, 2: i32 partition, 3: i32 tree_format, 4: i32 level,
                     5: list<i32> nodes, 6: bool has_after, 7: i64 after_key_hash, 8: i32 limit,
-                    9: EpochStamp stamp)
+                    9: EpochStamp stamp, 10: string after_pk, 11: string after_sk)
     throws (1: ClusterMismatch mismatch, 2: ReplicaError error, 3: StaleEpoch stale)
 
   // Anti-entropy: this node's state of each key of the partition (at most

@@ -284,7 +284,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("ae-interval-s", po::value(&c.ae_interval_s)->default_value(c.ae_interval_s), "anti-entropy: exchange each partition with each co-owner this often (0: only on `monju repair`)")
     ("ae-rate-bytes", po::value(&c.ae_rate_bytes)->default_value(c.ae_rate_bytes), "anti-entropy: bytes per second, all exchanges together (0: unlimited)")
     ("ae-max-concurrent", po::value(&c.ae_max_concurrent)->default_value(c.ae_max_concurrent), "anti-entropy: exchanges running at once")
-    ("ae-verify-interval-s", po::value(&c.ae_verify_interval_s)->default_value(c.ae_verify_interval_s), "anti-entropy: check each partition's tree against the digest index this often")
+    ("ae-verify-interval-s", po::value(&c.ae_verify_interval_s)->default_value(c.ae_verify_interval_s), "anti-entropy: check each partition's tree against its items' digests this often")
     ("fault-injection", po::bool_switch(&c.fault_injection), "TESTING ONLY: accept admin calls that drop or delay this node's calls to chosen peers")
     ("raft-listen", po::value(&raft_listen), "HOST:PORT of this node's Raft endpoint: membership is then Raft-managed (log and snapshots in DATA/raft)")
     ("raft-peers", po::value(&raft_peers), "bootstrap: the Raft address of each --peers member, id=host:port,...")

@@ -25,7 +25,7 @@ class RemoteExchangePeer final : public ExchangePeer {
     return endpoint_->AeHashes(partition, format, level, parents, out, items);
   }
   Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
+                  const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
     return endpoint_->AeKeys(partition, format, level, nodes, after, limit, out, more);
   }
   Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override {

@@ -70,7 +70,7 @@ class Node::Impl {
     trees_ = std::make_unique<PartitionTrees>(&replica_->store(), membership_->Current()->ring().partitions());
     Status built = trees_->Install();
     if (!built.ok()) spdlog::warn("anti-entropy: some trees are not built ({}); they are retried before their exchanges", built.ToString());
-    spdlog::info("anti-entropy trees: {} items in {} partitions (depth {}) built from the digest index in {} ms",
+    spdlog::info("anti-entropy trees: {} items in {} partitions (depth {}) built from the items' digests in {} ms",
                  trees_->items(), trees_->partitions(), trees_->depth(), trees_->install_ms());
     LocalPeerOptions lp;
     lp.grace = std::chrono::seconds(config_.tombstone_grace_s);

@@ -447,14 +447,15 @@ Status RemoteReplicaEndpoint::AeHashes(uint32_t partition, uint32_t format, uint
 }
 
 Status RemoteReplicaEndpoint::AeKeys(uint32_t partition, uint32_t format, uint32_t level,
-                                     const std::vector<uint32_t>& nodes, std::optional<uint64_t> after, size_t limit,
+                                     const std::vector<uint32_t>& nodes, const KeyDigest* after, size_t limit,
                                      std::vector<KeyDigest>* out, bool* more) {
   std::vector<int32_t> wire(nodes.begin(), nodes.end());
   return Call("ae_keys", [&](rpc::MonjuReplicaClient& c) {
     rpc::AeKeyPage page;
     c.ae_keys(page, fingerprint_, static_cast<int32_t>(partition), static_cast<int32_t>(format),
-              static_cast<int32_t>(level), wire, after.has_value(), static_cast<int64_t>(after.value_or(0)),
-              static_cast<int32_t>(std::min<size_t>(limit, INT32_MAX)), stamp_);
+              static_cast<int32_t>(level), wire, after != nullptr, static_cast<int64_t>(after ? after->key_hash : 0),
+              static_cast<int32_t>(std::min<size_t>(limit, INT32_MAX)), stamp_, after ? after->pk : std::string(),
+              after ? after->sk : std::string());
     out->clear();
     out->reserve(page.entries.size());
     for (auto& e : page.entries)

@@ -107,7 +107,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status AeHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
                   std::vector<uint64_t>* out, int64_t* items);
   Status AeKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more);
+                const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more);
   Status AeFetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out);
   Status AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions);
 

@@ -326,18 +326,19 @@ void ReplicaHandler::ae_hashes(rpc::AeHashes& _return, int64_t cluster_fingerpri
 
 void ReplicaHandler::ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition,
                              int32_t tree_format, int32_t level, const std::vector<int32_t>& nodes, bool has_after,
-                             int64_t after_key_hash, int32_t limit, const rpc::EpochStamp& stamp) {
+                             int64_t after_key_hash, int32_t limit, const rpc::EpochStamp& stamp,
+                             const std::string& after_pk, const std::string& after_sk) {
   std::shared_ptr<const ClusterView> view;
   EpochGate::Ticket ticket;
   LocalExchangePeer& peer = CheckExchange(cluster_fingerprint, stamp, partition, &view, &ticket);
   if (level < 0) ThrowError(Status::InvalidArgument("negative tree level"));
   if (limit < 1 || limit > 10000) ThrowError(Status::InvalidArgument("key listing limit outside 1..10000"));
-  std::optional<uint64_t> after;
-  if (has_after) after = static_cast<uint64_t>(after_key_hash);
+  std::optional<KeyDigest> after;
+  if (has_after) after = KeyDigest{after_pk, after_sk, static_cast<uint64_t>(after_key_hash), 0};
   std::vector<KeyDigest> entries;
   bool more = false;
   Status s = peer.ListKeys(static_cast<uint32_t>(partition), static_cast<uint32_t>(tree_format),
-                           static_cast<uint32_t>(level), Unsigned(nodes, "tree node"), after,
+                           static_cast<uint32_t>(level), Unsigned(nodes, "tree node"), after ? &*after : nullptr,
                            static_cast<size_t>(limit), &entries, &more);
   if (!s.ok()) ThrowError(s);
   _return.entries.reserve(entries.size());

@@ -45,7 +45,8 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
                  int32_t level, const std::vector<int32_t>& parents, const rpc::EpochStamp& stamp) override;
   void ae_keys(rpc::AeKeyPage& _return, int64_t cluster_fingerprint, int32_t partition, int32_t tree_format,
                int32_t level, const std::vector<int32_t>& nodes, bool has_after, int64_t after_key_hash,
-               int32_t limit, const rpc::EpochStamp& stamp) override;
+               int32_t limit, const rpc::EpochStamp& stamp, const std::string& after_pk,
+               const std::string& after_sk) override;
   void ae_fetch(std::vector<rpc::AeKeyAnswer>& _return, int64_t cluster_fingerprint, int32_t partition,
                 const std::vector<rpc::AeKeyQuery>& keys, const rpc::EpochStamp& stamp) override;
   void ae_push(int64_t cluster_fingerprint, int32_t partition, const std::vector<rpc::KeyedVersion>& versions,

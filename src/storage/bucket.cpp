@@ -14,6 +14,20 @@ using fixed::GetU32;
 using fixed::PutBytes;
 using fixed::PutU32;
 
+constexpr uint32_t kWithDigests = 0x80000000u;  // v2: count | this, a digest after each entry
+
+void PutDigest(std::string& out, uint64_t d) {
+  for (int i = 0; i < 8; ++i) out.push_back(char((d >> (8 * i)) & 0xff));
+}
+
+bool GetDigest(std::string_view in, size_t& pos, uint64_t& d) {
+  if (in.size() - pos < 8) return false;
+  d = 0;
+  for (int i = 7; i >= 0; --i) d = (d << 8) | uint8_t(in[pos + i]);
+  pos += 8;
+  return true;
+}
+
 bool Less(const Bucket::Entry& e, std::string_view pk, std::string_view sk) {
   int c = std::string_view(e.sk).compare(sk);
   return c < 0 || (c == 0 && std::string_view(e.pk) < pk);
@@ -25,10 +39,14 @@ StatusOr<Bucket> Bucket::Decode(std::string_view bytes) {
   Bucket b;
   size_t pos = 0;
   uint32_t n;
-  if (!GetU32(bytes, pos, n) || n > bytes.size()) return Status::Corruption("malformed bucket header");
+  if (!GetU32(bytes, pos, n)) return Status::Corruption("malformed bucket header");
+  const bool with_digests = (n & kWithDigests) != 0;
+  n &= ~kWithDigests;
+  if (n > bytes.size()) return Status::Corruption("malformed bucket header");
   b.entries_.resize(n);
   for (auto& e : b.entries_) {
-    if (!GetBytes(bytes, pos, e.pk) || !GetBytes(bytes, pos, e.sk) || !GetBytes(bytes, pos, e.record))
+    if (!GetBytes(bytes, pos, e.pk) || !GetBytes(bytes, pos, e.sk) || !GetBytes(bytes, pos, e.record) ||
+        (with_digests && !GetDigest(bytes, pos, e.digest)))
       return Status::Corruption("malformed bucket entry");
   }
   if (pos != bytes.size()) return Status::Corruption("trailing bytes in bucket");
@@ -37,11 +55,12 @@ StatusOr<Bucket> Bucket::Decode(std::string_view bytes) {
 
 std::string Bucket::Encode() const {
   std::string out;
-  PutU32(out, static_cast<uint32_t>(entries_.size()));
+  PutU32(out, static_cast<uint32_t>(entries_.size()) | kWithDigests);
   for (const auto& e : entries_) {
     PutBytes(out, e.pk);
     PutBytes(out, e.sk);
     PutBytes(out, e.record);
+    PutDigest(out, e.digest);
   }
   return out;
 }
@@ -52,14 +71,15 @@ const Bucket::Entry* Bucket::Find(std::string_view pk, std::string_view sk) cons
   return nullptr;
 }
 
-void Bucket::Upsert(std::string_view pk, std::string_view sk, std::string record) {
+void Bucket::Upsert(std::string_view pk, std::string_view sk, std::string record, uint64_t digest) {
   auto it = std::find_if(entries_.begin(), entries_.end(),
                          [&](const Entry& e) { return !Less(e, pk, sk); });
   if (it != entries_.end() && it->pk == pk && it->sk == sk) {
     it->record = std::move(record);
+    it->digest = digest;
     return;
   }
-  entries_.insert(it, Entry{std::string(pk), std::string(sk), std::move(record)});
+  entries_.insert(it, Entry{std::string(pk), std::string(sk), std::move(record), digest});
 }
 
 void Bucket::Erase(std::string_view pk, std::string_view sk) {

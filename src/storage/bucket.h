@@ -1,5 +1,11 @@
 // A bucket: the LMDB value holding every item whose LMDB key is the same
 // (same partition, pk hash and truncated sk). Internal to storage.
+//
+// Each entry carries its item's digest, so anti-entropy lists digests from
+// the items themselves (no index of its own to write). Two encodings decode:
+// v2 (written now: the entry count has its top bit set, and each entry ends
+// with its 8-byte digest) and v1 (from before: no digests, so `digest` is 0,
+// "not stored", and readers compute it).
 #pragma once
 
 #include <string>
@@ -14,12 +20,13 @@ class Bucket {
  public:
   struct Entry {
     std::string pk, sk, record;
+    uint64_t digest = 0;  // 0: not stored (a v1 bucket); compute it from the record
   };
   static StatusOr<Bucket> Decode(std::string_view bytes);
   std::string Encode() const;
 
   const Entry* Find(std::string_view pk, std::string_view sk) const;
-  void Upsert(std::string_view pk, std::string_view sk, std::string record);
+  void Upsert(std::string_view pk, std::string_view sk, std::string record, uint64_t digest);
   void Erase(std::string_view pk, std::string_view sk);
   bool empty() const { return entries_.empty(); }
   // Sorted by (sk, pk).

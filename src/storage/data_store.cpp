@@ -15,6 +15,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -24,9 +25,8 @@ namespace monju {
 namespace {
 
 constexpr size_t kKeyHeader = 4 + 16;  // partition + pk hash
-constexpr size_t kDigestKey = 4 + 8;   // partition + key hash
+// Meta key naming the digest function whose digests the items carry.
 constexpr char kDigestIndexMeta[] = "digest_index";
-constexpr uint64_t kKeyHashSeed = 0x6d6f6e6a752d6b68;  // "monju-kh"
 constexpr uint64_t kBytesDigestSeed = 0x6d6f6e6a752d6264;
 constexpr size_t kReindexItemsPerTxn = 10000;
 
@@ -36,31 +36,24 @@ void HashLength(XXH3_state_t* state, size_t n) {
   XXH3_64bits_update(state, b, sizeof b);
 }
 
-std::string DigestKey(uint32_t partition, uint64_t key_hash) {
-  std::string k(kDigestKey, '\0');
+// An items key's first bytes: partition, then the key hash (the top half of
+// the pk hash), both big-endian, so a key-hash range is a key range.
+std::string HashRangeStart(uint32_t partition, uint64_t key_hash) {
+  std::string k(4 + 8, '\0');
   for (int i = 0; i < 4; ++i) k[i] = char((partition >> (24 - 8 * i)) & 0xff);
   for (int i = 0; i < 8; ++i) k[4 + i] = char((key_hash >> (56 - 8 * i)) & 0xff);
   return k;
 }
 
-uint64_t DigestKeyHash(std::string_view key) {
+// The key hash of an items key (at least kKeyHeader bytes).
+uint64_t KeyHashOf(std::string_view key) {
   uint64_t h = 0;
-  for (size_t i = 4; i < kDigestKey; ++i) h = (h << 8) | uint8_t(key[i]);
+  for (size_t i = 4; i < 12; ++i) h = (h << 8) | uint8_t(key[i]);
   return h;
 }
 
-std::string EncodeDigest(uint64_t d) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = char((d >> (8 * i)) & 0xff);
-  return s;
-}
-
-// 0 (absent) when the bytes are not a digest.
-uint64_t DecodeDigest(std::string_view s) {
-  if (s.size() != 8) return 0;
-  uint64_t d = 0;
-  for (int i = 7; i >= 0; --i) d = (d << 8) | uint8_t(s[i]);
-  return d;
+bool SamePartition(std::string_view key, std::string_view prefix) {
+  return key.size() >= kKeyHeader && key.compare(0, 4, prefix, 0, 4) == 0;
 }
 
 Status LmdbError(const char* what, int rc) {
@@ -139,14 +132,7 @@ uint64_t BytesDigest(std::string_view pk, std::string_view sk, std::string_view 
   return d ? d : 1;
 }
 
-uint64_t DataStore::KeyHash(std::string_view pk, std::string_view sk) {
-  XXH3_state_t state;
-  XXH3_64bits_reset_withSeed(&state, kKeyHashSeed);
-  HashLength(&state, pk.size());
-  XXH3_64bits_update(&state, pk.data(), pk.size());
-  XXH3_64bits_update(&state, sk.data(), sk.size());
-  return XXH3_64bits_digest(&state);
-}
+uint64_t DataStore::KeyHash(std::string_view pk) { return XXH3_128bits(pk.data(), pk.size()).high64; }
 
 class DataStore::Impl {
  public:
@@ -181,11 +167,21 @@ class DataStore::Impl {
     MDB_txn* txn;
     rc = mdb_txn_begin(env_, nullptr, 0, &txn);
     if (rc) return LmdbError("mdb_txn_begin", rc);
-    if ((rc = mdb_dbi_open(txn, "items", MDB_CREATE, &items_)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_)) ||
-        (rc = mdb_dbi_open(txn, "digests", MDB_CREATE, &digests_))) {
+    if ((rc = mdb_dbi_open(txn, "items", MDB_CREATE, &items_)) || (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_))) {
       mdb_txn_abort(txn);
       return LmdbError("mdb_dbi_open", rc);
+    }
+    // A store from before digests moved into the items has a separate index
+    // of them; its pages go back to the free list.
+    MDB_dbi old_index;
+    rc = mdb_dbi_open(txn, "digests", 0, &old_index);
+    if (rc == 0) {
+      rc = mdb_drop(txn, old_index, 1);
+      if (rc == 0) spdlog::info("dropped the separate digest index of an older store (items carry digests now)");
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+      mdb_txn_abort(txn);
+      return LmdbError("dropping the old digest index", rc);
     }
     rc = mdb_txn_commit(txn);
     if (rc) return LmdbError("mdb_txn_commit", rc);
@@ -202,21 +198,14 @@ class DataStore::Impl {
     return Status::OK();
   }
 
-  // Rebuilds the digest index from the items, a bounded number of items per
-  // write transaction; the index is marked complete in the last one, so a
-  // crash midway starts over at the next Open(). Runs before the writer.
+  // Rewrites every item's digest with the configured function, a bounded
+  // number of items per write transaction; the function is named in the meta
+  // in the last one, so a crash midway starts over at the next Open(). Runs
+  // before the writer.
   Status Reindex() {
     const auto started = std::chrono::steady_clock::now();
     MDB_txn* txn;
-    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
-    if (rc) return LmdbError("mdb_txn_begin", rc);
-    rc = mdb_drop(txn, digests_, 0);
-    if (rc) {
-      mdb_txn_abort(txn);
-      return LmdbError("mdb_drop digests", rc);
-    }
-    rc = mdb_txn_commit(txn);
-    if (rc) return LmdbError("mdb_txn_commit", rc);
+    int rc;
     std::string resume;
     bool done = false;
     uint64_t items = 0;
@@ -238,13 +227,13 @@ class DataStore::Impl {
     }
     reindexed_ = items;
     if (items > 0)
-      spdlog::info("digest index ({}) built for {} items in {} ms", options_.digest_name, items,
+      spdlog::info("digests ({}) computed for {} items in {} ms", options_.digest_name, items,
                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
                        .count());
     return Status::OK();
   }
 
-  // Indexes the items after `*resume` ("" = from the start) until about
+  // Re-digests the items after `*resume` ("" = from the start) until about
   // kReindexItemsPerTxn are done or the end (*done).
   Status ReindexSome(MDB_txn* txn, std::string* resume, bool* done, uint64_t* items) {
     Cursor cur(txn, items_);
@@ -266,18 +255,22 @@ class DataStore::Impl {
       for (int i = 0; i < 4; ++i) partition = (partition << 8) | uint8_t(key[i]);
       auto bucket = Bucket::Decode(View(mv));
       if (!bucket.ok()) {
-        spdlog::warn("digest index: skipping an undecodable bucket of partition {}", partition);
+        spdlog::warn("digests: skipping an undecodable bucket of partition {}", partition);
         continue;
       }
+      Bucket redigested;
       for (const Bucket::Entry& e : bucket->entries()) {
-        uint64_t before = 0;
-        Status s = PutDigest(txn, partition, e.pk, e.sk, DataStore::KeyHash(e.pk, e.sk), digest_(e.pk, e.sk, e.record),
-                             &before);
-        if (!s.ok()) return s;
+        redigested.Upsert(e.pk, e.sk, e.record, digest_(e.pk, e.sk, e.record));
         ++n;
       }
+      // The put may move the cursor's page; the walk resumes from the key.
+      const std::string key_copy(key);
+      const std::string encoded = redigested.Encode();
+      MDB_val put_key = Val(key_copy), put_value = Val(encoded);
+      rc = mdb_cursor_put(cur.get(), &put_key, &put_value, MDB_CURRENT);
+      if (rc) return LmdbError("mdb_cursor_put", rc);
       if (n >= kReindexItemsPerTxn) {
-        resume->assign(key);
+        resume->assign(key_copy);
         *items += n;
         return Status::OK();
       }
@@ -492,30 +485,49 @@ class DataStore::Impl {
     return Status::OK();
   }
 
-  Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, size_t limit, std::vector<DigestEntry>* out,
-                     bool* more) const {
+  uint64_t EntryDigest(const Bucket::Entry& e) const { return e.digest ? e.digest : digest_(e.pk, e.sk, e.record); }
+
+  Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, const DigestEntry* after, size_t limit,
+                     std::vector<DigestEntry>* out, bool* more) const {
     out->clear();
     *more = false;
+    if (after && after->key_hash > from) from = after->key_hash;
     if (from > to) return Status::OK();
     ReadTxn txn(env_);
     if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
-    Cursor cur(txn.get(), digests_);
+    Cursor cur(txn.get(), items_);
     if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
-    const std::string start = DigestKey(partition, from);
+    // Resume in the bucket `after` sits in, or at the start of the range.
+    std::string start = HashRangeStart(partition, from);
+    std::string resume_bucket;
+    if (after && after->key_hash >= from) {
+      resume_bucket = BucketKey(partition, after->pk, after->sk);
+      start = resume_bucket;
+    }
+    limit = std::max<size_t>(limit, 1);
     MDB_val mk = Val(start), mv;
     int rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
       const std::string_view key = View(mk);
-      if (key.size() != kDigestKey || key.compare(0, 4, start, 0, 4) != 0) break;
-      const uint64_t hash = DigestKeyHash(key);
+      if (!SamePartition(key, start)) break;
+      const uint64_t hash = KeyHashOf(key);
       if (hash > to) break;
-      if (out->size() >= std::max<size_t>(limit, 1)) {
+      if (out->size() >= limit) {
         *more = true;
         break;
       }
       auto bucket = Bucket::Decode(View(mv));
       if (!bucket.ok()) return bucket.status();
-      for (const Bucket::Entry& e : bucket->entries()) out->push_back({e.pk, e.sk, hash, DecodeDigest(e.record)});
+      const bool resuming = !resume_bucket.empty() && key == resume_bucket;
+      for (const Bucket::Entry& e : bucket->entries()) {
+        // Entries of a bucket are sorted by (sk, pk): skip through `after`.
+        if (resuming && std::tie(e.sk, e.pk) <= std::tie(after->sk, after->pk)) continue;
+        if (out->size() >= limit) {
+          *more = true;  // a shared bucket split across pages
+          return Status::OK();
+        }
+        out->push_back({e.pk, e.sk, hash, EntryDigest(e)});
+      }
     }
     if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
     return Status::OK();
@@ -526,18 +538,18 @@ class DataStore::Impl {
     ReadTxn txn(env_);
     if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
     *snapshot_txn = mdb_txn_id(txn.get());
-    Cursor cur(txn.get(), digests_);
+    Cursor cur(txn.get(), items_);
     if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
-    const std::string start = DigestKey(partition, 0);
+    const std::string start = HashRangeStart(partition, 0);
     MDB_val mk = Val(start), mv;
     int rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
       const std::string_view key = View(mk);
-      if (key.size() != kDigestKey || key.compare(0, 4, start, 0, 4) != 0) break;
+      if (!SamePartition(key, start)) break;
       auto bucket = Bucket::Decode(View(mv));
       if (!bucket.ok()) return bucket.status();
-      const uint64_t hash = DigestKeyHash(key);
-      for (const Bucket::Entry& e : bucket->entries()) fn(hash, DecodeDigest(e.record));
+      const uint64_t hash = KeyHashOf(key);
+      for (const Bucket::Entry& e : bucket->entries()) fn(hash, EntryDigest(e));
     }
     if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
     return Status::OK();
@@ -695,49 +707,6 @@ class DataStore::Impl {
     return Status::OK();
   }
 
-  // Sets the index entry of (pk, sk) to `digest` (0: removes it); *before is
-  // the digest it held (0: none). An index bucket that does not decode is
-  // replaced, and the index is marked for a rebuild at the next Open().
-  Status PutDigest(MDB_txn* txn, uint32_t partition, std::string_view pk, std::string_view sk, uint64_t key_hash,
-                   uint64_t digest, uint64_t* before) {
-    const std::string k = DigestKey(partition, key_hash);
-    MDB_val mk = Val(k), mv;
-    Bucket bucket;
-    int rc = mdb_get(txn, digests_, &mk, &mv);
-    if (rc == 0) {
-      auto decoded = Bucket::Decode(View(mv));
-      if (decoded.ok()) {
-        bucket = std::move(decoded.value());
-      } else {
-        spdlog::error("digest index: an entry of partition {} does not decode; replaced, and the index will be "
-                      "rebuilt at the next start",
-                      partition);
-        MDB_val meta_key = Val(kDigestIndexMeta), meta_value = Val("");
-        rc = mdb_put(txn, meta_, &meta_key, &meta_value, 0);
-        if (rc) return LmdbError("mdb_put meta", rc);
-      }
-    } else if (rc != MDB_NOTFOUND) {
-      return LmdbError("mdb_get digests", rc);
-    }
-    const Bucket::Entry* current = bucket.Find(pk, sk);
-    *before = current ? DecodeDigest(current->record) : 0;
-    if (current && *before == digest) return Status::OK();
-    if (!current && digest == 0) return Status::OK();
-    if (digest == 0) {
-      bucket.Erase(pk, sk);
-    } else {
-      bucket.Upsert(pk, sk, EncodeDigest(digest));
-    }
-    if (bucket.empty()) {
-      rc = mdb_del(txn, digests_, &mk, nullptr);
-      return rc && rc != MDB_NOTFOUND ? LmdbError("mdb_del digests", rc) : Status::OK();
-    }
-    const std::string encoded = bucket.Encode();
-    MDB_val out = Val(encoded);
-    rc = mdb_put(txn, digests_, &mk, &out, 0);
-    return rc ? LmdbError("mdb_put digests", rc) : Status::OK();
-  }
-
   Status PutMetaIn(MDB_txn* txn, const PendingOp& op) {
     MDB_val mk = Val(op.meta_key), mv = Val(op.meta_value);
     int rc = mdb_put(txn, meta_, &mk, &mv, 0);
@@ -764,12 +733,13 @@ class DataStore::Impl {
     std::optional<std::string> now = current ? std::optional<std::string>(current->record) : std::nullopt;
     std::optional<std::string> next = op.mutate(now);
     if (!next) return Status::OK();
+    const uint64_t before = current ? EntryDigest(*current) : 0;
     const uint64_t digest = next->empty() ? 0 : digest_(op.key.pk, op.key.sk, *next);
     if (next->empty()) {
       if (!current) return Status::OK();
       bucket.Erase(op.key.pk, op.key.sk);
     } else {
-      bucket.Upsert(op.key.pk, op.key.sk, std::move(*next));
+      bucket.Upsert(op.key.pk, op.key.sk, std::move(*next), digest);
     }
     if (bucket.empty()) {
       rc = mdb_del(txn, items_, &mk, nullptr);
@@ -780,17 +750,13 @@ class DataStore::Impl {
       rc = mdb_put(txn, items_, &mk, &out, 0);
       if (rc) return LmdbError("mdb_put", rc);
     }
-    uint64_t before = 0;
-    const uint64_t key_hash = DataStore::KeyHash(op.key.pk, op.key.sk);
-    Status s = PutDigest(txn, op.key.partition, op.key.pk, op.key.sk, key_hash, digest, &before);
-    if (!s.ok()) return s;
-    if (before != digest) changes->push_back({op.key.partition, key_hash, before, digest});
+    if (before != digest) changes->push_back({op.key.partition, KeyHashOf(k), before, digest});
     return Status::OK();
   }
 
   StorageOptions options_;
   MDB_env* env_ = nullptr;
-  MDB_dbi items_ = 0, meta_ = 0, digests_ = 0;
+  MDB_dbi items_ = 0, meta_ = 0;
   size_t max_key_ = 0;
   RecordDigestFn digest_ = &BytesDigest;
   CommitListener* listener_ = nullptr;  // writer thread only
@@ -825,9 +791,9 @@ Status DataStore::ScanAll(const std::string& cursor, size_t limit, std::vector<R
                           std::string* next) const {
   return impl_->ScanAll(cursor, limit, out, next);
 }
-Status DataStore::ScanDigests(uint32_t partition, uint64_t from, uint64_t to, size_t limit,
+Status DataStore::ScanDigests(uint32_t partition, uint64_t from, uint64_t to, const DigestEntry* after, size_t limit,
                               std::vector<DigestEntry>* out, bool* more) const {
-  return impl_->ScanDigests(partition, from, to, limit, out, more);
+  return impl_->ScanDigests(partition, from, to, after, limit, out, more);
 }
 Status DataStore::ForEachDigest(uint32_t partition, const std::function<void(uint64_t, uint64_t)>& fn,
                                 uint64_t* snapshot_txn) const {

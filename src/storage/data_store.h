@@ -15,14 +15,17 @@
 // Apply() calls are grouped into one write transaction by a single writer
 // thread (group commit), so durability costs one fsync per batch, not per write.
 //
-// Digest index. Every item also has a 64-bit digest (StorageOptions::digest
-// of pk, sk and record; never 0) kept in a second LMDB database, `digests`,
-// keyed by partition + KeyHash(pk, sk). It is written in the same transaction
-// as the item, so it always matches the items exactly, crash or not. Anti-
-// entropy builds its Merkle trees from it and lists the keys of a tree leaf
-// (a key-hash range) from it without reading any record. A store opened with
-// a digest of another name (or none: a store from before the index) has its
-// index rebuilt from the items at Open(), once.
+// Digests. Every item also has a 64-bit digest (StorageOptions::digest of pk,
+// sk and record; never 0), stored in its bucket beside the record, so it
+// changes in the same write as the item, crash or not, and costs no page of
+// its own. Its key hash, KeyHash(pk), is the top half of the pk hash that
+// leads the item's LMDB key, so a key-hash range is one contiguous range of
+// items: anti-entropy builds its Merkle trees from the items and lists the
+// digests of a tree leaf (a key-hash range) by a range scan. All items of a
+// pk share a key hash. A store opened with a digest of another name has
+// every item re-digested at Open(), once; items written before digests were
+// stored (and a separate `digests` index, which Open() drops) get theirs
+// computed when read.
 //
 // Commit listener. After every commit the writer thread reports each item
 // change as (partition, key hash, digest before, digest after) with the
@@ -61,8 +64,8 @@ struct StorageOptions {
   size_t max_batch_ops = 512;              // group commit: ops per transaction
   uint32_t max_pending_ops = 65536;        // writers beyond this wait (back-pressure)
   uint32_t max_readers = 126;              // threads that may read at once (LMDB reader slots)
-  // The digest index's function and its name; a store indexed under another
-  // name is re-indexed at Open(). Every replica of a cluster must use the same.
+  // The items' digest function and its name; a store digested under another
+  // name is re-digested at Open(). Every replica of a cluster must use the same.
   RecordDigestFn digest = &BytesDigest;
   std::string digest_name = "bytes-v1";
 };
@@ -82,7 +85,7 @@ struct RawItem {
 // One durable change of one item, as the commit listener sees it.
 struct DigestChange {
   uint32_t partition = 0;
-  uint64_t key_hash = 0;  // DataStore::KeyHash(pk, sk)
+  uint64_t key_hash = 0;  // DataStore::KeyHash(pk)
   uint64_t before = 0;    // digest before the commit; 0 when the item was absent
   uint64_t after = 0;     // digest after; 0 when the item is now absent
 };
@@ -101,7 +104,7 @@ class CommitListener {
   virtual void OnCommit(uint64_t txn, const std::vector<DigestChange>& changes) = 0;
 };
 
-// One entry of the digest index.
+// One item as anti-entropy sees it.
 struct DigestEntry {
   std::string pk, sk;
   uint64_t key_hash = 0;
@@ -132,7 +135,7 @@ class DataStore {
   struct Stats {
     uint64_t commits = 0;      // write transactions committed
     uint64_t applied = 0;      // Apply() calls that committed
-    uint64_t reindexed = 0;    // items whose digest Open() had to (re)build
+    uint64_t reindexed = 0;    // items Open() re-digested (the digest function changed)
   };
 
   // Opens or creates the store. Errors: IOError (path not usable, LMDB open failed).
@@ -175,9 +178,9 @@ class DataStore {
   // at `cursor`.
   Status ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out, std::string* next) const;
 
-  // Where an item sits in the digest index: XXH3-64 of the length-prefixed
-  // pk and sk. The same on every node.
-  static uint64_t KeyHash(std::string_view pk, std::string_view sk);
+  // Where an item sits in the Merkle trees and in storage order: the top 64
+  // bits of XXH3-128 of the pk. The same on every node and for every sk.
+  static uint64_t KeyHash(std::string_view pk);
 
   // Installs `listener` (nullptr removes it) between two commits and returns
   // the id of the last transaction committed before it: every later commit
@@ -185,14 +188,18 @@ class DataStore {
   // ShuttingDown when the store is closing.
   StatusOr<uint64_t> SetCommitListener(CommitListener* listener);
 
-  // Index entries of one partition with from <= key_hash <= to, in key-hash
-  // order, at most about `limit` (entries sharing a key hash come together, so
-  // a page can exceed it by a few; at least one is returned when any is in
-  // range). *more when entries of the range remain after the page; continue
-  // from the last key hash + 1. One short read transaction.
-  Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, size_t limit, std::vector<DigestEntry>* out,
-                     bool* more) const;
-  // Calls fn(key_hash, digest) for every index entry of the partition, all
+  // Items of one partition with from <= key_hash <= to, in storage order
+  // (key hash ascending; items sharing one, the rows of a pk, in a fixed
+  // order), at most `limit` (at least 1). `after`, when set, is the last
+  // entry of the previous page (its pk, sk and key hash; the digest is not
+  // read): the page starts just past it, at `from` at the earliest. *more
+  // when items of the range remain after the page. One short read
+  // transaction; items written between pages may or may not be seen, items
+  // present throughout are seen exactly once. Corruption when a bucket does
+  // not decode.
+  Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, const DigestEntry* after, size_t limit,
+                     std::vector<DigestEntry>* out, bool* more) const;
+  // Calls fn(key_hash, digest) for every item of the partition, all
   // from one read snapshot, whose transaction id goes to *snapshot_txn (the
   // last commit it includes). fn must be quick; it runs inside the read
   // transaction.

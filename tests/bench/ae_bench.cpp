@@ -2,7 +2,7 @@
 // real LMDB store with its Merkle trees, 100,000 keys each (Q = 256, so trees
 // of depth 3), values of 100 bytes.
 //
-//   BM_TreeRebuildFromIndex  building every partition's tree from the digest
+//   BM_TreeRebuildFromItems  building every partition's tree from the digest
 //                       index, as a node does at start (or after a crash).
 //   BM_ExchangeInSync   a full pass (every partition) between equal replicas.
 //   BM_ExchangeOnePct   a full pass after 1% of the keys got a newer version
@@ -175,9 +175,9 @@ struct Pair {
 };
 
 // What a start (or crash recovery) does for every partition: build the tree
-// from one snapshot of the digest index (PartitionTrees::Install is this over
+// from one snapshot of the items' digests (PartitionTrees::Install is this over
 // all partitions).
-void BM_TreeRebuildFromIndex(benchmark::State& state) {
+void BM_TreeRebuildFromItems(benchmark::State& state) {
   Pair& pair = Pair::Get();
   for (auto _ : state) {
     for (uint32_t p = 0; p < kPartitions; ++p) {
@@ -188,7 +188,7 @@ void BM_TreeRebuildFromIndex(benchmark::State& state) {
   state.counters["keys"] = double(pair.a.trees().items());
   state.SetItemsProcessed(state.iterations() * pair.a.trees().items());
 }
-BENCHMARK(BM_TreeRebuildFromIndex)->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(BM_TreeRebuildFromItems)->Unit(benchmark::kMillisecond)->Iterations(5);
 
 void BM_ExchangeInSync(benchmark::State& state) {
   Pair& pair = Pair::Get();

@@ -120,7 +120,7 @@ class AeReplica {
       Status s = replica_->ScanAll(cursor, 1000, &items, &next);
       EXPECT_TRUE(s.ok()) << s.ToString();
       for (auto& i : items)
-        out.at(i.partition).Update(DataStore::KeyHash(i.pk, i.sk), 0, ClockDigest(i.pk, i.sk, i.record));
+        out.at(i.partition).Update(DataStore::KeyHash(i.pk), 0, ClockDigest(i.pk, i.sk, i.record));
       if (next.empty() || !s.ok()) return out;
       cursor = next;
     }
@@ -168,7 +168,7 @@ class FakeTransport final : public ExchangePeer {
     return target_->ChildHashes(partition, format, level, parents, out, items);
   }
   Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
-                  std::optional<uint64_t> after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
+                  const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
     ++list_calls;
     if (Status s = MaybeFail(); !s.ok()) return s;
     Status s = target_->ListKeys(partition, format, level, nodes, after, limit, out, more);

@@ -324,28 +324,57 @@ TEST_F(ExchangeTest, CancelledExchangeStops) {
 }
 
 // Where the tree is shallow for its partition (Q = 65536 gives depth 1),
-// the exchange descends below the leaves on digest sums from the index and
-// lists only a few keys around each difference, not the whole leaf.
+// the exchange descends below the leaves on digest sums over key-hash ranges
+// and lists only a few keys around each difference, not the whole leaf.
 TEST(DeepExchangeTest, DescendsBelowTheLeavesOfAShallowTree) {
   FakeWallClock wall;
   AeReplica a("a", 65536, &wall), b("b", 65536, &wall);
   ASSERT_EQ(a.trees().depth(), 1u);
   std::vector<std::pair<ItemKey, Version>> common;
-  for (int i = 0; i < 3000; ++i) common.push_back({{7, "pk", "k" + std::to_string(i)}, Live("w/1", i + 1, {}, "x")});
+  for (int i = 0; i < 3000; ++i) common.push_back({{7, "pk" + std::to_string(i), "s"}, Live("w/1", i + 1, {}, "x")});
   a.Load(common);
   b.Load(common);
-  a.Apply(7, "pk", "k17", Live("x/1", 1, {}, "a's sibling"));
-  b.Apply(7, "pk", "only-b", Live("x/1", 2, {}, "b"));
-  b.Apply(7, "pk", "k2999", Live("w/1", 5000, Saw(Live("w/1", 3000, {}, "x")), "newer"));
+  a.Apply(7, "pk17", "s", Live("x/1", 1, {}, "a's sibling"));
+  b.Apply(7, "only-b", "s", Live("x/1", 2, {}, "b"));
+  b.Apply(7, "pk2999", "s", Live("w/1", 5000, Saw(Live("w/1", 3000, {}, "x")), "newer"));
   FakeTransport to_b(&b.peer());
   ExchangeStats s = RunExchange(7, a.format(), a.peer(), to_b, nullptr);
   ASSERT_TRUE(s.status.ok()) << s.status.ToString();
   EXPECT_EQ(s.keys_different, 3u);
-  EXPECT_EQ(to_b.fetched, (std::set<KeyName>{{7, "pk", "k17"}, {7, "pk", "only-b"}, {7, "pk", "k2999"}}));
+  EXPECT_EQ(to_b.fetched, (std::set<KeyName>{{7, "pk17", "s"}, {7, "only-b", "s"}, {7, "pk2999", "s"}}));
   EXPECT_EQ(to_b.list_levels, std::set<uint32_t>{3}) << "3,000 keys: listed where about 4 per node are expected";
   EXPECT_LE(to_b.listed, 20) << "listed far more than the keys around the differences";
   EXPECT_EQ(a.All(), b.All());
   EXPECT_EQ(a.trees().Copy(7).Root(), b.trees().Copy(7).Root());
+}
+
+// The rows of one pk share a key hash, so a wide pk is one tree position
+// and is listed whole when it differs: page by page on both sides (small
+// pages here), merged as they come, so neither side holds the whole pk.
+// Every difference inside it is still found and only those keys move.
+TEST(DeepExchangeTest, AWidePkIsListedPageByPage) {
+  FakeWallClock wall;
+  AeReplica a("a", 16, &wall), b("b", 16, &wall);
+  std::vector<std::pair<ItemKey, Version>> common;
+  for (int i = 0; i < 3000; ++i)
+    common.push_back({{3, "wide", "row" + std::to_string(10000 + i)}, Live("w/1", i + 1, {}, "x")});
+  a.Load(common);
+  b.Load(common);
+  a.Apply(3, "wide", "row10017", Live("x/1", 1, {}, "a's sibling"));
+  b.Apply(3, "wide", "row10000-b", Live("x/1", 2, {}, "b"));
+  b.Apply(3, "wide", "row12999", Live("w/1", 5000, Saw(Live("w/1", 3000, {}, "x")), "newer"));
+  FakeTransport to_b(&b.peer());
+  ExchangeLimits small_pages;
+  small_pages.list_page = 100;
+  ExchangeStats s = RunExchange(3, a.format(), a.peer(), to_b, nullptr, small_pages);
+  ASSERT_TRUE(s.status.ok()) << s.status.ToString();
+  EXPECT_EQ(s.keys_different, 3u);
+  EXPECT_EQ(to_b.fetched,
+            (std::set<KeyName>{{3, "wide", "row10017"}, {3, "wide", "row10000-b"}, {3, "wide", "row12999"}}));
+  EXPECT_EQ(to_b.listed, 3001) << "b's rows of the pk, each listed once";
+  EXPECT_GE(to_b.list_calls, 30) << "pages of 100";
+  EXPECT_EQ(a.All(), b.All());
+  EXPECT_EQ(a.trees().Copy(3).Root(), b.trees().Copy(3).Root());
 }
 
 // With 2,000 keys and 1% different, the bytes moved are a small fraction of

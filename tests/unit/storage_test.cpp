@@ -21,10 +21,12 @@
 #include <string>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "common/fixed_codec.h"
 #include "storage/data_store.h"
 
 namespace monju {
@@ -132,6 +134,15 @@ class StorageTest : public ::testing::Test {
   // the documented layout (partition BE + XXH3-128(pk) high, low BE + sk),
   // and reopens.
   void PlantGarbageBucket(uint32_t partition, const std::string& pk, const std::string& sk) {
+    PlantRawBucket(partition, pk, sk, "\xff\xff\xff\xff garbage");
+    Open();
+  }
+
+  // Closes the store and writes `bucket` as the LMDB value of (pk, sk) under
+  // the documented layout; with `old_index`, also a `digests` database as
+  // stores from before digests moved into the items had. Does not reopen.
+  void PlantRawBucket(uint32_t partition, const std::string& pk, const std::string& sk, std::string bucket,
+                      bool old_index = false) {
     store_.reset();  // LMDB must not be open twice in one process
     std::string key(20, '\0');
     for (int i = 0; i < 4; ++i) key[i] = char((partition >> (24 - 8 * i)) & 0xff);
@@ -149,12 +160,33 @@ class StorageTest : public ::testing::Test {
     MDB_dbi dbi;
     ASSERT_EQ(mdb_dbi_open(txn, "items", 0, &dbi), 0);
     MDB_val k{key.size(), key.data()};
-    std::string garbage = "\xff\xff\xff\xff garbage";
-    MDB_val v{garbage.size(), garbage.data()};
+    MDB_val v{bucket.size(), bucket.data()};
     ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+    if (old_index) {
+      MDB_dbi index;
+      ASSERT_EQ(mdb_dbi_open(txn, "digests", MDB_CREATE, &index), 0);
+      std::string ik(12, '\x01'), iv = "whatever";
+      MDB_val ikv{ik.size(), ik.data()}, ivv{iv.size(), iv.data()};
+      ASSERT_EQ(mdb_put(txn, index, &ikv, &ivv, 0), 0);
+    }
     ASSERT_EQ(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
-    Open();
+  }
+
+  // Whether the LMDB environment holds a database of that name (store closed).
+  bool HasDatabase(const char* name) {
+    store_.reset();
+    MDB_env* env = nullptr;
+    EXPECT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 4);
+    EXPECT_EQ(mdb_env_open(env, (dir_.path() + "/data").c_str(), 0, 0644), 0);
+    MDB_txn* txn = nullptr;
+    EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+    MDB_dbi dbi;
+    const bool found = mdb_dbi_open(txn, name, 0, &dbi) == 0;
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return found;
   }
 
   // Every item, by walking ScanAll() `page` at a time.
@@ -948,28 +980,30 @@ class RecordingListener final : public CommitListener {
 
 using Index = std::map<std::tuple<uint32_t, std::string, std::string>, std::pair<uint64_t, uint64_t>>;
 
-// The index as ScanDigests lists it, partition by partition, paging `page` at a time.
+// The digests as ScanDigests lists them, partition by partition, paging
+// `page` at a time (resuming after the last entry, also inside one pk).
 Index ListIndex(DataStore& store, uint32_t partitions, size_t page) {
   Index out;
   for (uint32_t p = 0; p < partitions; ++p) {
-    uint64_t from = 0;
+    std::optional<DigestEntry> after;
     for (int guard = 0; guard < 100000; ++guard) {
       std::vector<DigestEntry> entries;
       bool more = false;
-      Status s = store.ScanDigests(p, from, UINT64_MAX, page, &entries, &more);
+      Status s = store.ScanDigests(p, 0, UINT64_MAX, after ? &*after : nullptr, page, &entries, &more);
       EXPECT_TRUE(s.ok()) << s.ToString();
-      uint64_t last = 0;
+      EXPECT_LE(entries.size(), std::max<size_t>(page, 1));
+      uint64_t last = after ? after->key_hash : 0;
       for (const auto& e : entries) {
-        EXPECT_GE(e.key_hash, from);
         EXPECT_GE(e.key_hash, last) << "not in key-hash order";
         last = e.key_hash;
-        EXPECT_EQ(e.key_hash, DataStore::KeyHash(e.pk, e.sk));
+        EXPECT_EQ(e.key_hash, DataStore::KeyHash(e.pk));
         EXPECT_TRUE(out.emplace(std::make_tuple(p, e.pk, e.sk), std::make_pair(e.key_hash, e.digest)).second)
             << "listed twice";
       }
       if (!more) break;
       EXPECT_FALSE(entries.empty());
-      from = entries.back().key_hash + 1;
+      if (entries.empty()) break;
+      after = entries.back();
     }
   }
   return out;
@@ -979,7 +1013,7 @@ Index ListIndex(DataStore& store, uint32_t partitions, size_t page) {
 Index Expected(const std::vector<RawItem>& items) {
   Index out;
   for (const auto& i : items)
-    out[{i.partition, i.pk, i.sk}] = {DataStore::KeyHash(i.pk, i.sk), BytesDigest(i.pk, i.sk, i.record)};
+    out[{i.partition, i.pk, i.sk}] = {DataStore::KeyHash(i.pk), BytesDigest(i.pk, i.sk, i.record)};
   return out;
 }
 
@@ -1009,17 +1043,16 @@ TEST_F(StorageTest, DigestIndexFollowsEveryWriteAndListenerSeesEachChange) {
   EXPECT_EQ(ListIndex(*store_, kPartitions, 1000), expected);
   EXPECT_EQ(ListIndex(*store_, kPartitions, 3), expected) << "paging changes what is listed";
 
-  // Replay: each change's `before` is what the previous one left.
+  // Replay, as a Merkle leaf does: per (partition, key hash), the sum of
+  // after - before over the changes is the sum of the digests now held.
   std::map<std::pair<uint32_t, uint64_t>, uint64_t> replay;
   for (const auto& c : listener.all) {
-    uint64_t& now = replay[{c.partition, c.key_hash}];
-    EXPECT_EQ(now, c.before) << "a change does not start where the last one ended";
     EXPECT_NE(c.before, c.after) << "a change that changes nothing was reported";
-    now = c.after;
+    replay[{c.partition, c.key_hash}] += c.after - c.before;
   }
   std::erase_if(replay, [](const auto& kv) { return kv.second == 0; });
   std::map<std::pair<uint32_t, uint64_t>, uint64_t> want;
-  for (const auto& [key, hd] : expected) want[{std::get<0>(key), hd.first}] = hd.second;
+  for (const auto& [key, hd] : expected) want[{std::get<0>(key), hd.first}] += hd.second;
   EXPECT_EQ(replay, want);
   // Ids never go back, and a commit that changed something has a new one.
   for (size_t i = 1; i < listener.txns.size(); ++i) {
@@ -1084,7 +1117,7 @@ TEST_F(StorageTest, ScanDigestsKeepsToItsRange) {
   const uint64_t lo = uint64_t(1) << 62, hi = uint64_t(3) << 62;
   std::vector<DigestEntry> entries;
   bool more = true;
-  ASSERT_TRUE(store_->ScanDigests(1, lo, hi, 1000, &entries, &more).ok());
+  ASSERT_TRUE(store_->ScanDigests(1, lo, hi, nullptr, 1000, &entries, &more).ok());
   EXPECT_FALSE(more);
   size_t want = 0;
   for (const auto& [key, hd] : all)
@@ -1095,8 +1128,68 @@ TEST_F(StorageTest, ScanDigestsKeepsToItsRange) {
     EXPECT_LE(e.key_hash, hi);
     EXPECT_EQ(all.count({1, e.pk, e.sk}), 1u);
   }
-  ASSERT_TRUE(store_->ScanDigests(1, hi, lo, 1000, &entries, &more).ok());
+  ASSERT_TRUE(store_->ScanDigests(1, hi, lo, nullptr, 1000, &entries, &more).ok());
   EXPECT_TRUE(entries.empty());
+}
+
+// One pk's rows share a key hash, and a page may end inside them: listing
+// one row at a time gives every row once, in sk order (a pk's rows are
+// contiguous in storage), and resuming past the last row of the range ends it.
+TEST_F(StorageTest, ScanDigestsPagesThroughTheRowsOfOnePk) {
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(Put(2, "wide", "row" + std::to_string(100 + i), "r").ok());
+  ASSERT_TRUE(Put(2, "other", "x", "r").ok());
+  const uint64_t h = DataStore::KeyHash("wide");
+  std::vector<std::string> rows;
+  std::optional<DigestEntry> after;
+  for (int guard = 0; guard < 100; ++guard) {
+    std::vector<DigestEntry> page;
+    bool more = false;
+    ASSERT_TRUE(store_->ScanDigests(2, h, h, after ? &*after : nullptr, 1, &page, &more).ok());
+    ASSERT_LE(page.size(), 1u);
+    for (const auto& e : page) {
+      EXPECT_EQ(e.pk, "wide");
+      EXPECT_EQ(e.key_hash, h);
+      EXPECT_EQ(e.digest, BytesDigest("wide", e.sk, "r"));
+      rows.push_back(e.sk);
+    }
+    if (!more) break;
+    after = page.back();
+  }
+  ASSERT_EQ(rows.size(), 40u);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(rows[i], "row" + std::to_string(100 + i));
+}
+
+// A store from before digests moved into the items: its buckets have no
+// digests (v1) and it has a separate `digests` database. Open() drops that
+// database; digests of v1 items are computed when read, a write reports the
+// right `before`, and the rewritten bucket carries the digest from then on.
+TEST_F(StorageTest, StoreFromBeforeDigestsInItemsStillWorks) {
+  using namespace digests;
+  ASSERT_TRUE(Put(4, "pk", "new", "n").ok());  // creates the store, names the digest
+  std::string v1;
+  fixed::PutU32(v1, 1);
+  fixed::PutBytes(v1, "pk");
+  fixed::PutBytes(v1, "old");
+  fixed::PutBytes(v1, "record");
+  PlantRawBucket(4, "pk", "old", v1, /*old_index=*/true);
+  ASSERT_TRUE(HasDatabase("digests"));
+  Open();
+  EXPECT_EQ(Get(4, "pk", "old"), "record");
+  EXPECT_EQ(store_->stats().reindexed, 0u) << "the digest's name did not change: nothing to rewrite";
+  Index listed = ListIndex(*store_, 5, 10);
+  EXPECT_EQ(listed.at({4, "pk", "old"}).second, BytesDigest("pk", "old", "record"));
+  EXPECT_EQ(listed.at({4, "pk", "new"}).second, BytesDigest("pk", "new", "n"));
+  RecordingListener listener;
+  ASSERT_TRUE(store_->SetCommitListener(&listener).ok());
+  ASSERT_TRUE(Put(4, "pk", "old", "record2").ok());
+  ASSERT_TRUE(store_->SetCommitListener(nullptr).ok());
+  ASSERT_EQ(listener.all.size(), 1u);
+  EXPECT_EQ(listener.all[0].before, BytesDigest("pk", "old", "record"));
+  EXPECT_EQ(listener.all[0].after, BytesDigest("pk", "old", "record2"));
+  EXPECT_FALSE(HasDatabase("digests"));
+  Open();
+  EXPECT_EQ(Get(4, "pk", "old"), "record2");
+  EXPECT_EQ(ListIndex(*store_, 5, 10), Expected(WalkAll(100)));
 }
 
 // A store indexed with another digest (or none, as before the index existed)
