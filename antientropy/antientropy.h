@@ -26,7 +26,7 @@
 //   merkle_tree.h      the tree of one partition (pure; no I/O)
 //   partition_trees.h  the trees of a store, kept in step with its commits
 //   exchange.h         the protocol (RunExchange, ExchangePeer, limits)
-//   local_peer.h       this node's side of exchanges (trees, index, replica)
+//   local_peer.h       this node's side of exchanges (trees, item digests, replica)
 //   throttle.h         the shared byte budget
 //   scheduler.h        background exchanges, repair now, pause, counters
 //

@@ -37,7 +37,8 @@
 // reaper's work on a key every owner is done with.
 //
 // Cost: step 1 is one hash each when in sync; steps 2-4 move O(differing
-// nodes x fanout) hashes, O(keys under differing nodes) index entries and
+// nodes x fanout) hashes, O(keys under differing nodes) digest entries (all
+// rows of a differing pk: the descent cannot split one) and
 // only the versions a side lacks, so the bytes are proportional to the
 // difference, not to the data.
 //
@@ -124,7 +125,7 @@ struct ExchangeLimits {
   size_t parents_per_call = 256;          // parents per ChildHashes call (16 hashes each)
   size_t keys_per_listed_node = 4;        // descend while more keys than this are expected per node
   size_t nodes_per_group = 64;            // differing nodes listed and settled together
-  size_t list_page = 4096;                // index entries per ListKeys call
+  size_t list_page = 4096;                // digest entries per ListKeys call
   size_t fetch_keys = 256;                // keys per Fetch
   size_t fetch_request_bytes = 512 << 10; // request bytes per Fetch (keys + contexts)
   size_t push_versions = 256;             // versions per Push

@@ -5,7 +5,8 @@
 //
 // Contract (see exchange.h for the protocol)
 // - ChildHashes / ListKeys read the trees and the digests stored in the
-//   items only: no record is decoded to compare. Levels past the tree's
+//   items only: no record is decoded to compare (Open() writes digests into
+//   the items of a store from before they were stored). Levels past the tree's
 //   depth are summed from the items over the parents' key-hash ranges (so
 //   their cost is the parents' items, read locally).
 // - Fetch reads each asked key's record. For want_versions it returns the

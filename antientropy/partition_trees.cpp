@@ -99,7 +99,7 @@ void PartitionTrees::OnCommit(uint64_t txn, const std::vector<DigestChange>& cha
   for (const DigestChange& c : changes) {
     if (c.partition >= partitions_) continue;  // not a partition of this cluster; never listed
     last_change_[c.partition] = txn;
-    if (!ready_[c.partition]) continue;  // its build will read this commit from the index
+    if (!ready_[c.partition]) continue;  // its build will read this commit from the items
     auto& tree = trees_[c.partition];
     if (!tree) tree = std::make_unique<MerkleTree>(depth_);
     tree->Update(c.key_hash, c.before, c.after);

@@ -10,18 +10,17 @@
 //   include it. A failed commit changes nothing, in LMDB or here. Exchanges
 //   never rescan anything to learn a tree.
 // - The trees are memory only. After a crash the next start's Install()
-//   builds them again from the index, which LMDB keeps transactionally equal
-//   to the items (same write transaction), so no crash can leave a tree and
-//   the data apart. Building reads only the index (about 40 bytes per item,
-//   no values).
-// - Rebuild(p) builds p's tree again from one read snapshot of the index
+//   builds them again from the digests the items carry (written in the same
+//   LMDB write as the item), so no crash can leave a tree and the data apart.
+//   Building reads every item once, values included (no record is decoded).
+// - Rebuild(p) builds p's tree again from one read snapshot of the items
 //   while writes go on, and installs it: the snapshot's transaction id tells
 //   which commits it already holds, and a snapshot that a later commit to p
 //   overtook is retried. It reports whether the old tree differed (it was
 //   inconsistent; counted in rebuilt()). While not installed (before
 //   Install(), after Uninstall()) no commit is followed, and Rebuild() simply
 //   installs the snapshot.
-// - A partition whose build failed (the index could not be read) is not
+// - A partition whose build failed (its items could not be read) is not
 //   ready: Hashes() gives Unavailable until a Rebuild() succeeds.
 //
 // Thread safety: every method may be called concurrently. One mutex guards
@@ -53,7 +52,7 @@ class PartitionTrees final : public CommitListener {
   // Stops following the store (idempotent). Trees stay readable.
   void Uninstall();
 
-  // Rebuilds one partition from the index (see above). true when the tree it
+  // Rebuilds one partition from the items' digests (see above). true when the tree it
   // replaced differed. Unavailable when writes to the partition kept
   // overtaking the snapshot; the store's errors otherwise.
   StatusOr<bool> Rebuild(uint32_t partition);

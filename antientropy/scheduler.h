@@ -19,8 +19,8 @@
 //   starts no new ones until SetPaused(false). Manual runs go on (they are an
 //   explicit request). Not persisted: a restart resumes.
 // - Verification: before exchanging a partition whose tree was last checked
-//   more than `verify_interval` ago, the tree is rebuilt from the digest
-//   index (PartitionTrees::Rebuild) and a difference is counted and logged
+//   more than `verify_interval` ago, the tree is rebuilt from the items'
+//   digests (PartitionTrees::Rebuild) and a difference is counted and logged
 //   (trees_rebuilt). RunNow() checks every partition it covers first.
 // - RunNow(partition, peer): the given partition (or every one replicated
 //   here) with the given co-owner (or every one), one after another in the
@@ -106,7 +106,7 @@ struct SchedulerStats {
   uint64_t bytes_sent = 0, bytes_received = 0;
   uint64_t withheld = 0;             // reapable tombstones not sent to an empty replica
   uint64_t exchange_ms_total = 0, exchange_ms_max = 0, exchange_ms_last = 0;
-  uint64_t trees_rebuilt = 0;        // trees found inconsistent with the index
+  uint64_t trees_rebuilt = 0;        // trees found inconsistent with the items' digests
   int64_t oldest_partition_age_ms = 0;
   uint64_t partitions_never_exchanged = 0;
   uint32_t running = 0;

@@ -22,7 +22,7 @@
 
 #include "common/clock.h"
 #include "driver.h"
-#include "histogram.h"
+#include "common/latency_histogram.h"
 #include "workload.h"
 
 namespace monju::bench {

@@ -48,7 +48,27 @@ struct Coordinator::Counters {
   std::atomic<uint64_t> unavailable{0}, quorum_failed{0}, timed_out{0}, invalid{0};
   std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0}, speculative_reads{0};
   std::atomic<uint64_t> spare_reads_skipped{0};
+  SharedHistogram put_us, get_us, remove_us, query_us;
 };
+
+namespace {
+// Records the time from its construction to its end into `into` (µs).
+class RequestTimer {
+ public:
+  RequestTimer(const Clock* clock, SharedHistogram* into) : clock_(clock), into_(into), start_(clock->Now()) {}
+  ~RequestTimer() {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock_->Now() - start_).count();
+    into_->Record(static_cast<uint64_t>(std::max<int64_t>(us, 0)));
+  }
+  RequestTimer(const RequestTimer&) = delete;
+  RequestTimer& operator=(const RequestTimer&) = delete;
+
+ private:
+  const Clock* clock_;
+  SharedHistogram* into_;
+  Clock::TimePoint start_;
+};
+}  // namespace
 
 // One write's plan and what its calls share; outlives the request while
 // calls are still running.
@@ -106,6 +126,10 @@ CoordinatorStats Coordinator::stats() const {
   s.read_repairs = counters_->read_repairs;
   s.speculative_reads = counters_->speculative_reads;
   s.spare_reads_skipped = counters_->spare_reads_skipped;
+  s.put_us = counters_->put_us.Snapshot();
+  s.get_us = counters_->get_us.Snapshot();
+  s.remove_us = counters_->remove_us.Snapshot();
+  s.query_us = counters_->query_us.Snapshot();
   return s;
 }
 
@@ -234,6 +258,7 @@ WriteOutcome Coordinator::Overwrite(const std::string& pk, const std::string& sk
 WriteOutcome Coordinator::PutValue(const std::string& pk, const std::string& sk, std::string value,
                                    const std::string& context, int32_t w, bool replace_local) {
   ++counters_->puts;
+  RequestTimer timer(clock_, &counters_->put_us);
   if (value.size() > options_.max_value_bytes) {
     WriteOutcome out;
     out.status = Status::InvalidArgument("value is " + std::to_string(value.size()) + " bytes; the limit is " +
@@ -249,6 +274,7 @@ WriteOutcome Coordinator::PutValue(const std::string& pk, const std::string& sk,
 WriteOutcome Coordinator::Remove(const std::string& pk, const std::string& sk, const std::string& context,
                                  int32_t w) {
   ++counters_->removes;
+  RequestTimer timer(clock_, &counters_->remove_us);
   WriteOutcome out = Write(pk, sk, true, std::string(), context, w);
   Count(out.status);
   return out;
@@ -509,6 +535,7 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
 
 ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32_t r) {
   ++counters_->gets;
+  RequestTimer timer(clock_, &counters_->get_us);
   ReadOutcome out;
   for (int attempt = 0;; ++attempt) {
     auto view = membership_->Current();
@@ -649,6 +676,7 @@ ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& s
 
 QueryOutcome Coordinator::Query(const QueryRequest& request) {
   ++counters_->queries;
+  RequestTimer timer(clock_, &counters_->query_us);
   QueryOutcome out;
   for (int attempt = 0;; ++attempt) {
     auto view = membership_->Current();

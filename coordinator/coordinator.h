@@ -51,6 +51,7 @@
 
 #include "clock/causal.h"
 #include "common/clock.h"
+#include "common/latency_histogram.h"
 #include "data_path_fence.h"
 #include "common/status.h"
 #include "membership.h"
@@ -171,6 +172,9 @@ struct CoordinatorStats {
   uint64_t read_repairs = 0;          // versions sent to stale replicas
   uint64_t speculative_reads = 0;     // gets that asked more than R replicas
   uint64_t spare_reads_skipped = 0;   // replicas beyond R not asked: too far behind
+  // Time from a request's arrival at the coordinator to its outcome (µs),
+  // failures included, since the start.
+  LatencyHistogram put_us, get_us, remove_us, query_us;
 };
 
 struct QuorumCount {

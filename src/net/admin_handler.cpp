@@ -62,6 +62,18 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("read_repairs", c.read_repairs);
   put("reads.speculative", c.speculative_reads);
   put("reads.spare_skipped", c.spare_reads_skipped);
+  // Percentiles since the start (the histograms' buckets are within 0.8%).
+  auto put_histogram = [&](const std::string& name, const LatencyHistogram& h) {
+    put(name + ".count", h.count());
+    put(name + ".p50", h.Percentile(0.50));
+    put(name + ".p99", h.Percentile(0.99));
+    put(name + ".p999", h.Percentile(0.999));
+    put(name + ".max", h.max());
+  };
+  put_histogram("latency.put_us", c.put_us);
+  put_histogram("latency.get_us", c.get_us);
+  put_histogram("latency.remove_us", c.remove_us);
+  put_histogram("latency.query_us", c.query_us);
   const CoalescerStats writes = src_.endpoints->coalesced_writes();
   put("peer_writes.calls", writes.calls);
   put("peer_writes.sent", writes.items);
@@ -99,6 +111,9 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   DataStore::Stats s = src_.replica->store().stats();
   put("storage.commits", s.commits);
   put("storage.applied", s.applied);
+  put_histogram("storage.commit_us", s.commit_us);
+  put_histogram("storage.batch_ops", s.batch_ops);
+  put_histogram("storage.apply_wait_us", s.apply_wait_us);
   SchedulerStats ae = src_.anti_entropy->stats();
   put("ae.exchanges", ae.exchanges);
   put("ae.exchanges_failed", ae.exchanges_failed);

@@ -1,6 +1,7 @@
 #include "storage/data_store.h"
 
 #include <absl/synchronization/blocking_counter.h>
+#include <absl/synchronization/mutex.h>
 #include <lmdb.h>
 #include <pthread.h>
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
@@ -172,12 +173,16 @@ class DataStore::Impl {
       return LmdbError("mdb_dbi_open", rc);
     }
     // A store from before digests moved into the items has a separate index
-    // of them; its pages go back to the free list.
+    // of them; its pages go back to the free list, and in the same
+    // transaction the meta stops naming a digest, so that the items get
+    // theirs written in below (v2 buckets) even if this start is cut short.
     MDB_dbi old_index;
     rc = mdb_dbi_open(txn, "digests", 0, &old_index);
+    if (rc == 0) rc = mdb_drop(txn, old_index, 1);
     if (rc == 0) {
-      rc = mdb_drop(txn, old_index, 1);
-      if (rc == 0) spdlog::info("dropped the separate digest index of an older store (items carry digests now)");
+      MDB_val mk = Val(kDigestIndexMeta), mv = Val("");
+      rc = mdb_put(txn, meta_, &mk, &mv, 0);
+      if (rc == 0) spdlog::info("dropping the separate digest index of an older store (items carry digests now)");
     }
     if (rc && rc != MDB_NOTFOUND) {
       mdb_txn_abort(txn);
@@ -209,10 +214,19 @@ class DataStore::Impl {
     std::string resume;
     bool done = false;
     uint64_t items = 0;
-    while (!done) {
+    for (bool first = true; !done; first = false) {
       rc = mdb_txn_begin(env_, nullptr, 0, &txn);
       if (rc) return LmdbError("mdb_txn_begin", rc);
-      Status s = ReindexSome(txn, &resume, &done, &items);
+      Status s;
+      if (first) {
+        // Until the last transaction names the function, the items' digests
+        // are a mix: a crash midway must redo the walk whatever name the next
+        // Open() is given.
+        MDB_val mk = Val(kDigestIndexMeta), mv = Val("");
+        rc = mdb_put(txn, meta_, &mk, &mv, 0);
+        if (rc) s = LmdbError("mdb_put meta", rc);
+      }
+      if (s.ok()) s = ReindexSome(txn, &resume, &done, &items);
       if (s.ok() && done) {
         MDB_val mk = Val(kDigestIndexMeta), mv = Val(options_.digest_name);
         rc = mdb_put(txn, meta_, &mk, &mv, 0);
@@ -263,7 +277,9 @@ class DataStore::Impl {
         redigested.Upsert(e.pk, e.sk, e.record, digest_(e.pk, e.sk, e.record));
         ++n;
       }
-      // The put may move the cursor's page; the walk resumes from the key.
+      // LMDB leaves the cursor on the replaced item (MDB_CURRENT with another
+      // size is a delete and an insert), so MDB_NEXT goes on from it; the key
+      // is copied first since the put may move the page it points into.
       const std::string key_copy(key);
       const std::string encoded = redigested.Encode();
       MDB_val put_key = Val(key_copy), put_value = Val(encoded);
@@ -316,8 +332,10 @@ class DataStore::Impl {
     auto caller = std::make_shared<Caller>(ops.size());
     std::vector<std::shared_ptr<PendingOp>> pending;
     pending.reserve(ops.size());
+    const auto called = std::chrono::steady_clock::now();
     for (size_t i = 0; i < ops.size(); ++i) {
       auto op = std::make_shared<PendingOp>();
+      op->queued = called;
       op->key = std::move(ops[i].first);
       op->mutate = std::move(ops[i].second);
       op->caller = caller;
@@ -491,7 +509,10 @@ class DataStore::Impl {
                      std::vector<DigestEntry>* out, bool* more) const {
     out->clear();
     *more = false;
-    if (after && after->key_hash > from) from = after->key_hash;
+    // Where `after` sits comes from its pk, not from the key hash it claims
+    // (a peer's word), so a page never starts below `from`.
+    const uint64_t after_hash = after ? DataStore::KeyHash(after->pk) : 0;
+    if (after && after_hash > from) from = after_hash;
     if (from > to) return Status::OK();
     ReadTxn txn(env_);
     if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
@@ -500,7 +521,7 @@ class DataStore::Impl {
     // Resume in the bucket `after` sits in, or at the start of the range.
     std::string start = HashRangeStart(partition, from);
     std::string resume_bucket;
-    if (after && after->key_hash >= from) {
+    if (after && after_hash >= from) {
       resume_bucket = BucketKey(partition, after->pk, after->sk);
       start = resume_bucket;
     }
@@ -593,6 +614,7 @@ class DataStore::Impl {
     op->meta_key = std::string(key);
     op->meta_value = std::string(value);
     op->is_meta = true;
+    op->queued = std::chrono::steady_clock::now();
     op->caller = std::make_shared<Caller>(1);
     auto caller = op->caller;
     {
@@ -604,7 +626,12 @@ class DataStore::Impl {
     return caller->Wait().front();
   }
 
-  Stats stats() const { return {commits_.load(), applied_.load(), reindexed_.load()}; }
+  Stats stats() const {
+    absl::MutexLock lock(&stats_mu_);
+    Stats s = stats_;
+    s.reindexed = reindexed_.load();
+    return s;
+  }
 
  private:
   // One Apply(), ApplyBatch() or PutMeta() call, waiting for all its ops at
@@ -638,6 +665,7 @@ class DataStore::Impl {
     std::string meta_key, meta_value;
     std::shared_ptr<Caller> caller;
     size_t index = 0;  // in the caller's ops
+    std::chrono::steady_clock::time_point queued;  // for apply_wait_us
   };
   using Batch = std::vector<std::shared_ptr<PendingOp>>;
 
@@ -661,10 +689,18 @@ class DataStore::Impl {
       std::vector<Status> results(batch.size());
       std::vector<DigestChange> changes;
       uint64_t txn_id = 0;
+      const auto began = std::chrono::steady_clock::now();
       Status s = CommitBatch(batch, &results, &changes, &txn_id);
       if (s.ok()) {
-        commits_.fetch_add(1);
-        applied_.fetch_add(batch.size());
+        const auto durable = std::chrono::steady_clock::now();
+        {
+          absl::MutexLock lock(&stats_mu_);  // one snapshot sees counts and histograms agree
+          ++stats_.commits;
+          stats_.applied += batch.size();
+          stats_.commit_us.Record(Micros(durable - began));
+          stats_.batch_ops.Record(batch.size());
+          for (const auto& op : batch) stats_.apply_wait_us.Record(Micros(durable - op->queued));
+        }
         // Before any waiter returns: once Apply() returns, listeners know.
         if (listener_) listener_->OnCommit(txn_id, changes);
       }
@@ -767,7 +803,13 @@ class DataStore::Impl {
   std::deque<std::function<void()>> control_;  // run by the writer between commits
   bool stopping_ = false;
   std::thread writer_;
-  std::atomic<uint64_t> commits_{0}, applied_{0}, reindexed_{0};
+  std::atomic<uint64_t> reindexed_{0};
+  mutable absl::Mutex stats_mu_;
+  Stats stats_;  // counters and histograms since Open() (reindexed apart)
+
+  static uint64_t Micros(std::chrono::steady_clock::duration d) {
+    return static_cast<uint64_t>(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(d).count()));
+  }
 };
 
 StatusOr<std::unique_ptr<DataStore>> DataStore::Open(const StorageOptions& options) {

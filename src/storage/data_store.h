@@ -22,10 +22,9 @@
 // leads the item's LMDB key, so a key-hash range is one contiguous range of
 // items: anti-entropy builds its Merkle trees from the items and lists the
 // digests of a tree leaf (a key-hash range) by a range scan. All items of a
-// pk share a key hash. A store opened with a digest of another name has
-// every item re-digested at Open(), once; items written before digests were
-// stored (and a separate `digests` index, which Open() drops) get theirs
-// computed when read.
+// pk share a key hash. A store opened with a digest of another name, or from
+// before digests were stored (Open() drops its separate `digests` index),
+// has every item re-digested at Open(), once.
 //
 // Commit listener. After every commit the writer thread reports each item
 // change as (partition, key hash, digest before, digest after) with the
@@ -46,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/latency_histogram.h"
 #include "common/status.h"
 
 namespace monju {
@@ -136,6 +136,10 @@ class DataStore {
     uint64_t commits = 0;      // write transactions committed
     uint64_t applied = 0;      // Apply() calls that committed
     uint64_t reindexed = 0;    // items Open() re-digested (the digest function changed)
+    // Since Open(), per committed write transaction: its time (begin to
+    // durable, µs) and its ops; per committed op: from its queueing to its
+    // commit being durable (µs), what Apply() waits.
+    LatencyHistogram commit_us, batch_ops, apply_wait_us;
   };
 
   // Opens or creates the store. Errors: IOError (path not usable, LMDB open failed).

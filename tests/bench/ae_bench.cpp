@@ -2,8 +2,8 @@
 // real LMDB store with its Merkle trees, 100,000 keys each (Q = 256, so trees
 // of depth 3), values of 100 bytes.
 //
-//   BM_TreeRebuildFromItems  building every partition's tree from the digest
-//                       index, as a node does at start (or after a crash).
+//   BM_TreeRebuildFromItems  building every partition's tree from the items'
+//                       digests, as a node does at start (or after a crash).
 //   BM_ExchangeInSync   a full pass (every partition) between equal replicas.
 //   BM_ExchangeOnePct   a full pass after 1% of the keys got a newer version
 //                       on one replica: keys and payload bytes moved against

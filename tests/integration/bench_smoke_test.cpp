@@ -76,6 +76,16 @@ TEST_F(BenchSmokeTest, WorkloadAAgainstThreeNodesHasNoErrors) {
     std::map<std::string, int64_t> stats;
     ASSERT_TRUE(TryStats(*cluster_, i, &stats));
     EXPECT_GT(StatOf(stats, "requests.get") + StatOf(stats, "requests.put"), 0) << "node " << i;
+    // The node's own latency figures cover every request it coordinated, and
+    // every commit of its store.
+    EXPECT_EQ(StatOf(stats, "latency.put_us.count"), StatOf(stats, "requests.put")) << "node " << i;
+    EXPECT_EQ(StatOf(stats, "latency.get_us.count"), StatOf(stats, "requests.get")) << "node " << i;
+    EXPECT_LE(StatOf(stats, "latency.put_us.p50"), StatOf(stats, "latency.put_us.p99")) << "node " << i;
+    EXPECT_LE(StatOf(stats, "latency.put_us.p99"), StatOf(stats, "latency.put_us.max")) << "node " << i;
+    EXPECT_GT(StatOf(stats, "latency.put_us.max"), 0) << "node " << i;
+    EXPECT_EQ(StatOf(stats, "storage.commit_us.count"), StatOf(stats, "storage.commits")) << "node " << i;
+    EXPECT_EQ(StatOf(stats, "storage.apply_wait_us.count"), StatOf(stats, "storage.applied")) << "node " << i;
+    EXPECT_GE(StatOf(stats, "storage.batch_ops.max"), 1) << "node " << i;
   }
 }
 

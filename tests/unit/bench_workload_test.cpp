@@ -9,7 +9,7 @@
 #include <set>
 #include <vector>
 
-#include "histogram.h"
+#include "common/latency_histogram.h"
 #include "test_support.h"
 #include "workload.h"
 

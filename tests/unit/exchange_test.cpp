@@ -350,7 +350,8 @@ TEST(DeepExchangeTest, DescendsBelowTheLeavesOfAShallowTree) {
 
 // The rows of one pk share a key hash, so a wide pk is one tree position
 // and is listed whole when it differs: page by page on both sides (small
-// pages here), merged as they come, so neither side holds the whole pk.
+// pages here), merged as they come, so neither side holds the whole pk,
+// and reconciled while the listing goes on.
 // Every difference inside it is still found and only those keys move.
 TEST(DeepExchangeTest, AWidePkIsListedPageByPage) {
   FakeWallClock wall;
@@ -366,6 +367,7 @@ TEST(DeepExchangeTest, AWidePkIsListedPageByPage) {
   FakeTransport to_b(&b.peer());
   ExchangeLimits small_pages;
   small_pages.list_page = 100;
+  small_pages.fetch_keys = 1;  // each difference reconciled as soon as the merge finds it, mid-listing
   ExchangeStats s = RunExchange(3, a.format(), a.peer(), to_b, nullptr, small_pages);
   ASSERT_TRUE(s.status.ok()) << s.status.ToString();
   EXPECT_EQ(s.keys_different, 3u);

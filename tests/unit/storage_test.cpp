@@ -728,6 +728,23 @@ TEST_F(StorageTest, UndecodableBucketIsCorruption) {
   EXPECT_EQ(store_->Get({5, "pk", "bad"}, &record).code(), Status::Code::kCorruption);
 }
 
+// The commit histograms: one sample per commit (its time and its ops) and
+// one per op (its wait, which covers its commit).
+TEST_F(StorageTest, CommitHistogramsCountEveryCommitAndOp) {
+  std::vector<std::tuple<uint32_t, std::string, std::string, std::string>> items;
+  for (int i = 0; i < 300; ++i) items.emplace_back(i % 4, "pk", "s" + std::to_string(i), "v");
+  PutAll(items);
+  ASSERT_TRUE(store_->PutMeta("m", "x").ok());
+  const DataStore::Stats s = store_->stats();
+  EXPECT_EQ(s.commit_us.count(), s.commits);
+  EXPECT_EQ(s.batch_ops.count(), s.commits);
+  EXPECT_EQ(s.apply_wait_us.count(), s.applied);
+  EXPECT_EQ(s.applied, 301u);
+  EXPECT_DOUBLE_EQ(s.batch_ops.mean() * double(s.batch_ops.count()), double(s.applied));
+  EXPECT_LE(s.batch_ops.max(), 512u);
+  EXPECT_GE(s.apply_wait_us.min(), s.commit_us.min()) << "an op waits at least for its own commit";
+}
+
 // ---------------------------------------------------------------------------
 // ApplyBatch
 
@@ -1159,6 +1176,35 @@ TEST_F(StorageTest, ScanDigestsPagesThroughTheRowsOfOnePk) {
   for (int i = 0; i < 40; ++i) EXPECT_EQ(rows[i], "row" + std::to_string(100 + i));
 }
 
+// Rows whose sks share their first max_exact_sk() bytes share one bucket; a
+// page may end inside it, and the entry a page ended on may be gone before
+// the next page: the rows present throughout are each listed once, in order.
+TEST_F(StorageTest, ScanDigestsResumesInsideASharedBucketAndPastADeletedEntry) {
+  const std::string stem(store_->max_exact_sk(), 'x');
+  for (char c : std::string("abcdefg")) ASSERT_TRUE(Put(1, "wide", stem + c, "r").ok());
+  const uint64_t h = DataStore::KeyHash("wide");
+  std::vector<std::string> rows;
+  std::optional<DigestEntry> after;
+  for (int guard = 0; guard < 20; ++guard) {
+    std::vector<DigestEntry> page;
+    bool more = false;
+    ASSERT_TRUE(store_->ScanDigests(1, h, h, after ? &*after : nullptr, 2, &page, &more).ok());
+    ASSERT_LE(page.size(), 2u);
+    for (const auto& e : page) rows.push_back(e.sk.substr(stem.size()));
+    if (!more) break;
+    after = page.back();
+    if (after->sk == stem + "d") ASSERT_TRUE(Erase(1, "wide", after->sk).ok());  // gone before the next page
+  }
+  EXPECT_EQ(rows, (std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g"}));
+  // A claimed key hash is not trusted: `after` is placed by its pk.
+  DigestEntry lying{"wide", stem + "b", 0, 0};
+  std::vector<DigestEntry> page;
+  bool more = false;
+  ASSERT_TRUE(store_->ScanDigests(1, h, h, &lying, 10, &page, &more).ok());
+  ASSERT_EQ(page.size(), 4u);  // c, e, f, g
+  EXPECT_EQ(page.front().sk, stem + "c");
+}
+
 // A store from before digests moved into the items: its buckets have no
 // digests (v1) and it has a separate `digests` database. Open() drops that
 // database; digests of v1 items are computed when read, a write reports the
@@ -1175,7 +1221,7 @@ TEST_F(StorageTest, StoreFromBeforeDigestsInItemsStillWorks) {
   ASSERT_TRUE(HasDatabase("digests"));
   Open();
   EXPECT_EQ(Get(4, "pk", "old"), "record");
-  EXPECT_EQ(store_->stats().reindexed, 0u) << "the digest's name did not change: nothing to rewrite";
+  EXPECT_EQ(store_->stats().reindexed, 2u) << "an older store has its digests written into the items once";
   Index listed = ListIndex(*store_, 5, 10);
   EXPECT_EQ(listed.at({4, "pk", "old"}).second, BytesDigest("pk", "old", "record"));
   EXPECT_EQ(listed.at({4, "pk", "new"}).second, BytesDigest("pk", "new", "n"));
@@ -1189,6 +1235,18 @@ TEST_F(StorageTest, StoreFromBeforeDigestsInItemsStillWorks) {
   EXPECT_FALSE(HasDatabase("digests"));
   Open();
   EXPECT_EQ(Get(4, "pk", "old"), "record2");
+  EXPECT_EQ(store_->stats().reindexed, 0u);
+  EXPECT_EQ(ListIndex(*store_, 5, 10), Expected(WalkAll(100)));
+  // The digests are stored, not computed: under the same name, another
+  // function changes nothing that is listed.
+  store_.reset();
+  StorageOptions opts;
+  opts.path = dir_.path() + "/data";
+  opts.map_size_bytes = 64ull << 20;
+  opts.digest = [](std::string_view, std::string_view, std::string_view) -> uint64_t { return 7; };
+  auto reopened = DataStore::Open(opts);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(reopened.value());
   EXPECT_EQ(ListIndex(*store_, 5, 10), Expected(WalkAll(100)));
 }
 
@@ -1196,7 +1254,14 @@ TEST_F(StorageTest, StoreFromBeforeDigestsInItemsStillWorks) {
 // is re-indexed at open, once.
 TEST_F(StorageTest, ReopenWithAnotherDigestRebuildsTheIndex) {
   using namespace digests;
-  for (int i = 0; i < 300; ++i) ASSERT_TRUE(Put(i % 3, "pk" + std::to_string(i % 11), "s" + std::to_string(i), "r" + std::to_string(i)).ok());
+  // More items than one re-digest transaction takes (10,000), some of them
+  // large enough for LMDB's overflow pages.
+  constexpr int kItems = 10300;
+  std::vector<std::tuple<uint32_t, std::string, std::string, std::string>> items;
+  for (int i = 0; i < kItems; ++i)
+    items.emplace_back(i % 3, "pk" + std::to_string(i % 11), "s" + std::to_string(i),
+                       i % 500 == 0 ? std::string(6000, 'L') : "r" + std::to_string(i));
+  PutAll(items);
   EXPECT_EQ(store_->stats().reindexed, 0u);
   store_.reset();
   StorageOptions opts;
@@ -1209,10 +1274,12 @@ TEST_F(StorageTest, ReopenWithAnotherDigestRebuildsTheIndex) {
   auto reopened = DataStore::Open(opts);
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   store_ = std::move(reopened.value());
-  EXPECT_EQ(store_->stats().reindexed, 300u);
-  const Index listed = ListIndex(*store_, 3, 50);
-  ASSERT_EQ(listed.size(), 300u);
-  for (const auto& item : WalkAll(1000))
+  EXPECT_EQ(store_->stats().reindexed, uint64_t(kItems));
+  const Index listed = ListIndex(*store_, 3, 500);
+  ASSERT_EQ(listed.size(), size_t(kItems));
+  const std::vector<RawItem> all = WalkAll(1000);
+  ASSERT_EQ(all.size(), size_t(kItems));
+  for (const auto& item : all)
     EXPECT_EQ(listed.at({item.partition, item.pk, item.sk}).second, opts.digest(item.pk, item.sk, item.record));
   // Same name again: nothing to rebuild.
   store_.reset();

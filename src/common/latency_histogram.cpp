@@ -1,10 +1,10 @@
-#include "histogram.h"
+#include "common/latency_histogram.h"
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
 
-namespace monju::bench {
+namespace monju {
 namespace {
 constexpr uint64_t kSub = uint64_t(1) << LatencyHistogram::kSubBits;
 // Values up to 2^64 - 1: one linear range plus (64 - kSubBits) halved ranges.
@@ -67,4 +67,4 @@ uint64_t LatencyHistogram::Percentile(double q) const {
   return max_;
 }
 
-}  // namespace monju::bench
+}  // namespace monju

@@ -8,14 +8,18 @@
 // reported percentile is at most 1/2^(kSubBits-1) (about 0.8%) above the true
 // sample. Count, min, max and sum are exact.
 //
-// Not thread-safe: keep one per thread and Merge() them at the end.
+// LatencyHistogram is not thread-safe: keep one per thread and Merge() them
+// at the end. SharedHistogram is the same behind a lock, for a server's
+// counters (about 59 KB each; a Snapshot() copies it).
 #pragma once
+
+#include <absl/synchronization/mutex.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-namespace monju::bench {
+namespace monju {
 
 class LatencyHistogram {
  public:
@@ -45,4 +49,22 @@ class LatencyHistogram {
   uint64_t count_ = 0, min_ = 0, max_ = 0, sum_ = 0;
 };
 
-}  // namespace monju::bench
+// Thread-safe: Record() from any thread (one uncontended lock), Snapshot()
+// for a consistent copy.
+class SharedHistogram {
+ public:
+  void Record(uint64_t value) {
+    absl::MutexLock lock(&mu_);
+    histogram_.Record(value);
+  }
+  LatencyHistogram Snapshot() const {
+    absl::MutexLock lock(&mu_);
+    return histogram_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  LatencyHistogram histogram_;
+};
+
+}  // namespace monju
