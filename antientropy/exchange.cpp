@@ -1,8 +1,9 @@
 #include "exchange.h"
 
+#include "storage/data_store.h"
+
 #include <algorithm>
 #include <optional>
-#include <tuple>
 
 namespace monju {
 namespace {
@@ -21,8 +22,10 @@ size_t WireSize(const KeyAnswer& a) {
 size_t WireSize(const KeyDigest& d) { return d.pk.size() + d.sk.size() + 16 + 5 * kFieldBytes; }
 size_t WireSize(const KeyedVersionBytes& v) { return v.pk.size() + v.sk.size() + v.version.size() + 4 * kFieldBytes; }
 
+// The order both sides list in: key hash, then storage order.
 bool KeyLess(const KeyDigest& a, const KeyDigest& b) {
-  return std::tie(a.key_hash, a.pk, a.sk) < std::tie(b.key_hash, b.pk, b.sk);
+  if (a.key_hash != b.key_hash) return a.key_hash < b.key_hash;
+  return DataStore::StorageOrderLess(a.pk, a.sk, b.pk, b.sk);
 }
 
 class ExchangeRun {
@@ -169,17 +172,17 @@ class ExchangeRun {
                         run_.limits_.list_page, &page_, &more);
       next_ = 0;
       if (!s.ok()) return s;
-      uint64_t floor = after_ ? after_->key_hash : 0;
+      // Strictly ascending across pages, so a side that repeats itself ends
+      // the exchange instead of keeping it going.
+      const KeyDigest* previous = after_ ? &*after_ : nullptr;
       size_t bytes = kFieldBytes;
       for (const auto& d : page_) {
-        if (d.key_hash < floor) return Status::Corruption("leaf listing went backwards");
-        floor = d.key_hash;
+        if (previous && !KeyLess(*previous, d)) return Status::Corruption("leaf listing went backwards or repeated");
+        previous = &d;
         bytes += WireSize(d);
       }
       if (remote_) run_.Received(bytes);
       if (more && page_.empty()) return Status::Corruption("leaf listing made no progress");
-      if (after_ && !page_.empty() && page_.front().pk == after_->pk && page_.front().sk == after_->sk)
-        return Status::Corruption("leaf listing repeated its last entry");
       if (!page_.empty()) after_ = page_.back();
       more_ = more;
       return Status::OK();
@@ -194,12 +197,9 @@ class ExchangeRun {
     std::optional<KeyDigest> after_;
   };
 
-  // Merge-joins both sides' listings (both in key-hash order, and within one
-  // key hash in the same storage order); a key listed on one side only, or
-  // with other digests, differs and is reconciled a batch at a time. A key
-  // is matched only with the same key on the other side, so an order the
-  // join does not expect can only add keys that are then found equal; it
-  // never hides a difference.
+  // Merge-joins both sides' listings (both in KeyLess order, checked as the
+  // pages come); a key listed on one side only, or with other digests,
+  // differs and is reconciled a batch at a time.
   Status SettleNodes(const std::vector<uint32_t>& nodes) {
     Listing mine(*this, false, nodes), theirs(*this, true, nodes);
     std::vector<KeyQuery> differing;

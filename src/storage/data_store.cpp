@@ -135,6 +135,19 @@ uint64_t BytesDigest(std::string_view pk, std::string_view sk, std::string_view 
 
 uint64_t DataStore::KeyHash(std::string_view pk) { return XXH3_128bits(pk.data(), pk.size()).high64; }
 
+// Items keys order by pk hash (high, then low half), then by truncated sk;
+// a bucket orders by (sk, pk). Truncation keeps sk order, so together: pk
+// hash, sk, pk.
+bool DataStore::StorageOrderLess(std::string_view pk_a, std::string_view sk_a, std::string_view pk_b,
+                                 std::string_view sk_b) {
+  if (pk_a == pk_b) return sk_a < sk_b;
+  const XXH128_hash_t a = XXH3_128bits(pk_a.data(), pk_a.size()), b = XXH3_128bits(pk_b.data(), pk_b.size());
+  if (a.high64 != b.high64) return a.high64 < b.high64;
+  if (a.low64 != b.low64) return a.low64 < b.low64;
+  if (sk_a != sk_b) return sk_a < sk_b;
+  return pk_a < pk_b;
+}
+
 class DataStore::Impl {
  public:
   ~Impl() {

@@ -185,6 +185,10 @@ class DataStore {
   // Where an item sits in the Merkle trees and in storage order: the top 64
   // bits of XXH3-128 of the pk. The same on every node and for every sk.
   static uint64_t KeyHash(std::string_view pk);
+  // Storage order (what ScanDigests lists in) between two items: pk hash,
+  // then sk, then pk. Hashes only when the pks differ.
+  static bool StorageOrderLess(std::string_view pk_a, std::string_view sk_a, std::string_view pk_b,
+                               std::string_view sk_b);
 
   // Installs `listener` (nullptr removes it) between two commits and returns
   // the id of the last transaction committed before it: every later commit

@@ -171,7 +171,13 @@ class FakeTransport final : public ExchangePeer {
                   const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
     ++list_calls;
     if (Status s = MaybeFail(); !s.ok()) return s;
+    if (repeat_list_pages && after && !last_page_.empty()) {  // a broken peer: the same page again
+      *out = last_page_;
+      *more = true;
+      return Status::OK();
+    }
     Status s = target_->ListKeys(partition, format, level, nodes, after, limit, out, more);
+    last_page_ = *out;
     listed += static_cast<int>(out->size());
     list_levels.insert(level);
     return s;
@@ -197,6 +203,7 @@ class FakeTransport final : public ExchangePeer {
   std::set<uint32_t> list_levels;   // levels keys were listed at
   int fail_at_call = -1;  // the call (1-based, all kinds) that fails with Unavailable
   bool one_key_per_fetch = false;
+  bool repeat_list_pages = false;  // answer every page after the first with the one before
   std::set<KeyName> fetched, pushed;
 
  private:
@@ -205,6 +212,7 @@ class FakeTransport final : public ExchangePeer {
     return Status::OK();
   }
   ExchangePeer* target_;
+  std::vector<KeyDigest> last_page_;
 };
 
 }  // namespace monju::ae_test

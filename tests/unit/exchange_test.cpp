@@ -269,6 +269,21 @@ TEST_F(ExchangeTest, PagedListingsAndPartialFetchAnswersStillConverge) {
   ExpectSameTrees();
 }
 
+// A peer whose listing repeats itself (here: every page after the first is
+// the one before) ends the exchange with Corruption instead of keeping it
+// going forever.
+TEST_F(ExchangeTest, AListingThatRepeatsItselfEndsTheExchange) {
+  std::vector<std::pair<ItemKey, Version>> on_b;
+  for (int i = 0; i < 50; ++i) on_b.push_back({{5, "wide", "k" + std::to_string(100 + i)}, Live("v/1", i + 1, {}, "y")});
+  b_.Load(on_b);
+  to_b_.repeat_list_pages = true;
+  ExchangeLimits pages;
+  pages.list_page = 10;
+  ExchangeStats s = Exchange(5, pages);
+  EXPECT_EQ(s.status.code(), Status::Code::kCorruption) << s.status.ToString();
+  EXPECT_LE(to_b_.list_calls, 3);
+}
+
 // A transport failure ends the exchange with its error; what was merged
 // stays merged (nothing is lost or corrupted) and the next exchange finishes.
 TEST_F(ExchangeTest, TransportFailureMidwayLosesNothing) {

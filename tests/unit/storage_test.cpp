@@ -1010,9 +1010,15 @@ Index ListIndex(DataStore& store, uint32_t partitions, size_t page) {
       EXPECT_TRUE(s.ok()) << s.ToString();
       EXPECT_LE(entries.size(), std::max<size_t>(page, 1));
       uint64_t last = after ? after->key_hash : 0;
+      const DigestEntry* previous = after ? &*after : nullptr;
       for (const auto& e : entries) {
         EXPECT_GE(e.key_hash, last) << "not in key-hash order";
         last = e.key_hash;
+        if (previous)
+          EXPECT_TRUE(DataStore::StorageOrderLess(previous->pk, previous->sk, e.pk, e.sk))
+              << "not in the storage order StorageOrderLess states: " << previous->pk << "/" << previous->sk
+              << " then " << e.pk << "/" << e.sk;
+        previous = &e;
         EXPECT_EQ(e.key_hash, DataStore::KeyHash(e.pk));
         EXPECT_TRUE(out.emplace(std::make_tuple(p, e.pk, e.sk), std::make_pair(e.key_hash, e.digest)).second)
             << "listed twice";
