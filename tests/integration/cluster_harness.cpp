@@ -87,6 +87,26 @@ std::string DescribeWaitStatus(int status) {
   return "status " + std::to_string(status);
 }
 
+// Reports a failure in a child between fork() and exec: the parent has
+// threads, so only async-signal-safe calls are allowed there (write, strlen,
+// _exit; not dprintf or strerror, which may take locks). errno as a number.
+[[noreturn]] void ChildFail(const char* what, const char* arg, int err, int exit_code) {
+  auto put = [](const char* text) { (void)!::write(2, text, strlen(text)); };
+  char digits[16];
+  int n = 0;
+  unsigned v = static_cast<unsigned>(err);
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && n < 15);
+  put(what);
+  put(arg);
+  put(": errno ");
+  while (n > 0) (void)!::write(2, &digits[--n], 1);
+  put("\n");
+  _exit(exit_code);
+}
+
 // In a forked child: a clean signal state, no inherited descriptors beyond
 // 0-2, and death with the test process.
 void PrepareChild(pid_t parent) {
@@ -215,8 +235,7 @@ ProcessResult RunProcess(const std::string& path, const std::vector<std::string>
     dup2(err_pipe[1], 2);
     PrepareChild(parent);
     execv(argv[0], argv.data());
-    dprintf(2, "execv %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
+    ChildFail("execv ", argv[0], errno, 127);
   }
   result.started = true;
   close(out_pipe[1]);
@@ -746,14 +765,10 @@ std::vector<std::string> LocalCluster::Args(int i) const {
     PrepareChild(parent);
     if (limit) {
       const rlimit lim{static_cast<rlim_t>(limit->first), static_cast<rlim_t>(limit->second)};
-      if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
-        dprintf(2, "setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
-        _exit(126);
-      }
+      if (setrlimit(RLIMIT_NOFILE, &lim) != 0) ChildFail("setrlimit(RLIMIT_NOFILE)", "", errno, 126);
     }
     execv(argv[0], argv.data());
-    dprintf(2, "execv %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
+    ChildFail("execv ", argv[0], errno, 127);
   }
   close(log);
   nodes_[i].pid = pid;
