@@ -8,7 +8,9 @@
 #include <thrift/transport/TTransportException.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -52,39 +54,80 @@ class FdGuard {
   int fd_;
 };
 
-}  // namespace
-
-int ConnectFrom(const std::string& bind_host, const std::string& host, int port, int timeout_ms) {
-  AddrInfoPtr remote = Resolve(host, port, false);
-  AddrInfoPtr local = Resolve(bind_host, 0, true);
-  const std::string where = host + ":" + std::to_string(port) + " from " + bind_host;
-  int fd = ::socket(remote->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) throw TTransportException(TTransportException::NOT_OPEN, std::string("socket: ") + strerror(errno));
+// One attempt at `remote` from `local`, within `timeout_ms`: the connected
+// (still non-blocking) descriptor, or -1 with *error set.
+int TryConnect(const addrinfo& local, const addrinfo& remote, int timeout_ms, std::string* error) {
+  int fd = ::socket(remote.ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    *error = std::string("socket: ") + strerror(errno);
+    return -1;
+  }
   FdGuard guard(fd);
-  const addrinfo* src = local.get();
-  while (src && src->ai_family != remote->ai_family) src = src->ai_next;
-  if (!src) throw TTransportException(TTransportException::NOT_OPEN, "no address of " + bind_host + " fits " + host);
-  if (::bind(fd, src->ai_addr, src->ai_addrlen) != 0)
-    throw TTransportException(TTransportException::NOT_OPEN, "bind " + bind_host + ": " + strerror(errno));
-  if (::connect(fd, remote->ai_addr, remote->ai_addrlen) != 0) {
-    if (errno != EINPROGRESS)
-      throw TTransportException(TTransportException::NOT_OPEN, "connect " + where + ": " + strerror(errno));
+  if (::bind(fd, local.ai_addr, local.ai_addrlen) != 0) {
+    *error = std::string("bind: ") + strerror(errno);
+    return -1;
+  }
+  if (::connect(fd, remote.ai_addr, remote.ai_addrlen) != 0) {
+    if (errno != EINPROGRESS) {
+      *error = strerror(errno);
+      return -1;
+    }
     pollfd p{fd, POLLOUT, 0};
     int n;
     do {
       n = ::poll(&p, 1, timeout_ms);
     } while (n < 0 && errno == EINTR);
-    if (n == 0) throw TTransportException(TTransportException::TIMED_OUT, "connect " + where + ": timed out");
+    if (n == 0) {
+      *error = "timed out";
+      return -1;
+    }
     int err = 0;
     socklen_t len = sizeof err;
-    if (n < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
-      throw TTransportException(TTransportException::NOT_OPEN,
-                                "connect " + where + ": " + strerror(err != 0 ? err : errno));
+    if (n < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+      *error = strerror(err != 0 ? err : errno);
+      return -1;
+    }
   }
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
-    throw TTransportException(TTransportException::NOT_OPEN, std::string("fcntl: ") + strerror(errno));
   return guard.release();
+}
+
+}  // namespace
+
+int ConnectFromAny(const addrinfo* local, const addrinfo* remote, int timeout_ms, const std::string& where) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::string errors;
+  bool all_timed_out = true;
+  int tried = 0;
+  for (const addrinfo* r = remote; r; r = r->ai_next) {
+    const addrinfo* src = local;
+    while (src && src->ai_family != r->ai_family) src = src->ai_next;
+    if (!src) continue;  // no local address of this family
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (tried > 0 && left <= 0) break;
+    ++tried;
+    std::string error;
+    int fd = TryConnect(*src, *r, static_cast<int>(std::max<int64_t>(left, 1)), &error);
+    if (fd >= 0) {
+      FdGuard guard(fd);
+      int flags = ::fcntl(fd, F_GETFL);
+      if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+        throw TTransportException(TTransportException::NOT_OPEN, std::string("fcntl: ") + strerror(errno));
+      return guard.release();
+    }
+    all_timed_out = all_timed_out && error == "timed out";
+    errors += (errors.empty() ? "" : "; ") + error;
+  }
+  if (tried == 0) throw TTransportException(TTransportException::NOT_OPEN, "connect " + where + ": no local address of a family the remote has");
+  throw TTransportException(all_timed_out ? TTransportException::TIMED_OUT : TTransportException::NOT_OPEN,
+                            "connect " + where + ": " + errors +
+                                (tried > 1 ? " (" + std::to_string(tried) + " addresses tried)" : ""));
+}
+
+int ConnectFrom(const std::string& bind_host, const std::string& host, int port, int timeout_ms) {
+  AddrInfoPtr remote = Resolve(host, port, false);
+  AddrInfoPtr local = Resolve(bind_host, 0, true);
+  return ConnectFromAny(local.get(), remote.get(), timeout_ms, host + ":" + std::to_string(port) + " from " + bind_host);
 }
 
 }  // namespace monju

@@ -7,6 +7,9 @@
 #include <thrift/transport/TTransportException.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -14,6 +17,7 @@
 #include <string>
 
 #include "client_transport.h"
+#include "connect_from.h"
 
 namespace monju {
 namespace {
@@ -107,6 +111,76 @@ TEST(ClientTransportTest, SocketUnderFindsOnlyItsOwnStack) {
   EXPECT_EQ(SocketUnder(s.framed), nullptr) << "a memory source is not a socket";
   auto plain = std::make_shared<TFramedTransport>(std::make_shared<TMemoryBuffer>());
   EXPECT_EQ(ReadBufferUnder(plain), nullptr);
+}
+
+// ConnectFromAny: every resolved address is tried in order. Ports on
+// loopback: one bound but not listening (refuses), one listening.
+class Loopback {
+ public:
+  explicit Loopback(bool listening) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    if (listening) EXPECT_EQ(::listen(fd_, 4), 0);
+    socklen_t len = sizeof addr_;
+    EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr_), &len), 0);
+  }
+  ~Loopback() { ::close(fd_); }
+  addrinfo Info(addrinfo* next = nullptr) {
+    addrinfo ai{};
+    ai.ai_family = AF_INET;
+    ai.ai_socktype = SOCK_STREAM;
+    ai.ai_addr = reinterpret_cast<sockaddr*>(&addr_);
+    ai.ai_addrlen = sizeof addr_;
+    ai.ai_next = next;
+    return ai;
+  }
+
+ private:
+  int fd_ = -1;
+  sockaddr_in addr_{};
+};
+
+addrinfo LocalAny(sockaddr_in* storage) {
+  *storage = {};
+  storage->sin_family = AF_INET;
+  storage->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addrinfo ai{};
+  ai.ai_family = AF_INET;
+  ai.ai_socktype = SOCK_STREAM;
+  ai.ai_addr = reinterpret_cast<sockaddr*>(storage);
+  ai.ai_addrlen = sizeof *storage;
+  return ai;
+}
+
+TEST(ConnectFromTest, AnAddressThatRefusesIsPassedOverForTheNext) {
+  Loopback refusing(false), listening(true);
+  addrinfo second = listening.Info();
+  addrinfo first = refusing.Info(&second);
+  sockaddr_in storage;
+  addrinfo local = LocalAny(&storage);
+  int fd = ConnectFromAny(&local, &first, 2000, "test");
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+}
+
+TEST(ConnectFromTest, WhenEveryAddressFailsTheErrorNamesThemAll) {
+  Loopback a(false), b(false);
+  addrinfo second = b.Info();
+  addrinfo first = a.Info(&second);
+  sockaddr_in storage;
+  addrinfo local = LocalAny(&storage);
+  try {
+    ConnectFromAny(&local, &first, 2000, "test");
+    FAIL() << "connected to a port that does not listen";
+  } catch (const TTransportException& e) {
+    EXPECT_EQ(e.getType(), TTransportException::NOT_OPEN);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("Connection refused; Connection refused"), std::string::npos) << what;
+    EXPECT_NE(what.find("2 addresses tried"), std::string::npos) << what;
+  }
 }
 
 }  // namespace
