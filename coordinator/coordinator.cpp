@@ -56,10 +56,7 @@ namespace {
 class RequestTimer {
  public:
   RequestTimer(const Clock* clock, SharedHistogram* into) : clock_(clock), into_(into), start_(clock->Now()) {}
-  ~RequestTimer() {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock_->Now() - start_).count();
-    into_->Record(static_cast<uint64_t>(std::max<int64_t>(us, 0)));
-  }
+  ~RequestTimer() { into_->Record(MicrosOf(clock_->Now() - start_)); }
   RequestTimer(const RequestTimer&) = delete;
   RequestTimer& operator=(const RequestTimer&) = delete;
 

@@ -15,11 +15,18 @@
 
 #include <absl/synchronization/mutex.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace monju {
+
+// A duration as whole microseconds for Record(); negative counts as 0.
+inline uint64_t MicrosOf(std::chrono::nanoseconds d) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(d).count()));
+}
 
 class LatencyHistogram {
  public:

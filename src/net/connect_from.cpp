@@ -55,8 +55,10 @@ class FdGuard {
 };
 
 // One attempt at `remote` from `local`, within `timeout_ms`: the connected
-// (still non-blocking) descriptor, or -1 with *error set.
-int TryConnect(const addrinfo& local, const addrinfo& remote, int timeout_ms, std::string* error) {
+// (still non-blocking) descriptor, or -1 with *error set (and *timed_out
+// when the time ran out).
+int TryConnect(const addrinfo& local, const addrinfo& remote, int timeout_ms, std::string* error, bool* timed_out) {
+  *timed_out = false;
   int fd = ::socket(remote.ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     *error = std::string("socket: ") + strerror(errno);
@@ -79,6 +81,7 @@ int TryConnect(const addrinfo& local, const addrinfo& remote, int timeout_ms, st
     } while (n < 0 && errno == EINTR);
     if (n == 0) {
       *error = "timed out";
+      *timed_out = true;
       return -1;
     }
     int err = 0;
@@ -107,7 +110,8 @@ int ConnectFromAny(const addrinfo* local, const addrinfo* remote, int timeout_ms
     if (tried > 0 && left <= 0) break;
     ++tried;
     std::string error;
-    int fd = TryConnect(*src, *r, static_cast<int>(std::max<int64_t>(left, 1)), &error);
+    bool timed_out = false;
+    int fd = TryConnect(*src, *r, static_cast<int>(std::max<int64_t>(left, 1)), &error, &timed_out);
     if (fd >= 0) {
       FdGuard guard(fd);
       int flags = ::fcntl(fd, F_GETFL);
@@ -115,7 +119,7 @@ int ConnectFromAny(const addrinfo* local, const addrinfo* remote, int timeout_ms
         throw TTransportException(TTransportException::NOT_OPEN, std::string("fcntl: ") + strerror(errno));
       return guard.release();
     }
-    all_timed_out = all_timed_out && error == "timed out";
+    all_timed_out = all_timed_out && timed_out;
     errors += (errors.empty() ? "" : "; ") + error;
   }
   if (tried == 0) throw TTransportException(TTransportException::NOT_OPEN, "connect " + where + ": no local address of a family the remote has");

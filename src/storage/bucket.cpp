@@ -11,22 +11,12 @@ namespace {
 
 using fixed::GetBytes;
 using fixed::GetU32;
+using fixed::GetU64;
 using fixed::PutBytes;
 using fixed::PutU32;
+using fixed::PutU64;
 
 constexpr uint32_t kWithDigests = 0x80000000u;  // v2: count | this, a digest after each entry
-
-void PutDigest(std::string& out, uint64_t d) {
-  for (int i = 0; i < 8; ++i) out.push_back(char((d >> (8 * i)) & 0xff));
-}
-
-bool GetDigest(std::string_view in, size_t& pos, uint64_t& d) {
-  if (in.size() - pos < 8) return false;
-  d = 0;
-  for (int i = 7; i >= 0; --i) d = (d << 8) | uint8_t(in[pos + i]);
-  pos += 8;
-  return true;
-}
 
 bool Less(const Bucket::Entry& e, std::string_view pk, std::string_view sk) {
   int c = std::string_view(e.sk).compare(sk);
@@ -46,7 +36,7 @@ StatusOr<Bucket> Bucket::Decode(std::string_view bytes) {
   b.entries_.resize(n);
   for (auto& e : b.entries_) {
     if (!GetBytes(bytes, pos, e.pk) || !GetBytes(bytes, pos, e.sk) || !GetBytes(bytes, pos, e.record) ||
-        (with_digests && !GetDigest(bytes, pos, e.digest)))
+        (with_digests && !GetU64(bytes, pos, e.digest)))
       return Status::Corruption("malformed bucket entry");
   }
   if (pos != bytes.size()) return Status::Corruption("trailing bytes in bucket");
@@ -60,7 +50,7 @@ std::string Bucket::Encode() const {
     PutBytes(out, e.pk);
     PutBytes(out, e.sk);
     PutBytes(out, e.record);
-    PutDigest(out, e.digest);
+    PutU64(out, e.digest);
   }
   return out;
 }

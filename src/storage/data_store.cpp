@@ -710,9 +710,9 @@ class DataStore::Impl {
           absl::MutexLock lock(&stats_mu_);  // one snapshot sees counts and histograms agree
           ++stats_.commits;
           stats_.applied += batch.size();
-          stats_.commit_us.Record(Micros(durable - began));
+          stats_.commit_us.Record(MicrosOf(durable - began));
           stats_.batch_ops.Record(batch.size());
-          for (const auto& op : batch) stats_.apply_wait_us.Record(Micros(durable - op->queued));
+          for (const auto& op : batch) stats_.apply_wait_us.Record(MicrosOf(durable - op->queued));
         }
         // Before any waiter returns: once Apply() returns, listeners know.
         if (listener_) listener_->OnCommit(txn_id, changes);
@@ -819,10 +819,6 @@ class DataStore::Impl {
   std::atomic<uint64_t> reindexed_{0};
   mutable absl::Mutex stats_mu_;
   Stats stats_;  // counters and histograms since Open() (reindexed apart)
-
-  static uint64_t Micros(std::chrono::steady_clock::duration d) {
-    return static_cast<uint64_t>(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(d).count()));
-  }
 };
 
 StatusOr<std::unique_ptr<DataStore>> DataStore::Open(const StorageOptions& options) {

@@ -135,7 +135,7 @@ class DataStore {
   struct Stats {
     uint64_t commits = 0;      // write transactions committed
     uint64_t applied = 0;      // Apply() calls that committed
-    uint64_t reindexed = 0;    // items Open() re-digested (the digest function changed)
+    uint64_t reindexed = 0;    // items Open() re-digested (another digest function, or an older store)
     // Since Open(), per committed write transaction: its time (begin to
     // durable, µs) and its ops; per committed op: from its queueing to its
     // commit being durable (µs), what Apply() waits.
@@ -197,8 +197,7 @@ class DataStore {
   StatusOr<uint64_t> SetCommitListener(CommitListener* listener);
 
   // Items of one partition with from <= key_hash <= to, in storage order
-  // (key hash ascending; items sharing one, the rows of a pk, in a fixed
-  // order), at most `limit` (at least 1). `after`, when set, is the last
+  // (StorageOrderLess), at most `limit` (at least 1). `after`, when set, is the last
   // entry of the previous page (its pk, sk and key hash; the digest is not
   // read): the page starts just past it, at `from` at the earliest. *more
   // when items of the range remain after the page. One short read
