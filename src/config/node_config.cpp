@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -130,8 +131,8 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     return Status::InvalidArgument("--worker-threads: must be 1..1024");
   if (c.max_client_connections < 1 || c.max_client_connections > 1000000)
     return Status::InvalidArgument("--max-client-connections: must be 1..1000000");
-  if (c.fanout_threads < 1 || c.fanout_threads > 4096)
-    return Status::InvalidArgument("--fanout-threads: must be 1..4096");
+  if (c.fanout_threads > 4096)
+    return Status::InvalidArgument("--fanout-threads: must be 0..4096 (0: 4 per other member)");
   if (c.handoff_after_ms < 1 || c.handoff_after_ms >= c.request_timeout_ms)
     return Status::InvalidArgument("--handoff-after-ms: must be 1..request-timeout-ms-1 (" +
                                    std::to_string(c.request_timeout_ms) + " ms now)");
@@ -231,6 +232,17 @@ uint16_t NodeConfig::OwnPeerPort() const {
   return join_peer_port ? join_peer_port : static_cast<uint16_t>(listen_port + peer_port_offset);
 }
 
+size_t NodeConfig::PlannedMembers() const {
+  return std::max<size_t>(peers.size(), raft_enabled() ? raft_voters : 0);
+}
+
+uint32_t NodeConfig::FanoutThreads() const {
+  if (fanout_threads != 0) return fanout_threads;
+  const size_t others = PlannedMembers() > 0 ? PlannedMembers() - 1 : 0;
+  const uint64_t derived = uint64_t(kFanoutThreadsPerPeer) * others;
+  return static_cast<uint32_t>(std::clamp<uint64_t>(derived, kMinFanoutThreads, kMaxFanoutThreads));
+}
+
 std::vector<PeerAddress> ResolvePeerPorts(const NodeConfig& config) {
   std::vector<PeerAddress> out = config.peers;
   for (auto& p : out)
@@ -266,7 +278,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("map-size-mb", po::value(&c.map_size_mb)->default_value(c.map_size_mb), "LMDB map size: the data store's size cap")
     ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
     ("max-client-connections", po::value(&c.max_client_connections)->default_value(c.max_client_connections), "client connections open at once; more are accepted and closed (lowered to fit the open-file limit)")
-    ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making replica calls")
+    ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making calls to peers (0: 4 per other member, 4..256)")
     ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error")
     ("quorum-mode", po::value(&quorum_mode)->default_value(quorum_mode), "sloppy: fallbacks holding hints count toward W; strict: only owners count")
     ("handoff-after-ms", po::value(&c.handoff_after_ms)->default_value(c.handoff_after_ms), "an owner silent this long also gets a hinted copy on a fallback")

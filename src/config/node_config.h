@@ -42,7 +42,7 @@ struct NodeConfig {
   uint64_t max_value_bytes = 1 << 20;
   uint64_t map_size_mb = 16384;
   uint32_t worker_threads = 32;     // request handlers
-  uint32_t fanout_threads = 16;     // outbound replica calls (more only cost wake-ups: see README)
+  uint32_t fanout_threads = 0;      // outbound replica calls; 0: FanoutThreads() derives it (see README)
   uint32_t peer_threads = 16;       // threads serving node-to-node requests
   uint32_t max_client_connections = 10000;  // lowered to fit the open-file limit (descriptor_budget.h)
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
@@ -87,7 +87,21 @@ struct NodeConfig {
   bool joining() const { return raft_enabled() && peers.empty(); }
   // This node's node-to-node port.
   uint16_t OwnPeerPort() const;
+  // Members this node plans for at start: --peers, or for a joining node at
+  // least the Raft voters. Members added later share what was planned.
+  size_t PlannedMembers() const;
+  // The fan-out pool's size: --fanout-threads, or when that is 0,
+  // kFanoutThreadsPerPeer per other planned member (at least
+  // kMinFanoutThreads, at most kMaxFanoutThreads).
+  uint32_t FanoutThreads() const;
 };
+
+// Each peer's coalesced writes and reads keep at most 2 calls out each
+// (CoalescerOptions::max_senders), so 4 threads per peer let every sender
+// run; more threads than that only wait (README, `--fanout-threads`).
+inline constexpr uint32_t kFanoutThreadsPerPeer = 4;
+inline constexpr uint32_t kMinFanoutThreads = 4;
+inline constexpr uint32_t kMaxFanoutThreads = 256;
 
 // Limits on client input, enforced by the coordinator.
 inline constexpr size_t kMaxPkBytes = 1024;

@@ -41,7 +41,7 @@ class Node::Impl {
     so.path = (std::filesystem::path(config_.data_dir) / "data").string();
     so.map_size_bytes = config_.map_size_mb << 20;
     // Every request and fan-out thread may hold a read transaction at once.
-    so.max_readers = config_.worker_threads + config_.peer_threads + config_.fanout_threads + 64;
+    so.max_readers = config_.worker_threads + config_.peer_threads + config_.FanoutThreads() + 64;
     so.digest = &ClockDigest;
     so.digest_name = kClockDigestName;
     auto store = DataStore::Open(so);
@@ -102,7 +102,8 @@ class Node::Impl {
     DetectorOptions detector;
     detector.probe_interval = std::chrono::milliseconds(config_.probe_interval_ms);
     endpoints_ = std::make_unique<NodeEndpoints>(config_.id, replica_.get(), intake_.get(), conn, &clock_, detector);
-    executor_ = std::make_unique<FanoutExecutor>(config_.fanout_threads, config_.fanout_threads * 64);
+    const uint32_t fanout_threads = config_.FanoutThreads();
+    executor_ = std::make_unique<FanoutExecutor>(fanout_threads, fanout_threads * 64);
     endpoints_->set_executor(executor_.get());
 
     CoordinatorOptions co;
@@ -269,9 +270,10 @@ class Node::Impl {
                                                     client_server.status().message());
     client_server_ = std::move(client_server.value());
     client_server_view_.store(client_server_.get());
-    spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers) (N={} R={} W={})",
+    spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers), {} fan-out threads "
+                 "(N={} R={} W={})",
                  config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
-                 config_.peer_threads, config_.replicas, config_.read_quorum, config_.write_quorum);
+                 config_.peer_threads, config_.FanoutThreads(), config_.replicas, config_.read_quorum, config_.write_quorum);
     return Status::OK();
   }
 
@@ -281,10 +283,8 @@ class Node::Impl {
     auto limit = CurrentDescriptorLimit();
     if (!limit.ok()) return limit.status();
     const CallServer::Options defaults;
-    // A joining node has no --peers: it reserves for a cluster of at least
-    // the Raft voters. Members added later share the reserve as it stands.
-    const size_t members = std::max<size_t>(config_.peers.size(), config_.raft_enabled() ? config_.raft_voters : 0);
-    auto caps = FitConnectionCaps(limit.value(), members, config_.max_client_connections, defaults.max_connections);
+    auto caps = FitConnectionCaps(limit.value(), config_.PlannedMembers(), config_.max_client_connections,
+                                  defaults.max_connections);
     if (!caps.ok()) return caps.status();
     if (caps->client < config_.max_client_connections)
       spdlog::warn("open-file limit {}: client connections capped at {} (--max-client-connections {}), "

@@ -239,12 +239,39 @@ TEST_F(ConfigTest, RangeErrors) {
   ExpectError(With("--max-value-bytes", "0"), "--max-value-bytes");
   ExpectError(With("--map-size-mb", "0"), "--map-size-mb");
   ExpectError(With("--worker-threads", "0"), "--worker-threads");
-  ExpectError(With("--fanout-threads", "0"), "--fanout-threads");
+  ExpectError(With("--fanout-threads", "4097"), "--fanout-threads");
   ExpectError(With("--max-client-connections", "0"), "--max-client-connections");
   ExpectError(With("--max-client-connections", "1000001"), "--max-client-connections");
   ParsedArgs capped = Parse(With("--max-client-connections", "500"));
   ASSERT_EQ(capped.action, ParsedArgs::Action::kRun) << capped.text;
   EXPECT_EQ(capped.config.max_client_connections, 500u);
+}
+
+// 0 (the default) derives the pool from the cluster's size: 4 threads per
+// other member, within 4..256; a value given is kept as it is.
+TEST_F(ConfigTest, FanoutThreadsFollowTheMembers) {
+  ParsedArgs three = Parse(Good());
+  ASSERT_EQ(three.action, ParsedArgs::Action::kRun) << three.text;
+  EXPECT_EQ(three.config.fanout_threads, 0u);
+  EXPECT_EQ(three.config.PlannedMembers(), 3u);
+  EXPECT_EQ(three.config.FanoutThreads(), 8u);
+
+  NodeConfig c = three.config;
+  c.peers.resize(1);  // a cluster of one still gets the minimum (hints, repairs)
+  EXPECT_EQ(c.FanoutThreads(), kMinFanoutThreads);
+  c.peers.resize(11, c.peers[0]);
+  EXPECT_EQ(c.FanoutThreads(), 40u);
+  c.peers.resize(200, c.peers[0]);
+  EXPECT_EQ(c.FanoutThreads(), kMaxFanoutThreads);
+  c.peers.clear();  // joining: plans for the Raft voters
+  c.raft_listen_port = 9001;
+  c.raft_voters = 5;
+  EXPECT_EQ(c.PlannedMembers(), 5u);
+  EXPECT_EQ(c.FanoutThreads(), 16u);
+
+  ParsedArgs given = Parse(With("--fanout-threads", "3"));
+  ASSERT_EQ(given.action, ParsedArgs::Action::kRun) << given.text;
+  EXPECT_EQ(given.config.FanoutThreads(), 3u);
 }
 
 TEST_F(ConfigTest, FailureHandlingFlags) {
