@@ -88,6 +88,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
     put(prefix + "connections", st.accepted);
     put(prefix + "connections_refused", st.refused);
     put(prefix + "max_connections", serving->max_connections());
+    put(prefix + "reserved_connections", st.reserved_open);
     put(prefix + "calls", st.calls);
     put(prefix + "bad_frames", st.bad_frames);
     put(prefix + "stalled", st.stalled);

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 
 #include "thrift_limits.h"
 
@@ -34,6 +35,8 @@ constexpr size_t kFrameHeader = 4;
 constexpr size_t kInitialBuffer = 16 << 10;
 constexpr size_t kKeepBufferBytes = 256 << 10;
 constexpr int kAcceptsPerTurn = 64;
+// How long a reserved connection may idle when stall_timeout is 0 (never).
+constexpr int64_t kReservedIdleMs = 30000;
 
 // Markers in epoll_event.data.ptr for the two descriptors that are not connections.
 char listen_marker;
@@ -68,10 +71,14 @@ struct CallServer::Connection {
   std::vector<uint8_t> out;  // reply bytes not yet sent: out[out_pos, end)
   size_t out_pos = 0;
   uint64_t calls = 0;  // run for this connection
+  bool reserved = false;  // past max_connections: operator calls only (set before it is watched)
   bool pending_out() const { return out_pos < out.size(); }
   // Steady-clock ms since the connection waits mid-frame or mid-reply with
-  // no progress; 0: it does not; -1: shut down for it, closing.
+  // no progress (a reserved one: since its last call); 0: it does not; -1:
+  // shut down for it, closing.
   std::atomic<int64_t> stalled_since{0};
+  // How long it may wait so, in ms; 0: Options::stall_timeout.
+  std::atomic<int64_t> stall_limit_ms{0};
 };
 
 namespace {
@@ -146,7 +153,7 @@ StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
     std::string name = (options.name + "-" + std::to_string(i)).substr(0, 15);
     pthread_setname_np(server->threads_.back().native_handle(), name.c_str());
   }
-  if (options.stall_timeout.count() > 0) {
+  if (options.stall_timeout.count() > 0 || options.reserved_connections > 0) {
     server->stall_watcher_ = std::thread([raw = server.get()] { raw->WatchStalls(); });
   }
   return server;
@@ -227,6 +234,7 @@ void CallServer::Stop() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [fd, c] : connections_) close(fd);
   connections_.clear();
+  reserved_open_ = 0;
 }
 
 CallServer::Stats CallServer::stats() const {
@@ -236,6 +244,8 @@ CallServer::Stats CallServer::stats() const {
   s.calls = calls_.load();
   s.bad_frames = bad_frames_.load();
   s.stalled = stalled_.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  s.reserved_open = reserved_open_;
   return s;
 }
 
@@ -301,10 +311,16 @@ void CallServer::Accept() {
     Connection* raw = c.get();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (connections_.size() >= options_.max_connections) {
+      const size_t ordinary = connections_.size() - reserved_open_;
+      if (ordinary >= options_.max_connections && reserved_open_ < options_.reserved_connections) {
+        // Kept for an operator's call; closed unless one comes soon.
+        raw->reserved = true;
+        raw->stall_limit_ms.store(options_.reserved_first_call.count(), std::memory_order_relaxed);
+        raw->stalled_since.store(SteadyMillis(), std::memory_order_relaxed);
+      } else if (ordinary >= options_.max_connections) {
         refused_.fetch_add(1, std::memory_order_relaxed);
-        LogRefusal("refusing " + raw->peer + ": " + std::to_string(connections_.size()) +
-                   " connections open (the limit)");
+        LogRefusal("refusing " + raw->peer + ": " + std::to_string(ordinary) + " connections open (the limit)" +
+                   (options_.reserved_connections ? " and the reserve for operator calls in use" : ""));
         close(fd);
         continue;
       }
@@ -314,6 +330,7 @@ void CallServer::Accept() {
         close(fd);
         continue;
       }
+      if (raw->reserved) ++reserved_open_;
     }
     accepted_.fetch_add(1, std::memory_order_relaxed);
     epoll_event ev{};
@@ -455,6 +472,12 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
     if (c->in_used - start < kFrameHeader + length) break;
     uint8_t* frame = c->in.data() + start + kFrameHeader;
     start += kFrameHeader + length;
+    if (c->reserved && !ReservedMethod(frame, length)) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      LogRefusal("closing " + c->peer + ": a connection past the limit, kept for operator calls, sent another call");
+      ok = false;
+      break;
+    }
     calls_.fetch_add(1, std::memory_order_relaxed);
     ++c->calls;
     bool processed = false;
@@ -502,6 +525,21 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
   return ok;
 }
 
+bool CallServer::ReservedMethod(const uint8_t* frame, uint32_t size) const {
+  // TBinaryProtocol's message header: strict (version and type, then the
+  // name's length) or old-style (the name's length first).
+  if (size < 8) return false;
+  const uint32_t first = ReadBigEndian32(frame);
+  const bool strict = (first & 0x80000000u) != 0;
+  const size_t name_at = strict ? 8 : 4;
+  const uint32_t length = strict ? ReadBigEndian32(frame + 4) : first;
+  if (length > size - name_at) return false;
+  const std::string_view name(reinterpret_cast<const char*>(frame + name_at), length);
+  for (const std::string& prefix : options_.reserved_prefixes)
+    if (name.substr(0, prefix.size()) == prefix) return true;
+  return false;
+}
+
 bool CallServer::Flush(Connection* c) {
   while (c->pending_out()) {
     ssize_t n = send(c->fd, c->out.data() + c->out_pos, c->out.size() - c->out_pos, MSG_NOSIGNAL);
@@ -533,10 +571,19 @@ void CallServer::Close(Connection* c, const char* why) {
   const int fd = c->fd;
   std::lock_guard<std::mutex> lock(mu_);
   close(fd);
+  if (c->reserved) --reserved_open_;
   connections_.erase(fd);  // destroys *c
 }
 
 void CallServer::NoteStall(Connection* c, bool progressed) {
+  if (c->reserved && c->calls > 0) {
+    // Idle counts too: the reserve is for a call now and then, not held.
+    c->stall_limit_ms.store(options_.stall_timeout.count() > 0 ? options_.stall_timeout.count() : kReservedIdleMs,
+                            std::memory_order_relaxed);
+    if (progressed) c->stalled_since.store(SteadyMillis(), std::memory_order_relaxed);
+    return;
+  }
+  if (c->reserved) return;  // no call yet: reserved_first_call runs from the accept
   if (options_.stall_timeout.count() <= 0) return;
   const bool waiting = c->in_used > 0 || c->pending_out();
   if (!waiting) {
@@ -547,7 +594,10 @@ void CallServer::NoteStall(Connection* c, bool progressed) {
 }
 
 void CallServer::WatchStalls() {
-  const auto interval = std::max(options_.stall_timeout / 4, std::chrono::milliseconds(1));
+  auto interval = std::chrono::milliseconds(kReservedIdleMs / 4);
+  if (options_.stall_timeout.count() > 0) interval = options_.stall_timeout / 4;
+  if (options_.reserved_connections > 0) interval = std::min(interval, options_.reserved_first_call / 4);
+  interval = std::max(interval, std::chrono::milliseconds(1));
   std::unique_lock<std::mutex> stop_lock(stop_mu_);
   while (!stopping_.load()) {
     stop_cv_.wait_for(stop_lock, interval);
@@ -556,11 +606,13 @@ void CallServer::WatchStalls() {
     std::lock_guard<std::mutex> lock(mu_);  // holds every fd open while we look
     for (auto& [fd, c] : connections_) {
       const int64_t since = c->stalled_since.load(std::memory_order_relaxed);
-      if (since <= 0 || now - since < options_.stall_timeout.count()) continue;
+      int64_t limit = c->stall_limit_ms.load(std::memory_order_relaxed);
+      if (limit <= 0) limit = options_.stall_timeout.count();
+      if (since <= 0 || limit <= 0 || now - since < limit) continue;
       c->stalled_since.store(-1, std::memory_order_relaxed);
       stalled_.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("{}: closing {}: no progress for {} ms mid-frame or mid-reply", options_.name, c->peer,
-                    now - since);
+      spdlog::debug("{}: closing {}: no progress for {} ms {}", options_.name, c->peer, now - since,
+                    c->reserved ? "on a connection kept for operator calls" : "mid-frame or mid-reply");
       // Not close(): the thread that gets the next event closes it.
       shutdown(fd, SHUT_RDWR);
     }

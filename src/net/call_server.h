@@ -24,6 +24,14 @@
 // once); at most kCallsPerTurn calls of one connection per wake-up, so a
 // pipelining client cannot starve the others.
 //
+// Past max_connections, up to reserved_connections more are kept for
+// operator calls (methods named with a reserved_prefixes prefix, such as
+// "admin:"), so that `monju stats` still answers while clients hold every
+// ordinary slot. A reserved connection is closed when a call of another
+// method arrives on it (counted as refused), and when no first call arrives
+// within reserved_first_call or it idles for stall_timeout (30 s if that is
+// 0; counted as stalled), so idle connections cannot keep the reserve.
+//
 // Thread-safety: Start() and Stop() from one thread; stats() from any.
 #pragma once
 
@@ -58,11 +66,17 @@ class CallServer {
     // (a slowloris holds no buffer for ever). Idle connections between calls
     // are kept. 0: never.
     std::chrono::milliseconds stall_timeout{30000};
+    // Connections kept past max_connections for calls to these methods.
+    uint32_t reserved_connections = 0;
+    std::vector<std::string> reserved_prefixes = {};
+    std::chrono::milliseconds reserved_first_call{1000};
   };
 
   struct Stats {
     uint64_t accepted = 0;   // connections accepted
-    uint64_t refused = 0;    // connections closed at once: max_connections reached, or out of descriptors
+    uint64_t refused = 0;    // connections closed at once: max_connections reached, or out of descriptors;
+                             // and reserved ones closed for a call they are not for, or none in time
+    uint64_t reserved_open = 0;  // reserved connections open now
     uint64_t calls = 0;      // frames handed to the processor
     uint64_t bad_frames = 0; // connections closed for a bad length or an undecodable message
     uint64_t stalled = 0;    // connections closed after stall_timeout without progress
@@ -105,6 +119,8 @@ class CallServer {
   void Work(Worker& worker, Connection* c, uint32_t events);
   bool ReadSome(Connection* c, bool* closed);
   bool WholeFrameBuffered(const Connection* c) const;
+  // True when a call named in `frame` may run on a reserved connection.
+  bool ReservedMethod(const uint8_t* frame, uint32_t size) const;
   // True for a length in bounds; otherwise counts and logs a bad frame.
   bool CheckLength(const Connection* c, uint32_t length);
   bool ValidLength(uint32_t length) const { return length > 0 && length <= uint32_t(options_.max_frame_bytes); }
@@ -138,8 +154,9 @@ class CallServer {
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
 
-  std::mutex mu_;  // guards connections_
+  mutable std::mutex mu_;  // guards connections_ and reserved_open_
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  size_t reserved_open_ = 0;  // of connections_
 
   std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0}, stalled_{0}, refusals_logged_{0};
 };

@@ -18,6 +18,10 @@
 namespace monju {
 
 inline constexpr uint64_t kReservedDescriptors = 256;
+// Client-port connections kept past the client cap for operator calls
+// (admin, membership: CallServer::Options::reserved_connections); part of
+// kReservedDescriptors.
+inline constexpr uint32_t kOperatorConnections = 16;
 // Per other member: the replica and the forwarding pools keep up to 64 idle
 // connections each (ConnectionOptions::max_idle), and membership, the
 // prober, Raft and streaming a few more.

@@ -262,6 +262,9 @@ class Node::Impl {
     client.port = config_.listen_port;
     client.threads = config_.worker_threads;
     client.max_connections = caps->client;
+    // `monju stats` and membership changes still get through a client flood.
+    client.reserved_connections = kOperatorConnections;
+    client.reserved_prefixes = {"admin:", "membership:"};
     client.max_frame_bytes = max_frame;
     client.name = "client";
     auto client_server = CallServer::Start(client, mux);

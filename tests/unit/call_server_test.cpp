@@ -519,6 +519,71 @@ TEST_F(CallServerTest, ConnectionsPastTheLimitAreClosedAtOnce) {
   EXPECT_EQ(second.Get("second", "again"), "second/again");
 }
 
+// Past the limit, reserved connections take only the reserved methods (here
+// "get", standing in for "admin:"): another call closes its connection, and
+// a reserved one that sends nothing in time is closed, so idle connections
+// cannot keep the reserve. Past the reserve, connections close at once.
+TEST_F(CallServerTest, ConnectionsPastTheLimitServeOnlyReservedCalls) {
+  using std::chrono::milliseconds;
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 1,
+                                       .max_connections = 1,
+                                       .reserved_connections = 2,
+                                       .reserved_prefixes = {"get"},
+                                       .reserved_first_call = milliseconds(300)}));
+  KVClient ordinary(port());
+  ASSERT_EQ(ordinary.Get("ordinary", "s"), "ordinary/s");
+
+  KVClient operator_call(port());  // past the limit: reserved
+  ASSERT_EQ(operator_call.Get("op", "1"), "op/1");
+  RawConnection other_call(port());  // the second reserved slot
+  ASSERT_TRUE(other_call.connected());
+  ASSERT_TRUE(Eventually([&] { return server_->stats().reserved_open == 2; }))
+      << "reserved_open is " << server_->stats().reserved_open;
+  RawConnection past_reserve(port());
+  EXPECT_TRUE(past_reserve.ClosedByServer()) << "a connection past the reserve stayed open";
+  EXPECT_EQ(server_->stats().refused, 1u);
+
+  ASSERT_TRUE(other_call.Send(MessageFrame("put", protocol::T_CALL)));
+  EXPECT_TRUE(other_call.ClosedByServer()) << "a reserved connection ran a call it is not for";
+  EXPECT_EQ(server_->stats().refused, 2u);
+  EXPECT_TRUE(Eventually([&] { return server_->stats().reserved_open == 1; }));
+  EXPECT_EQ(server_->stats().bad_frames, 0u);
+
+  // A reserved connection with no call: closed after reserved_first_call.
+  RawConnection silent(port());
+  ASSERT_TRUE(silent.connected());
+  EXPECT_TRUE(silent.ClosedByServer()) << "a silent reserved connection kept its slot";
+  EXPECT_EQ(server_->stats().stalled, 1u);
+  // A reserved connection that has called idles up to stall_timeout (30 s
+  // here), unlike the silent one; and the ordinary one is untouched.
+  EXPECT_EQ(operator_call.Get("op", "2"), "op/2");
+  EXPECT_EQ(ordinary.Get("ordinary", "again"), "ordinary/again");
+  EXPECT_EQ(server_->stats().reserved_open, 1u);
+}
+
+// A reserved connection that has made its call may idle for stall_timeout,
+// then is closed too.
+TEST_F(CallServerTest, AReservedConnectionIdleForTheStallTimeoutIsClosed) {
+  using std::chrono::milliseconds;
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 1,
+                                       .max_connections = 1,
+                                       .stall_timeout = milliseconds(300),
+                                       .reserved_connections = 1,
+                                       .reserved_prefixes = {"get"},
+                                       .reserved_first_call = milliseconds(5000)}));
+  KVClient ordinary(port());
+  ASSERT_EQ(ordinary.Get("ordinary", "s"), "ordinary/s");
+  RawConnection reserved(port());
+  ASSERT_TRUE(reserved.Send(GetCallFrame("op", "1")));
+  std::optional<std::string> reply = reserved.ReadFrame();
+  ASSERT_TRUE(reply.has_value()) << "no answer on the reserved connection";
+  EXPECT_EQ(GetReplyValue(*reply), "op/1");
+  EXPECT_TRUE(reserved.ClosedByServer()) << "an idle reserved connection kept its slot";
+  EXPECT_EQ(server_->stats().stalled, 1u);
+  EXPECT_TRUE(Eventually([&] { return server_->stats().reserved_open == 0; }));
+  EXPECT_EQ(ordinary.Get("ordinary", "again"), "ordinary/again") << "an idle ordinary connection is kept";
+}
+
 // A slowloris: part of a frame, then nothing, or bytes trickling in too
 // slowly to finish it. Closed after stall_timeout; a connection idle between
 // calls is not.
