@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "clock/codec.h"
+#include "common/shared_histogram.h"
 #include "config/node_config.h"
 #include "quorum_call.h"
 
@@ -56,7 +57,10 @@ namespace {
 class RequestTimer {
  public:
   RequestTimer(const Clock* clock, SharedHistogram* into) : clock_(clock), into_(into), start_(clock->Now()) {}
-  ~RequestTimer() { into_->Record(MicrosOf(clock_->Now() - start_)); }
+  ~RequestTimer() {
+    const Clock::TimePoint end = clock_->Now();
+    into_->Record(MicrosOf(end - start_), end);
+  }
   RequestTimer(const RequestTimer&) = delete;
   RequestTimer& operator=(const RequestTimer&) = delete;
 
@@ -127,6 +131,11 @@ CoordinatorStats Coordinator::stats() const {
   s.get_us = counters_->get_us.Snapshot();
   s.remove_us = counters_->remove_us.Snapshot();
   s.query_us = counters_->query_us.Snapshot();
+  const Clock::TimePoint now = clock_->Now();
+  s.recent_put_us = counters_->put_us.Recent(now);
+  s.recent_get_us = counters_->get_us.Recent(now);
+  s.recent_remove_us = counters_->remove_us.Recent(now);
+  s.recent_query_us = counters_->query_us.Recent(now);
   return s;
 }
 

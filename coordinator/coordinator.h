@@ -173,8 +173,10 @@ struct CoordinatorStats {
   uint64_t speculative_reads = 0;     // gets that asked more than R replicas
   uint64_t spare_reads_skipped = 0;   // replicas beyond R not asked: too far behind
   // Time from a request's arrival at the coordinator to its outcome (µs),
-  // failures included, since the start.
+  // failures included, since the start; and of the last 1-2 minutes
+  // (RecentHistogram).
   LatencyHistogram put_us, get_us, remove_us, query_us;
+  LatencyHistogram recent_put_us, recent_get_us, recent_remove_us, recent_query_us;
 };
 
 struct QuorumCount {

@@ -9,11 +9,8 @@
 // sample. Count, min, max and sum are exact.
 //
 // LatencyHistogram is not thread-safe: keep one per thread and Merge() them
-// at the end. SharedHistogram is the same behind a lock, for a server's
-// counters (about 59 KB each; a Snapshot() copies it).
+// at the end, or use SharedHistogram (shared_histogram.h). About 59 KB each.
 #pragma once
-
-#include <absl/synchronization/mutex.h>
 
 #include <algorithm>
 #include <chrono>
@@ -54,24 +51,6 @@ class LatencyHistogram {
 
   std::vector<uint64_t> buckets_;
   uint64_t count_ = 0, min_ = 0, max_ = 0, sum_ = 0;
-};
-
-// Thread-safe: Record() from any thread (one uncontended lock), Snapshot()
-// for a consistent copy.
-class SharedHistogram {
- public:
-  void Record(uint64_t value) {
-    absl::MutexLock lock(&mu_);
-    histogram_.Record(value);
-  }
-  LatencyHistogram Snapshot() const {
-    absl::MutexLock lock(&mu_);
-    return histogram_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  LatencyHistogram histogram_;
 };
 
 }  // namespace monju

@@ -62,7 +62,8 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("read_repairs", c.read_repairs);
   put("reads.speculative", c.speculative_reads);
   put("reads.spare_skipped", c.spare_reads_skipped);
-  // Percentiles since the start (the histograms' buckets are within 0.8%).
+  // Percentiles since the start, and of the last 1-2 minutes (`.recent`);
+  // the histograms' buckets are within 0.8%.
   auto put_histogram = [&](const std::string& name, const LatencyHistogram& h) {
     put(name + ".count", h.count());
     put(name + ".p50", h.Percentile(0.50));
@@ -74,6 +75,10 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put_histogram("latency.get_us", c.get_us);
   put_histogram("latency.remove_us", c.remove_us);
   put_histogram("latency.query_us", c.query_us);
+  put_histogram("latency.put_us.recent", c.recent_put_us);
+  put_histogram("latency.get_us.recent", c.recent_get_us);
+  put_histogram("latency.remove_us.recent", c.recent_remove_us);
+  put_histogram("latency.query_us.recent", c.recent_query_us);
   const CoalescerStats writes = src_.endpoints->coalesced_writes();
   put("peer_writes.calls", writes.calls);
   put("peer_writes.sent", writes.items);
@@ -115,6 +120,9 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put_histogram("storage.commit_us", s.commit_us);
   put_histogram("storage.batch_ops", s.batch_ops);
   put_histogram("storage.apply_wait_us", s.apply_wait_us);
+  put_histogram("storage.commit_us.recent", s.recent_commit_us);
+  put_histogram("storage.batch_ops.recent", s.recent_batch_ops);
+  put_histogram("storage.apply_wait_us.recent", s.recent_apply_wait_us);
   SchedulerStats ae = src_.anti_entropy->stats();
   put("ae.exchanges", ae.exchanges);
   put("ae.exchanges_failed", ae.exchanges_failed);

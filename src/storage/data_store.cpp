@@ -642,6 +642,10 @@ class DataStore::Impl {
   Stats stats() const {
     absl::MutexLock lock(&stats_mu_);
     Stats s = stats_;
+    const auto now = std::chrono::steady_clock::now();
+    s.recent_commit_us = recent_.commit_us.Window(now);
+    s.recent_batch_ops = recent_.batch_ops.Window(now);
+    s.recent_apply_wait_us = recent_.apply_wait_us.Window(now);
     s.reindexed = reindexed_.load();
     return s;
   }
@@ -712,7 +716,12 @@ class DataStore::Impl {
           stats_.applied += batch.size();
           stats_.commit_us.Record(MicrosOf(durable - began));
           stats_.batch_ops.Record(batch.size());
-          for (const auto& op : batch) stats_.apply_wait_us.Record(MicrosOf(durable - op->queued));
+          recent_.commit_us.Record(MicrosOf(durable - began), durable);
+          recent_.batch_ops.Record(batch.size(), durable);
+          for (const auto& op : batch) {
+            stats_.apply_wait_us.Record(MicrosOf(durable - op->queued));
+            recent_.apply_wait_us.Record(MicrosOf(durable - op->queued), durable);
+          }
         }
         // Before any waiter returns: once Apply() returns, listeners know.
         if (listener_) listener_->OnCommit(txn_id, changes);
@@ -818,7 +827,10 @@ class DataStore::Impl {
   std::thread writer_;
   std::atomic<uint64_t> reindexed_{0};
   mutable absl::Mutex stats_mu_;
-  Stats stats_;  // counters and histograms since Open() (reindexed apart)
+  Stats stats_;  // counters and histograms since Open() (reindexed apart; recent_* empty)
+  struct {
+    RecentHistogram commit_us, batch_ops, apply_wait_us;
+  } recent_;  // under stats_mu_
 };
 
 StatusOr<std::unique_ptr<DataStore>> DataStore::Open(const StorageOptions& options) {

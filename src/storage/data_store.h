@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "common/latency_histogram.h"
+#include "common/recent_histogram.h"
 #include "common/status.h"
 
 namespace monju {
@@ -138,8 +139,10 @@ class DataStore {
     uint64_t reindexed = 0;    // items Open() re-digested (another digest function, or an older store)
     // Since Open(), per committed write transaction: its time (begin to
     // durable, µs) and its ops; per committed op: from its queueing to its
-    // commit being durable (µs), what Apply() waits.
+    // commit being durable (µs), what Apply() waits. The recent_ ones hold
+    // the last 1-2 minutes' (RecentHistogram).
     LatencyHistogram commit_us, batch_ops, apply_wait_us;
+    LatencyHistogram recent_commit_us, recent_batch_ops, recent_apply_wait_us;
   };
 
   // Opens or creates the store. Errors: IOError (path not usable, LMDB open failed).

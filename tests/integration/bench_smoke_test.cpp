@@ -86,6 +86,10 @@ TEST_F(BenchSmokeTest, WorkloadAAgainstThreeNodesHasNoErrors) {
     EXPECT_EQ(StatOf(stats, "storage.commit_us.count"), StatOf(stats, "storage.commits")) << "node " << i;
     EXPECT_EQ(StatOf(stats, "storage.apply_wait_us.count"), StatOf(stats, "storage.applied")) << "node " << i;
     EXPECT_GE(StatOf(stats, "storage.batch_ops.max"), 1) << "node " << i;
+    // The run took less than a minute: the recent windows hold what it did.
+    EXPECT_GT(StatOf(stats, "latency.put_us.recent.count"), 0) << "node " << i;
+    EXPECT_LE(StatOf(stats, "latency.put_us.recent.count"), StatOf(stats, "latency.put_us.count")) << "node " << i;
+    EXPECT_GT(StatOf(stats, "storage.commit_us.recent.count"), 0) << "node " << i;
   }
 }
 

@@ -743,6 +743,11 @@ TEST_F(StorageTest, CommitHistogramsCountEveryCommitAndOp) {
   EXPECT_DOUBLE_EQ(s.batch_ops.mean() * double(s.batch_ops.count()), double(s.applied));
   EXPECT_LE(s.batch_ops.max(), 512u);
   EXPECT_GE(s.apply_wait_us.min(), s.commit_us.min()) << "an op waits at least for its own commit";
+  // All within the last minute, so the recent windows hold every sample.
+  EXPECT_EQ(s.recent_commit_us.count(), s.commits);
+  EXPECT_EQ(s.recent_batch_ops.count(), s.commits);
+  EXPECT_EQ(s.recent_apply_wait_us.count(), s.applied);
+  EXPECT_EQ(s.recent_commit_us.max(), s.commit_us.max());
 }
 
 // ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "clock/codec.h"
+#include "common/recent_histogram.h"
 #include "coordinator_fakes.h"
 #include "coordinator.h"
 #include "membership.h"
@@ -514,6 +515,15 @@ TEST_F(CoordinatorTest, RequestLatencyIsMeasuredOnTheInjectedClock) {
   EXPECT_EQ(s.get_us.count(), 1u);
   EXPECT_EQ(s.get_us.max(), 0u);
   EXPECT_EQ(s.remove_us.count(), 0u);
+  EXPECT_EQ(s.recent_put_us.count(), 1u);
+  EXPECT_EQ(s.recent_put_us.max(), 250000u);
+  EXPECT_EQ(s.recent_get_us.count(), 1u);
+  // Minutes later the recent window is empty; the totals stay.
+  steady_.Advance(3 * RecentHistogram::kSlot);
+  const CoordinatorStats later = coord_->stats();
+  EXPECT_EQ(later.recent_put_us.count(), 0u);
+  EXPECT_EQ(later.recent_get_us.count(), 0u);
+  EXPECT_EQ(later.put_us.count(), 1u);
   threads_.JoinAll();
 }
 
