@@ -1,5 +1,7 @@
 #include "common/recent_histogram.h"
 
+#include <utility>
+
 namespace monju {
 
 int64_t RecentHistogram::SlotsPassed(TimePoint now) const {
@@ -14,8 +16,8 @@ void RecentHistogram::Record(uint64_t value, TimePoint now) {
   }
   const int64_t passed = SlotsPassed(now);
   if (passed == 1) {
-    previous_ = std::move(current_);
-    current_ = LatencyHistogram();
+    std::swap(previous_, current_);
+    current_.Clear();
   } else if (passed > 1) {
     previous_.Clear();
     current_.Clear();

@@ -144,6 +144,8 @@ StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
                                                         std::shared_ptr<apache::thrift::TProcessor> processor) {
   if (options.threads < 1) return Status::InvalidArgument(options.name + ": needs at least one thread");
   if (options.max_frame_bytes < 16) return Status::InvalidArgument(options.name + ": frame limit below 16 bytes");
+  if (options.reserved_connections > 0 && options.reserved_first_call.count() <= 0)
+    return Status::InvalidArgument(options.name + ": reserved connections need a first-call timeout");
   if (!processor) return Status::InvalidArgument(options.name + ": no processor");
   std::unique_ptr<CallServer> server(new CallServer(options, std::move(processor)));
   Status s = server->Listen();
@@ -478,6 +480,9 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
       ok = false;
       break;
     }
+    // A reserved connection's timer stops while its call runs (a repair or
+    // a membership change may take long); NoteStall restarts it after.
+    if (c->reserved) c->stalled_since.store(0, std::memory_order_relaxed);
     calls_.fetch_add(1, std::memory_order_relaxed);
     ++c->calls;
     bool processed = false;

@@ -30,7 +30,9 @@
 // ordinary slot. A reserved connection is closed when a call of another
 // method arrives on it (counted as refused), and when no first call arrives
 // within reserved_first_call or it idles for stall_timeout (30 s if that is
-// 0; counted as stalled), so idle connections cannot keep the reserve.
+// 0; counted as stalled), so idle connections cannot keep the reserve. A
+// call running on it stops that clock. Any client may still hold the reserve
+// by making operator calls (there is no authentication yet).
 //
 // Thread-safety: Start() and Stop() from one thread; stats() from any.
 #pragma once
@@ -75,11 +77,12 @@ class CallServer {
   struct Stats {
     uint64_t accepted = 0;   // connections accepted
     uint64_t refused = 0;    // connections closed at once: max_connections reached, or out of descriptors;
-                             // and reserved ones closed for a call they are not for, or none in time
+                             // and reserved ones closed for a call they are not for
     uint64_t reserved_open = 0;  // reserved connections open now
     uint64_t calls = 0;      // frames handed to the processor
     uint64_t bad_frames = 0; // connections closed for a bad length or an undecodable message
-    uint64_t stalled = 0;    // connections closed after stall_timeout without progress
+    uint64_t stalled = 0;    // closed after stall_timeout without progress; reserved ones also with no
+                             // first call within reserved_first_call, or idle for stall_timeout
   };
 
   // Binds and listens on host:port, then starts the threads; calls are
@@ -134,7 +137,8 @@ class CallServer {
   // Marks whether the connection, about to be re-armed, waits mid-frame or
   // mid-reply; `progressed`: a call completed or reply bytes left this turn.
   void NoteStall(Connection* c, bool progressed);
-  // Every stall_timeout / 4: shuts down stalled connections, whose thread
+  // Every stall_timeout / 4 (reserved_first_call / 4 with a reserve, if
+  // less): shuts down stalled connections, whose thread
   // (the next event) then closes them.
   void WatchStalls();
   // accept() failed for want of descriptors (errno tells which limit).

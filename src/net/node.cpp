@@ -103,7 +103,8 @@ class Node::Impl {
     detector.probe_interval = std::chrono::milliseconds(config_.probe_interval_ms);
     endpoints_ = std::make_unique<NodeEndpoints>(config_.id, replica_.get(), intake_.get(), conn, &clock_, detector);
     const uint32_t fanout_threads = config_.FanoutThreads();
-    executor_ = std::make_unique<FanoutExecutor>(fanout_threads, fanout_threads * 64);
+    // The queue bound does not shrink with a small pool: bursts still queue.
+    executor_ = std::make_unique<FanoutExecutor>(fanout_threads, std::max<size_t>(fanout_threads * 64, 1024));
     endpoints_->set_executor(executor_.get());
 
     CoordinatorOptions co;

@@ -1,4 +1,5 @@
 #include "storage/data_store.h"
+#include "common/recent_histogram.h"
 
 #include <absl/synchronization/blocking_counter.h>
 #include <absl/synchronization/mutex.h>

@@ -46,7 +46,6 @@
 #include <vector>
 
 #include "common/latency_histogram.h"
-#include "common/recent_histogram.h"
 #include "common/status.h"
 
 namespace monju {

@@ -130,6 +130,10 @@ TEST_F(DescriptorLimitTest, AClientFloodPastTheCapIsRefusedAndTheNodeKeepsServin
   ASSERT_TRUE(TryStats(*cluster_, 0, &during, &during_error)) << "stats refused under the flood: " << during_error;
   EXPECT_GE(StatOf(during, "server.client.reserved_connections"), 1);
   EXPECT_FALSE(TryPut(*cluster_, 0, "fd-pk", "sk", "v", "", 3).ok()) << "a client call got in past the cap";
+  std::map<std::string, int64_t> after_put;
+  ASSERT_TRUE(TryStats(*cluster_, 0, &after_put, &during_error)) << during_error;
+  EXPECT_GT(StatOf(after_put, "server.client.connections_refused"), StatOf(during, "server.client.connections_refused"))
+      << "the put failed, but not by the reserve refusing it";
 
   // Make room for this test's own calls (close 8 the node holds), then check
   // the node still works end to end: a write that needs every replica,

@@ -561,6 +561,48 @@ TEST_F(CallServerTest, ConnectionsPastTheLimitServeOnlyReservedCalls) {
   EXPECT_EQ(server_->stats().reserved_open, 1u);
 }
 
+// A reserved call that runs longer than reserved_first_call is answered (its
+// clock stops while it runs), and a garbled frame on a reserved connection
+// is refused like any other call it is not for.
+TEST_F(CallServerTest, ALongReservedCallIsAnsweredAndAGarbledOneRefused) {
+  using std::chrono::milliseconds;
+  constexpr auto kFirstCall = milliseconds(200);
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2,
+                                       .max_connections = 1,
+                                       .reserved_connections = 2,
+                                       .reserved_prefixes = {"get"},
+                                       .reserved_first_call = kFirstCall}));
+  KVClient ordinary(port());
+  ASSERT_EQ(ordinary.Get("ordinary", "s"), "ordinary/s");
+  RawConnection slow(port());
+  ASSERT_TRUE(slow.Send(GetCallFrame("block", "1")));
+  handler_->entered.wait();
+  // The call holds its thread for three first-call timeouts (the server's
+  // watcher runs on real time, so real time must pass).
+  const auto until = std::chrono::steady_clock::now() + 3 * kFirstCall;
+  while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  handler_->Release();
+  std::optional<std::string> reply = slow.ReadFrame();
+  ASSERT_TRUE(reply.has_value()) << "a reserved call running past reserved_first_call lost its answer";
+  EXPECT_EQ(GetReplyValue(*reply), "block/1");
+  EXPECT_EQ(server_->stats().stalled, 0u);
+
+  RawConnection garbled(port());
+  ASSERT_TRUE(garbled.Send(FrameHeader(3) + "abc"));
+  EXPECT_TRUE(garbled.ClosedByServer()) << "a garbled frame ran on a reserved connection";
+  EXPECT_EQ(server_->stats().refused, 1u);
+  EXPECT_EQ(server_->stats().bad_frames, 0u) << "refused before the processor saw it";
+}
+
+TEST_F(CallServerTest, AReserveWithoutAFirstCallTimeoutIsRefused) {
+  auto started = CallServer::Start({.threads = 1,
+                                    .reserved_connections = 1,
+                                    .reserved_prefixes = {"get"},
+                                    .reserved_first_call = std::chrono::milliseconds(0)},
+                                   std::make_shared<api::MonjuKVProcessor>(handler_));
+  EXPECT_FALSE(started.ok());
+}
+
 // A reserved connection that has made its call may idle for stall_timeout,
 // then is closed too.
 TEST_F(CallServerTest, AReservedConnectionIdleForTheStallTimeoutIsClosed) {

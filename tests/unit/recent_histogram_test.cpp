@@ -46,6 +46,18 @@ TEST(RecentHistogramTest, TheWindowKeepsTheCurrentAndThePreviousSlot) {
   EXPECT_EQ(w.max(), 300u);
 }
 
+// A slot ends exactly kSlot after it began: a sample at that instant opens
+// the next one.
+TEST(RecentHistogramTest, ASampleAtTheSlotBoundaryStartsTheNextSlot) {
+  RecentHistogram h;
+  h.Record(1, kStart);
+  h.Record(2, kStart + kSlot);
+  EXPECT_EQ(h.Window(kStart + kSlot).count(), 2u);
+  const LatencyHistogram w = h.Window(kStart + 2 * kSlot);  // the first slot is gone now
+  EXPECT_EQ(w.count(), 1u);
+  EXPECT_EQ(w.max(), 2u);
+}
+
 TEST(RecentHistogramTest, SlotsPassWithoutSamplesToo) {
   RecentHistogram h;
   h.Record(100, kStart);
