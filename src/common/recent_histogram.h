@@ -8,6 +8,7 @@
 // (an injected clock), so tests step it.
 //
 // Not thread-safe: the owner locks (SharedHistogram, DataStore's stats).
+// TotalAndRecentHistogram pairs one with a histogram of every sample.
 #pragma once
 
 #include <chrono>
@@ -33,6 +34,22 @@ class RecentHistogram {
   bool started_ = false;
   TimePoint slot_start_{};
   LatencyHistogram current_, previous_;
+};
+
+// Every sample since construction, and the recent ones. Not thread-safe.
+class TotalAndRecentHistogram {
+ public:
+  using TimePoint = RecentHistogram::TimePoint;
+  void Record(uint64_t value, TimePoint now) {
+    total_.Record(value);
+    recent_.Record(value, now);
+  }
+  const LatencyHistogram& total() const { return total_; }
+  LatencyHistogram Recent(TimePoint now) const { return recent_.Window(now); }
+
+ private:
+  LatencyHistogram total_;
+  RecentHistogram recent_;
 };
 
 }  // namespace monju

@@ -1,6 +1,5 @@
-// SharedHistogram: a LatencyHistogram of every sample and a RecentHistogram
-// of the last minutes, behind one lock, for a server's counters (about
-// 180 KB each).
+// SharedHistogram: a TotalAndRecentHistogram (every sample, and the last
+// minutes') behind one lock, for a server's counters (about 180 KB each).
 #pragma once
 
 #include <absl/synchronization/mutex.h>
@@ -8,7 +7,6 @@
 #include <chrono>
 #include <cstdint>
 
-#include "common/latency_histogram.h"
 #include "common/recent_histogram.h"
 
 namespace monju {
@@ -21,22 +19,20 @@ class SharedHistogram {
   using TimePoint = std::chrono::steady_clock::time_point;
   void Record(uint64_t value, TimePoint now) {
     absl::MutexLock lock(&mu_);
-    histogram_.Record(value);
-    recent_.Record(value, now);
+    histogram_.Record(value, now);
   }
   LatencyHistogram Snapshot() const {
     absl::MutexLock lock(&mu_);
-    return histogram_;
+    return histogram_.total();
   }
   LatencyHistogram Recent(TimePoint now) const {
     absl::MutexLock lock(&mu_);
-    return recent_.Window(now);
+    return histogram_.Recent(now);
   }
 
  private:
   mutable absl::Mutex mu_;
-  LatencyHistogram histogram_;
-  RecentHistogram recent_;
+  TotalAndRecentHistogram histogram_;
 };
 
 }  // namespace monju

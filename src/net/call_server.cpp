@@ -480,9 +480,13 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
       ok = false;
       break;
     }
-    // A reserved connection's timer stops while its call runs (a repair or
-    // a membership change may take long); NoteStall restarts it after.
-    if (c->reserved) c->stalled_since.store(0, std::memory_order_relaxed);
+    if (c->reserved) {
+      // Its clock stops while the call runs (a repair or a membership change
+      // may take long); NoteStall restarts it, now for idling.
+      c->stalled_since.store(0, std::memory_order_relaxed);
+      c->stall_limit_ms.store(options_.stall_timeout.count() > 0 ? options_.stall_timeout.count() : kReservedIdleMs,
+                              std::memory_order_relaxed);
+    }
     calls_.fetch_add(1, std::memory_order_relaxed);
     ++c->calls;
     bool processed = false;
@@ -541,7 +545,7 @@ bool CallServer::ReservedMethod(const uint8_t* frame, uint32_t size) const {
   if (length > size - name_at) return false;
   const std::string_view name(reinterpret_cast<const char*>(frame + name_at), length);
   for (const std::string& prefix : options_.reserved_prefixes)
-    if (name.substr(0, prefix.size()) == prefix) return true;
+    if (name.starts_with(prefix)) return true;
   return false;
 }
 
@@ -581,14 +585,12 @@ void CallServer::Close(Connection* c, const char* why) {
 }
 
 void CallServer::NoteStall(Connection* c, bool progressed) {
-  if (c->reserved && c->calls > 0) {
+  if (c->reserved) {
     // Idle counts too: the reserve is for a call now and then, not held.
-    c->stall_limit_ms.store(options_.stall_timeout.count() > 0 ? options_.stall_timeout.count() : kReservedIdleMs,
-                            std::memory_order_relaxed);
+    // Before the first call, reserved_first_call runs from the accept.
     if (progressed) c->stalled_since.store(SteadyMillis(), std::memory_order_relaxed);
     return;
   }
-  if (c->reserved) return;  // no call yet: reserved_first_call runs from the accept
   if (options_.stall_timeout.count() <= 0) return;
   const bool waiting = c->in_used > 0 || c->pending_out();
   if (!waiting) {

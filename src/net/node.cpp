@@ -277,7 +277,8 @@ class Node::Impl {
     spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers), {} fan-out threads "
                  "(N={} R={} W={})",
                  config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
-                 config_.peer_threads, config_.FanoutThreads(), config_.replicas, config_.read_quorum, config_.write_quorum);
+                 config_.peer_threads, config_.FanoutThreads(), config_.replicas, config_.read_quorum,
+                 config_.write_quorum);
     return Status::OK();
   }
 

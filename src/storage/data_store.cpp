@@ -644,9 +644,12 @@ class DataStore::Impl {
     absl::MutexLock lock(&stats_mu_);
     Stats s = stats_;
     const auto now = std::chrono::steady_clock::now();
-    s.recent_commit_us = recent_.commit_us.Window(now);
-    s.recent_batch_ops = recent_.batch_ops.Window(now);
-    s.recent_apply_wait_us = recent_.apply_wait_us.Window(now);
+    s.commit_us = histograms_.commit_us.total();
+    s.batch_ops = histograms_.batch_ops.total();
+    s.apply_wait_us = histograms_.apply_wait_us.total();
+    s.recent_commit_us = histograms_.commit_us.Recent(now);
+    s.recent_batch_ops = histograms_.batch_ops.Recent(now);
+    s.recent_apply_wait_us = histograms_.apply_wait_us.Recent(now);
     s.reindexed = reindexed_.load();
     return s;
   }
@@ -715,14 +718,9 @@ class DataStore::Impl {
           absl::MutexLock lock(&stats_mu_);  // one snapshot sees counts and histograms agree
           ++stats_.commits;
           stats_.applied += batch.size();
-          stats_.commit_us.Record(MicrosOf(durable - began));
-          stats_.batch_ops.Record(batch.size());
-          recent_.commit_us.Record(MicrosOf(durable - began), durable);
-          recent_.batch_ops.Record(batch.size(), durable);
-          for (const auto& op : batch) {
-            stats_.apply_wait_us.Record(MicrosOf(durable - op->queued));
-            recent_.apply_wait_us.Record(MicrosOf(durable - op->queued), durable);
-          }
+          histograms_.commit_us.Record(MicrosOf(durable - began), durable);
+          histograms_.batch_ops.Record(batch.size(), durable);
+          for (const auto& op : batch) histograms_.apply_wait_us.Record(MicrosOf(durable - op->queued), durable);
         }
         // Before any waiter returns: once Apply() returns, listeners know.
         if (listener_) listener_->OnCommit(txn_id, changes);
@@ -828,10 +826,10 @@ class DataStore::Impl {
   std::thread writer_;
   std::atomic<uint64_t> reindexed_{0};
   mutable absl::Mutex stats_mu_;
-  Stats stats_;  // counters and histograms since Open() (reindexed apart; recent_* empty)
+  Stats stats_;  // counters since Open() (reindexed apart); its histograms stay empty
   struct {
-    RecentHistogram commit_us, batch_ops, apply_wait_us;
-  } recent_;  // under stats_mu_
+    TotalAndRecentHistogram commit_us, batch_ops, apply_wait_us;
+  } histograms_;  // under stats_mu_, copied into stats()
 };
 
 StatusOr<std::unique_ptr<DataStore>> DataStore::Open(const StorageOptions& options) {
