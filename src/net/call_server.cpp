@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "service_demux.h"
 #include "thrift_limits.h"
 
 namespace monju {
@@ -138,7 +139,7 @@ class CallServer::Worker {
 };
 
 CallServer::CallServer(const Options& options, std::shared_ptr<apache::thrift::TProcessor> processor)
-    : options_(options), processor_(std::move(processor)) {}
+    : options_(options), processor_(std::move(processor)), demux_(dynamic_cast<ServiceDemux*>(processor_.get())) {}
 
 StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
                                                         std::shared_ptr<apache::thrift::TProcessor> processor) {
@@ -491,7 +492,10 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
     ++c->calls;
     bool processed = false;
     try {
-      processed = worker.Run(*processor_, frame, length);
+      uint8_t* call = frame;
+      uint32_t call_size = length;
+      apache::thrift::TProcessor& processor = demux_ ? demux_->Route(&call, &call_size) : *processor_;
+      processed = worker.Run(processor, call, call_size);
     } catch (const std::exception& e) {
       worker.Reset();
       CountBadFrame(c, std::string("undecodable call: ") + e.what());

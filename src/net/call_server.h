@@ -54,6 +54,8 @@
 
 namespace monju {
 
+class ServiceDemux;
+
 class CallServer {
  public:
   struct Options {
@@ -87,7 +89,8 @@ class CallServer {
 
   // Binds and listens on host:port, then starts the threads; calls are
   // served once it returns. `processor` is shared by every thread (Thrift's
-  // generated processors are, given thread-safe handlers).
+  // generated processors are, given thread-safe handlers); a ServiceDemux
+  // routes each call from its frame (service_demux.h).
   // Errors: InvalidArgument (no threads, a frame limit below 16 bytes),
   // IOError (the host does not resolve, the port cannot be bound).
   static StatusOr<std::unique_ptr<CallServer>> Start(const Options& options,
@@ -147,6 +150,7 @@ class CallServer {
 
   const Options options_;
   const std::shared_ptr<apache::thrift::TProcessor> processor_;
+  ServiceDemux* const demux_;  // processor_, when it is one: calls are routed from their frames
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd, readable once Stop() begins

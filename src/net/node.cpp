@@ -1,7 +1,6 @@
 #include "node.h"
 
 #include <spdlog/spdlog.h>
-#include <thrift/processor/TMultiplexedProcessor.h>
 #include <thrift/protocol/TBinaryProtocol.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include "raft_membership.h"
 #include "replica_endpoints.h"
 #include "replica_handler.h"
+#include "service_demux.h"
 #include "thrift_limits.h"
 #include "tombstone_reaper.h"
 
@@ -206,11 +206,11 @@ class Node::Impl {
  private:
   Status StartServer(const ConnectionOptions& conn) {
     // Node-to-node calls first: peers may call as soon as clients can.
-    auto peer_mux = std::make_shared<TMultiplexedProcessor>();
+    auto peer_mux = std::make_shared<ServiceDemux>();
     auto replica_handler = std::make_shared<ReplicaHandler>(config_.id, replica_.get(), membership_.get(),
                                                             intake_.get(), local_exchange_.get());
     if (raft_membership_) replica_handler->set_fence(&raft_membership_->service());
-    peer_mux->registerProcessor("replica", std::make_shared<rpc::MonjuReplicaProcessor>(replica_handler));
+    peer_mux->Register("replica", std::make_shared<rpc::MonjuReplicaProcessor>(replica_handler));
     // Raft-managed: node-to-node membership calls (metadata, streaming) too.
     if (raft_membership_) raft_membership_->Register(*peer_mux);
     const uint16_t peer_port = config_.OwnPeerPort();
@@ -233,13 +233,13 @@ class Node::Impl {
     peer_server_ = std::move(peer_server.value());
     peer_server_view_.store(peer_server_.get());
 
-    auto mux = std::make_shared<TMultiplexedProcessor>();
+    auto mux = std::make_shared<ServiceDemux>();
     NodeEndpoints* endpoints = endpoints_.get();
     auto kv = std::make_shared<KvHandler>(coordinator_.get(), membership_.get(), config_.id, conn,
                                           [endpoints](const std::string& id) {
                                             return endpoints->Detector(id)->LikelyAlive();
                                           });
-    mux->registerDefault(std::make_shared<api::MonjuKVProcessor>(kv));
+    mux->RegisterDefault(std::make_shared<api::MonjuKVProcessor>(kv));
     AdminSources sources;
     sources.self_id = config_.id;
     sources.sloppy_quorum = config_.sloppy_quorum;
@@ -255,8 +255,8 @@ class Node::Impl {
     sources.trees = trees_.get();
     sources.client_server = &client_server_view_;
     sources.peer_server = &peer_server_view_;
-    mux->registerProcessor("admin", std::make_shared<admin::MonjuAdminProcessor>(
-                                        std::make_shared<AdminHandler>(std::move(sources))));
+    mux->Register("admin",
+                  std::make_shared<admin::MonjuAdminProcessor>(std::make_shared<AdminHandler>(std::move(sources))));
     if (raft_membership_) raft_membership_->Register(*mux);
     CallServer::Options client;
     client.host = config_.listen_host;

@@ -102,12 +102,12 @@ void RaftMembership::Upkeep() {
   }
 }
 
-void RaftMembership::Register(apache::thrift::TMultiplexedProcessor& mux) {
+void RaftMembership::Register(ServiceDemux& services) {
   NodeEndpoints* endpoints = endpoints_;
   auto handler = std::make_shared<MembershipHandler>(service_.get(), self_id_, [endpoints](const std::string& id) {
     return std::string(PeerStateName(endpoints->Detector(id)->State()));
   });
-  mux.registerProcessor("membership", std::make_shared<membership::MonjuMembershipProcessor>(handler));
+  services.Register("membership", std::make_shared<membership::MonjuMembershipProcessor>(handler));
 }
 
 void RaftMembership::Stop() {

@@ -7,8 +7,6 @@
 // Static clusters never create one.
 #pragma once
 
-#include <thrift/processor/TMultiplexedProcessor.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -22,6 +20,7 @@
 #include "replica.h"
 #include "replica_endpoints.h"
 #include "replica_stream.h"
+#include "service_demux.h"
 
 namespace monju {
 
@@ -35,7 +34,7 @@ class RaftMembership {
   // Starts Raft and the background work. on_view runs after every installed view.
   Status Start(Membership* membership, Replica* replica, NodeEndpoints* endpoints,
                std::function<void(const ClusterView&)> on_view);
-  void Register(apache::thrift::TMultiplexedProcessor& mux);
+  void Register(ServiceDemux& services);
   void Stop();
   MembershipService& service() { return *service_; }
 

@@ -520,6 +520,35 @@ ReplicaEndpoint& NodeEndpoints::Endpoint(const ClusterView& view, uint32_t membe
 RemoteReplicaEndpoint* NodeEndpoints::Remote(const ClusterView& view, uint32_t member_index) {
   const PeerAddress& peer = view.members()[member_index];
   if (peer.id == self_id_) return nullptr;
+  const ViewTable* table = latest_.load(std::memory_order_acquire);
+  if (table && table->fingerprint == view.fingerprint() && table->epoch == view.epoch() &&
+      member_index < table->members.size() && table->members[member_index] == peer) {
+    if (RemoteReplicaEndpoint* known = table->remotes[member_index].load(std::memory_order_acquire)) return known;
+  }
+  RemoteReplicaEndpoint* made = Make(view, member_index);
+  std::lock_guard<std::mutex> lock(mu_);
+  ViewTable* found = nullptr;
+  for (auto it = tables_.rbegin(); it != tables_.rend() && !found; ++it) {
+    ViewTable& t = **it;
+    if (t.fingerprint == view.fingerprint() && t.epoch == view.epoch() && t.members == view.members()) found = &t;
+  }
+  if (!found) {
+    auto t = std::make_unique<ViewTable>();
+    t->fingerprint = view.fingerprint();
+    t->epoch = view.epoch();
+    t->members = view.members();
+    t->remotes = std::make_unique<std::atomic<RemoteReplicaEndpoint*>[]>(t->members.size());
+    for (size_t i = 0; i < t->members.size(); ++i) t->remotes[i].store(nullptr, std::memory_order_relaxed);
+    found = t.get();
+    tables_.push_back(std::move(t));
+  }
+  found->remotes[member_index].store(made, std::memory_order_release);
+  latest_.store(found, std::memory_order_release);
+  return made;
+}
+
+RemoteReplicaEndpoint* NodeEndpoints::Make(const ClusterView& view, uint32_t member_index) {
+  const PeerAddress& peer = view.members()[member_index];
   auto detector = Detector(peer.id);
   const std::string pool_key = peer.ToString() + "@" + std::to_string(view.fingerprint());
   const std::string key = pool_key + "#" + std::to_string(view.epoch());

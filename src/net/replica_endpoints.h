@@ -191,10 +191,23 @@ class NodeEndpoints final : public EndpointDirectory {
   std::unordered_map<std::string, std::unique_ptr<RemoteReplicaEndpoint>> remotes_;
   std::unordered_map<std::string, std::shared_ptr<RemoteReplicaEndpoint::Pool>> pools_;
   std::unordered_map<std::string, std::shared_ptr<PeerDetector>> detectors_;
+  // The remote endpoints of one view by member index, filled in as they are
+  // first asked for, so that Remote() on the current view takes no lock and
+  // builds no key (it ran on every replica of every request).
+  struct ViewTable {
+    uint64_t fingerprint = 0;
+    uint64_t epoch = 0;
+    std::vector<PeerAddress> members;  // the view's, so that views are told apart exactly
+    std::unique_ptr<std::atomic<RemoteReplicaEndpoint*>[]> remotes;
+  };
+  std::vector<std::unique_ptr<ViewTable>> tables_;  // under mu_; freed with the endpoints, as remotes_
+  std::atomic<const ViewTable*> latest_{nullptr};   // the table filled in last
   std::atomic<DataPathFence*> fence_{nullptr};
   std::atomic<Executor*> executor_{nullptr};
 
   CoalescerStats SumOver(CoalescerStats (RemoteReplicaEndpoint::*which)() const);
+  // Remote() without the table: finds or makes the endpoint by its key.
+  RemoteReplicaEndpoint* Make(const ClusterView& view, uint32_t member_index);
 };
 
 }  // namespace monju
