@@ -56,14 +56,19 @@ uint64_t CausalContext::MaxCounter(const std::string& actor) const {
   return it->second.cloud.empty() ? it->second.base : *it->second.cloud.rbegin();
 }
 
-void CausalContext::SetEntry(const std::string& actor, Entry entry) {
+void CausalContext::SetEntry(std::string actor, Entry entry) {
   entry.cloud.erase(entry.cloud.begin(), entry.cloud.upper_bound(entry.base));
   Compact(entry);
   if (entry.base == 0 && entry.cloud.empty()) {
     entries_.erase(actor);
     return;
   }
-  entries_[actor] = std::move(entry);
+  // Decoding installs actors in ascending order: try the end first.
+  if (entries_.empty() || entries_.rbegin()->first < actor) {
+    entries_.emplace_hint(entries_.end(), std::move(actor), std::move(entry));
+  } else {
+    entries_.insert_or_assign(std::move(actor), std::move(entry));
+  }
 }
 
 CausalContext Version::FullContext() const {

@@ -48,7 +48,7 @@ class CausalContext {
   bool empty() const { return entries_.empty(); }
   const std::map<std::string, Entry>& entries() const { return entries_; }
   // For decoding: installs an entry as given (normalised: cloud above base).
-  void SetEntry(const std::string& actor, Entry entry);
+  void SetEntry(std::string actor, Entry entry);
   bool operator==(const CausalContext&) const = default;
 
  private:

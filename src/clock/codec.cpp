@@ -98,9 +98,9 @@ bool ReadContext(Reader& r, CausalContext& c) {
       uint64_t d;
       if (!r.Varint(d) || d == 0 || prev + d < prev) return false;
       prev += d;
-      e.cloud.insert(prev);
+      e.cloud.insert(e.cloud.end(), prev);  // ascending: append at the end
     }
-    c.SetEntry(actor, std::move(e));
+    c.SetEntry(std::move(actor), std::move(e));
   }
   return true;
 }
