@@ -15,13 +15,17 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <tuple>
 
 #include <spdlog/spdlog.h>
 
+#include "common/fixed_codec.h"
 #include "storage/bucket.h"
+#include "storage/layered_cursor.h"
+#include "storage/memtable.h"
 
 namespace monju {
 namespace {
@@ -31,6 +35,12 @@ constexpr size_t kKeyHeader = 4 + 16;  // partition + pk hash
 constexpr char kDigestIndexMeta[] = "digest_index";
 constexpr uint64_t kBytesDigestSeed = 0x6d6f6e6a752d6264;
 constexpr size_t kReindexItemsPerTxn = 10000;
+// Meta key holding the last write-ahead log record LMDB holds (u64).
+constexpr char kLogSeqMeta[] = "log_seq";
+// Entry kinds of a log record's payload.
+constexpr uint32_t kLogPut = 1, kLogErase = 2, kLogMeta = 3;
+// A memtable is flushed at this size at the least (a nearly full map).
+constexpr size_t kMinMemtableBytes = 64 << 10;
 
 void HashLength(XXH3_state_t* state, size_t n) {
   const uint32_t len = static_cast<uint32_t>(n);
@@ -56,13 +66,6 @@ uint64_t KeyHashOf(std::string_view key) {
 
 bool SamePartition(std::string_view key, std::string_view prefix) {
   return key.size() >= kKeyHeader && key.compare(0, 4, prefix, 0, 4) == 0;
-}
-
-Status LmdbError(const char* what, int rc) {
-  std::string msg = std::string(what) + ": " + mdb_strerror(rc);
-  if (rc == MDB_MAP_FULL || rc == ENOSPC) return Status::NoSpace(msg);
-  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) return Status::Corruption(msg);
-  return Status::IOError(msg);
 }
 
 std::string KeyHeader(uint32_t partition, std::string_view pk) {
@@ -150,6 +153,8 @@ bool DataStore::StorageOrderLess(std::string_view pk_a, std::string_view sk_a, s
 }
 
 class DataStore::Impl {
+  class Caller;
+
  public:
   ~Impl() {
     {
@@ -158,7 +163,14 @@ class DataStore::Impl {
     }
     work_cv_.notify_all();
     space_cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    if (writer_.joinable()) writer_.join();  // it commits what was queued first
+    {
+      std::lock_guard<std::mutex> lock(flush_mu_);
+      flush_stop_ = true;
+    }
+    flush_cv_.notify_all();
+    if (flusher_.joinable()) flusher_.join();
+    if (env_ && log_) FlushLeftovers();
     if (env_) mdb_env_close(env_);
   }
 
@@ -205,22 +217,75 @@ class DataStore::Impl {
     rc = mdb_txn_commit(txn);
     if (rc) return LmdbError("mdb_txn_commit", rc);
     digest_ = options.digest ? options.digest : &BytesDigest;
+
+    Status s = Recover();
+    if (!s.ok()) return s;
     std::string indexed;
-    Status s = GetMeta(kDigestIndexMeta, &indexed);
+    s = GetMeta(kDigestIndexMeta, &indexed);
     if (!s.ok() && !s.Is(Status::Code::kNotFound)) return s;
     if (indexed != options.digest_name) {
+      if (imm_)
+        return Status::NoSpace("the items need new digests (" + options.digest_name +
+                               "), but the write-ahead log could not be flushed into LMDB first: " +
+                               flush_error_.ToString());
       s = Reindex();
       if (!s.ok()) return s;
     }
+    UpdateFlushThreshold();
     writer_ = std::thread([this] { WriterLoop(); });
     pthread_setname_np(writer_.native_handle(), "store-writer");  // for profiles
+    flusher_ = std::thread([this] { FlusherLoop(); });
+    pthread_setname_np(flusher_.native_handle(), "store-flusher");
     return Status::OK();
+  }
+
+  // Replays the log records LMDB does not hold yet and flushes them, then
+  // starts a fresh log file. When that flush fails, they stay readable as
+  // the memtable being flushed, and writes are refused until a retry works.
+  Status Recover() {
+    auto log = WriteAheadLog::Open(options_.path, options_.log_files);
+    if (!log.ok()) return log.status();
+    log_ = std::move(log.value());
+    uint64_t flushed = 0;
+    std::string bytes;
+    Status s = GetMeta(kLogSeqMeta, &bytes);
+    if (s.ok()) {
+      size_t pos = 0;
+      if (!fixed::GetU64(bytes, pos, flushed)) return Status::Corruption("the store's log position does not decode");
+    } else if (!s.Is(Status::Code::kNotFound)) {
+      return s;
+    }
+    auto replayed = std::make_shared<MemTable>();
+    uint64_t last = flushed;
+    s = log_->Replay(
+        flushed, [&](uint64_t seq, std::string_view payload) { return Load(seq, payload, replayed.get()); }, &last);
+    if (!s.ok()) return s;
+    last_seq_ = last;
+    published_.store(last);
+    active_ = std::make_shared<MemTable>();
+    if (!replayed->empty()) {
+      spdlog::info("write-ahead log: {} records ({} entries) after the last flush replayed", last - flushed,
+                   replayed->entries());
+      s = Flush(*replayed);
+      if (!s.ok()) {
+        spdlog::error("write-ahead log: the replayed records could not be flushed into LMDB ({}); they stay in "
+                      "memory and in the log, and writes are refused until a flush succeeds",
+                      s.ToString());
+        imm_ = std::move(replayed);
+        flush_error_ = s;
+        ++stats_.flush_failures;
+        return log_->StartFile(last + 1);
+      }
+    }
+    s = log_->Reset();
+    if (!s.ok()) return s;
+    return log_->StartFile(last + 1);
   }
 
   // Rewrites every item's digest with the configured function, a bounded
   // number of items per write transaction; the function is named in the meta
   // in the last one, so a crash midway starts over at the next Open(). Runs
-  // before the writer.
+  // before the writer, on LMDB alone (Recover() flushed the log).
   Status Reindex() {
     const auto started = std::chrono::steady_clock::now();
     MDB_txn* txn;
@@ -320,14 +385,14 @@ class DataStore::Impl {
   }
 
   Status Get(const ItemKey& key, std::string* record) const {
-    ReadTxn txn(env_);
-    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    Snapshot snap(*this);
+    if (snap.rc()) return LmdbError("mdb_txn_begin", snap.rc());
     std::string k = BucketKey(key.partition, key.pk, key.sk);
-    MDB_val mk = Val(k), mv;
-    int rc = mdb_get(txn.get(), items_, &mk, &mv);
-    if (rc == MDB_NOTFOUND) return Status::NotFound("no such item");
-    if (rc) return LmdbError("mdb_get", rc);
-    auto bucket = Bucket::Decode(View(mv));
+    std::string_view bytes;
+    auto found = LayeredGet(snap.layers(), snap.seq(), snap.txn(), items_, k, &bytes);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return Status::NotFound("no such item");
+    auto bucket = Bucket::Decode(bytes);
     if (!bucket.ok()) return bucket.status();
     const Bucket::Entry* e = bucket->Find(key.pk, key.sk);
     if (!e) return Status::NotFound("no such item");
@@ -344,6 +409,24 @@ class DataStore::Impl {
   std::vector<Status> ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops) {
     if (ops.empty()) return {};
     auto caller = std::make_shared<Caller>(ops.size());
+    Status s = Queue(std::move(ops), caller);
+    if (!s.ok()) return std::vector<Status>(caller->size(), s);
+    return caller->Wait();
+  }
+
+  void ApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
+    if (ops.empty()) {
+      done({});
+      return;
+    }
+    auto caller = std::make_shared<Caller>(ops.size(), std::move(done));
+    Status s = Queue(std::move(ops), caller);
+    if (!s.ok()) caller->FailAll(s);
+  }
+
+  // Queues every op for the writer at once (they share commits), waiting
+  // for room first. ShuttingDown when the store is closing (nothing queued).
+  Status Queue(std::vector<std::pair<ItemKey, Mutator>> ops, const std::shared_ptr<Caller>& caller) {
     std::vector<std::shared_ptr<PendingOp>> pending;
     pending.reserve(ops.size());
     const auto called = std::chrono::steady_clock::now();
@@ -359,22 +442,21 @@ class DataStore::Impl {
     {
       std::unique_lock<std::mutex> lock(mu_);
       space_cv_.wait(lock, [&] { return stopping_ || queue_.size() < options_.max_pending_ops; });
-      if (stopping_) return std::vector<Status>(ops.size(), Status::ShuttingDown("store is closing"));
-      // All at once: the writer takes them into the same transaction(s).
+      if (stopping_) return Status::ShuttingDown("store is closing");
+      // All at once: the writer takes them into the same commit(s).
       for (auto& op : pending) queue_.push_back(std::move(op));
     }
     work_cv_.notify_one();
-    return caller->Wait();
+    return Status::OK();
   }
 
   Status Scan(const ScanRequest& req, std::vector<ScanItem>* out, bool* more) const {
     out->clear();
     *more = false;
     if (req.limit == 0) return Status::OK();
-    ReadTxn txn(env_);
-    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
-    Cursor cur(txn.get(), items_);
-    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    Snapshot snap(*this);
+    if (snap.rc()) return LmdbError("mdb_txn_begin", snap.rc());
+    LayeredCursor cur(snap.layers(), snap.seq(), snap.txn(), items_);
 
     const std::string header = KeyHeader(req.partition, req.pk);
     const std::string_view prefix = req.sk_prefix;
@@ -404,44 +486,28 @@ class DataStore::Impl {
       }
     }
 
-    // Position the cursor on the first bucket to look at.
-    MDB_val mk, mv;
-    int rc;
+    // Position on the first bucket to look at.
     if (req.ascending) {
-      std::string k = BucketKey(req.partition, req.pk, bound);
-      mk = Val(k);
-      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
-    } else {
-      // Last bucket whose key is <= the bound's bucket key (or the pk's last).
-      std::string k = unbounded ? header : BucketKey(req.partition, req.pk, bound);
-      if (unbounded) {
-        // Just past every key of this pk: the header incremented as a number.
-        int i = static_cast<int>(k.size()) - 1;
-        while (i >= 0 && uint8_t(k[i]) == 0xff) k[i--] = 0;
-        if (i < 0) {
-          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_LAST);
-        } else {
-          k[i] = char(uint8_t(k[i]) + 1);
-          mk = Val(k);
-          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
-          rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur.get(), &mk, &mv, MDB_LAST)
-                                  : mdb_cursor_get(cur.get(), &mk, &mv, MDB_PREV);
-        }
+      cur.SeekGE(BucketKey(req.partition, req.pk, bound));
+    } else if (unbounded) {
+      // The pk's last bucket: the last key below the header incremented as a number.
+      std::string k = header;
+      int i = static_cast<int>(k.size()) - 1;
+      while (i >= 0 && uint8_t(k[i]) == 0xff) k[i--] = 0;
+      if (i < 0) {
+        cur.SeekToLast();
       } else {
-        mk = Val(k);
-        rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND) {
-          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_LAST);
-        } else if (rc == 0 && View(mk) != k) {
-          rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_PREV);
-        }
+        k[i] = char(uint8_t(k[i]) + 1);
+        cur.SeekLT(k);
       }
+    } else {
+      // The last bucket whose key is <= the bound's bucket key.
+      cur.SeekLE(BucketKey(req.partition, req.pk, bound));
     }
 
-    const MDB_cursor_op step = req.ascending ? MDB_NEXT : MDB_PREV;
-    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, step)) {
-      if (!StartsWith(View(mk), header)) break;
-      auto bucket = Bucket::Decode(View(mv));
+    for (; cur.Valid(); req.ascending ? cur.Next() : cur.Prev()) {
+      if (!StartsWith(cur.key(), header)) break;
+      auto bucket = Bucket::Decode(cur.value());
       if (!bucket.ok()) return bucket.status();
       const auto& entries = bucket->entries();
       const size_t n = entries.size();
@@ -466,36 +532,32 @@ class DataStore::Impl {
         out->push_back({sk, e.record});
       }
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
-    return Status::OK();
+    return cur.status();
   }
 
   Status ScanAll(const std::string& cursor, size_t limit, std::vector<RawItem>* out, std::string* next) const {
     out->clear();
     *next = cursor;
-    ReadTxn txn(env_);
-    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
-    Cursor cur(txn.get(), items_);
-    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    Snapshot snap(*this);
+    if (snap.rc()) return LmdbError("mdb_txn_begin", snap.rc());
+    LayeredCursor cur(snap.layers(), snap.seq(), snap.txn(), items_);
 
-    // The cursor is the LMDB key of the last bucket returned; every real key
-    // is at least a header long, so "" cannot be one.
-    MDB_val mk, mv;
-    int rc;
+    // The cursor is the key of the last bucket returned; every real key is
+    // at least a header long, so "" cannot be one.
     if (cursor.empty()) {
-      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_FIRST);
+      cur.SeekToFirst();
     } else {
-      mk = Val(cursor);
-      rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
-      if (rc == 0 && View(mk) == cursor) rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT);
+      cur.SeekGE(cursor);
+      if (cur.Valid() && cur.key() == cursor) cur.Next();
     }
-    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
-      const std::string_view key = View(mk);
+    for (; cur.Valid(); cur.Next()) {
+      const std::string_view key = cur.key();
       next->assign(key);
       if (key.size() < kKeyHeader) return Status::Corruption("item key shorter than its header");
-      auto bucket = Bucket::Decode(View(mv));
+      auto bucket = Bucket::Decode(cur.value());
       if (!bucket.ok()) {
-        if (mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT) == MDB_NOTFOUND) next->clear();
+        cur.Next();
+        if (!cur.Valid() && cur.status().ok()) next->clear();
         return bucket.status();
       }
       uint32_t partition = 0;
@@ -504,14 +566,15 @@ class DataStore::Impl {
       if (out->size() >= limit) {
         // Look one ahead so that a walk ending on a full page says so now
         // (an error here is the next call's to report).
-        if (mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT) == MDB_NOTFOUND) next->clear();
+        cur.Next();
+        if (!cur.Valid() && cur.status().ok()) next->clear();
         return Status::OK();
       }
     }
-    if (rc != MDB_NOTFOUND) {
+    if (!cur.status().ok()) {
       *next = cursor;
       out->clear();
-      return LmdbError("mdb_cursor_get", rc);
+      return cur.status();
     }
     next->clear();
     return Status::OK();
@@ -528,10 +591,9 @@ class DataStore::Impl {
     const uint64_t after_hash = after ? DataStore::KeyHash(after->pk) : 0;
     if (after && after_hash > from) from = after_hash;
     if (from > to) return Status::OK();
-    ReadTxn txn(env_);
-    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
-    Cursor cur(txn.get(), items_);
-    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    Snapshot snap(*this);
+    if (snap.rc()) return LmdbError("mdb_txn_begin", snap.rc());
+    LayeredCursor cur(snap.layers(), snap.seq(), snap.txn(), items_);
     // Resume in the bucket `after` sits in, or at the start of the range.
     std::string start = HashRangeStart(partition, from);
     std::string resume_bucket;
@@ -540,10 +602,8 @@ class DataStore::Impl {
       start = resume_bucket;
     }
     limit = std::max<size_t>(limit, 1);
-    MDB_val mk = Val(start), mv;
-    int rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
-    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
-      const std::string_view key = View(mk);
+    for (cur.SeekGE(start); cur.Valid(); cur.Next()) {
+      const std::string_view key = cur.key();
       if (!SamePartition(key, start)) break;
       const uint64_t hash = KeyHashOf(key);
       if (hash > to) break;
@@ -551,7 +611,7 @@ class DataStore::Impl {
         *more = true;
         break;
       }
-      auto bucket = Bucket::Decode(View(mv));
+      auto bucket = Bucket::Decode(cur.value());
       if (!bucket.ok()) return bucket.status();
       const bool resuming = !resume_bucket.empty() && key == resume_bucket;
       for (const Bucket::Entry& e : bucket->entries()) {
@@ -564,30 +624,25 @@ class DataStore::Impl {
         out->push_back({e.pk, e.sk, hash, EntryDigest(e)});
       }
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
-    return Status::OK();
+    return cur.status();
   }
 
   Status ForEachDigest(uint32_t partition, const std::function<void(uint64_t, uint64_t)>& fn,
                        uint64_t* snapshot_txn) const {
-    ReadTxn txn(env_);
-    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
-    *snapshot_txn = mdb_txn_id(txn.get());
-    Cursor cur(txn.get(), items_);
-    if (cur.rc()) return LmdbError("mdb_cursor_open", cur.rc());
+    Snapshot snap(*this);
+    if (snap.rc()) return LmdbError("mdb_txn_begin", snap.rc());
+    *snapshot_txn = snap.seq();
+    LayeredCursor cur(snap.layers(), snap.seq(), snap.txn(), items_);
     const std::string start = HashRangeStart(partition, 0);
-    MDB_val mk = Val(start), mv;
-    int rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_SET_RANGE);
-    for (; rc == 0; rc = mdb_cursor_get(cur.get(), &mk, &mv, MDB_NEXT)) {
-      const std::string_view key = View(mk);
+    for (cur.SeekGE(start); cur.Valid(); cur.Next()) {
+      const std::string_view key = cur.key();
       if (!SamePartition(key, start)) break;
-      auto bucket = Bucket::Decode(View(mv));
+      auto bucket = Bucket::Decode(cur.value());
       if (!bucket.ok()) return bucket.status();
       const uint64_t hash = KeyHashOf(key);
       for (const Bucket::Entry& e : bucket->entries()) fn(hash, EntryDigest(e));
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_cursor_get", rc);
-    return Status::OK();
+    return cur.status();
   }
 
   StatusOr<uint64_t> SetCommitListener(CommitListener* listener) {
@@ -598,13 +653,8 @@ class DataStore::Impl {
       if (stopping_) return Status::ShuttingDown("store is closing");
       // Runs on the writer thread between two commits.
       control_.push_back([this, listener, done] {
-        ReadTxn txn(env_);
-        if (txn.rc()) {
-          done->set_value(LmdbError("mdb_txn_begin", txn.rc()));
-          return;
-        }
         listener_ = listener;
-        done->set_value(static_cast<uint64_t>(mdb_txn_id(txn.get())));
+        done->set_value(published_.load(std::memory_order_acquire));
       });
     }
     work_cv_.notify_one();
@@ -612,10 +662,12 @@ class DataStore::Impl {
   }
 
   Status GetMeta(std::string_view key, std::string* value) const {
-    ReadTxn txn(env_);
-    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    Snapshot snap(*this);
+    if (snap.rc()) return LmdbError("mdb_txn_begin", snap.rc());
+    for (const MemTable* m : snap.layers())
+      if (m->GetMeta(key, snap.seq(), value)) return Status::OK();
     MDB_val mk = Val(key), mv;
-    int rc = mdb_get(txn.get(), meta_, &mk, &mv);
+    int rc = mdb_get(snap.txn(), meta_, &mk, &mv);
     if (rc == MDB_NOTFOUND) return Status::NotFound("no such meta key");
     if (rc) return LmdbError("mdb_get", rc);
     value->assign(View(mv));
@@ -623,7 +675,7 @@ class DataStore::Impl {
   }
 
   Status PutMeta(std::string_view key, std::string_view value) {
-    // Goes through the writer so it never races a batch for the write lock.
+    // Goes through the writer and the log, as any write.
     auto op = std::make_shared<PendingOp>();
     op->meta_key = std::string(key);
     op->meta_value = std::string(value);
@@ -641,16 +693,24 @@ class DataStore::Impl {
   }
 
   Stats stats() const {
-    absl::MutexLock lock(&stats_mu_);
-    Stats s = stats_;
-    const auto now = std::chrono::steady_clock::now();
-    s.commit_us = histograms_.commit_us.total();
-    s.batch_ops = histograms_.batch_ops.total();
-    s.apply_wait_us = histograms_.apply_wait_us.total();
-    s.recent_commit_us = histograms_.commit_us.Recent(now);
-    s.recent_batch_ops = histograms_.batch_ops.Recent(now);
-    s.recent_apply_wait_us = histograms_.apply_wait_us.Recent(now);
+    Stats s;
+    {
+      absl::MutexLock lock(&stats_mu_);
+      s = stats_;
+      const auto now = std::chrono::steady_clock::now();
+      s.commit_us = histograms_.commit_us.total();
+      s.batch_ops = histograms_.batch_ops.total();
+      s.apply_wait_us = histograms_.apply_wait_us.total();
+      s.recent_commit_us = histograms_.commit_us.Recent(now);
+      s.recent_batch_ops = histograms_.batch_ops.Recent(now);
+      s.recent_apply_wait_us = histograms_.apply_wait_us.Recent(now);
+    }
     s.reindexed = reindexed_.load();
+    {
+      std::lock_guard<std::mutex> lock(layers_mu_);
+      s.memtable_bytes = (active_ ? active_->bytes() : 0) + (imm_ ? imm_->bytes() : 0);
+    }
+    s.log_bytes = log_ ? log_->bytes() : 0;
     return s;
   }
 
@@ -662,14 +722,26 @@ class DataStore::Impl {
   // costs another futex wake): a BlockingCounter wakes the caller once.
   class Caller {
    public:
-    explicit Caller(size_t ops) : results_(ops), remaining_(static_cast<int>(ops)) {}
+    // Waited on with Wait().
+    explicit Caller(size_t ops) : results_(ops), remaining_(static_cast<int>(ops)), left_(ops) {}
+    // Completed through `done` instead.
+    Caller(size_t ops, BatchDone done) : results_(ops), remaining_(0), left_(ops), done_(std::move(done)) {}
+    size_t size() const { return results_.size(); }
     // On the writer thread, once per op; the last op of the call wakes the
-    // caller. The op that calls this still holds the Caller.
+    // caller (or runs `done`). The op that calls this still holds the Caller.
     void Finish(size_t index, const Status& status) {
       results_[index] = status;
-      remaining_.DecrementCount();
+      if (!done_) {
+        remaining_.DecrementCount();
+      } else if (--left_ == 0) {
+        done_(std::move(results_));
+      }
     }
-    // Once, by the caller.
+    // Nothing was queued: every op fails with `status`, on this thread.
+    void FailAll(const Status& status) {
+      for (size_t i = 0; i < results_.size(); ++i) Finish(i, status);
+    }
+    // Once, by the caller (not with `done`).
     std::vector<Status> Wait() {
       remaining_.Wait();
       return std::move(results_);
@@ -678,6 +750,8 @@ class DataStore::Impl {
    private:
     std::vector<Status> results_;  // slot i written only by op i's Finish
     absl::BlockingCounter remaining_;
+    size_t left_;  // with done_: ops not finished (writer thread only)
+    BatchDone done_;
   };
   struct PendingOp {
     ItemKey key;
@@ -689,6 +763,41 @@ class DataStore::Impl {
     std::chrono::steady_clock::time_point queued;  // for apply_wait_us
   };
   using Batch = std::vector<std::shared_ptr<PendingOp>>;
+
+  // What a reader sees: the commits through seq(), in the memtables (newest
+  // first) over one LMDB read transaction. Taken under layers_mu_, so that a
+  // memtable is in the list exactly until LMDB holds what it held: a
+  // memtable is set aside and dropped under that lock, and the flush that
+  // lets it go commits before the drop.
+  class Snapshot {
+   public:
+    explicit Snapshot(const Impl& store) {
+      std::lock_guard<std::mutex> lock(store.layers_mu_);
+      active_ = store.active_;
+      imm_ = store.imm_;
+      seq_ = store.published_.load(std::memory_order_acquire);
+      rc_ = mdb_txn_begin(store.env_, nullptr, MDB_RDONLY, &txn_);
+      if (rc_) txn_ = nullptr;
+      if (active_) layers_.push_back(active_.get());
+      if (imm_) layers_.push_back(imm_.get());
+    }
+    ~Snapshot() {
+      if (txn_) mdb_txn_abort(txn_);
+    }
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+    int rc() const { return rc_; }
+    MDB_txn* txn() const { return txn_; }
+    uint64_t seq() const { return seq_; }
+    const std::vector<const MemTable*>& layers() const { return layers_; }
+
+   private:
+    std::shared_ptr<MemTable> active_, imm_;
+    std::vector<const MemTable*> layers_;
+    uint64_t seq_ = 0;
+    MDB_txn* txn_ = nullptr;
+    int rc_ = 0;
+  };
 
   void WriterLoop() {
     for (;;) {
@@ -709,9 +818,8 @@ class DataStore::Impl {
       space_cv_.notify_all();
       std::vector<Status> results(batch.size());
       std::vector<DigestChange> changes;
-      uint64_t txn_id = 0;
       const auto began = std::chrono::steady_clock::now();
-      Status s = CommitBatch(batch, &results, &changes, &txn_id);
+      Status s = Commit(batch, &results, &changes);
       if (s.ok()) {
         const auto durable = std::chrono::steady_clock::now();
         {
@@ -723,68 +831,115 @@ class DataStore::Impl {
           for (const auto& op : batch) histograms_.apply_wait_us.Record(MicrosOf(durable - op->queued), durable);
         }
         // Before any waiter returns: once Apply() returns, listeners know.
-        if (listener_) listener_->OnCommit(txn_id, changes);
+        if (listener_) listener_->OnCommit(published_.load(std::memory_order_relaxed), changes);
       }
       for (size_t i = 0; i < batch.size(); ++i) batch[i]->caller->Finish(batch[i]->index, s.ok() ? results[i] : s);
+      if (s.ok()) MaybeSetAside();
     }
   }
 
-  // One write transaction for the whole batch. An op whose stored bucket does
-  // not decode fails alone (nothing was written for it); an LMDB error fails
-  // the whole batch, since the transaction cannot continue. *changes: the
-  // digest changes of the batch, valid when it committed as *txn_id.
-  Status CommitBatch(const Batch& batch, std::vector<Status>* results, std::vector<DigestChange>* changes,
-                     uint64_t* txn_id) {
-    MDB_txn* txn;
-    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
-    if (rc) return LmdbError("mdb_txn_begin", rc);
+  // Why writes are refused now, or OK: a flush that failed for want of
+  // space (nothing can be written until one succeeds), or one that keeps
+  // failing while the next memtable is full too.
+  Status Refusal() {
+    std::lock_guard<std::mutex> lock(flush_mu_);
+    if (flush_error_.ok()) return Status::OK();
+    const bool full = flush_error_.Is(Status::Code::kNoSpace);
+    if (!full && active_->bytes() < 2 * flush_threshold_.load()) return Status::OK();
+    const std::string why = "the store takes no writes until its memtable can be flushed into LMDB: " +
+                            flush_error_.message();
+    return full ? Status::NoSpace(why) : Status::IOError(why);
+  }
+
+  // The batch as one commit: each op's new record, all appended to the log
+  // as one record and synced, then added to the active memtable and
+  // published. An op whose stored bucket does not decode fails alone
+  // (nothing is written for it); anything else fails the whole batch, and
+  // then nothing of it was written. *changes: the batch's digest changes.
+  Status Commit(const Batch& batch, std::vector<Status>* results, std::vector<DigestChange>* changes) {
+    Status refused = Refusal();
+    if (!refused.ok()) return refused;
+    // The writer sees every commit (all are published by now).
+    std::vector<const MemTable*> layers{active_.get()};
+    std::shared_ptr<MemTable> imm;
+    {
+      std::lock_guard<std::mutex> lock(layers_mu_);
+      imm = imm_;
+    }
+    if (imm) layers.push_back(imm.get());
+    ReadTxn txn(env_);
+    if (txn.rc()) return LmdbError("mdb_txn_begin", txn.rc());
+    // Each LMDB key's bucket after this batch (nullopt: erased); a later op
+    // on the same key sees the earlier's.
+    std::map<std::string, std::optional<std::string>> written;
+    std::vector<std::pair<std::string, std::string>> metas;
     for (size_t i = 0; i < batch.size(); ++i) {
-      const auto& op = *batch[i];
+      const PendingOp& op = *batch[i];
+      if (op.is_meta) {
+        metas.emplace_back(op.meta_key, op.meta_value);
+        continue;
+      }
       bool op_only = false;
-      Status s = op.is_meta ? PutMetaIn(txn, op) : ApplyIn(txn, op, &op_only, changes);
+      Status s = Stage(op, layers, txn.get(), &written, &op_only, changes);
       if (op_only) {
         (*results)[i] = s;
       } else if (!s.ok()) {
-        mdb_txn_abort(txn);
         changes->clear();
         return s;
       }
     }
-    rc = mdb_txn_commit(txn);  // fsyncs: durable on success
-    if (rc) {
-      changes->clear();
-      return LmdbError("mdb_txn_commit", rc);
+    if (written.empty() && metas.empty()) return Status::OK();  // nothing changed: nothing to log
+    std::string payload;
+    for (const auto& [key, bucket] : written) {
+      fixed::PutU32(payload, bucket ? kLogPut : kLogErase);
+      fixed::PutBytes(payload, key);
+      if (bucket) fixed::PutBytes(payload, *bucket);
     }
-    // The id readers now see. A transaction that wrote nothing does not
-    // consume one (LMDB reuses it), so it is read back rather than taken
-    // from the transaction.
-    MDB_envinfo info;
-    mdb_env_info(env_, &info);
-    *txn_id = info.me_last_txnid;
+    for (const auto& [key, value] : metas) {
+      fixed::PutU32(payload, kLogMeta);
+      fixed::PutBytes(payload, key);
+      fixed::PutBytes(payload, value);
+    }
+    const uint64_t seq = last_seq_ + 1;
+    Status s = log_->Append(seq, payload);
+    if (!s.ok()) {
+      changes->clear();
+      return s;
+    }
+    last_seq_ = seq;
+    for (const auto& [key, bucket] : written)
+      active_->Add(seq, key, bucket ? std::optional<std::string_view>(*bucket) : std::nullopt);
+    for (auto& [key, value] : metas) active_->PutMeta(seq, std::move(key), std::move(value));
+    published_.store(seq, std::memory_order_release);
     return Status::OK();
   }
 
-  Status PutMetaIn(MDB_txn* txn, const PendingOp& op) {
-    MDB_val mk = Val(op.meta_key), mv = Val(op.meta_value);
-    int rc = mdb_put(txn, meta_, &mk, &mv, 0);
-    return rc ? LmdbError("mdb_put meta", rc) : Status::OK();
-  }
-
-  // `op_only`: the error concerns this op alone; the transaction is intact.
-  Status ApplyIn(MDB_txn* txn, const PendingOp& op, bool* op_only, std::vector<DigestChange>* changes) {
+  // One op of a batch: its key's current bucket (from this batch, the
+  // memtables or LMDB), mutated, into *written. `op_only`: the error
+  // concerns this op alone.
+  Status Stage(const PendingOp& op, const std::vector<const MemTable*>& layers, MDB_txn* txn,
+               std::map<std::string, std::optional<std::string>>* written, bool* op_only,
+               std::vector<DigestChange>* changes) {
     std::string k = BucketKey(op.key.partition, op.key.pk, op.key.sk);
-    MDB_val mk = Val(k), mv;
     Bucket bucket;
-    int rc = mdb_get(txn, items_, &mk, &mv);
-    if (rc == 0) {
-      auto decoded = Bucket::Decode(View(mv));
+    std::string_view bytes;
+    bool present;
+    auto staged = written->find(k);
+    if (staged != written->end()) {
+      present = staged->second.has_value();
+      if (present) bytes = *staged->second;
+    } else {
+      auto found = LayeredGet(layers, MemTable::kLatest, txn, items_, k, &bytes);
+      if (!found.ok()) return found.status();
+      present = found.value();
+    }
+    if (present) {
+      auto decoded = Bucket::Decode(bytes);
       if (!decoded.ok()) {
         *op_only = true;
         return decoded.status();
       }
       bucket = std::move(decoded.value());
-    } else if (rc != MDB_NOTFOUND) {
-      return LmdbError("mdb_get", rc);
     }
     const Bucket::Entry* current = bucket.Find(op.key.pk, op.key.sk);
     std::optional<std::string> now = current ? std::optional<std::string>(current->record) : std::nullopt;
@@ -798,16 +953,197 @@ class DataStore::Impl {
     } else {
       bucket.Upsert(op.key.pk, op.key.sk, std::move(*next), digest);
     }
-    if (bucket.empty()) {
-      rc = mdb_del(txn, items_, &mk, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return LmdbError("mdb_del", rc);
-    } else {
-      std::string encoded = bucket.Encode();
-      MDB_val out = Val(encoded);
-      rc = mdb_put(txn, items_, &mk, &out, 0);
-      if (rc) return LmdbError("mdb_put", rc);
-    }
     if (before != digest) changes->push_back({op.key.partition, KeyHashOf(k), before, digest});
+    std::optional<std::string> encoded;
+    if (!bucket.empty()) encoded = bucket.Encode();
+    if (staged != written->end()) {
+      staged->second = std::move(encoded);
+    } else {
+      written->emplace(std::move(k), std::move(encoded));
+    }
+    return Status::OK();
+  }
+
+  // Sets the active memtable aside for the flusher once it is full, in a
+  // log file of its own. If the one set aside before is still being
+  // flushed, the active one fills on to twice the size, then the writer
+  // waits for that flush (unless it is failing: then writes are refused).
+  void MaybeSetAside() {
+    const size_t threshold = flush_threshold_.load();
+    if (active_->bytes() < threshold) return;
+    {
+      std::unique_lock<std::mutex> lock(flush_mu_);
+      if (HasImm()) {
+        if (active_->bytes() < 2 * threshold) return;
+        flush_cv_.wait(lock, [&] { return !HasImm() || flush_stop_ || !flush_error_.ok(); });
+        if (HasImm()) return;
+      }
+    }
+    Status s = log_->StartFile(last_seq_ + 1);
+    if (!s.ok()) {
+      // The memtable and the current file go on; tried again after the next commit.
+      spdlog::warn("write-ahead log: cannot start a new file ({}); flushing later", s.ToString());
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(layers_mu_);
+      imm_ = std::move(active_);
+      active_ = std::make_shared<MemTable>();
+    }
+    flush_cv_.notify_all();
+  }
+
+  bool HasImm() const {
+    std::lock_guard<std::mutex> lock(layers_mu_);
+    return imm_ != nullptr;
+  }
+
+  // Flushes each memtable set aside, retrying a failed flush with back-off.
+  void FlusherLoop() {
+    std::chrono::milliseconds backoff{0};
+    for (;;) {
+      std::shared_ptr<MemTable> imm;
+      {
+        std::unique_lock<std::mutex> lock(flush_mu_);
+        if (backoff.count() > 0) flush_cv_.wait_for(lock, backoff, [&] { return flush_stop_; });
+        flush_cv_.wait(lock, [&] { return flush_stop_ || HasImm(); });
+        if (flush_stop_) return;  // the destructor flushes what is left
+      }
+      {
+        std::lock_guard<std::mutex> lock(layers_mu_);
+        imm = imm_;
+      }
+      const auto began = std::chrono::steady_clock::now();
+      Status s = Flush(*imm);
+      if (s.ok()) {
+        {
+          std::lock_guard<std::mutex> lock(layers_mu_);
+          imm_.reset();
+        }
+        log_->DropThrough(imm->max_seq());
+        UpdateFlushThreshold();
+        {
+          absl::MutexLock lock(&stats_mu_);
+          ++stats_.flushes;
+        }
+        spdlog::debug("memtable of {} bytes ({} entries) flushed into LMDB in {} ms", imm->bytes(), imm->entries(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began)
+                          .count());
+        backoff = std::chrono::milliseconds(0);
+      } else {
+        {
+          absl::MutexLock lock(&stats_mu_);
+          ++stats_.flush_failures;
+        }
+        backoff = std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(10000));
+        if (backoff.count() >= 10000 || flush_error_.ok())
+          spdlog::error("flushing a memtable into LMDB failed: {}; retrying in {} ms", s.ToString(), backoff.count());
+      }
+      {
+        std::lock_guard<std::mutex> lock(flush_mu_);
+        flush_error_ = s;
+      }
+      flush_cv_.notify_all();
+    }
+  }
+
+  // Writes the memtable's newest entry of every key (and its meta) into
+  // LMDB in one fsync'd transaction that also records the last log record
+  // it covers. All or nothing.
+  Status Flush(const MemTable& mem) {
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    if (rc) return LmdbError("mdb_txn_begin", rc);
+    auto fail = [&](const char* what) {
+      mdb_txn_abort(txn);
+      return LmdbError(what, rc);
+    };
+    MemTable::Iterator it(&mem, MemTable::kLatest);
+    for (it.SeekToFirst(); it.Valid(); it.Next()) {
+      MDB_val mk = Val(it.key());
+      if (it.erased()) {
+        rc = mdb_del(txn, items_, &mk, nullptr);
+        if (rc && rc != MDB_NOTFOUND) return fail("mdb_del");
+      } else {
+        MDB_val mv = Val(it.value());
+        rc = mdb_put(txn, items_, &mk, &mv, 0);
+        if (rc) return fail("mdb_put");
+      }
+    }
+    for (const auto& [key, value] : mem.Metas()) {
+      MDB_val mk = Val(key), mv = Val(value);
+      rc = mdb_put(txn, meta_, &mk, &mv, 0);
+      if (rc) return fail("mdb_put meta");
+    }
+    std::string seq;
+    fixed::PutU64(seq, mem.max_seq());
+    MDB_val mk = Val(kLogSeqMeta), mv = Val(seq);
+    rc = mdb_put(txn, meta_, &mk, &mv, 0);
+    if (rc) return fail("mdb_put meta");
+    rc = mdb_txn_commit(txn);  // fsyncs
+    if (rc) return LmdbError("mdb_txn_commit", rc);
+    return Status::OK();
+  }
+
+  // At close: flushes what the memtables hold, so that the next Open()
+  // replays nothing; what cannot be flushed stays in the log.
+  void FlushLeftovers() {
+    if (imm_) {
+      Status s = Flush(*imm_);
+      if (!s.ok()) {
+        spdlog::warn("closing the store: a memtable could not be flushed ({}); the log keeps it", s.ToString());
+        return;
+      }
+      log_->DropThrough(imm_->max_seq());
+      imm_.reset();
+    }
+    if (active_ && !active_->empty()) {
+      Status s = Flush(*active_);
+      if (!s.ok()) {
+        spdlog::warn("closing the store: the memtable could not be flushed ({}); the log keeps it", s.ToString());
+        return;
+      }
+    }
+    Status s = log_->Reset();
+    if (!s.ok()) spdlog::warn("closing the store: {}", s.ToString());
+  }
+
+  // memtable_bytes, or a quarter of the map's unused space when that is
+  // less (but at least kMinMemtableBytes), so that the memtables fit in the
+  // map when flushed.
+  void UpdateFlushThreshold() {
+    MDB_envinfo info;
+    MDB_stat stat;
+    size_t threshold = options_.memtable_bytes;
+    if (mdb_env_info(env_, &info) == 0 && mdb_env_stat(env_, &stat) == 0) {
+      const uint64_t used = (uint64_t(info.me_last_pgno) + 1) * stat.ms_psize;
+      const uint64_t unused = info.me_mapsize > used ? info.me_mapsize - used : 0;
+      threshold = std::min<uint64_t>(threshold, std::max<uint64_t>(unused / 4, kMinMemtableBytes));
+    }
+    flush_threshold_.store(std::max<size_t>(threshold, 1));
+  }
+
+  // One log record back into `into` (replay).
+  static Status Load(uint64_t seq, std::string_view payload, MemTable* into) {
+    size_t pos = 0;
+    while (pos < payload.size()) {
+      uint32_t kind;
+      std::string key, value;
+      if (!fixed::GetU32(payload, pos, kind) || !fixed::GetBytes(payload, pos, key))
+        return Status::Corruption("write-ahead log record " + std::to_string(seq) + " does not decode");
+      if (kind == kLogPut || kind == kLogMeta) {
+        if (!fixed::GetBytes(payload, pos, value))
+          return Status::Corruption("write-ahead log record " + std::to_string(seq) + " does not decode");
+      } else if (kind != kLogErase) {
+        return Status::Corruption("write-ahead log record " + std::to_string(seq) + " has an unknown entry kind " +
+                                  std::to_string(kind));
+      }
+      if (kind == kLogMeta) {
+        into->PutMeta(seq, std::move(key), std::move(value));
+      } else {
+        into->Add(seq, key, kind == kLogPut ? std::optional<std::string_view>(value) : std::nullopt);
+      }
+    }
     return Status::OK();
   }
 
@@ -817,6 +1153,14 @@ class DataStore::Impl {
   size_t max_key_ = 0;
   RecordDigestFn digest_ = &BytesDigest;
   CommitListener* listener_ = nullptr;  // writer thread only
+  std::unique_ptr<WriteAheadLog> log_;
+
+  // The memtables: active_ takes commits (the writer adds to it; only the
+  // writer replaces it), imm_ is being flushed. Replaced under layers_mu_.
+  mutable std::mutex layers_mu_;
+  std::shared_ptr<MemTable> active_, imm_;
+  std::atomic<uint64_t> published_{0};  // the last commit readers see
+  uint64_t last_seq_ = 0;               // the last commit logged (writer thread)
 
   std::mutex mu_;
   std::condition_variable work_cv_, space_cv_;
@@ -824,6 +1168,14 @@ class DataStore::Impl {
   std::deque<std::function<void()>> control_;  // run by the writer between commits
   bool stopping_ = false;
   std::thread writer_;
+
+  std::mutex flush_mu_;  // before layers_mu_ when both are held
+  std::condition_variable flush_cv_;
+  bool flush_stop_ = false;
+  Status flush_error_;  // the last flush's outcome
+  std::atomic<size_t> flush_threshold_{kMinMemtableBytes};
+  std::thread flusher_;
+
   std::atomic<uint64_t> reindexed_{0};
   mutable absl::Mutex stats_mu_;
   Stats stats_;  // counters since Open() (reindexed apart); its histograms stay empty
@@ -845,6 +1197,9 @@ Status DataStore::Get(const ItemKey& key, std::string* record) const { return im
 Status DataStore::Apply(const ItemKey& key, Mutator mutate) { return impl_->Apply(key, std::move(mutate)); }
 Status DataStore::Scan(const ScanRequest& r, std::vector<ScanItem>* out, bool* more) const {
   return impl_->Scan(r, out, more);
+}
+void DataStore::ApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
+  impl_->ApplyBatchAsync(std::move(ops), std::move(done));
 }
 std::vector<Status> DataStore::ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops) {
   return impl_->ApplyBatch(std::move(ops));

@@ -11,9 +11,26 @@
 // collide. Truncation is monotone, so bucket order plus in-bucket order is sk
 // order, and any pk and sk bytes work.
 //
-// Durability. Apply() returns only after an fsync'd LMDB commit. Concurrent
-// Apply() calls are grouped into one write transaction by a single writer
-// thread (group commit), so durability costs one fsync per batch, not per write.
+// Durability. Apply() returns only once its write is durable. A single
+// writer thread groups concurrent Apply() calls into one commit (group
+// commit): the commit's changes are appended to a write-ahead log as one
+// record and fdatasync'd, then become visible to readers, so durability
+// costs one small sequential write and one flush per batch, not per write.
+//
+// Write-ahead log. Committed changes live in an in-memory table (memtable.h)
+// over LMDB until a flusher thread writes them into LMDB in one large
+// transaction (fsync'd as LMDB always does) and deletes the log files that
+// held them. A memtable is set aside for flushing once it holds
+// StorageOptions::memtable_bytes (less when the map is nearly full); the
+// next one fills meanwhile, and writers wait only if that one fills too
+// before the flush ends. Reads see the memtables and LMDB as one snapshot.
+// At Open(), log records LMDB does not hold yet (a crash, or a flush cut
+// short) are replayed and flushed before serving. LMDB itself is only ever
+// written by whole fsync'd transactions, so a power cut can lose neither it
+// nor an acknowledged write. When a flush fails (map or disk full), the
+// flushed-to-be changes stay readable in memory and in the log, every write
+// fails with the flush's error (NoSpace) until a retry succeeds, and the
+// flush is retried with back-off; a restart replays them again.
 //
 // Digests. Every item also has a 64-bit digest (StorageOptions::digest of pk,
 // sk and record; never 0), stored in its bucket beside the record, so it
@@ -28,7 +45,7 @@
 //
 // Commit listener. After every commit the writer thread reports each item
 // change as (partition, key hash, digest before, digest after) with the
-// commit's LMDB transaction id, before any Apply() of that commit returns. The
+// commit's sequence number, before any Apply() of that commit returns. The
 // listener therefore sees every durable change exactly once and in commit
 // order; a failed batch reports nothing.
 //
@@ -47,6 +64,7 @@
 
 #include "common/latency_histogram.h"
 #include "common/status.h"
+#include "storage/write_ahead_log.h"
 
 namespace monju {
 
@@ -68,6 +86,12 @@ struct StorageOptions {
   // name is re-digested at Open(). Every replica of a cluster must use the same.
   RecordDigestFn digest = &BytesDigest;
   std::string digest_name = "bytes-v1";
+  // A memtable this large (bytes held) is flushed to LMDB; at most two are
+  // held. Clamped to a quarter of the map's unused space.
+  size_t memtable_bytes = 32u << 20;
+  // Opens the write-ahead log's files (null: POSIX files). For fault
+  // injection in tests.
+  LogFileFactory log_files = nullptr;
 };
 
 struct ItemKey {
@@ -96,9 +120,10 @@ class CommitListener {
   virtual ~CommitListener() = default;
   // On the writer thread, after each commit, before the Apply() calls it
   // holds return; also for commits that changed no item (changes empty).
-  // `txn` is the id of the last committed LMDB transaction once it is done:
-  // it never decreases, grows with every commit that changed an item, and is
-  // what a read transaction begun now reports (ForEachDigest). Must be quick,
+  // `txn` is the sequence number of the last commit once this one is done:
+  // it never decreases (also across restarts), grows with every commit that
+  // changed something, and is what a read snapshot taken now reports
+  // (ForEachDigest). Must be quick,
   // must not block on anything that waits for a write, and must not call
   // into the store.
   virtual void OnCommit(uint64_t txn, const std::vector<DigestChange>& changes) = 0;
@@ -133,11 +158,15 @@ class DataStore {
     std::string record;
   };
   struct Stats {
-    uint64_t commits = 0;      // write transactions committed
+    uint64_t commits = 0;      // group commits (each one log record when it changed anything)
     uint64_t applied = 0;      // Apply() calls that committed
+    uint64_t flushes = 0;      // memtables written into LMDB
+    uint64_t flush_failures = 0;  // flush attempts that failed (retried)
+    uint64_t memtable_bytes = 0;  // held in memtables now
+    uint64_t log_bytes = 0;       // in write-ahead log files now
     uint64_t reindexed = 0;    // items Open() re-digested (another digest function, or an older store)
-    // Since Open(), per committed write transaction: its time (begin to
-    // durable, µs) and its ops; per committed op: from its queueing to its
+    // Since Open(), per group commit: its time (begin to durable, µs) and
+    // its ops; per committed op: from its queueing to its
     // commit being durable (µs), what Apply() waits. The recent_ ones hold
     // the last 1-2 minutes' (RecentHistogram).
     LatencyHistogram commit_us, batch_ops, apply_wait_us;
@@ -166,6 +195,18 @@ class DataStore {
   // size of the batch.
   std::vector<Status> ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops);
 
+  // Called once with every op's outcome (what ApplyBatch() would return),
+  // on the writer thread once the ops are durable or have failed, or on the
+  // calling thread when the store is closing. It must be quick, must not
+  // block on anything that waits for a write, and must not call into the
+  // store; it may hand the outcome on (complete a request, send a reply).
+  using BatchDone = std::function<void(std::vector<Status>)>;
+
+  // ApplyBatch() without waiting: the caller's thread is free once the ops
+  // are queued (it may still wait for room in the queue, as ApplyBatch()
+  // does). `done` gets the outcome.
+  void ApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done);
+
   // Items of one pk in sk order (or reverse), at most `limit`. `more` is set
   // when further matching items exist.
   Status Scan(const ScanRequest& request, std::vector<ScanItem>* out, bool* more) const;
@@ -193,7 +234,7 @@ class DataStore {
                                std::string_view sk_b);
 
   // Installs `listener` (nullptr removes it) between two commits and returns
-  // the id of the last transaction committed before it: every later commit
+  // the sequence number of the last commit before it: every later commit
   // is reported to it. The listener must outlive its installation.
   // ShuttingDown when the store is closing.
   StatusOr<uint64_t> SetCommitListener(CommitListener* listener);
@@ -209,7 +250,7 @@ class DataStore {
   Status ScanDigests(uint32_t partition, uint64_t from, uint64_t to, const DigestEntry* after, size_t limit,
                      std::vector<DigestEntry>* out, bool* more) const;
   // Calls fn(key_hash, digest) for every item of the partition, all
-  // from one read snapshot, whose transaction id goes to *snapshot_txn (the
+  // from one read snapshot, whose sequence number goes to *snapshot_txn (the
   // last commit it includes). fn must be quick; it runs inside the read
   // transaction.
   Status ForEachDigest(uint32_t partition, const std::function<void(uint64_t key_hash, uint64_t digest)>& fn,
