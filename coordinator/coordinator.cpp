@@ -1,6 +1,6 @@
 #include "coordinator.h"
 
-#include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +13,8 @@
 #include "common/shared_histogram.h"
 #include "config/node_config.h"
 #include "quorum_call.h"
+
+#include <absl/synchronization/notification.h>
 
 namespace monju {
 namespace {
@@ -52,6 +54,7 @@ struct Coordinator::Counters {
   SharedHistogram put_us, get_us, remove_us, query_us;
 };
 
+
 namespace {
 // Records the time from its construction to its end into `into` (µs).
 class RequestTimer {
@@ -74,7 +77,7 @@ class RequestTimer {
 // One write's plan and what its calls share; outlives the request while
 // calls are still running.
 struct Coordinator::WriteRun {
-  WriteRun(WritePlan p) : plan(std::move(p)) {}
+  WriteRun(WritePlan p, LiveRuns* live) : plan(std::move(p)), counted(live) {}
   absl::Mutex mu;  // not std::mutex: see Clock::WaitUntil
   absl::CondVar cv;
   WritePlan plan;
@@ -84,19 +87,12 @@ struct Coordinator::WriteRun {
   uint32_t self = 0;
   std::string first_error;
   bool stale = false;  // a replica refused: planned under a stale epoch
+  std::shared_ptr<WriteRequest> request;  // reset once the outcome is given
+  bool finished = false;                  // the outcome is decided
+  bool local_pending = false;             // this node's own apply is under way
+  TimerQueue::Id deadline_timer = 0, handoff_timer = 0;
+  LiveRuns::Counted counted;
 };
-
-bool Executor::WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) {
-  return Submit([fd, wait, on_ready = std::move(on_ready)] {
-    pollfd p{fd, POLLIN, 0};
-    const int ms = static_cast<int>(std::clamp<int64_t>(wait.count(), 0, 3'600'000));
-    int n;
-    do {
-      n = ::poll(&p, 1, ms);
-    } while (n < 0 && errno == EINTR);
-    on_ready(n > 0);
-  });
-}
 
 Coordinator::Coordinator(CoordinatorOptions options, const Membership* membership, Replica* local,
                          EndpointDirectory* endpoints, Executor* executor, const Clock* clock,
@@ -108,9 +104,15 @@ Coordinator::Coordinator(CoordinatorOptions options, const Membership* membershi
       executor_(executor),
       clock_(clock),
       wall_(wall),
-      counters_(std::make_unique<Counters>()) {}
+      counters_(std::make_unique<Counters>()),
+      timers_(std::make_unique<TimerQueue>(clock, "coord-timers")) {}
 
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  // Replies still due (a store's commit, a fan-out task, a deadline) call
+  // back into this coordinator: they end by the request deadline.
+  if (!live_runs_.AwaitNone(clock_, options_.request_timeout + std::chrono::seconds(5)))
+    spdlog::error("coordinator: requests still running at shutdown 5 s past their deadline");
+}
 
 CoordinatorStats Coordinator::stats() const {
   CoordinatorStats s;
@@ -204,185 +206,137 @@ Placement Place(std::shared_ptr<const ClusterView> view, const std::string& self
   return p;
 }
 
-// A remote read in flight whose StaleEpoch refusal, like a Read()'s, makes
-// the get re-plan.
-class StaleNoting final : public PendingRead {
- public:
-  StaleNoting(std::unique_ptr<PendingRead> inner, std::shared_ptr<std::atomic<bool>> stale)
-      : inner_(std::move(inner)), stale_(std::move(stale)) {}
-  int fd() const override { return inner_ ? inner_->fd() : -1; }
-  Status Finish(SiblingSet* out) override {
-    if (!inner_) return Status::IOError("the endpoint could not send the read");
-    Status s = inner_->Finish(out);
-    if (s.Is(Status::Code::kStaleEpoch)) stale_->store(true);
-    return s;
-  }
-
- private:
-  std::unique_ptr<PendingRead> inner_;
-  std::shared_ptr<std::atomic<bool>> stale_;
-};
-
-// Calls targets[begin, end), replies in target order: the remote ones first,
-// then this node's own replica (target `local`, -1 for none) on the calling
-// thread, which would otherwise only wait. A remote call goes to `async`
-// when given (it returns false when it could not take the call), else runs on
-// the executor, or, given `send`, is sent from this thread and awaited
-// (QuorumCall::Await; never together with `async`).
+// Calls targets[begin, end), replies in target order: the remote ones on
+// the executor first, then this node's own replica (target `local`, -1 for
+// none) on the calling thread, which would otherwise only wait.
 template <typename Reply, typename MakeCall>
 void StartTargets(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, size_t begin, size_t end,
-                  int local, MakeCall&& make,
-                  const std::function<std::unique_ptr<PendingCall<Reply>>(ReplicaEndpoint*)>& send = nullptr,
-                  const std::function<bool(ReplicaEndpoint*, size_t slot)>& async = nullptr) {
+                  int local, MakeCall&& make) {
   std::vector<size_t> slots;
   slots.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) slots.push_back(call.AddSlot());
-  for (size_t i = begin; i < end; ++i) {
-    if (static_cast<int>(i) == local) continue;
-    if (async && async(targets[i], slots[i - begin])) continue;
-    if (send) {
-      call.Await(slots[i - begin], send(targets[i]));
-    } else {
-      call.Launch(slots[i - begin], make(targets[i]));
-    }
-  }
+  for (size_t i = begin; i < end; ++i)
+    if (static_cast<int>(i) != local) call.Launch(slots[i - begin], make(targets[i]));
   if (local >= static_cast<int>(begin) && local < static_cast<int>(end))
     call.RunHere(slots[local - begin], make(targets[local]));
 }
 
 }  // namespace
 
+namespace {
+// Runs an asynchronous request and waits for its outcome (the blocking API).
+template <typename Outcome, typename Start>
+Outcome AwaitOutcome(Start&& start) {
+  struct Slot {
+    absl::Notification ready;
+    Outcome out;
+  };
+  auto slot = std::make_shared<Slot>();
+  start([slot](Outcome out) {
+    slot->out = std::move(out);
+    slot->ready.Notify();
+  });
+  slot->ready.WaitForNotification();
+  return std::move(slot->out);
+}
+}  // namespace
+
 WriteOutcome Coordinator::Put(const std::string& pk, const std::string& sk, std::string value,
                               const std::string& context, int32_t w) {
-  return PutValue(pk, sk, std::move(value), context, w, false);
+  return AwaitOutcome<WriteOutcome>([&](WriteDone done) { PutAsync(pk, sk, std::move(value), context, w, done); });
 }
 
 WriteOutcome Coordinator::Overwrite(const std::string& pk, const std::string& sk, std::string value, int32_t w) {
-  return PutValue(pk, sk, std::move(value), std::string(), w, true);
-}
-
-WriteOutcome Coordinator::PutValue(const std::string& pk, const std::string& sk, std::string value,
-                                   const std::string& context, int32_t w, bool replace_local) {
-  ++counters_->puts;
-  RequestTimer timer(clock_, &counters_->put_us);
-  if (value.size() > options_.max_value_bytes) {
-    WriteOutcome out;
-    out.status = Status::InvalidArgument("value is " + std::to_string(value.size()) + " bytes; the limit is " +
-                                         std::to_string(options_.max_value_bytes));
-    Count(out.status);
-    return out;
-  }
-  WriteOutcome out = Write(pk, sk, false, std::move(value), context, w, replace_local);
-  Count(out.status);
-  return out;
+  return AwaitOutcome<WriteOutcome>([&](WriteDone done) { OverwriteAsync(pk, sk, std::move(value), w, done); });
 }
 
 WriteOutcome Coordinator::Remove(const std::string& pk, const std::string& sk, const std::string& context,
                                  int32_t w) {
-  ++counters_->removes;
-  RequestTimer timer(clock_, &counters_->remove_us);
-  WriteOutcome out = Write(pk, sk, true, std::string(), context, w);
-  Count(out.status);
-  return out;
+  return AwaitOutcome<WriteOutcome>([&](WriteDone done) { RemoveAsync(pk, sk, context, w, done); });
 }
 
-void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
-                          bool local_here) {
-  // An action the executor would not take fails at once.
-  auto refuse = [this, &run](const WritePlan::Action& action, bool local) {
-    if (action.kind == WritePlan::Kind::kApply && local) local_->FinishWrite(*run->key, run->version->dot, false);
-    std::vector<WritePlan::Action> next;
-    {
-      absl::MutexLock lock(&run->mu);
-      if (run->first_error.empty()) run->first_error = executor_->RefusalReason();
-      next = run->plan.OnFailure(action);
-    }
-    run->cv.SignalAll();  // outside the lock: the waiter would only block on it
-    Execute(run, next);
+ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32_t r) {
+  return AwaitOutcome<ReadOutcome>([&](ReadDone done) { GetAsync(pk, sk, r, done); });
+}
+
+void Coordinator::PutAsync(const std::string& pk, const std::string& sk, std::string value,
+                           const std::string& context, int32_t w, WriteDone done) {
+  PutValue(pk, sk, std::move(value), context, w, false, std::move(done));
+}
+
+void Coordinator::OverwriteAsync(const std::string& pk, const std::string& sk, std::string value, int32_t w,
+                                 WriteDone done) {
+  PutValue(pk, sk, std::move(value), std::string(), w, true, std::move(done));
+}
+
+template <typename Outcome>
+std::function<void(Outcome)> Coordinator::Counted(SharedHistogram* histogram, std::function<void(Outcome)> done) {
+  // The time from arrival to outcome, failures included, and the outcome's
+  // counter, recorded before the caller hears of it.
+  return [this, histogram, start = clock_->Now(), done = std::move(done)](Outcome out) {
+    const Clock::TimePoint end = clock_->Now();
+    histogram->Record(MicrosOf(end - start), end);
+    Count(out.status);
+    done(std::move(out));
   };
-  std::function<void()> here;  // the local apply, run last on this thread
-  std::optional<WritePlan::Action> here_action;
-  bool overloaded = false;
-  for (const auto& action : actions) {
-    const bool local = action.member == run->self;
-    ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
-    Replica* replica = local_;
-    DataPathFence* fence = fence_;
-    auto complete = [this, run, action](const Status& s) {
-      std::vector<WritePlan::Action> next;
-      {
-        absl::MutexLock lock(&run->mu);
-        if (s.ok()) {
-          next = run->plan.OnSuccess(action);
-        } else {
-          if (run->first_error.empty()) run->first_error = s.ToString();
-          if (s.Is(Status::Code::kStaleEpoch)) run->stale = true;
-          next = run->plan.OnFailure(action);
-        }
-      }
-      run->cv.SignalAll();  // outside the lock: the waiter would only block on it
-      Execute(run, next);
-    };
-    // A peer's apply rides with the other writes to that peer (no thread
-    // waits for it) when its endpoint can.
-    if (!local && action.kind == WritePlan::Kind::kApply && ep->ApplyAsync(run->key, run->version, complete))
-      continue;
-    auto task = [run, action, local, ep, replica, fence, complete] {
-      Status s;
-      if (action.kind == WritePlan::Kind::kApply && local) {
-        // Admitted only while the planned placement holds; held until durable.
-        EpochGate::Ticket ticket;
-        if (fence) s = fence->Admit(*run->view, run->key->partition, &ticket);
-        if (s.ok()) s = replica->Apply(*run->key, *run->version);
-        replica->FinishWrite(*run->key, run->version->dot, s.ok());
-      } else if (action.kind == WritePlan::Kind::kApply) {
-        s = ep->Apply(*run->key, *run->version);
-      } else {
-        s = ep->ApplyHinted(run->view->members()[action.owner].id, *run->key, *run->version);
-      }
-      complete(s);
-    };
-    if (local_here && local && action.kind == WritePlan::Kind::kApply && !here) {
-      here = std::move(task);
-      here_action = action;
-      continue;
-    }
-    if (executor_->Submit(std::move(task))) continue;
-    overloaded = true;
-    refuse(action, local);
-  }
-  if (here) {
-    // An overloaded node does no partial work: its own apply is refused too.
-    if (overloaded) {
-      refuse(*here_action, true);
-    } else {
-      here();
-    }
-  }
 }
 
-WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
-                                const std::string& context, int32_t w, bool replace_local) {
+void Coordinator::PutValue(const std::string& pk, const std::string& sk, std::string value,
+                           const std::string& context, int32_t w, bool replace_local, WriteDone done) {
+  ++counters_->puts;
+  done = Counted<WriteOutcome>(&counters_->put_us, std::move(done));
+  if (value.size() > options_.max_value_bytes) {
+    WriteOutcome out;
+    out.status = Status::InvalidArgument("value is " + std::to_string(value.size()) + " bytes; the limit is " +
+                                         std::to_string(options_.max_value_bytes));
+    done(std::move(out));
+    return;
+  }
+  Write(pk, sk, false, std::move(value), context, w, replace_local, std::move(done));
+}
+
+void Coordinator::RemoveAsync(const std::string& pk, const std::string& sk, const std::string& context, int32_t w,
+                              WriteDone done) {
+  ++counters_->removes;
+  Write(pk, sk, true, std::string(), context, w, false, Counted<WriteOutcome>(&counters_->remove_us, std::move(done)));
+}
+
+// One client write across its attempts (a stale epoch plans it again).
+struct Coordinator::WriteRequest {
+  WriteDone done;
+  std::string pk;
+  Placement place;
+  int base_needed = 0;
+  int needed = 0;
+  int attempt = 0;
+  Clock::TimePoint deadline;
+  std::shared_ptr<const ItemKey> key;
+  std::shared_ptr<const Version> version;
+};
+
+void Coordinator::Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
+                        const std::string& context, int32_t w, bool replace_local, WriteDone done) {
   WriteOutcome out;
-  if (!(out.status = ValidateKey(pk, sk)).ok()) return out;
+  auto fail = [&] { done(std::move(out)); };
+  if (!(out.status = ValidateKey(pk, sk)).ok()) return fail();
   if (context.size() > kMaxContextBytes) {
     out.status = Status::InvalidArgument("context is larger than " + std::to_string(kMaxContextBytes) + " bytes");
-    return out;
+    return fail();
   }
   auto ctx = DecodeContext(context);
   if (!ctx.ok()) {
     out.status = Status::InvalidArgument("context is malformed: pass back the bytes a read or write returned");
-    return out;
+    return fail();
   }
   Placement place = Place(membership_->Current(), options_.self_id, pk, true);
   const uint32_t n = static_cast<uint32_t>(place.view->ReadOwners(place.partition).size());
-  if (!(out.status = ValidateQuorum(w, "w", n)).ok()) return out;
+  if (!(out.status = ValidateQuorum(w, "w", n)).ok()) return fail();
   const int base_needed = w == 0 ? static_cast<int>(std::min(options_.default_w, n)) : w;
   if (place.self_index < 0 || !local_) {
     out.status = Status::InvalidArgument("this node is not a replica of the key; forward the write to an owner");
-    return out;
+    return fail();
   }
-  int needed = base_needed + static_cast<int>(place.pending);
+  const int needed = base_needed + static_cast<int>(place.pending);
   {
     const uint32_t self = place.members[place.self_index];
     const auto& view = place.view;
@@ -401,12 +355,12 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
       out.status = Status::Unavailable(Describe(out.quorum, options_.sloppy_quorum
                                                                 ? "replicas and fallbacks alive:"
                                                                 : "replicas alive:"));
-      return out;
+      return fail();
     }
   }
 
-  const auto start = clock_->Now();
-  const auto deadline = start + options_.request_timeout;
+  auto request = std::make_shared<WriteRequest>();
+  request->deadline = clock_->Now() + options_.request_timeout;
   ItemKey key{place.partition, pk, sk};
   auto version = local_->PrepareWrite(key, ctx.value(), tombstone, std::move(value), replace_local);
   if (!version.ok()) {
@@ -415,30 +369,171 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
                      : Status::QuorumFailed("local replica could not prepare the write: " +
                                             version.status().ToString());
     out.quorum = {needed, 0};
-    return out;
+    return fail();
   }
   if (tombstone) version.value().deleted_unix_ms = wall_->UnixMillis();
-  auto shared_key = std::make_shared<const ItemKey>(std::move(key));
-  auto shared_version = std::make_shared<const Version>(std::move(version.value()));
+  request->done = std::move(done);
+  request->pk = pk;
+  request->place = std::move(place);
+  request->base_needed = base_needed;
+  request->needed = needed;
+  request->key = std::make_shared<const ItemKey>(std::move(key));
+  request->version = std::make_shared<const Version>(std::move(version.value()));
+  StartWrite(request);
+}
 
-  for (int attempt = 0;; ++attempt) {
-    const uint32_t self = place.members[place.self_index];
-    const auto view = place.view;
-    auto alive = [this, view, self](uint32_t member) {
-      return member == self || endpoints_->Endpoint(*view, member).LikelyAlive();
-    };
-    auto run = std::make_shared<WriteRun>(
-        WritePlan(place.members, view->WriteFallbacks(place.partition), self, needed, options_.sloppy_quorum, alive));
-    run->view = view;
-    run->self = self;
-    run->key = shared_key;
-    run->version = shared_version;
-    RunWrite(run, deadline, clock_->Now() + options_.handoff_after);
-
+void Coordinator::StartWrite(const std::shared_ptr<WriteRequest>& request) {
+  const Placement& place = request->place;
+  const uint32_t self = place.members[place.self_index];
+  const auto view = place.view;
+  auto alive = [this, view, self](uint32_t member) {
+    return member == self || endpoints_->Endpoint(*view, member).LikelyAlive();
+  };
+  auto run = std::make_shared<WriteRun>(WritePlan(place.members, view->WriteFallbacks(place.partition), self,
+                                                  request->needed, options_.sloppy_quorum, alive),
+                                        &live_runs_);
+  run->view = view;
+  run->self = self;
+  run->key = request->key;
+  run->version = request->version;
+  run->request = request;
+  std::vector<WritePlan::Action> first;
+  {
     absl::MutexLock lock(&run->mu);
+    first = run->plan.Start();
+    // Timers first: the actions may end the run at once.
+    run->deadline_timer = timers_->Add(request->deadline, [this, run] { WriteDeadline(run); });
+    const Clock::TimePoint handoff_at = clock_->Now() + options_.handoff_after;
+    if (handoff_at < request->deadline) run->handoff_timer = timers_->Add(handoff_at, [this, run] { Handoff(run); });
+  }
+  Execute(run, first);
+}
+
+void Coordinator::Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions) {
+  // An action that could not even start fails at once.
+  auto refuse = [this, &run](const WritePlan::Action& action, bool local, const std::string& why) {
+    if (action.kind == WritePlan::Kind::kApply && local) {
+      local_->FinishWrite(*run->key, run->version->dot, false);
+      absl::MutexLock lock(&run->mu);
+      run->local_pending = false;
+    }
+    Completed(run, action, Status::Unavailable(why));
+  };
+  std::optional<WritePlan::Action> here;  // the local apply, started last
+  for (const auto& action : actions)
+    if (action.member == run->self && action.kind == WritePlan::Kind::kApply) here = action;
+  if (here) {
+    // Pending from now: a remote ack completing the plan must not end the
+    // run before this node's own apply has even started.
+    absl::MutexLock lock(&run->mu);
+    run->local_pending = true;
+  }
+  bool overloaded = false;
+  for (const auto& action : actions) {
+    const bool local = action.member == run->self;
+    if (local && action.kind == WritePlan::Kind::kApply) continue;  // `here`, below
+    ReplicaEndpoint* ep = &endpoints_->Endpoint(*run->view, action.member);
+    auto complete = [this, run, action](const Status& s) { Completed(run, action, s); };
+    // A peer's apply rides with the other writes to that peer (no thread
+    // waits for it) when its endpoint can.
+    if (!local && action.kind == WritePlan::Kind::kApply && ep->ApplyAsync(run->key, run->version, complete))
+      continue;
+    auto task = [run, action, local, ep, replica = local_, complete] {
+      Status s;
+      if (action.kind == WritePlan::Kind::kApply) {
+        s = ep->Apply(*run->key, *run->version);
+        if (local) replica->FinishWrite(*run->key, run->version->dot, s.ok());
+      } else {
+        s = ep->ApplyHinted(run->view->members()[action.owner].id, *run->key, *run->version);
+      }
+      complete(s);
+    };
+    if (executor_->Submit(std::move(task))) continue;
+    overloaded = true;
+    refuse(action, local, executor_->RefusalReason());
+  }
+  if (!here) return;
+  // An overloaded node does no partial work: its own apply is refused too.
+  if (overloaded) return refuse(*here, true, executor_->RefusalReason());
+  // Admitted only while the planned placement holds; the ticket is held
+  // until the apply is durable.
+  auto ticket = std::make_shared<EpochGate::Ticket>();
+  if (fence_) {
+    Status s = fence_->Admit(*run->view, run->key->partition, ticket.get());
+    if (!s.ok()) {
+      local_->FinishWrite(*run->key, run->version->dot, false);
+      {
+        absl::MutexLock lock(&run->mu);
+        run->local_pending = false;
+      }
+      return Completed(run, *here, s);
+    }
+  }
+  local_->ApplyAsync(*run->key, *run->version, [this, run, action = *here, ticket](Status s) {
+    local_->FinishWrite(*run->key, run->version->dot, s.ok());
+    ticket->Release();
+    {
+      absl::MutexLock lock(&run->mu);
+      run->local_pending = false;
+    }
+    Completed(run, action, s);
+  });
+}
+
+void Coordinator::Completed(const std::shared_ptr<WriteRun>& run, const WritePlan::Action& action, const Status& s) {
+  std::vector<WritePlan::Action> next;
+  bool finish = false;
+  {
+    absl::MutexLock lock(&run->mu);
+    if (s.ok()) {
+      next = run->plan.OnSuccess(action);
+    } else {
+      if (run->first_error.empty()) run->first_error = s.ToString();
+      if (s.Is(Status::Code::kStaleEpoch)) run->stale = true;
+      next = run->plan.OnFailure(action);
+    }
+    // This node's own apply is waited for too (it is nearly always among
+    // the first to end anyway): a write this node acknowledged is in its
+    // replica, for the reads it coordinates next.
+    if (!run->finished && run->plan.Done() && !run->local_pending) finish = run->finished = true;
+  }
+  if (!next.empty()) Execute(run, next);
+  if (finish) FinishWrite(run);
+}
+
+void Coordinator::Handoff(const std::shared_ptr<WriteRun>& run) {
+  std::vector<WritePlan::Action> more;
+  {
+    absl::MutexLock lock(&run->mu);
+    run->handoff_timer = 0;
+    if (run->finished) return;
+    more = run->plan.OnHandoffDeadline();
+  }
+  Execute(run, more);
+}
+
+void Coordinator::WriteDeadline(const std::shared_ptr<WriteRun>& run) {
+  {
+    absl::MutexLock lock(&run->mu);
+    run->deadline_timer = 0;
+    if (run->finished) return;
+    run->finished = true;
+  }
+  FinishWrite(run);
+}
+
+void Coordinator::FinishWrite(const std::shared_ptr<WriteRun>& run) {
+  const std::shared_ptr<WriteRequest> request = run->request;
+  const auto& view = run->view;
+  WriteOutcome out;
+  bool retry = false;
+  {
+    absl::MutexLock lock(&run->mu);
+    if (run->deadline_timer) timers_->Cancel(run->deadline_timer);
+    if (run->handoff_timer) timers_->Cancel(run->handoff_timer);
+    run->deadline_timer = run->handoff_timer = 0;
     const auto& plan = run->plan;
-    out = WriteOutcome{};
-    out.quorum = {needed, plan.acked_slots()};
+    out.quorum = {request->needed, plan.acked_slots()};
     for (uint32_t m : plan.acked_members()) out.acked_by.push_back(view->members()[m].id);
     for (uint32_t m : plan.hinted_owners()) out.hinted_for.push_back(view->members()[m].id);
     out.used_fallback = plan.used_fallback();
@@ -448,7 +543,7 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
         out.context = EncodeContext(run->version->FullContext());
         if (out.used_fallback) ++counters_->writes_with_fallback;
         if (!out.hinted_for.empty()) ++counters_->writes_hinted;
-        return out;
+        break;
       case WritePlan::Result::kFailed:
         out.status = Status::QuorumFailed(Describe(out.quorum, "write acknowledged by") + "; first error: " +
                                           run->first_error);
@@ -460,47 +555,306 @@ WriteOutcome Coordinator::Write(const std::string& pk, const std::string& sk, bo
     }
     // A replica is at a newer membership epoch: send the same version to
     // the owners of that epoch (idempotent for those that already hold it).
-    if (!run->stale || attempt + 1 >= kMaxEpochRetries || !NewerView(*view) || clock_->Now() >= deadline)
-      return out;
-    Placement next = Place(membership_->Current(), options_.self_id, pk, true);
-    if (next.self_index < 0) {
-      out.status = Status::TimedOut("the key's owners changed during the write and this node is no longer one of "
-                                    "them; outcome unknown: " + out.status.message());
-      return out;
-    }
-    place = std::move(next);
-    needed = std::min(base_needed, static_cast<int>(place.view->ReadOwners(place.partition).size())) +
-             static_cast<int>(place.pending);
+    retry = !out.status.ok() && run->stale && request->attempt + 1 < kMaxEpochRetries && NewerView(*view) &&
+            clock_->Now() < request->deadline;
   }
+  run->request.reset();  // the request outlives its run only through a retry
+  if (!retry) return request->done(std::move(out));
+  Placement next = Place(membership_->Current(), options_.self_id, request->pk, true);
+  if (next.self_index < 0) {
+    out.status = Status::TimedOut("the key's owners changed during the write and this node is no longer one of "
+                                  "them; outcome unknown: " + out.status.message());
+    return request->done(std::move(out));
+  }
+  ++request->attempt;
+  request->place = std::move(next);
+  request->needed = std::min(request->base_needed, static_cast<int>(request->place.view->ReadOwners(
+                                                       request->place.partition).size())) +
+                    static_cast<int>(request->place.pending);
+  StartWrite(request);
 }
 
-void Coordinator::RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoint deadline,
-                           Clock::TimePoint handoff_at) {
-  std::vector<WritePlan::Action> first;
-  {
-    absl::MutexLock lock(&run->mu);
-    first = run->plan.Start();
-  }
-  // The local apply runs on this thread once the peers' calls are out: it
-  // waits for the fsync, as this thread would anyway.
-  Execute(run, first, /*local_here=*/true);
+// One client get across its attempts.
+struct Coordinator::ReadRequest {
+  ReadDone done;
+  std::string pk, sk;
+  int32_t r = 0;
+  int attempt = 0;
+};
 
-  absl::MutexLock lock(&run->mu);
-  bool handoff_fired = false;
-  while (!run->plan.Done()) {
-    auto now = clock_->Now();
-    if (now >= deadline) break;
-    if (!handoff_fired && now >= handoff_at) {
-      handoff_fired = true;
-      auto more = run->plan.OnHandoffDeadline();
-      {
-        MutexReleased unlocked(run->mu);
-        Execute(run, more);
-      }
+// One attempt of a get: its view, its targets (this node's at
+// local_target), the first round (targets [0, first_round) asked at once),
+// and the answers.
+struct Coordinator::ReadRun {
+  explicit ReadRun(LiveRuns* live) : counted(live) {}
+  absl::Mutex mu;
+  std::shared_ptr<ReadRequest> request;  // reset once the outcome is given
+  std::shared_ptr<const ClusterView> view;
+  std::shared_ptr<const ItemKey> key;
+  std::vector<ReplicaEndpoint*> targets;
+  int local_target = -1;
+  size_t first_round = 0;
+  int needed = 0;
+  Clock::TimePoint deadline;
+  std::vector<std::optional<SiblingSet>> replies;  // by target
+  int succeeded = 0, failed = 0, pending = 0;
+  std::string first_error;
+  bool stale = false;
+  bool rest_asked = false;
+  int asking = 0;         // Ask() calls under way
+  bool finished = false;  // the outcome is decided
+  bool repaired = false;  // read repair ran (every asked replica answered)
+  TimerQueue::Id deadline_timer = 0, speculate_timer = 0;
+  LiveRuns::Counted counted;
+};
+
+void Coordinator::GetAsync(const std::string& pk, const std::string& sk, int32_t r, ReadDone done) {
+  ++counters_->gets;
+  auto request = std::make_shared<ReadRequest>();
+  request->done = Counted<ReadOutcome>(&counters_->get_us, std::move(done));
+  request->pk = pk;
+  request->sk = sk;
+  request->r = r;
+  StartRead(request, membership_->Current());
+}
+
+void Coordinator::StartRead(const std::shared_ptr<ReadRequest>& request, std::shared_ptr<const ClusterView> view) {
+  ReadOutcome out;
+  auto fail = [&] { request->done(std::move(out)); };
+  if (!(out.status = ValidateKey(request->pk, request->sk)).ok()) return fail();
+  Placement place = Place(std::move(view), options_.self_id, request->pk, false);
+  const uint32_t n = static_cast<uint32_t>(place.members.size());
+  if (!(out.status = ValidateQuorum(request->r, "r", n)).ok()) return fail();
+  const int needed = request->r == 0 ? static_cast<int>(std::min(options_.default_r, n)) : request->r;
+  std::vector<ReplicaEndpoint*> targets;
+  int local_target = -1;  // position of this node's replica in targets
+  for (size_t i = 0; i < n; ++i) {
+    ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
+    if (static_cast<int>(i) == place.self_index) local_target = static_cast<int>(targets.size());
+    if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
+  }
+  out.quorum = {needed, static_cast<int>(targets.size())};
+  if (static_cast<int>(targets.size()) < needed) {
+    out.status = Status::Unavailable(Describe(out.quorum, "replicas alive:"));
+    return fail();
+  }
+  // Replicas beyond the R needed that are far behind on this node's reads
+  // are left out (never this node's own).
+  for (size_t i = 0; i < targets.size() && static_cast<int>(targets.size()) > needed;) {
+    if (static_cast<int>(i) == local_target || targets[i]->ReadsInFlight() < options_.max_spare_reads_in_flight) {
+      ++i;
       continue;
     }
-    clock_->WaitUntil(run->cv, run->mu, handoff_fired ? deadline : std::min(handoff_at, deadline));
+    targets.erase(targets.begin() + static_cast<long>(i));
+    if (local_target > static_cast<int>(i)) --local_target;
+    ++counters_->spare_reads_skipped;
   }
+  // Asked first: every target, or R of them with this node's own first.
+  size_t first_round = targets.size();
+  if (options_.read_fanout == ReadFanout::kQuorum) {
+    if (local_target > 0)
+      std::rotate(targets.begin(), targets.begin() + local_target, targets.begin() + local_target + 1);
+    if (local_target >= 0) local_target = 0;
+    first_round = static_cast<size_t>(needed);
+  }
+  auto run = std::make_shared<ReadRun>(&live_runs_);
+  {
+    absl::MutexLock lock(&run->mu);
+    run->request = request;
+    run->view = place.view;
+    run->key = std::make_shared<const ItemKey>(ItemKey{place.partition, request->pk, request->sk});
+    run->targets = std::move(targets);
+    run->local_target = local_target;
+    run->first_round = first_round;
+    run->needed = needed;
+    run->deadline = clock_->Now() + options_.request_timeout;
+    run->replies.assign(run->targets.size(), std::nullopt);
+    run->pending = static_cast<int>(first_round);
+    run->deadline_timer = timers_->Add(run->deadline, [this, run] { ReadDeadline(run); });
+    // The others only when one asked fails or is slow (speculative retry).
+    if (first_round < run->targets.size())
+      run->speculate_timer = timers_->Add(std::min(run->deadline, clock_->Now() + options_.read_speculate_after),
+                                          [this, run] { Speculate(run); });
+  }
+  Ask(run, 0, first_round);
+}
+
+void Coordinator::Ask(const std::shared_ptr<ReadRun>& run, size_t begin, size_t end) {
+  // The remote reads go out first; this node's own runs last, here. Until
+  // then, answers do not fail the read (Settle).
+  const int local = run->local_target;
+  {
+    absl::MutexLock lock(&run->mu);
+    ++run->asking;
+  }
+  for (size_t i = begin; i < end; ++i) {
+    if (static_cast<int>(i) == local) continue;
+    ReplicaEndpoint* ep = run->targets[i];
+    // A remote read rides with the other reads to its peer when it can (no
+    // thread waits for it); otherwise, or when that is full, it runs on the
+    // executor.
+    if (ep->ReadsAsync() && ep->ReadAsync(run->key, [this, run, i](Status s, SiblingSet* reply) {
+          Answered(run, i, s, reply);
+        }))
+      continue;
+    const bool queued = executor_->Submit([this, run, i, ep] {
+      SiblingSet reply;
+      Status s;
+      try {
+        s = ep->Read(*run->key, &reply);
+      } catch (const std::exception& e) {
+        s = Status::IOError(std::string("replica call failed: ") + e.what());
+      }
+      Answered(run, i, s, &reply);
+    });
+    if (!queued) Answered(run, i, Status::Unavailable(executor_->RefusalReason()), nullptr);
+  }
+  if (local >= static_cast<int>(begin) && local < static_cast<int>(end)) {
+    // Admitted only while the planned placement holds.
+    EpochGate::Ticket ticket;
+    Status s;
+    if (fence_) s = fence_->Admit(*run->view, run->key->partition, &ticket);
+    SiblingSet reply;
+    if (s.ok()) s = run->targets[local]->Read(*run->key, &reply);
+    ticket.Release();
+    Answered(run, static_cast<size_t>(local), s, &reply);
+  }
+  {
+    absl::MutexLock lock(&run->mu);
+    --run->asking;
+  }
+  Settle(run);
+}
+
+void Coordinator::Answered(const std::shared_ptr<ReadRun>& run, size_t target, const Status& s, SiblingSet* reply) {
+  {
+    absl::MutexLock lock(&run->mu);
+    --run->pending;
+    if (s.ok() && reply) {
+      ++run->succeeded;
+      run->replies[target] = std::move(*reply);
+    } else {
+      ++run->failed;
+      const Status why = s.ok() ? Status::IOError("a replica call reported success without a reply") : s;
+      if (run->first_error.empty()) run->first_error = why.ToString();
+      if (why.Is(Status::Code::kStaleEpoch)) run->stale = true;
+    }
+  }
+  Settle(run);
+}
+
+void Coordinator::Settle(const std::shared_ptr<ReadRun>& run) {
+  bool finish = false, ask_rest = false, repair = false;
+  ReadDecision decision;
+  {
+    absl::MutexLock lock(&run->mu);
+    if (!run->finished) {
+      if (run->succeeded >= run->needed) {
+        finish = run->finished = true;
+      } else if (run->succeeded + run->pending < run->needed && run->asking == 0) {
+        // Too few left (once this node's own answer is in, so that the
+        // outcome counts it): ask the others now, or fail once nobody is left.
+        if (!run->rest_asked && run->first_round < run->targets.size()) {
+          ask_rest = run->rest_asked = true;
+          run->pending += static_cast<int>(run->targets.size() - run->first_round);
+        } else {
+          finish = run->finished = true;
+        }
+      }
+    }
+    if (finish) decision = DecideLocked(*run);
+    repair = run->finished && run->pending == 0 && !run->repaired;
+    if (repair) run->repaired = true;
+  }
+  if (ask_rest) {
+    ++counters_->speculative_reads;
+    Ask(run, run->first_round, run->targets.size());
+  }
+  if (finish) FinishRead(std::move(decision));
+  if (repair) RepairRead(run);
+}
+
+void Coordinator::Speculate(const std::shared_ptr<ReadRun>& run) {
+  {
+    absl::MutexLock lock(&run->mu);
+    run->speculate_timer = 0;
+    if (run->finished || run->rest_asked) return;
+    run->rest_asked = true;
+    run->pending += static_cast<int>(run->targets.size() - run->first_round);
+  }
+  ++counters_->speculative_reads;
+  Ask(run, run->first_round, run->targets.size());
+}
+
+void Coordinator::ReadDeadline(const std::shared_ptr<ReadRun>& run) {
+  ReadDecision decision;
+  {
+    absl::MutexLock lock(&run->mu);
+    run->deadline_timer = 0;
+    if (run->finished) return;
+    run->finished = true;
+    decision = DecideLocked(*run);
+  }
+  FinishRead(std::move(decision));
+}
+
+Coordinator::ReadDecision Coordinator::DecideLocked(ReadRun& run) {
+  ReadDecision d;
+  if (run.deadline_timer) timers_->Cancel(run.deadline_timer);
+  if (run.speculate_timer) timers_->Cancel(run.speculate_timer);
+  run.deadline_timer = run.speculate_timer = 0;
+  d.request = std::move(run.request);
+  ReadOutcome& out = d.out;
+  out.quorum = {run.needed, run.succeeded};
+  if (run.succeeded >= run.needed) {
+    // The replies in by now (late ones only feed read repair).
+    SiblingSet merged;
+    for (const auto& reply : run.replies)
+      if (reply) merged.Merge(*reply);
+    out.status = Status::OK();
+    out.found = merged.HasLive();
+    out.values = merged.LiveValues();
+    out.context = EncodeContext(merged.Context());
+  } else if (run.succeeded + run.pending < run.needed) {
+    out.status = Status::QuorumFailed(Describe(out.quorum, "read answered by") + "; first error: " + run.first_error);
+  } else {
+    out.status = Status::TimedOut(Describe(out.quorum, "read answered by") + " within " +
+                                  std::to_string(options_.request_timeout.count()) + " ms");
+  }
+  // A replica is at a newer epoch (this node has caught up): read again
+  // from that epoch's owners rather than trust a mixed answer.
+  d.retry = run.stale && d.request->attempt + 1 < kMaxEpochRetries && NewerView(*run.view);
+  return d;
+}
+
+void Coordinator::FinishRead(ReadDecision decision) {
+  if (decision.retry) {
+    ++decision.request->attempt;
+    return StartRead(decision.request, membership_->Current());
+  }
+  decision.request->done(std::move(decision.out));
+}
+
+void Coordinator::RepairRead(const std::shared_ptr<ReadRun>& run) {
+  // Once every replica asked has answered or failed; targets never asked
+  // have no reply and get nothing.
+  std::vector<ReplicaEndpoint*> targets;
+  std::vector<std::optional<SiblingSet>> replies;
+  std::shared_ptr<const ItemKey> key;
+  {
+    absl::MutexLock lock(&run->mu);
+    targets = run->targets;
+    replies = std::move(run->replies);
+    key = run->key;
+  }
+  SiblingSet merged;
+  std::vector<const SiblingSet*> answered(targets.size(), nullptr);
+  for (size_t i = 0; i < replies.size() && i < targets.size(); ++i) {
+    if (!replies[i]) continue;
+    answered[i] = &*replies[i];
+    merged.Merge(*replies[i]);
+  }
+  RepairKey(*key, targets, answered, merged);
 }
 
 void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
@@ -537,146 +891,6 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
     for (const Send& send : rest)
       if (send.target->Apply(key, send.version).ok()) ++counters_->read_repairs;
   });
-}
-
-ReadOutcome Coordinator::Get(const std::string& pk, const std::string& sk, int32_t r) {
-  ++counters_->gets;
-  RequestTimer timer(clock_, &counters_->get_us);
-  ReadOutcome out;
-  for (int attempt = 0;; ++attempt) {
-    auto view = membership_->Current();
-    bool stale = false;
-    out = GetInternal(pk, sk, r, view, &stale);
-    // A replica is at a newer epoch (this node has caught up): read again
-    // from that epoch's owners rather than trust a mixed answer.
-    if (!stale || attempt + 1 >= kMaxEpochRetries || !NewerView(*view)) break;
-  }
-  Count(out.status);
-  return out;
-}
-
-ReadOutcome Coordinator::GetInternal(const std::string& pk, const std::string& sk, int32_t r,
-                                     const std::shared_ptr<const ClusterView>& view, bool* stale_out) {
-  ReadOutcome out;
-  if (!(out.status = ValidateKey(pk, sk)).ok()) return out;
-  Placement place = Place(view, options_.self_id, pk, false);
-  const uint32_t n = static_cast<uint32_t>(place.members.size());
-  if (!(out.status = ValidateQuorum(r, "r", n)).ok()) return out;
-  const int needed = r == 0 ? static_cast<int>(std::min(options_.default_r, n)) : r;
-
-  const auto deadline = clock_->Now() + options_.request_timeout;
-  auto shared_key = std::make_shared<const ItemKey>(ItemKey{place.partition, pk, sk});
-  QuorumCall<SiblingSet> call(needed, executor_, clock_);
-  std::vector<ReplicaEndpoint*> targets;
-  int local_target = -1;  // position of this node's replica in targets
-  for (size_t i = 0; i < n; ++i) {
-    ReplicaEndpoint* ep = &endpoints_->Endpoint(*place.view, place.members[i]);
-    if (static_cast<int>(i) == place.self_index) local_target = static_cast<int>(targets.size());
-    if (static_cast<int>(i) == place.self_index || ep->LikelyAlive()) targets.push_back(ep);
-  }
-  out.quorum = {needed, static_cast<int>(targets.size())};
-  if (static_cast<int>(targets.size()) < needed) {
-    out.status = Status::Unavailable(Describe(out.quorum, "replicas alive:"));
-    return out;
-  }
-  // Replicas beyond the R needed that are far behind on this node's reads
-  // are left out (never this node's own).
-  for (size_t i = 0; i < targets.size() && static_cast<int>(targets.size()) > needed;) {
-    if (static_cast<int>(i) == local_target || targets[i]->ReadsInFlight() < options_.max_spare_reads_in_flight) {
-      ++i;
-      continue;
-    }
-    targets.erase(targets.begin() + static_cast<long>(i));
-    if (local_target > static_cast<int>(i)) --local_target;
-    ++counters_->spare_reads_skipped;
-  }
-  // Asked first: every target, or R of them with this node's own first.
-  size_t first_round = targets.size();
-  if (options_.read_fanout == ReadFanout::kQuorum) {
-    if (local_target > 0)
-      std::rotate(targets.begin(), targets.begin() + local_target, targets.begin() + local_target + 1);
-    if (local_target >= 0) local_target = 0;
-    first_round = static_cast<size_t>(needed);
-  }
-  // Read repair, once every replica asked has answered or failed. Replies
-  // come in target order; targets never asked have none.
-  call.OnSettled([this, targets, shared_key](const std::vector<std::optional<SiblingSet>>& replies) {
-    SiblingSet merged;
-    std::vector<const SiblingSet*> answered(targets.size(), nullptr);
-    for (size_t i = 0; i < replies.size() && i < targets.size(); ++i) {
-      if (!replies[i]) continue;
-      answered[i] = &*replies[i];
-      merged.Merge(*replies[i]);
-    }
-    RepairKey(*shared_key, targets, answered, merged);
-  });
-  auto stale = std::make_shared<std::atomic<bool>>(false);
-  DataPathFence* fence = fence_;
-  const auto planned = place.view;
-  ReplicaEndpoint* local = local_target >= 0 ? targets[local_target] : nullptr;
-  auto make_read = [shared_key, stale, fence, planned, local](ReplicaEndpoint* ep) -> QuorumCall<SiblingSet>::Call {
-    return [ep, shared_key, stale, fence, planned, local](SiblingSet* reply) {
-      // The local replica is admitted only while the planned placement holds.
-      EpochGate::Ticket ticket;
-      Status s;
-      if (ep == local && fence) s = fence->Admit(*planned, shared_key->partition, &ticket);
-      if (s.ok()) s = ep->Read(*shared_key, reply);
-      if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-      return s;
-    };
-  };
-  // Remote reads ride with the other reads to their peer when every remote
-  // target can (no thread waits on them; one that is full runs on the
-  // executor instead). Otherwise they are sent from this thread and their
-  // replies polled for here, unless some target cannot (then all go through
-  // the executor).
-  bool coalesced = true, pipelined = true;
-  for (size_t i = 0; i < targets.size(); ++i) {
-    if (static_cast<int>(i) == local_target) continue;
-    coalesced = coalesced && targets[i]->ReadsAsync();
-    pipelined = pipelined && targets[i]->CanStartRead();
-  }
-  std::function<std::unique_ptr<PendingRead>(ReplicaEndpoint*)> send;
-  std::function<bool(ReplicaEndpoint*, size_t)> async;
-  if (coalesced) {
-    async = [&call, shared_key, stale](ReplicaEndpoint* ep, size_t slot) {
-      auto done = call.Completion(slot);
-      return ep->ReadAsync(shared_key, [stale, done = std::move(done)](Status s, SiblingSet* reply) {
-        if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-        done(s, reply);
-      });
-    };
-  } else if (pipelined) {
-    send = [&](ReplicaEndpoint* ep) { return std::make_unique<StaleNoting>(ep->StartRead(*shared_key), stale); };
-  }
-  StartTargets(call, targets, 0, first_round, local_target, make_read, send, async);
-  // The others only when one asked failed or is slow (speculative retry).
-  if (first_round < targets.size() &&
-      !call.WaitForQuorum(std::min(deadline, clock_->Now() + options_.read_speculate_after))) {
-    ++counters_->speculative_reads;
-    StartTargets(call, targets, first_round, targets.size(), local_target, make_read, send, async);
-  }
-  auto result = call.Wait(deadline);
-  *stale_out = stale->load();
-  out.quorum = {needed, result.succeeded};
-  if (result.result == QuorumCall<SiblingSet>::Result::kFailed) {
-    out.status =
-        Status::QuorumFailed(Describe(out.quorum, "read answered by") + "; first error: " + result.first_error);
-    return out;
-  }
-  if (result.result == QuorumCall<SiblingSet>::Result::kTimedOut) {
-    out.status = Status::TimedOut(Describe(out.quorum, "read answered by") + " within " +
-                                  std::to_string(options_.request_timeout.count()) + " ms");
-    return out;
-  }
-  SiblingSet merged;
-  for (const auto& reply : result.replies)
-    if (reply) merged.Merge(*reply);
-  out.status = Status::OK();
-  out.found = merged.HasLive();
-  out.values = merged.LiveValues();
-  out.context = EncodeContext(merged.Context());
-  return out;
 }
 
 

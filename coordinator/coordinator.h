@@ -2,12 +2,16 @@
 //
 // Contract
 // - Every request goes to all N replicas of the key's partition in parallel
-//   (never one after another); the local replica is called in-process, on
-//   the request's own thread once the peers' calls are out. A peer's part
-//   goes through ApplyAsync() / ReadAsync() when its endpoint takes them
-//   (no thread waits for it), else on the executor. The
-//   answer comes as soon as W writes (or R reads) have acknowledged, within
-//   the request deadline. Partial success is never reported as success.
+//   (never one after another). A peer's part goes through ApplyAsync() /
+//   ReadAsync() when its endpoint takes them (no thread waits for it), else
+//   on the executor. Gets and writes hold no thread while replicas answer
+//   (the *Async methods; the blocking ones wait on them): the local apply
+//   is queued with the replica's store, the local read runs on the calling
+//   thread once the peers' reads are out, and a timer thread of the
+//   coordinator's (TimerQueue, on the injected clock) keeps the deadlines.
+//   The answer comes as soon as W writes (or R reads) have acknowledged, a
+//   write's also only once this node's own apply has ended, within the
+//   request deadline. Partial success is never reported as success.
 // - Writes use a sloppy quorum (write_plan.h): an owner that is down, fails,
 //   or is silent for `handoff_after` gets a hint on a fallback node, which
 //   counts toward W (strict mode: only owners count). The outcome names who
@@ -36,7 +40,10 @@
 //   most kMaxEpochRetries times; the same version, so writes stay idempotent).
 //
 // Thread safety: all methods may be called concurrently. The coordinator does
-// not own the endpoints, executor, clock or membership; they must outlive it.
+// not own the endpoints, executor, clock, membership or local replica; they
+// must outlive it. Destruction waits (up to the request timeout and 5 s)
+// for requests still running, whose replica calls complete into it: stop
+// the servers and the executor first.
 #pragma once
 
 #include <chrono>
@@ -52,6 +59,8 @@
 #include "clock/causal.h"
 #include "common/clock.h"
 #include "common/latency_histogram.h"
+#include "common/shared_histogram.h"
+#include "common/timer_queue.h"
 #include "data_path_fence.h"
 #include "common/status.h"
 #include "membership.h"
@@ -61,35 +70,11 @@
 
 namespace monju {
 
-// A call that was sent and whose reply has not been taken yet, so that one
-// thread can have calls to several replicas in flight. Not thread-safe; it
-// may be handed to another thread to finish.
-template <typename Reply>
-class PendingCall {
- public:
-  // Abandoning an unfinished call closes its connection.
-  virtual ~PendingCall() = default;
-  // Polls readable (POLLIN) once the reply is there; -1 when Finish() will
-  // not block (the send already failed).
-  virtual int fd() const = 0;
-  // Takes the reply, or the error; blocks until the reply is in or the
-  // connection times out. Call at most once.
-  virtual Status Finish(Reply* out) = 0;
-};
-using PendingRead = PendingCall<SiblingSet>;
-
 // How the coordinator reaches one replica. Calls block until answered or
 // until the endpoint's own timeout; they may run on any thread.
 class ReplicaEndpoint {
  public:
   virtual ~ReplicaEndpoint() = default;
-  // True when StartRead() sends without waiting for the reply (a remote
-  // replica over a socket); false for the local replica and for links with
-  // injected faults, which are read with Read().
-  virtual bool CanStartRead() const { return false; }
-  // Sends a read of `key` and returns at once; its errors come from
-  // Finish(). Only when CanStartRead().
-  virtual std::unique_ptr<PendingRead> StartRead(const ItemKey& /*key*/) { return nullptr; }
   virtual Status Apply(const ItemKey& key, const Version& version) = 0;
   // Apply() without holding the calling thread: `done` gets the outcome
   // exactly once, on another thread, and must be quick. False when the
@@ -113,8 +98,8 @@ class ReplicaEndpoint {
   virtual Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) = 0;
   // False while the peer is known to be down: the coordinator does not count it.
   virtual bool LikelyAlive() const = 0;
-  // Reads this node sent the replica (StartRead) whose replies have not been
-  // taken yet: how far behind on this node's reads it is.
+  // Reads this node gave the replica (ReadAsync) whose replies have not
+  // come yet: how far behind on this node's reads it is.
   virtual size_t ReadsInFlight() const { return 0; }
 };
 
@@ -131,14 +116,8 @@ class Executor {
   virtual ~Executor() = default;
   // False when the executor is overloaded or stopping: the task will not run.
   virtual bool Submit(std::function<void()> task) = 0;
-  // Why a Submit() or WhenReadable() was refused, for the caller's error.
+  // Why a Submit() was refused, for the caller's error.
   virtual std::string RefusalReason() const { return "node overloaded: fan-out queue full"; }
-  // Calls on_ready(true) once `fd` is readable, or on_ready(false) when it
-  // has not become so within `wait`, on another thread; on_ready must be
-  // quick. False (on_ready never called) when overloaded or stopping. This
-  // default blocks an executor task in poll(); a node's executor watches
-  // every such fd from one thread instead.
-  virtual bool WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready);
 };
 
 enum class ReadFanout { kAll, kQuorum };
@@ -237,6 +216,15 @@ class Coordinator {
   // True when this node is a replica of pk's partition in the current view.
   bool IsOwner(const std::string& pk) const;
 
+  // The requests below block the calling thread until the outcome; their
+  // *Async forms do not: `done` gets the outcome once, on whichever thread
+  // completes the request (the calling one when it fails before anything is
+  // sent or the local replica answers last, a store's writer or a fan-out
+  // thread when a replica's answer completes it, or the coordinator's timer
+  // thread at the deadline). `done` must be quick; it may send a reply.
+  using WriteDone = std::function<void(WriteOutcome)>;
+  using ReadDone = std::function<void(ReadOutcome)>;
+
   // w == 0 means the default. context: bytes from a previous read or write.
   WriteOutcome Put(const std::string& pk, const std::string& sk, std::string value, const std::string& context,
                    int32_t w);
@@ -248,6 +236,13 @@ class Coordinator {
   WriteOutcome Overwrite(const std::string& pk, const std::string& sk, std::string value, int32_t w);
   ReadOutcome Get(const std::string& pk, const std::string& sk, int32_t r);
   QueryOutcome Query(const QueryRequest& request);
+
+  void PutAsync(const std::string& pk, const std::string& sk, std::string value, const std::string& context,
+                int32_t w, WriteDone done);
+  void OverwriteAsync(const std::string& pk, const std::string& sk, std::string value, int32_t w, WriteDone done);
+  void RemoveAsync(const std::string& pk, const std::string& sk, const std::string& context, int32_t w,
+                   WriteDone done);
+  void GetAsync(const std::string& pk, const std::string& sk, int32_t r, ReadDone done);
 
   // Validation shared with the network layer: InvalidArgument naming the field.
   static Status ValidateKey(const std::string& pk, const std::string& sk);
@@ -261,19 +256,47 @@ class Coordinator {
 
  private:
   struct Counters;
+  struct WriteRequest;
   struct WriteRun;
-  WriteOutcome Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
-                     const std::string& context, int32_t w, bool replace_local = false);
+  struct ReadRequest;
+  struct ReadRun;
+  // A get's outcome, decided under its run's lock, given out after.
+  struct ReadDecision {
+    std::shared_ptr<ReadRequest> request;
+    ReadOutcome out;
+    bool retry = false;  // planned under a stale epoch: read again from the newer one
+  };
+  // `done` wrapped so that the outcome is timed into `histogram` and counted.
+  template <typename Outcome>
+  std::function<void(Outcome)> Counted(SharedHistogram* histogram, std::function<void(Outcome)> done);
+  void Write(const std::string& pk, const std::string& sk, bool tombstone, std::string value,
+             const std::string& context, int32_t w, bool replace_local, WriteDone done);
   // Put and Overwrite: the value's size check, then Write().
-  WriteOutcome PutValue(const std::string& pk, const std::string& sk, std::string value, const std::string& context,
-                        int32_t w, bool replace_local);
-  // One round of a prepared write under the run's view: plan, send, wait.
-  void RunWrite(const std::shared_ptr<WriteRun>& run, Clock::TimePoint deadline, Clock::TimePoint handoff_at);
-  // Runs plan actions on the executor; outcomes feed back into the plan.
-  // local_here: a local apply among the actions runs on the calling thread,
-  // after the others were handed to the executor.
-  void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions,
-               bool local_here = false);
+  void PutValue(const std::string& pk, const std::string& sk, std::string value, const std::string& context,
+                int32_t w, bool replace_local, WriteDone done);
+  // One attempt of a prepared write under the request's placement: plan,
+  // send, and the timers of its handoff and deadline.
+  void StartWrite(const std::shared_ptr<WriteRequest>& request);
+  // Starts plan actions: peers' applies coalesced or on the executor, this
+  // node's own apply last, in the background.
+  void Execute(const std::shared_ptr<WriteRun>& run, const std::vector<WritePlan::Action>& actions);
+  // An action ended: the plan decides what follows, and whether the run is done.
+  void Completed(const std::shared_ptr<WriteRun>& run, const WritePlan::Action& action, const Status& s);
+  void Handoff(const std::shared_ptr<WriteRun>& run);
+  void WriteDeadline(const std::shared_ptr<WriteRun>& run);
+  // Once per run: the outcome to the caller, or another attempt.
+  void FinishWrite(const std::shared_ptr<WriteRun>& run);
+  void StartRead(const std::shared_ptr<ReadRequest>& request, std::shared_ptr<const ClusterView> view);
+  // Asks targets [begin, end) of the run, the remote ones first.
+  void Ask(const std::shared_ptr<ReadRun>& run, size_t begin, size_t end);
+  void Answered(const std::shared_ptr<ReadRun>& run, size_t target, const Status& s, SiblingSet* reply);
+  // Decides the run once it can: quorum, the others to ask, or failure.
+  void Settle(const std::shared_ptr<ReadRun>& run);
+  void Speculate(const std::shared_ptr<ReadRun>& run);
+  void ReadDeadline(const std::shared_ptr<ReadRun>& run);
+  ReadDecision DecideLocked(ReadRun& run);
+  void FinishRead(ReadDecision decision);
+  void RepairRead(const std::shared_ptr<ReadRun>& run);
   void Count(const Status& s);
   // Sends each replica the merged versions its reply lacked, on the executor.
   void RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoint*>& targets,
@@ -297,8 +320,6 @@ class Coordinator {
   // Runs off the client's path.
   void RepairRound(const RoundRepair& round);
   // *stale is set when a replica refused the request as planned under a stale epoch.
-  ReadOutcome GetInternal(const std::string& pk, const std::string& sk, int32_t r,
-                          const std::shared_ptr<const ClusterView>& view, bool* stale);
   QueryOutcome QueryInternal(const QueryRequest& request, const std::shared_ptr<const ClusterView>& view,
                              bool* stale);
   // True when a stale refusal may be retried: a newer view is installed.
@@ -311,8 +332,50 @@ class Coordinator {
   Executor* executor_;
   const Clock* clock_;
   const WallClock* wall_;
+  // Runs of requests (objects that completions of replica calls point back
+  // into), so that destruction waits for them.
+  class LiveRuns {
+   public:
+    class Counted {
+     public:
+      explicit Counted(LiveRuns* live) : live_(live) {
+        absl::MutexLock lock(&live_->mu_);
+        ++live_->count_;
+      }
+      ~Counted() {
+        absl::MutexLock lock(&live_->mu_);
+        --live_->count_;
+      }
+      Counted(const Counted&) = delete;
+      Counted& operator=(const Counted&) = delete;
+
+     private:
+      LiveRuns* live_;
+    };
+    // True once no run lives; false after `wait` on `clock`.
+    bool AwaitNone(const Clock* clock, std::chrono::milliseconds wait) {
+      const auto until = clock->Now() + wait;
+      absl::MutexLock lock(&mu_);
+      while (count_ > 0) {
+        if (clock->Now() >= until) return false;
+        // Woken by the clock only: the last run's end is rare (shutdown).
+        clock->WaitUntil(cv_, mu_, std::min(until, clock->Now() + std::chrono::milliseconds(10)));
+      }
+      return true;
+    }
+
+   private:
+    absl::Mutex mu_;
+    absl::CondVar cv_;
+    int64_t count_ = 0;
+  };
+
   std::unique_ptr<Counters> counters_;
   DataPathFence* fence_ = nullptr;
+  LiveRuns live_runs_;
+  // Deadlines and handoff and speculation delays of requests in flight;
+  // destroyed first, so that no timer fires into a half-destroyed coordinator.
+  std::unique_ptr<TimerQueue> timers_;
 };
 
 }  // namespace monju

@@ -2,8 +2,6 @@
 // succeed, too many fail, or the deadline passes. Internal to the coordinator.
 #pragma once
 
-#include <poll.h>
-
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -105,23 +103,6 @@ class QuorumCall {
     };
   }
 
-  // A call already sent from this thread: Wait() and WaitForQuorum() poll
-  // for its reply and take it here, with no thread hand-off. One still
-  // unanswered once Wait() has decided is finished on the executor (for
-  // OnSettled). Do not mix with Launch() in one QuorumCall: while calls are
-  // awaited, the waits poll only their sockets.
-  void Await(size_t slot, std::unique_ptr<PendingCall<Reply>> pending) {
-    awaited_.push_back({slot, std::move(pending)});
-  }
-
-  // Waits until enough calls succeeded (true), or until `until` passed or
-  // too many failed (false). Unlike Wait(), more calls may be started after.
-  bool WaitForQuorum(Clock::TimePoint until) {
-    absl::MutexLock lock(&state_->mu);
-    WaitLocked(until);
-    return state_->succeeded >= needed_;
-  }
-
   // Waits for the outcome. Calls still running finish in the background and
   // their results are dropped.
   Outcome Wait(Clock::TimePoint deadline) {
@@ -141,7 +122,6 @@ class QuorumCall {
     state_->closed = true;
     Settle settle = TakeSettle(*state_);
     lock.Release();
-    FinishAwaitedElsewhere(deadline);
     // A no-op unless every call has ended; then the settled callback runs
     // here (it only decides, and hands repair sends to the executor).
     settle();
@@ -159,11 +139,6 @@ class QuorumCall {
     SettledFn on_settled;
   };
 
-  struct Awaited {
-    size_t slot;
-    std::unique_ptr<PendingCall<Reply>> pending;
-  };
-
   // Call with state_->mu held.
   bool Decided() const {
     return state_->succeeded >= needed_ || state_->succeeded + state_->pending < needed_;
@@ -171,80 +146,7 @@ class QuorumCall {
 
   // Call with state_->mu held; it is held again on return.
   void WaitLocked(Clock::TimePoint until) {
-    while (!Decided() && clock_->Now() < until) {
-      if (awaited_.empty()) {
-        clock_->WaitUntil(state_->cv, state_->mu, until);
-        continue;
-      }
-      MutexReleased unlocked(state_->mu);
-      PollAwaited(until);
-    }
-  }
-
-  // Waits up to `until` for some awaited reply and takes every one that is in.
-  void PollAwaited(Clock::TimePoint until) {
-    std::vector<pollfd> fds(awaited_.size());
-    bool ready_now = false;
-    for (size_t i = 0; i < awaited_.size(); ++i) {
-      fds[i] = {awaited_[i].pending->fd(), POLLIN, 0};
-      ready_now = ready_now || fds[i].fd < 0;
-    }
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock_->Now()).count();
-    const int timeout_ms = ready_now ? 0 : static_cast<int>(std::clamp<int64_t>(left, 0, 60'000));
-    if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && !ready_now) return;  // EINTR: the caller loops
-    std::vector<Awaited> still;
-    for (size_t i = 0; i < awaited_.size(); ++i) {
-      if (fds[i].fd >= 0 && fds[i].revents == 0) {
-        still.push_back(std::move(awaited_[i]));
-        continue;
-      }
-      Finish(state_, awaited_[i]);
-    }
-    awaited_.swap(still);
-  }
-
-  // Replies still out when Wait() returns: taken once they arrive (until
-  // `deadline`, at least a second from now) by the executor, so that read
-  // repair sees them and the connections go back to their pools.
-  void FinishAwaitedElsewhere(Clock::TimePoint deadline) {
-    if (awaited_.empty()) return;
-    std::vector<Awaited> left = std::move(awaited_);
-    awaited_.clear();
-    const auto wait = std::max<std::chrono::milliseconds>(
-        std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_->Now()), std::chrono::seconds(1));
-    for (Awaited& a : left) {
-      const int fd = a.pending->fd();
-      if (fd < 0) {  // failed before it was sent: nothing to wait for
-        Finish(state_, a);
-        continue;
-      }
-      auto call = std::make_shared<Awaited>(std::move(a));
-      auto state = state_;
-      if (executor_->WhenReadable(fd, wait, [state, call](bool ready) {
-            if (ready) {
-              Finish(state, *call);
-              return;
-            }
-            call->pending.reset();  // closes its connection: its state is unknown
-            Record(state, call->slot, Status::TimedOut("no reply before the deadline"), std::nullopt);
-          }))
-        continue;
-      // Overloaded or stopping: give up on it (its connection closes).
-      call->pending.reset();
-      Record(state_, call->slot, Status::Unavailable(executor_->RefusalReason()), std::nullopt);
-    }
-  }
-
-  static void Finish(const std::shared_ptr<State>& state, Awaited& a) {
-    Reply reply{};
-    Status s;
-    try {
-      s = a.pending->Finish(&reply);
-    } catch (const std::exception& e) {
-      s = Status::IOError(std::string("replica call failed: ") + e.what());
-    }
-    a.pending.reset();
-    Record(state, a.slot, s, s.ok() ? std::optional<Reply>(std::move(reply)) : std::nullopt);
+    while (!Decided() && clock_->Now() < until) clock_->WaitUntil(state_->cv, state_->mu, until);
   }
 
   // One call ended with `s` (and its reply when OK).
@@ -312,7 +214,6 @@ class QuorumCall {
   Executor* executor_;
   const Clock* clock_;
   std::shared_ptr<State> state_;
-  std::vector<Awaited> awaited_;  // only the waiting thread touches these
 };
 
 }  // namespace monju

@@ -107,6 +107,33 @@ std::vector<Status> Replica::ApplyBatch(const std::vector<std::pair<ItemKey, Ver
   return results;
 }
 
+void Replica::ApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done) {
+  std::vector<std::pair<ItemKey, Version>> items;
+  items.emplace_back(key, version);
+  ApplyBatchAsync(std::move(items), [done = std::move(done)](std::vector<Status> results) { done(results.front()); });
+}
+
+void Replica::ApplyBatchAsync(std::vector<std::pair<ItemKey, Version>> items,
+                              std::function<void(std::vector<Status>)> done) {
+  // The versions and their decode errors live until the batch is done.
+  struct Batch {
+    std::vector<std::pair<ItemKey, Version>> items;
+    std::vector<Status> decode_errors;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->items = std::move(items);
+  batch->decode_errors.resize(batch->items.size());
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+  ops.reserve(batch->items.size());
+  for (size_t i = 0; i < batch->items.size(); ++i)
+    ops.emplace_back(batch->items[i].first, MergeInto(batch->items[i].second, &batch->decode_errors[i]));
+  store_->ApplyBatchAsync(std::move(ops), [batch, done = std::move(done)](std::vector<Status> results) {
+    for (size_t i = 0; i < results.size(); ++i)
+      if (results[i].ok()) results[i] = batch->decode_errors[i];
+    done(std::move(results));
+  });
+}
+
 Status Replica::RaiseReapFloor(uint64_t counter) {
   if (counter <= reap_floor_.load()) return Status::OK();
   std::lock_guard<std::mutex> lock(reap_floor_mu_);

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -61,6 +62,13 @@ class Replica {
   // lot). Returns once all are durable: one status per item, in order, each
   // meaning what Apply()'s would.
   std::vector<Status> ApplyBatch(const std::vector<std::pair<ItemKey, Version>>& items);
+  // Apply() and ApplyBatch() without waiting: `done` gets what they would
+  // return, once, on the store's writer thread when the items are durable
+  // (or failed), or on this thread if the store is closing. It must be
+  // quick and must not call into the store (DataStore::BatchDone).
+  void ApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done);
+  void ApplyBatchAsync(std::vector<std::pair<ItemKey, Version>> items,
+                       std::function<void(std::vector<Status>)> done);
   // Erases the item only if its stored record is still byte-identical to
   // `expected_record` (as ReadEncoded()/ScanAll() gave it), so that a version
   // that arrived since the caller decided to erase survives. True when it was

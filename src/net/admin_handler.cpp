@@ -117,6 +117,10 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   DataStore::Stats s = src_.replica->store().stats();
   put("storage.commits", s.commits);
   put("storage.applied", s.applied);
+  put("storage.flushes", s.flushes);
+  put("storage.flush_failures", s.flush_failures);
+  put("storage.memtable_bytes", s.memtable_bytes);
+  put("storage.log_bytes", s.log_bytes);
   put_histogram("storage.commit_us", s.commit_us);
   put_histogram("storage.batch_ops", s.batch_ops);
   put_histogram("storage.apply_wait_us", s.apply_wait_us);

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "deferred_call.h"
 #include "service_demux.h"
 #include "thrift_limits.h"
 
@@ -64,7 +65,7 @@ std::string Describe(const sockaddr_storage& addr) {
 
 }  // namespace
 
-struct CallServer::Connection {
+struct CallServer::Connection : std::enable_shared_from_this<CallServer::Connection> {
   int fd = -1;
   std::string peer;
   std::vector<uint8_t> in;  // received bytes: in[0, in_used)
@@ -80,6 +81,36 @@ struct CallServer::Connection {
   std::atomic<int64_t> stalled_since{0};
   // How long it may wait so, in ms; 0: Options::stall_timeout.
   std::atomic<int64_t> stall_limit_ms{0};
+  // A deferred call (deferred_call.h) hands the connection between threads.
+  // Under mu: `deferred` while its reply is awaited; `busy` while a thread
+  // works on the connection outside epoll (a server thread's turn, or the
+  // thread that sends the reply to a parked connection); `closed` once its
+  // descriptor is closed (a late reply is dropped).
+  std::mutex mu;
+  bool deferred = false;
+  bool busy = false;
+  bool closed = false;
+  bool unanswered = false;  // a deferred call's reply was dropped unsent while busy: close it
+};
+
+// The reply to one deferred call.
+class CallServer::Reply final : public DeferredReply {
+ public:
+  Reply(CallServer* server, std::shared_ptr<Connection> c) : server_(server), c_(std::move(c)) {}
+  ~Reply() override {
+    // Never answered: the caller would wait for ever, so it goes.
+    if (!sent_) server_->Answer(c_, std::string());
+  }
+  void Send(std::string message) override {
+    if (sent_) return;
+    sent_ = true;
+    server_->Answer(c_, std::move(message));
+  }
+
+ private:
+  CallServer* server_;
+  std::shared_ptr<Connection> c_;
+  bool sent_ = false;
 };
 
 namespace {
@@ -139,7 +170,10 @@ class CallServer::Worker {
 };
 
 CallServer::CallServer(const Options& options, std::shared_ptr<apache::thrift::TProcessor> processor)
-    : options_(options), processor_(std::move(processor)), demux_(dynamic_cast<ServiceDemux*>(processor_.get())) {}
+    : options_(options),
+      processor_(std::move(processor)),
+      demux_(dynamic_cast<ServiceDemux*>(processor_.get())),
+      deferred_(options.deferred.get()) {}
 
 StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
                                                         std::shared_ptr<apache::thrift::TProcessor> processor) {
@@ -234,10 +268,18 @@ void CallServer::Stop() {
   threads_.clear();
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [fd, c] : connections_) close(fd);
-  connections_.clear();
-  reserved_open_ = 0;
+  std::unordered_map<int, std::shared_ptr<Connection>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(connections_);
+    reserved_open_ = 0;
+  }
+  for (auto& [fd, c] : left) {
+    // A reply being sent to it finishes first; later ones find it closed.
+    std::lock_guard<std::mutex> lock(c->mu);
+    c->closed = true;
+    close(fd);
+  }
 }
 
 CallServer::Stats CallServer::stats() const {
@@ -299,9 +341,9 @@ void CallServer::Accept() {
       if (errno == ENOBUFS || errno == ENOMEM) LogRefusal("cannot accept: " + std::string(std::strerror(errno)));
       break;  // EAGAIN: nothing more waiting
     }
-    std::unique_ptr<Connection> c;
+    std::shared_ptr<Connection> c;
     try {
-      c = std::make_unique<Connection>();
+      c = std::make_shared<Connection>();
     } catch (...) {
       close(fd);
       continue;
@@ -372,6 +414,10 @@ void CallServer::LogRefusal(const std::string& what) {
 }
 
 void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
+  if (deferred_) {
+    std::lock_guard<std::mutex> lock(c->mu);
+    c->busy = true;
+  }
   if (events & EPOLLERR) return Close(c, "socket error");
   const uint64_t calls_before = c->calls;
   if (c->pending_out()) {
@@ -379,7 +425,8 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
     if (!Flush(c)) return Close(c, "send failed");
     if (c->pending_out()) {
       NoteStall(c, c->out.size() - c->out_pos < unsent);
-      return Arm(c, EPOLLOUT);
+      if (!Arm(c, EPOLLOUT)) Close(c, "cannot watch it");
+      return;
     }
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
@@ -387,19 +434,35 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
     if (!ReadSome(c, &closed)) return Close(c, "bad frame");
     if (closed) {
       // Calls that arrived whole before the close still run: a client may
-      // send a oneway call and hang up.
+      // send a oneway call and hang up. (A deferred one's reply is dropped.)
       RunFrames(worker, c);
       return Close(c, "closed by peer");
     }
   }
   if (!RunFrames(worker, c)) return Close(c, "bad frame");
+  if (deferred_) {
+    std::unique_lock<std::mutex> lock(c->mu);
+    if (c->unanswered) {
+      // Its reply was dropped unsent while this thread was still on it.
+      lock.unlock();
+      return Close(c, "a call was left unanswered");
+    }
+    if (c->deferred) {
+      // Parked, out of epoll: the thread that sends the reply takes it over.
+      c->busy = false;
+      return;
+    }
+  }
   // Progress: a call of this connection ran. Bytes trickling in are not.
-  const bool progressed = c->calls != calls_before;
+  if (const char* why = FinishTurn(c, c->calls != calls_before)) Close(c, why);
+}
+
+const char* CallServer::FinishTurn(Connection* c, bool progressed) {
   if (c->pending_out()) {
-    if (!Flush(c)) return Close(c, "send failed");
+    if (!Flush(c)) return "send failed";
     if (c->pending_out()) {
       NoteStall(c, progressed);
-      return Arm(c, EPOLLOUT);
+      return Arm(c, EPOLLOUT) ? nullptr : "cannot watch it";
     }
   }
   NoteStall(c, progressed);
@@ -407,7 +470,38 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
   // Whole frames left after kCallsPerTurn are in our buffer, not the
   // socket's, so EPOLLIN would not fire for them: EPOLLOUT does, at once,
   // after the connections already waiting.
-  Arm(c, WholeFrameBuffered(c) ? EPOLLIN | EPOLLOUT | EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
+  return Arm(c, WholeFrameBuffered(c) ? EPOLLIN | EPOLLOUT | EPOLLRDHUP : EPOLLIN | EPOLLRDHUP) ? nullptr
+                                                                                                : "cannot watch it";
+}
+
+void CallServer::Answer(const std::shared_ptr<Connection>& c, std::string message) {
+  std::unique_lock<std::mutex> lock(c->mu);
+  if (c->closed || !c->deferred) return;
+  c->deferred = false;
+  if (message.empty()) {
+    // No answer will come: the connection goes (c keeps it alive past the
+    // lock), now or when the thread at work on it sees this.
+    if (c->busy) {
+      c->unanswered = true;
+    } else {
+      CloseLocked(c.get(), "a call was left unanswered");
+    }
+    return;
+  }
+  const uint32_t body = static_cast<uint32_t>(message.size());
+  const uint8_t header[kFrameHeader] = {uint8_t(body >> 24), uint8_t(body >> 16), uint8_t(body >> 8), uint8_t(body)};
+  if (c->out_pos == c->out.size()) {
+    c->out.clear();
+    c->out_pos = 0;
+  }
+  c->out.insert(c->out.end(), header, header + kFrameHeader);
+  c->out.insert(c->out.end(), message.begin(), message.end());
+  // The thread that took the call is still on the connection: it sends.
+  if (c->busy) return;
+  // Parked: this thread finishes its turn. The lock stays held, so that
+  // Stop() cannot close the descriptor under the send.
+  c->busy = true;
+  if (const char* why = FinishTurn(c.get(), true)) CloseLocked(c.get(), why);
 }
 
 // Reads what has arrived, until a whole frame is buffered or the socket has
@@ -490,6 +584,27 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
     }
     calls_.fetch_add(1, std::memory_order_relaxed);
     ++c->calls;
+    if (deferred_ && !c->reserved && deferred_->Handles(CallName(frame, length))) {
+      {
+        std::lock_guard<std::mutex> lock(c->mu);
+        c->deferred = true;
+      }
+      try {
+        deferred_->Start(frame, length, std::make_shared<Reply>(this, c->shared_from_this()));
+      } catch (const std::exception& e) {
+        CountBadFrame(c, std::string("a deferred call failed: ") + e.what());
+        ok = false;
+        break;
+      }
+      std::lock_guard<std::mutex> lock(c->mu);
+      if (c->unanswered) {
+        CountBadFrame(c, "a deferred call was left unanswered");
+        ok = false;
+        break;
+      }
+      if (c->deferred) break;  // answered later; no other call of this connection runs before
+      continue;                // answered at once: its reply is in c->out
+    }
     bool processed = false;
     try {
       uint8_t* call = frame;
@@ -539,18 +654,33 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
 }
 
 bool CallServer::ReservedMethod(const uint8_t* frame, uint32_t size) const {
+  const std::string_view name = CallName(frame, size);
+  if (name.empty()) return false;
+  for (const std::string& prefix : options_.reserved_prefixes)
+    if (name.starts_with(prefix)) return true;
+  return false;
+}
+
+std::string_view CallName(const uint8_t* frame, uint32_t size) {
   // TBinaryProtocol's message header: strict (version and type, then the
   // name's length) or old-style (the name's length first).
-  if (size < 8) return false;
+  if (size < 8) return {};
   const uint32_t first = ReadBigEndian32(frame);
   const bool strict = (first & 0x80000000u) != 0;
   const size_t name_at = strict ? 8 : 4;
   const uint32_t length = strict ? ReadBigEndian32(frame + 4) : first;
-  if (length > size - name_at) return false;
-  const std::string_view name(reinterpret_cast<const char*>(frame + name_at), length);
-  for (const std::string& prefix : options_.reserved_prefixes)
-    if (name.starts_with(prefix)) return true;
-  return false;
+  if (length > size - name_at) return {};
+  return std::string_view(reinterpret_cast<const char*>(frame + name_at), length);
+}
+
+std::string ExceptionMessage(const std::string& name, int32_t seqid, const std::string& what) {
+  auto buffer = std::make_shared<TMemoryBuffer>(256);
+  apache::thrift::protocol::TBinaryProtocol out(buffer);
+  apache::thrift::TApplicationException x(what);
+  out.writeMessageBegin(name, apache::thrift::protocol::T_EXCEPTION, seqid);
+  x.write(&out);
+  out.writeMessageEnd();
+  return buffer->getBufferAsString();
 }
 
 bool CallServer::Flush(Connection* c) {
@@ -570,22 +700,36 @@ bool CallServer::Flush(Connection* c) {
   return true;
 }
 
-void CallServer::Arm(Connection* c, uint32_t events) {
-  if (stopping_.load(std::memory_order_acquire)) return;  // Stop() closes it
+bool CallServer::Arm(Connection* c, uint32_t events) {
+  if (stopping_.load(std::memory_order_acquire)) return true;  // Stop() closes it
   epoll_event ev{};
   ev.events = events | EPOLLONESHOT;
   ev.data.ptr = c;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev) != 0) Close(c, "cannot watch it");
+  return epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev) == 0;
 }
 
 void CallServer::Close(Connection* c, const char* why) {
+  std::shared_ptr<Connection> held;  // declared first: *c outlives the lock on c->mu
+  std::unique_lock<std::mutex> lock(c->mu, std::defer_lock);
+  if (deferred_) lock.lock();
+  held = CloseLocked(c, why);
+}
+
+std::shared_ptr<CallServer::Connection> CallServer::CloseLocked(Connection* c, const char* why) {
   spdlog::debug("{}: closing {}: {}", options_.name, c->peer, why);
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
   const int fd = c->fd;
+  c->closed = true;
   std::lock_guard<std::mutex> lock(mu_);
   close(fd);
   if (c->reserved) --reserved_open_;
-  connections_.erase(fd);  // destroys *c
+  std::shared_ptr<Connection> held;
+  auto it = connections_.find(fd);
+  if (it != connections_.end()) {
+    held = std::move(it->second);
+    connections_.erase(it);
+  }
+  return held;
 }
 
 void CallServer::NoteStall(Connection* c, bool progressed) {

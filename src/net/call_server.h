@@ -34,6 +34,11 @@
 // call running on it stops that clock. Any client may still hold the reserve
 // by making operator calls (there is no authentication yet).
 //
+// Deferred calls (deferred_call.h): calls whose method Options::deferred
+// handles are taken off the server thread, which goes back to its other
+// connections; the reply is sent later from the thread that completes the
+// call. The connection reads no other call until then.
+//
 // Thread-safety: Start() and Stop() from one thread; stats() from any.
 #pragma once
 
@@ -55,6 +60,7 @@
 namespace monju {
 
 class ServiceDemux;
+class DeferredCalls;
 
 class CallServer {
  public:
@@ -74,6 +80,9 @@ class CallServer {
     uint32_t reserved_connections = 0;
     std::vector<std::string> reserved_prefixes = {};
     std::chrono::milliseconds reserved_first_call{1000};
+    // Takes the calls it handles, to answer them later (not on reserved
+    // connections). Must outlive the server.
+    std::shared_ptr<DeferredCalls> deferred;
   };
 
   struct Stats {
@@ -115,6 +124,7 @@ class CallServer {
  private:
   struct Connection;
   class Worker;
+  class Reply;
 
   CallServer(const Options& options, std::shared_ptr<apache::thrift::TProcessor> processor);
   Status Listen();
@@ -134,8 +144,17 @@ class CallServer {
   bool RunFrames(Worker& worker, Connection* c);
   // Sends the connection's pending reply bytes; false on a socket error.
   bool Flush(Connection* c);
-  void Arm(Connection* c, uint32_t events);
+  // False when epoll would not take it (the caller closes it).
+  bool Arm(Connection* c, uint32_t events);
   void Close(Connection* c, const char* why);
+  // Close() for a caller that holds c->mu; returns the server's reference,
+  // to drop once that lock is gone.
+  std::shared_ptr<Connection> CloseLocked(Connection* c, const char* why);
+  // A deferred call's reply, from any thread (Reply::Send).
+  void Answer(const std::shared_ptr<Connection>& c, std::string message);
+  // Sends what the connection holds and arms it for its next call; by the
+  // thread that owns the connection. Why it must close instead, or null.
+  const char* FinishTurn(Connection* c, bool progressed);
   void CountBadFrame(const Connection* c, const std::string& why);
   // Marks whether the connection, about to be re-armed, waits mid-frame or
   // mid-reply; `progressed`: a call completed or reply bytes left this turn.
@@ -151,6 +170,7 @@ class CallServer {
   const Options options_;
   const std::shared_ptr<apache::thrift::TProcessor> processor_;
   ServiceDemux* const demux_;  // processor_, when it is one: calls are routed from their frames
+  DeferredCalls* const deferred_;  // options_.deferred
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd, readable once Stop() begins
@@ -163,7 +183,7 @@ class CallServer {
   std::condition_variable stop_cv_;
 
   mutable std::mutex mu_;  // guards connections_ and reserved_open_
-  std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  std::unordered_map<int, std::shared_ptr<Connection>> connections_;
   size_t reserved_open_ = 0;  // of connections_
 
   std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0}, stalled_{0}, refusals_logged_{0};

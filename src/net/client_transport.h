@@ -8,9 +8,8 @@
 // write, which passes straight to the socket.
 //
 // A connection carries one call at a time, so once a reply has been read the
-// buffer is empty, and a readable socket still means a reply is waiting
-// (ReadinessPoller relies on that); the pool checks it (ClientReadBuffer::
-// HasBuffered) before it reuses a connection.
+// buffer is empty; bytes left in it mean the framing is lost, and the pool
+// checks that (ClientReadBuffer::HasBuffered) before it reuses a connection.
 #pragma once
 
 #include <thrift/TConfiguration.h>

@@ -9,7 +9,7 @@
 
 namespace monju {
 
-FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued) : max_queued_(max_queued), poller_(max_queued) {
+FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued) : max_queued_(max_queued) {
   if (threads == 0) threads = 1;
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; ++i) {
@@ -28,17 +28,10 @@ void FanoutExecutor::Stop() {
   }
   for (auto& t : threads_)
     if (t.joinable()) t.join();
-  // After the threads: callbacks that now end with false may try to submit
-  // (read repair), which a stopping executor refuses.
-  poller_.Stop();
 }
 
 std::string FanoutExecutor::RefusalReason() const {
   return stopping_ ? "node stopping" : Executor::RefusalReason();
-}
-
-bool FanoutExecutor::WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) {
-  return poller_.Watch(fd, wait, std::move(on_ready));
 }
 
 bool FanoutExecutor::Submit(std::function<void()> task) {

@@ -1,8 +1,7 @@
 // FanoutExecutor: a fixed pool of threads running the coordinator's fan-out
 // calls (coalesced peer sends, single calls, read repair). The queue is
 // bounded: a full queue refuses the task (Submit returns false), it never
-// grows without limit. Replies nobody waits for any more are watched by one
-// ReadinessPoller thread (WhenReadable), not by a blocked task each.
+// grows without limit.
 //
 // The queue is guarded by an absl::Mutex rather than std::mutex with a
 // condition variable (as Thrift's ThreadManager, used before, is): after a
@@ -24,7 +23,6 @@
 #include <vector>
 
 #include "coordinator.h"
-#include "readiness_poller.h"
 
 namespace monju {
 
@@ -41,7 +39,6 @@ class FanoutExecutor final : public Executor {
   // False when max_queued tasks are outstanding or Stop() has begun; the task
   // then never runs. A task that throws is logged; the thread goes on.
   bool Submit(std::function<void()> task) override;
-  bool WhenReadable(int fd, std::chrono::milliseconds wait, std::function<void(bool ready)> on_ready) override;
   // "node stopping" once Stop() has begun, so that a refused call during
   // shutdown does not read as overload.
   std::string RefusalReason() const override;
@@ -59,7 +56,6 @@ class FanoutExecutor final : public Executor {
   size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // queued or running
   bool closing_ ABSL_GUARDED_BY(mu_) = false;    // threads leave once the queue is empty
   std::vector<std::thread> threads_;
-  ReadinessPoller poller_;
 };
 
 }  // namespace monju

@@ -10,42 +10,50 @@ namespace {
 
 // Throws the API exception matching a failed outcome.
 [[noreturn]] void ThrowFor(const Status& s, const QuorumCount& q) {
-  switch (s.code()) {
-    case Status::Code::kInvalidArgument: {
-      api::InvalidRequest e;
-      e.why = s.message();
-      throw e;
-    }
-    case Status::Code::kUnavailable: {
-      api::Unavailable e;
-      e.why = s.message();
-      e.needed = q.needed;
-      e.alive = q.got;
-      throw e;
-    }
-    case Status::Code::kTimedOut: {
-      api::TimedOut e;
-      e.why = s.message();
-      throw e;
-    }
-    default: {
-      api::QuorumFailed e;
-      e.why = s.Is(Status::Code::kQuorumFailed) ? s.message() : s.ToString();
-      e.needed = q.needed;
-      e.acked = q.got;
-      throw e;
-    }
+  ApiError e = ApiErrorFor(s, q);
+  switch (e.kind) {
+    case ApiError::kInvalid: throw e.invalid;
+    case ApiError::kUnavailable: throw e.unavailable;
+    case ApiError::kTimedOut: throw e.timeout;
+    case ApiError::kQuorumFailed: throw e.quorum;
   }
+  throw e.quorum;
 }
 
-void Fill(api::WriteResult& result, WriteOutcome&& out) {
+}  // namespace
+
+ApiError ApiErrorFor(const Status& s, const QuorumCount& q) {
+  ApiError e;
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument:
+      e.kind = ApiError::kInvalid;
+      e.invalid.why = s.message();
+      break;
+    case Status::Code::kUnavailable:
+      e.kind = ApiError::kUnavailable;
+      e.unavailable.why = s.message();
+      e.unavailable.needed = q.needed;
+      e.unavailable.alive = q.got;
+      break;
+    case Status::Code::kTimedOut:
+      e.kind = ApiError::kTimedOut;
+      e.timeout.why = s.message();
+      break;
+    default:
+      e.kind = ApiError::kQuorumFailed;
+      e.quorum.why = s.Is(Status::Code::kQuorumFailed) ? s.message() : s.ToString();
+      e.quorum.needed = q.needed;
+      e.quorum.acked = q.got;
+  }
+  return e;
+}
+
+void FillWriteResult(api::WriteResult& result, WriteOutcome&& out) {
   result.context = std::move(out.context);
   result.acked_by = std::move(out.acked_by);
   result.used_fallback = out.used_fallback;
   result.hinted_for = std::move(out.hinted_for);
 }
-
-}  // namespace
 
 KvHandler::KvHandler(Coordinator* coordinator, const Membership* membership, std::string self_id,
                      ConnectionOptions forward_options, std::function<bool(const std::string&)> likely_alive)
@@ -130,7 +138,7 @@ void KvHandler::Write(api::WriteResult& _return, const std::string& pk, const st
   }
   WriteOutcome out = local();
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
-  Fill(_return, std::move(out));
+  FillWriteResult(_return, std::move(out));
 }
 
 void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,

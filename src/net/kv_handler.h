@@ -14,6 +14,18 @@
 
 namespace monju {
 
+// The API exception a failed outcome is reported as.
+struct ApiError {
+  enum Kind { kInvalid, kUnavailable, kQuorumFailed, kTimedOut } kind = kQuorumFailed;
+  api::InvalidRequest invalid;
+  api::Unavailable unavailable;
+  api::QuorumFailed quorum;
+  api::TimedOut timeout;
+};
+ApiError ApiErrorFor(const Status& s, const QuorumCount& q);
+// A successful write's result.
+void FillWriteResult(api::WriteResult& result, WriteOutcome&& out);
+
 class KvHandler final : public api::MonjuKVIf {
  public:
   // likely_alive: this node's failure-detector view of a peer id; owners it

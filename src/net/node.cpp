@@ -17,6 +17,7 @@
 #include "executor.h"
 #include "hint_delivery.h"
 #include "hint_intake.h"
+#include "kv_async.h"
 #include "kv_handler.h"
 #include "peer_prober.h"
 #include "peer_services.h"
@@ -226,6 +227,8 @@ class Node::Impl {
     peer.threads = config_.peer_threads;
     peer.max_frame_bytes = max_frame;
     peer.name = "peer";
+    // A coordinator's coalesced writes are answered by the store's writer.
+    peer.deferred = std::make_shared<ReplicaAsyncCalls>(replica_handler);
     auto peer_server = CallServer::Start(peer, peer_mux);
     if (!peer_server.ok()) return Status::IOError("--peers: cannot serve peers on " + config_.listen_host + ":" +
                                                   std::to_string(peer_port) + " (this node's peer port): " +
@@ -268,6 +271,8 @@ class Node::Impl {
     client.reserved_prefixes = {"admin:", "membership:"};
     client.max_frame_bytes = max_frame;
     client.name = "client";
+    // Gets and writes answer from the thread that completes them.
+    client.deferred = std::make_shared<KvAsyncCalls>(coordinator_.get(), kv);
     auto client_server = CallServer::Start(client, mux);
     if (!client_server.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
                                                     std::to_string(config_.listen_port) + ": " +

@@ -76,7 +76,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override;
   // Links with injected faults (testing only) read through Read() instead.
-  bool ReadsAsync() const override { return reads_ && CanStartRead() && !batches_unknown_.load(); }
+  bool ReadsAsync() const override { return reads_ && !LinkFaulty() && !batches_unknown_.load(); }
   bool ReadAsync(std::shared_ptr<const ItemKey> key, std::function<void(Status, SiblingSet*)> done) override;
   // One apply_many (read_many) call carrying the batch; completes each item.
   void ApplyMany(std::vector<PeerWrite>& writes);
@@ -87,14 +87,13 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override;
   // A link with an injected fault (testing only) delays or drops inside
-  // Borrow(), which must not hold up the caller's other sends: it uses Read().
-  bool CanStartRead() const override {
+  // Borrow(), which must not hold up a coalesced call's other items.
+  bool LinkFaulty() const {
     const ConnectionOptions& o = pool_->options();
-    if (!o.faults) return true;
+    if (!o.faults) return false;
     LinkFault fault = o.faults->To(o.peer_id);
-    return !fault.drop && fault.delay.count() == 0;
+    return fault.drop || fault.delay.count() > 0;
   }
-  std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override;
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }
   size_t ReadsInFlight() const override { return reads_in_flight_.load(std::memory_order_relaxed); }
@@ -112,8 +111,6 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   Status AePush(uint32_t partition, const std::vector<KeyedVersionBytes>& versions);
 
  private:
-  class InFlightRead;
-
   template <typename Fn>
   Status Call(const char* what, Fn&& fn);
   // Runs `fn` on `client` and maps what it throws to a Status. A client in
@@ -137,8 +134,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   std::shared_ptr<Pool> pool_;
   std::shared_ptr<PeerDetector> detector_;
   const std::atomic<DataPathFence*>* fence_;
-  // InFlightRead objects with a request out, and reads given to ReadAsync()
-  // not yet completed.
+  // Reads given to ReadAsync() not yet completed.
   std::atomic<size_t> reads_in_flight_{0};
   std::unique_ptr<Coalescer<PeerWrite>> writes_;  // null without an executor
   std::unique_ptr<Coalescer<PeerRead>> reads_;

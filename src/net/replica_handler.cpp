@@ -1,6 +1,9 @@
 #include "replica_handler.h"
 
+#include <absl/synchronization/notification.h>
+
 #include <algorithm>
+#include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
@@ -164,12 +167,22 @@ Status ReplicaHandler::AdmitItem(uint64_t planned, uint32_t partition, EpochGate
 
 void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t cluster_fingerprint,
                                 const std::vector<rpc::KeyedVersion>& items, const rpc::EpochStamp& stamp) {
+  absl::Notification done;
+  ApplyMany(cluster_fingerprint, items, stamp, [&](std::vector<rpc::ApplyOutcome> outcomes) {
+    _return = std::move(outcomes);
+    done.Notify();
+  });
+  done.WaitForNotification();
+}
+
+void ReplicaHandler::ApplyMany(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items,
+                               const rpc::EpochStamp& stamp, std::function<void(std::vector<rpc::ApplyOutcome>)> done) {
   auto view = CheckCaller(cluster_fingerprint, stamp);
   CheckBatchSize(items.size(), "apply_many");
-  _return.assign(items.size(), rpc::ApplyOutcome{});
+  std::vector<rpc::ApplyOutcome> outcomes(items.size());
   // Every admitted item holds its ticket until the whole call is durable.
-  std::vector<EpochGate::Ticket> tickets;
-  tickets.reserve(fence_ ? items.size() : 0);
+  auto tickets = std::make_shared<std::vector<EpochGate::Ticket>>();
+  tickets->reserve(fence_ ? items.size() : 0);
   std::vector<std::pair<ItemKey, Version>> admitted;
   std::vector<size_t> positions;  // of admitted[j] in items
   admitted.reserve(items.size());
@@ -178,27 +191,64 @@ void ReplicaHandler::apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t
   for (size_t i = 0; i < items.size(); ++i) {
     const rpc::KeyedVersion& item = items[i];
     if (item.pk.empty() || item.pk.size() > kMaxPkBytes || item.sk.size() > kMaxSkBytes) {
-      SetOutcome(&_return[i], Status::InvalidArgument("key outside limits"));
+      SetOutcome(&outcomes[i], Status::InvalidArgument("key outside limits"));
       continue;
     }
     auto version = DecodeVersion(item.version);
     if (!version.ok()) {
-      SetOutcome(&_return[i], version.status());
+      SetOutcome(&outcomes[i], version.status());
       continue;
     }
     const uint32_t partition = view->ring().PartitionOf(item.pk);
     int64_t epoch = 0;
-    if (Status s = AdmitItem(planned, partition, fence_ ? &tickets.emplace_back() : nullptr, &epoch); !s.ok()) {
-      SetOutcome(&_return[i], s, epoch);
+    if (Status s = AdmitItem(planned, partition, fence_ ? &tickets->emplace_back() : nullptr, &epoch); !s.ok()) {
+      SetOutcome(&outcomes[i], s, epoch);
       continue;
     }
     admitted.emplace_back(ItemKey{partition, item.pk, item.sk}, std::move(version.value()));
     positions.push_back(i);
   }
-  if (admitted.empty()) return;
-  const std::vector<Status> statuses = replica_->ApplyBatch(admitted);
-  for (size_t j = 0; j < statuses.size(); ++j)
-    if (!statuses[j].ok()) SetOutcome(&_return[positions[j]], statuses[j]);
+  if (admitted.empty()) return done(std::move(outcomes));
+  replica_->ApplyBatchAsync(
+      std::move(admitted), [outcomes = std::move(outcomes), positions = std::move(positions), tickets,
+                            done = std::move(done)](std::vector<Status> statuses) mutable {
+        tickets->clear();  // durable: the hand-overs waiting on these may go on
+        for (size_t j = 0; j < statuses.size(); ++j)
+          if (!statuses[j].ok()) SetOutcome(&outcomes[positions[j]], statuses[j]);
+        done(std::move(outcomes));
+      });
+}
+
+bool ReplicaAsyncCalls::Handles(std::string_view name) const { return name == "replica:apply_many"; }
+
+void ReplicaAsyncCalls::Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {
+  std::string name;
+  int32_t seqid = 0;
+  rpc::MonjuReplica_apply_many_args args;
+  if (!ReadCall(message, size, &name, &seqid, &args)) throw std::runtime_error("an apply_many call that does not decode");
+  // Multiplexed calls are answered under the method's bare name.
+  const std::string method = "apply_many";
+  try {
+    handler_->ApplyMany(args.cluster_fingerprint, args.items, args.stamp,
+                        [method, seqid, reply](std::vector<rpc::ApplyOutcome> outcomes) {
+                          rpc::MonjuReplica_apply_many_result result;
+                          result.success = std::move(outcomes);
+                          result.__isset.success = true;
+                          reply->Send(ReplyMessage(method, seqid, result));
+                        });
+  } catch (const rpc::ClusterMismatch& e) {
+    rpc::MonjuReplica_apply_many_result result;
+    result.mismatch = e;
+    result.__isset.mismatch = true;
+    reply->Send(ReplyMessage(method, seqid, result));
+  } catch (const rpc::ReplicaError& e) {
+    rpc::MonjuReplica_apply_many_result result;
+    result.error = e;
+    result.__isset.error = true;
+    reply->Send(ReplyMessage(method, seqid, result));
+  } catch (const std::exception& e) {
+    reply->Send(ExceptionMessage(method, seqid, e.what()));
+  }
 }
 
 void ReplicaHandler::read_many(std::vector<rpc::ReadOutcome>& _return, int64_t cluster_fingerprint,

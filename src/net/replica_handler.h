@@ -8,6 +8,7 @@
 
 #include "MonjuReplica.h"
 #include "antientropy.h"
+#include "deferred_call.h"
 #include "data_path_fence.h"
 #include "hint_intake.h"
 #include "membership.h"
@@ -34,6 +35,11 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
                    const rpc::EpochStamp& stamp) override;
   void apply_many(std::vector<rpc::ApplyOutcome>& _return, int64_t cluster_fingerprint,
                   const std::vector<rpc::KeyedVersion>& items, const rpc::EpochStamp& stamp) override;
+  // apply_many() without waiting for the commit: `done` gets the outcomes
+  // on the store's writer thread once durable (or here, when nothing was
+  // admitted). Throws what apply_many() throws, before anything is applied.
+  void ApplyMany(int64_t cluster_fingerprint, const std::vector<rpc::KeyedVersion>& items,
+                 const rpc::EpochStamp& stamp, std::function<void(std::vector<rpc::ApplyOutcome>)> done);
   void read_many(std::vector<rpc::ReadOutcome>& _return, int64_t cluster_fingerprint,
                  const std::vector<rpc::KeyRef>& keys, const rpc::EpochStamp& stamp) override;
   void read(std::string& _return, int64_t cluster_fingerprint, const std::string& pk, const std::string& sk,
@@ -72,6 +78,19 @@ class ReplicaHandler final : public rpc::MonjuReplicaIf {
   HintIntake* hints_;
   LocalExchangePeer* exchange_;
   DataPathFence* fence_ = nullptr;
+};
+
+// apply_many as a deferred call (deferred_call.h): the peer server's thread
+// goes back to its other connections while the items are committed, and
+// the store's writer sends the answer.
+class ReplicaAsyncCalls final : public DeferredCalls {
+ public:
+  explicit ReplicaAsyncCalls(std::shared_ptr<ReplicaHandler> handler) : handler_(std::move(handler)) {}
+  bool Handles(std::string_view name) const override;
+  void Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) override;
+
+ private:
+  std::shared_ptr<ReplicaHandler> handler_;
 };
 
 }  // namespace monju

@@ -2,8 +2,10 @@
 // sockets against a server on 127.0.0.1 in this process. Calls in sequence
 // and from several threads, a frame that trickles in, pipelined frames past
 // one turn's worth, bad frames, a stalled large frame and a slow reader of a
-// large reply (one thread: neither may hold it), the connection limit, and
-// Stop() during a call. Waits poll with a 5 s deadline; nothing sleeps.
+// large reply (one thread: neither may hold it), the connection limit,
+// Stop() during a call, and deferred calls (answered later from another
+// thread, in order per connection, dropped or late). Waits poll with a 5 s
+// deadline; nothing sleeps.
 #include <gtest/gtest.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/protocol/TBinaryProtocol.h>
@@ -34,6 +36,7 @@
 
 #include "MonjuKV.h"
 #include "call_server.h"
+#include "deferred_call.h"
 
 namespace monju {
 namespace {
@@ -713,6 +716,170 @@ TEST_F(CallServerTest, StopWaitsForTheRunningCallAndIsIdempotent) {
   EXPECT_EQ(ThreadsNamed(threads_prefix), 0);
   server_->Stop();  // again: returns at once
   EXPECT_FALSE(RawConnection(port()).connected()) << "still listening after Stop()";
+}
+
+// ---------------------------------------------------------------------------
+// Deferred calls (deferred_call.h)
+
+// Takes every get: pk "now..." is answered inside Start(), pk "drop..." is
+// never answered (its reply is destroyed), any other waits for Answer().
+class DeferredGets final : public DeferredCalls {
+ public:
+  bool Handles(std::string_view name) const override { return name == "get"; }
+  void Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) override {
+    Call call;
+    api::MonjuKV_get_args args;
+    if (!ReadCall(message, size, &call.name, &call.seqid, &args)) throw std::runtime_error("bad get");
+    call.pk = args.pk;
+    call.reply = std::move(reply);
+    ++started;
+    if (call.pk.starts_with("now")) return Send(call);
+    if (call.pk.starts_with("drop")) return;  // the reply goes unanswered
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_.push_back(std::move(call));
+  }
+  size_t Waiting() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return waiting_.size();
+  }
+  // Answers every waiting call, on the calling thread.
+  void AnswerAll() {
+    std::vector<Call> calls;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls.swap(waiting_);
+    }
+    for (Call& c : calls) Send(c);
+  }
+  std::atomic<int> started{0};
+
+ private:
+  struct Call {
+    std::string name, pk;
+    int32_t seqid = 0;
+    std::shared_ptr<DeferredReply> reply;
+  };
+  static void Send(Call& call) {
+    api::MonjuKV_get_result result;
+    result.success.found = true;
+    result.success.values = {"deferred:" + call.pk};
+    result.__isset.success = true;
+    call.reply->Send(ReplyMessage(call.name, call.seqid, result));
+  }
+  std::mutex mu_;
+  std::vector<Call> waiting_;
+};
+
+class DeferredCallTest : public CallServerTest {
+ protected:
+  void StartDeferred(uint32_t threads) {
+    ASSERT_NO_FATAL_FAILURE(StartServer({.threads = threads, .deferred = deferred_}));
+  }
+  std::shared_ptr<DeferredGets> deferred_ = std::make_shared<DeferredGets>();
+};
+
+// One server thread: a call waiting for its answer holds no thread, so
+// another connection is served meanwhile; the answer, sent from the test's
+// thread, reaches the first client.
+TEST_F(DeferredCallTest, AWaitingCallHoldsNoServerThread) {
+  ASSERT_NO_FATAL_FAILURE(StartDeferred(1));
+  std::string first;
+  std::thread waiter([&] {
+    try {
+      first = KVClient(port()).Get("later", "s");
+    } catch (const TException& e) {
+      first = std::string("failed: ") + e.what();
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  EXPECT_EQ(KVClient(port()).Get("now", "s"), "deferred:now") << "the only server thread was held";
+  deferred_->AnswerAll();
+  waiter.join();
+  EXPECT_EQ(first, "deferred:later");
+}
+
+// Three calls sent back to back on one connection: the second is not read
+// before the first is answered, and the replies come in order.
+TEST_F(DeferredCallTest, PipelinedCallsOnOneConnectionAreAnsweredInOrder) {
+  ASSERT_NO_FATAL_FAILURE(StartDeferred(2));
+  RawConnection c(port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send(GetCallFrame("later1", "s") + GetCallFrame("now2", "s") + GetCallFrame("later3", "s")));
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  EXPECT_EQ(deferred_->started.load(), 1) << "a call ran before the one before it was answered";
+  deferred_->AnswerAll();
+  auto one = c.ReadFrame();
+  auto two = c.ReadFrame();
+  ASSERT_TRUE(one && two);
+  EXPECT_EQ(GetReplyValue(*one), "deferred:later1");
+  EXPECT_EQ(GetReplyValue(*two), "deferred:now2");
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  deferred_->AnswerAll();
+  auto three = c.ReadFrame();
+  ASSERT_TRUE(three);
+  EXPECT_EQ(GetReplyValue(*three), "deferred:later3");
+  EXPECT_EQ(server_->stats().calls, 3u);
+}
+
+// A call whose reply is destroyed unsent closes its connection (its client
+// would wait for ever otherwise); a reply to a client that left is dropped.
+// Neither troubles the other connections.
+TEST_F(DeferredCallTest, UnansweredCallsCloseTheirConnectionAndLateRepliesAreDropped) {
+  ASSERT_NO_FATAL_FAILURE(StartDeferred(1));
+  RawConnection dropped(port());
+  ASSERT_TRUE(dropped.Send(GetCallFrame("drop", "s")));
+  EXPECT_TRUE(dropped.ClosedByServer());
+
+  {
+    RawConnection left(port());
+    ASSERT_TRUE(left.Send(GetCallFrame("later", "s")));
+    ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  }  // the client is gone before its answer
+  ASSERT_TRUE(Eventually([&] { return server_->stats().accepted == 2; }));
+  deferred_->AnswerAll();
+  EXPECT_EQ(KVClient(port()).Get("now", "s"), "deferred:now");
+}
+
+// Stop() does not wait for a call that is waiting for its answer; the
+// answer that comes after it is dropped, and the server can go.
+TEST_F(DeferredCallTest, AnswersAfterStopAreDropped) {
+  ASSERT_NO_FATAL_FAILURE(StartDeferred(2));
+  RawConnection c(port());
+  ASSERT_TRUE(c.Send(GetCallFrame("later", "s")));
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  server_->Stop();
+  EXPECT_TRUE(c.ClosedByServer());
+  deferred_->AnswerAll();
+  server_.reset();
+}
+
+// Many clients on a few threads, every call deferred and answered from
+// other threads while more arrive: each client gets its own answer.
+TEST_F(DeferredCallTest, ManyDeferredCallsAnsweredFromOtherThreads) {
+  ASSERT_NO_FATAL_FAILURE(StartDeferred(2));
+  std::atomic<bool> done{false};
+  std::thread answerer([&] {
+    while (!done.load()) deferred_->AnswerAll();
+  });
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t)
+    clients.emplace_back([&, t] {
+      try {
+        KVClient client(port());
+        for (int i = 0; i < 100; ++i) {
+          const std::string pk = "k" + std::to_string(t) + "-" + std::to_string(i);
+          if (client.Get(pk, "s") != "deferred:" + pk) ++wrong;
+        }
+      } catch (const TException&) {
+        ++wrong;
+      }
+    });
+  for (auto& c : clients) c.join();
+  done = true;
+  answerer.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(deferred_->started.load(), 800);
 }
 
 TEST_F(CallServerTest, StartRefusesBadOptionsAndABusyPort) {

@@ -2,8 +2,6 @@
 // failure injection, and a directory mapping member ids to endpoints.
 #pragma once
 
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -174,57 +172,10 @@ class FakeEndpoint : public ReplicaEndpoint {
   size_t ReadsInFlight() const override { return reads_in_flight.load(); }
   std::atomic<size_t> reads_in_flight{0};  // what ReadsInFlight() reports
 
-  // With `pipelined`, reads are sent (StartRead) and their replies become
-  // readable on an eventfd at once, or at ReleaseReads() while reads_held.
-  bool CanStartRead() const override { return pipelined; }
-  std::unique_ptr<PendingRead> StartRead(const ItemKey& key) override {
-    reads++;
-    auto pending = std::make_unique<InFlight>(this, key);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (reads_held) {
-      held_fds_.push_back(pending->fd());
-    } else {
-      pending->Answer();
-    }
-    return pending;
-  }
-  void ReleaseReads() {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (int fd : held_fds_) InFlight::Signal(fd);
-    held_fds_.clear();
-  }
-  bool pipelined = false;
-  bool reads_held = false;
-
   struct HeldHint {
     std::string owner, pk, sk;
     Version version;
   };
-  // A read in flight: Finish() waits (up to 5 s) for the eventfd.
-  class InFlight final : public PendingRead {
-   public:
-    InFlight(FakeEndpoint* owner, ItemKey key) : owner_(owner), key_(std::move(key)), fd_(eventfd(0, 0)) {}
-    ~InFlight() override { ::close(fd_); }
-    int fd() const override { return fd_; }
-    void Answer() { Signal(fd_); }
-    static void Signal(int fd) {
-      uint64_t one = 1;
-      [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
-    }
-    Status Finish(SiblingSet* out) override {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 5000) != 1) return Status::TimedOut("fake read: never released");
-      if (!owner_->read_error.ok()) return owner_->read_error;
-      *out = owner_->Stored(key_);
-      return Status::OK();
-    }
-
-   private:
-    FakeEndpoint* owner_;
-    ItemKey key_;
-    int fd_;
-  };
-
   std::vector<HeldHint> Hints() {
     std::lock_guard<std::mutex> lock(mu_);
     return hints_;
@@ -306,7 +257,6 @@ class FakeEndpoint : public ReplicaEndpoint {
   std::mutex mu_;
   std::map<FakeKey, SiblingSet> data_;
   std::vector<HeldHint> hints_;
-  std::vector<int> held_fds_;  // eventfds of reads in flight while reads_held
   std::vector<std::function<void()>> held_async_;
   std::vector<std::thread> async_threads_;
 };

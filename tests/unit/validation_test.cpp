@@ -7,6 +7,7 @@
 #include "test_support.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <absl/synchronization/notification.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -548,6 +549,43 @@ TEST_F(CoordinatorTest, DeadlineGivesTimedOut) {
   EXPECT_LE(w.quorum.got, 2);
   EXPECT_EQ(n2_.Stored(Key("pk", "sk")).size(), 1u);
   n3_.gate.Release();
+  threads_.JoinAll();
+}
+
+// The asynchronous API holds no thread: PutAsync() and GetAsync() return
+// while a replica they need is still silent, and the outcome comes later,
+// on the thread that completes the request (here the replica's).
+TEST_F(CoordinatorTest, AsyncRequestsReturnBeforeTheReplicasAnswer) {
+  Make(&threads_, 10s);
+  n3_.gate.Hold();
+  absl::Notification written;
+  WriteOutcome w;
+  std::thread::id answered_on;
+  coord_->PutAsync("pk", "sk", "v", "", 3, [&](WriteOutcome out) {
+    w = std::move(out);
+    answered_on = std::this_thread::get_id();
+    written.Notify();
+  });
+  EXPECT_FALSE(written.HasBeenNotified()) << "W=3 was met while n3 was silent";
+  n3_.gate.Release();
+  written.WaitForNotification();
+  ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  EXPECT_NE(answered_on, std::this_thread::get_id());
+
+  n2_.gate.Hold();
+  n3_.gate.Hold();
+  absl::Notification read;
+  ReadOutcome r;
+  coord_->GetAsync("pk", "sk", 3, [&](ReadOutcome out) {
+    r = std::move(out);
+    read.Notify();
+  });
+  EXPECT_FALSE(read.HasBeenNotified()) << "R=3 was met while n2 and n3 were silent";
+  n2_.gate.Release();
+  n3_.gate.Release();
+  read.WaitForNotification();
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.values, std::vector<std::string>{"v"});
   threads_.JoinAll();
 }
 

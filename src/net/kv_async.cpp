@@ -1,0 +1,144 @@
+#include "kv_async.h"
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace monju {
+namespace {
+
+// The declared exception of a failed outcome, set in a generated *_result.
+template <typename Result>
+void SetError(Result& result, const Status& s, const QuorumCount& q) {
+  ApiError e = ApiErrorFor(s, q);
+  switch (e.kind) {
+    case ApiError::kInvalid:
+      result.invalid = std::move(e.invalid);
+      result.__isset.invalid = true;
+      break;
+    case ApiError::kUnavailable:
+      result.unavailable = std::move(e.unavailable);
+      result.__isset.unavailable = true;
+      break;
+    case ApiError::kTimedOut:
+      result.timeout = std::move(e.timeout);
+      result.__isset.timeout = true;
+      break;
+    case ApiError::kQuorumFailed:
+      result.quorum = std::move(e.quorum);
+      result.__isset.quorum = true;
+      break;
+  }
+}
+
+// Runs a KvHandler method on this thread and answers with what it returns
+// or throws, as the generated processor would.
+template <typename Result, typename Call>
+void AnswerNow(const std::string& name, int32_t seqid, DeferredReply& reply, Call&& call) {
+  Result result;
+  try {
+    call(result.success);
+    result.__isset.success = true;
+  } catch (api::InvalidRequest& e) {
+    result.invalid = std::move(e);
+    result.__isset.invalid = true;
+  } catch (api::Unavailable& e) {
+    result.unavailable = std::move(e);
+    result.__isset.unavailable = true;
+  } catch (api::QuorumFailed& e) {
+    result.quorum = std::move(e);
+    result.__isset.quorum = true;
+  } catch (api::TimedOut& e) {
+    result.timeout = std::move(e);
+    result.__isset.timeout = true;
+  } catch (const std::exception& e) {
+    reply.Send(ExceptionMessage(name, seqid, e.what()));
+    return;
+  }
+  reply.Send(ReplyMessage(name, seqid, result));
+}
+
+// The reply to a write, from its outcome.
+template <typename Result>
+Coordinator::WriteDone WriteReply(std::string name, int32_t seqid, std::shared_ptr<DeferredReply> reply) {
+  return [name = std::move(name), seqid, reply = std::move(reply)](WriteOutcome out) {
+    Result result;
+    if (out.status.ok()) {
+      FillWriteResult(result.success, std::move(out));
+      result.__isset.success = true;
+    } else {
+      SetError(result, out.status, out.quorum);
+    }
+    reply->Send(ReplyMessage(name, seqid, result));
+  };
+}
+
+void Undecodable(const std::string& method) { throw std::runtime_error("a " + method + " call that does not decode"); }
+
+}  // namespace
+
+bool KvAsyncCalls::Handles(std::string_view name) const {
+  return name == "put" || name == "overwrite" || name == "get" || name == "remove";
+}
+
+void KvAsyncCalls::Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {
+  const std::string_view name = CallName(message, size);
+  if (name == "get") return StartGet(message, size, std::move(reply));
+  if (name == "put") return StartWrite<api::MonjuKV_put_args, api::MonjuKV_put_result>(message, size, std::move(reply));
+  if (name == "overwrite")
+    return StartWrite<api::MonjuKV_overwrite_args, api::MonjuKV_overwrite_result>(message, size, std::move(reply));
+  if (name == "remove")
+    return StartWrite<api::MonjuKV_remove_args, api::MonjuKV_remove_result>(message, size, std::move(reply));
+  throw std::runtime_error("not a deferred call");
+}
+
+template <typename Args, typename Result>
+void KvAsyncCalls::StartWrite(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {
+  std::string name;
+  int32_t seqid = 0;
+  Args args;
+  if (!ReadCall(message, size, &name, &seqid, &args)) Undecodable("write");
+  // A key this node does not replicate: forwarded to an owner by KvHandler,
+  // on this thread (it waits for the owner's answer).
+  if (Status s = Coordinator::ValidateKey(args.pk, args.sk); s.ok() && !coordinator_->IsOwner(args.pk)) {
+    return AnswerNow<Result>(name, seqid, *reply, [&](api::WriteResult& out) {
+      if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
+        handler_->put(out, args.pk, args.sk, args.value, args.context, args.w);
+      } else if constexpr (std::is_same_v<Args, api::MonjuKV_overwrite_args>) {
+        handler_->overwrite(out, args.pk, args.sk, args.value, args.w);
+      } else {
+        handler_->remove(out, args.pk, args.sk, args.context, args.w);
+      }
+    });
+  }
+  auto done = WriteReply<Result>(std::move(name), seqid, std::move(reply));
+  if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
+    coordinator_->PutAsync(args.pk, args.sk, std::move(args.value), args.context, args.w, std::move(done));
+  } else if constexpr (std::is_same_v<Args, api::MonjuKV_overwrite_args>) {
+    coordinator_->OverwriteAsync(args.pk, args.sk, std::move(args.value), args.w, std::move(done));
+  } else {
+    coordinator_->RemoveAsync(args.pk, args.sk, args.context, args.w, std::move(done));
+  }
+}
+
+void KvAsyncCalls::StartGet(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {
+  std::string name;
+  int32_t seqid = 0;
+  api::MonjuKV_get_args args;
+  if (!ReadCall(message, size, &name, &seqid, &args)) Undecodable("get");
+  coordinator_->GetAsync(args.pk, args.sk, args.r,
+                         [name = std::move(name), seqid, reply = std::move(reply)](ReadOutcome out) {
+                           api::MonjuKV_get_result result;
+                           if (out.status.ok()) {
+                             result.success.found = out.found;
+                             result.success.values = std::move(out.values);
+                             result.success.context = std::move(out.context);
+                             result.__isset.success = true;
+                           } else {
+                             SetError(result, out.status, out.quorum);
+                           }
+                           reply->Send(ReplyMessage(name, seqid, result));
+                         });
+}
+
+}  // namespace monju
