@@ -127,6 +127,7 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     return Status::InvalidArgument("--max-value-bytes: must be 1..67108864");
   if (c.map_size_mb < 1 || c.map_size_mb > (uint64_t(1) << 24))
     return Status::InvalidArgument("--map-size-mb: must be 1..16777216 (16 TiB)");
+  if (c.memtable_mb < 1 || c.memtable_mb > 1024) return Status::InvalidArgument("--memtable-mb: must be 1..1024");
   if (c.worker_threads < 1 || c.worker_threads > 1024)
     return Status::InvalidArgument("--worker-threads: must be 1..1024");
   if (c.max_client_connections < 1 || c.max_client_connections > 1000000)
@@ -276,6 +277,8 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("request-timeout-ms", po::value(&c.request_timeout_ms)->default_value(c.request_timeout_ms), "deadline of each client request")
     ("max-value-bytes", po::value(&c.max_value_bytes)->default_value(c.max_value_bytes), "largest value accepted")
     ("map-size-mb", po::value(&c.map_size_mb)->default_value(c.map_size_mb), "LMDB map size: the data store's size cap")
+    ("memtable-mb", po::value(&c.memtable_mb)->default_value(c.memtable_mb),
+     "writes held in memory and in the write-ahead log before they are flushed into LMDB (two such at most)")
     ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
     ("max-client-connections", po::value(&c.max_client_connections)->default_value(c.max_client_connections), "client connections open at once; more are accepted and closed (lowered to fit the open-file limit)")
     ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making calls to peers (0: 4 per other member, 4..256)")

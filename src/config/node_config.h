@@ -41,6 +41,7 @@ struct NodeConfig {
   uint32_t request_timeout_ms = 2000;
   uint64_t max_value_bytes = 1 << 20;
   uint64_t map_size_mb = 16384;
+  uint64_t memtable_mb = 8;  // writes held in memory (and the log) before a flush into LMDB
   uint32_t worker_threads = 32;     // request handlers
   uint32_t fanout_threads = 0;      // outbound replica calls; 0: FanoutThreads() derives it (see README)
   uint32_t peer_threads = 16;       // threads serving node-to-node requests

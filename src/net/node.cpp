@@ -41,6 +41,7 @@ class Node::Impl {
     StorageOptions so;
     so.path = (std::filesystem::path(config_.data_dir) / "data").string();
     so.map_size_bytes = config_.map_size_mb << 20;
+    so.memtable_bytes = config_.memtable_mb << 20;
     // Every request and fan-out thread may hold a read transaction at once.
     so.max_readers = config_.worker_threads + config_.peer_threads + config_.FanoutThreads() + 64;
     so.digest = &ClockDigest;

@@ -88,6 +88,8 @@ TEST_F(ConfigTest, GoodArgsRunWithFields) {
                              "4096",
                              "--map-size-mb",
                              "8",
+                             "--memtable-mb",
+                             "2",
                              "--worker-threads",
                              "4",
                              "--fanout-threads",
@@ -111,6 +113,7 @@ TEST_F(ConfigTest, GoodArgsRunWithFields) {
   EXPECT_EQ(c.request_timeout_ms, 500u);
   EXPECT_EQ(c.max_value_bytes, 4096u);
   EXPECT_EQ(c.map_size_mb, 8u);
+  EXPECT_EQ(c.memtable_mb, 2u);
   EXPECT_EQ(c.worker_threads, 4u);
   EXPECT_EQ(c.fanout_threads, 8u);
   EXPECT_EQ(c.log_level, "debug");
@@ -238,6 +241,8 @@ TEST_F(ConfigTest, RangeErrors) {
   ExpectError(With("--request-timeout-ms", "0"), "--request-timeout-ms");
   ExpectError(With("--max-value-bytes", "0"), "--max-value-bytes");
   ExpectError(With("--map-size-mb", "0"), "--map-size-mb");
+  ExpectError(With("--memtable-mb", "0"), "--memtable-mb");
+  ExpectError(With("--memtable-mb", "1025"), "--memtable-mb");
   ExpectError(With("--worker-threads", "0"), "--worker-threads");
   ExpectError(With("--fanout-threads", "4097"), "--fanout-threads");
   ExpectError(With("--max-client-connections", "0"), "--max-client-connections");
