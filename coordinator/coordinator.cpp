@@ -560,6 +560,13 @@ void Coordinator::FinishWrite(const std::shared_ptr<WriteRun>& run) {
   }
   run->request.reset();  // the request outlives its run only through a retry
   if (!retry) return request->done(std::move(out));
+  // On the executor: this may be a store's writer thread (the local apply
+  // ended last), which must not queue into its own store.
+  auto again = [this, request, out]() mutable { RetryWrite(request, std::move(out)); };
+  if (!executor_->Submit(again)) request->done(std::move(out));
+}
+
+void Coordinator::RetryWrite(const std::shared_ptr<WriteRequest>& request, WriteOutcome out) {
   Placement next = Place(membership_->Current(), options_.self_id, request->pk, true);
   if (next.self_index < 0) {
     out.status = Status::TimedOut("the key's owners changed during the write and this node is no longer one of "
@@ -829,8 +836,10 @@ Coordinator::ReadDecision Coordinator::DecideLocked(ReadRun& run) {
 
 void Coordinator::FinishRead(ReadDecision decision) {
   if (decision.retry) {
+    // On the executor, not on the thread of the answer (or the timer's).
     ++decision.request->attempt;
-    return StartRead(decision.request, membership_->Current());
+    auto request = decision.request;
+    if (executor_->Submit([this, request] { StartRead(request, membership_->Current()); })) return;
   }
   decision.request->done(std::move(decision.out));
 }

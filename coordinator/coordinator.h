@@ -10,8 +10,9 @@
 //   thread once the peers' reads are out, and a timer thread of the
 //   coordinator's (TimerQueue, on the injected clock) keeps the deadlines.
 //   The answer comes as soon as W writes (or R reads) have acknowledged, a
-//   write's also only once this node's own apply has ended, within the
-//   request deadline. Partial success is never reported as success.
+//   write's also only once this node's own apply has ended (unless the
+//   deadline comes first: W acknowledgements are still success), within
+//   the request deadline. Partial success is never reported as success.
 // - Writes use a sloppy quorum (write_plan.h): an owner that is down, fails,
 //   or is silent for `handoff_after` gets a hint on a fallback node, which
 //   counts toward W (strict mode: only owners count). The outcome names who
@@ -286,6 +287,8 @@ class Coordinator {
   void WriteDeadline(const std::shared_ptr<WriteRun>& run);
   // Once per run: the outcome to the caller, or another attempt.
   void FinishWrite(const std::shared_ptr<WriteRun>& run);
+  // The attempt after a stale one (`out`, given if none can start).
+  void RetryWrite(const std::shared_ptr<WriteRequest>& request, WriteOutcome out);
   void StartRead(const std::shared_ptr<ReadRequest>& request, std::shared_ptr<const ClusterView> view);
   // Asks targets [begin, end) of the run, the remote ones first.
   void Ask(const std::shared_ptr<ReadRun>& run, size_t begin, size_t end);

@@ -1,6 +1,7 @@
 #include "common/timer_queue.h"
 
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 
 #include <vector>
 
@@ -71,7 +72,13 @@ void TimerQueue::Run() {
       timers_.erase(timers_.begin());
     }
     mu_.Unlock();
-    for (auto& fn : due) fn();
+    for (auto& fn : due) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        spdlog::error("a timer's callback failed: {}", e.what());
+      }
+    }
     due.clear();  // the callbacks' captures go before the lock is taken again
     mu_.Lock();
   }

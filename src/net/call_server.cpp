@@ -253,6 +253,13 @@ CallServer::~CallServer() {
   if (spare_fd_ >= 0) close(spare_fd_);
 }
 
+void CallServer::Unparked() {
+  if (parked_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    stop_cv_.notify_all();
+  }
+}
+
 void CallServer::Stop() {
   if (stopping_.exchange(true)) return;
   if (stop_fd_ >= 0) {
@@ -268,6 +275,11 @@ void CallServer::Stop() {
   threads_.clear();
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
+  {
+    // Deferred calls under way get their replies sent, up to drain_timeout.
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    stop_cv_.wait_for(lock, options_.drain_timeout, [&] { return parked_.load() == 0; });
+  }
   std::unordered_map<int, std::shared_ptr<Connection>> left;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -434,12 +446,16 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
     if (!ReadSome(c, &closed)) return Close(c, "bad frame");
     if (closed) {
       // Calls that arrived whole before the close still run: a client may
-      // send a oneway call and hang up. (A deferred one's reply is dropped.)
-      RunFrames(worker, c);
+      // send a oneway call and hang up, or half-close after its calls. A
+      // deferred one still gets its reply: the connection is parked, and
+      // armed again once it is sent, when the end of the stream shows again.
+      const bool ran = RunFrames(worker, c);
+      if (ran && Park(c)) return;
       return Close(c, "closed by peer");
     }
   }
   if (!RunFrames(worker, c)) return Close(c, "bad frame");
+  if (Park(c)) return;
   if (deferred_) {
     std::unique_lock<std::mutex> lock(c->mu);
     if (c->unanswered) {
@@ -447,14 +463,20 @@ void CallServer::Work(Worker& worker, Connection* c, uint32_t events) {
       lock.unlock();
       return Close(c, "a call was left unanswered");
     }
-    if (c->deferred) {
-      // Parked, out of epoll: the thread that sends the reply takes it over.
-      c->busy = false;
-      return;
-    }
   }
   // Progress: a call of this connection ran. Bytes trickling in are not.
   if (const char* why = FinishTurn(c, c->calls != calls_before)) Close(c, why);
+}
+
+bool CallServer::Park(Connection* c) {
+  if (!deferred_) return false;
+  std::lock_guard<std::mutex> lock(c->mu);
+  if (!c->deferred || c->unanswered) return false;
+  // Out of epoll until the reply: the thread that sends it takes over. Not
+  // stalled meanwhile: the wait is this server's, not the client's.
+  c->busy = false;
+  c->stalled_since.store(0, std::memory_order_relaxed);
+  return true;
 }
 
 const char* CallServer::FinishTurn(Connection* c, bool progressed) {
@@ -476,8 +498,10 @@ const char* CallServer::FinishTurn(Connection* c, bool progressed) {
 
 void CallServer::Answer(const std::shared_ptr<Connection>& c, std::string message) {
   std::unique_lock<std::mutex> lock(c->mu);
-  if (c->closed || !c->deferred) return;
+  if (!c->deferred) return;
   c->deferred = false;
+  Unparked();
+  if (c->closed) return;
   if (message.empty()) {
     // No answer will come: the connection goes (c keeps it alive past the
     // lock), now or when the thread at work on it sees this.
@@ -589,6 +613,7 @@ bool CallServer::RunFrames(Worker& worker, Connection* c) {
         std::lock_guard<std::mutex> lock(c->mu);
         c->deferred = true;
       }
+      parked_.fetch_add(1, std::memory_order_relaxed);
       try {
         deferred_->Start(frame, length, std::make_shared<Reply>(this, c->shared_from_this()));
       } catch (const std::exception& e) {

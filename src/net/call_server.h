@@ -83,6 +83,8 @@ class CallServer {
     // Takes the calls it handles, to answer them later (not on reserved
     // connections). Must outlive the server.
     std::shared_ptr<DeferredCalls> deferred;
+    // Stop() waits this long for the replies of deferred calls under way.
+    std::chrono::milliseconds drain_timeout{5000};
   };
 
   struct Stats {
@@ -109,8 +111,10 @@ class CallServer {
   ~CallServer();
 
   // Stops accepting and reading; each running call finishes and its reply
-  // is sent if the socket takes it at once; then every connection is closed.
-  // Returns when no thread of this server runs. Idempotent.
+  // is sent if the socket takes it at once, and so is each deferred call's
+  // that comes within drain_timeout; then every connection is closed (a
+  // later reply is dropped: the server must outlive them all). Returns when
+  // no thread of this server runs. Idempotent.
   void Stop();
 
   // The port listened on.
@@ -155,6 +159,11 @@ class CallServer {
   // Sends what the connection holds and arms it for its next call; by the
   // thread that owns the connection. Why it must close instead, or null.
   const char* FinishTurn(Connection* c, bool progressed);
+  // Leaves a connection whose deferred call awaits its reply out of epoll;
+  // false when it has none.
+  bool Park(Connection* c);
+  // A deferred call got its reply, or will never.
+  void Unparked();
   void CountBadFrame(const Connection* c, const std::string& why);
   // Marks whether the connection, about to be re-armed, waits mid-frame or
   // mid-reply; `progressed`: a call completed or reply bytes left this turn.
@@ -187,6 +196,7 @@ class CallServer {
   size_t reserved_open_ = 0;  // of connections_
 
   std::atomic<uint64_t> accepted_{0}, refused_{0}, calls_{0}, bad_frames_{0}, stalled_{0}, refusals_logged_{0};
+  std::atomic<int64_t> parked_{0};  // deferred calls awaiting their replies
 };
 
 }  // namespace monju

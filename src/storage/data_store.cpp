@@ -41,6 +41,9 @@ constexpr char kLogSeqMeta[] = "log_seq";
 constexpr uint32_t kLogPut = 1, kLogErase = 2, kLogMeta = 3;
 // A memtable is flushed at this size at the least (a nearly full map).
 constexpr size_t kMinMemtableBytes = 64 << 10;
+// Entries per LMDB transaction of a flush: LMDB caps a transaction's dirty
+// pages (131,072), and a small update may dirty a leaf page each.
+constexpr size_t kFlushEntriesPerTxn = 16384;
 
 void HashLength(XXH3_state_t* state, size_t n) {
   const uint32_t len = static_cast<uint32_t>(n);
@@ -277,8 +280,10 @@ class DataStore::Impl {
         return log_->StartFile(last + 1);
       }
     }
+    // LMDB holds every record now: a log file that stays behind only costs
+    // a replay of records it skips.
     s = log_->Reset();
-    if (!s.ok()) return s;
+    if (!s.ok()) spdlog::warn("write-ahead log: {} (its records are in LMDB)", s.ToString());
     return log_->StartFile(last + 1);
   }
 
@@ -734,7 +739,12 @@ class DataStore::Impl {
       if (!done_) {
         remaining_.DecrementCount();
       } else if (--left_ == 0) {
-        done_(std::move(results_));
+        try {
+          done_(std::move(results_));
+        } catch (const std::exception& e) {
+          // The writer goes on with its batch: one caller's failure is its own.
+          spdlog::error("a store caller's completion failed: {}", e.what());
+        }
       }
     }
     // Nothing was queued: every op fails with `status`, on this thread.
@@ -843,9 +853,13 @@ class DataStore::Impl {
   // failing while the next memtable is full too.
   Status Refusal() {
     std::lock_guard<std::mutex> lock(flush_mu_);
+    const bool backed_up = active_->bytes() >= 2 * flush_threshold_.load();
+    if (!set_aside_error_.ok() && backed_up)
+      return Status::IOError("the store takes no writes until it can start a new write-ahead log file: " +
+                             set_aside_error_.message());
     if (flush_error_.ok()) return Status::OK();
     const bool full = flush_error_.Is(Status::Code::kNoSpace);
-    if (!full && active_->bytes() < 2 * flush_threshold_.load()) return Status::OK();
+    if (!full && !backed_up) return Status::OK();
     const std::string why = "the store takes no writes until its memtable can be flushed into LMDB: " +
                             flush_error_.message();
     return full ? Status::NoSpace(why) : Status::IOError(why);
@@ -970,27 +984,37 @@ class DataStore::Impl {
   // waits for that flush (unless it is failing: then writes are refused).
   void MaybeSetAside() {
     const size_t threshold = flush_threshold_.load();
-    if (active_->bytes() < threshold) return;
-    {
-      std::unique_lock<std::mutex> lock(flush_mu_);
-      if (HasImm()) {
-        if (active_->bytes() < 2 * threshold) return;
-        flush_cv_.wait(lock, [&] { return !HasImm() || flush_stop_ || !flush_error_.ok(); });
-        if (HasImm()) return;
-      }
+    if (!ActiveFull(threshold)) return;
+    std::unique_lock<std::mutex> lock(flush_mu_);
+    if (HasImm()) {
+      if (active_->bytes() < 2 * threshold) return;
+      flush_cv_.wait(lock, [&] { return !HasImm() || flush_stop_ || !flush_error_.ok(); });
+      if (HasImm()) return;
     }
     Status s = log_->StartFile(last_seq_ + 1);
+    set_aside_error_ = s;
     if (!s.ok()) {
-      // The memtable and the current file go on; tried again after the next commit.
+      // The memtable and the current file go on (Refusal() stops writes if
+      // this lasts); tried again after the next commit.
       spdlog::warn("write-ahead log: cannot start a new file ({}); flushing later", s.ToString());
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(layers_mu_);
+      // Under flush_mu_ too: the flusher checks for a memtable and waits
+      // under it, so the notification cannot fall between the two.
+      std::lock_guard<std::mutex> layers(layers_mu_);
       imm_ = std::move(active_);
       active_ = std::make_shared<MemTable>();
     }
+    lock.unlock();
     flush_cv_.notify_all();
+  }
+
+  // The active memtable holds enough to flush: its bytes, or its entries
+  // counted as the LMDB pages a flush may dirty (one leaf each, copied on
+  // write) when the map has little room.
+  bool ActiveFull(size_t threshold) const {
+    return active_->bytes() >= threshold || active_->entries() >= flush_entries_.load();
   }
 
   bool HasImm() const {
@@ -1048,41 +1072,50 @@ class DataStore::Impl {
   }
 
   // Writes the memtable's newest entry of every key (and its meta) into
-  // LMDB in one fsync'd transaction that also records the last log record
-  // it covers. All or nothing.
+  // LMDB in fsync'd transactions of at most kFlushEntriesPerTxn entries (a
+  // transaction's dirty pages are bounded); only the last records the last
+  // log record the memtable covers. A flush cut short leaves LMDB with some
+  // of the memtable's newer values and the old log position: readers see
+  // the memtable over them anyway, and a replay rewrites the same values.
   Status Flush(const MemTable& mem) {
-    MDB_txn* txn;
-    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
-    if (rc) return LmdbError("mdb_txn_begin", rc);
-    auto fail = [&](const char* what) {
-      mdb_txn_abort(txn);
-      return LmdbError(what, rc);
-    };
     MemTable::Iterator it(&mem, MemTable::kLatest);
-    for (it.SeekToFirst(); it.Valid(); it.Next()) {
-      MDB_val mk = Val(it.key());
-      if (it.erased()) {
-        rc = mdb_del(txn, items_, &mk, nullptr);
-        if (rc && rc != MDB_NOTFOUND) return fail("mdb_del");
-      } else {
-        MDB_val mv = Val(it.value());
-        rc = mdb_put(txn, items_, &mk, &mv, 0);
-        if (rc) return fail("mdb_put");
+    it.SeekToFirst();
+    for (;;) {
+      MDB_txn* txn;
+      int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+      if (rc) return LmdbError("mdb_txn_begin", rc);
+      auto fail = [&](const char* what) {
+        mdb_txn_abort(txn);
+        return LmdbError(what, rc);
+      };
+      for (size_t n = 0; it.Valid() && n < kFlushEntriesPerTxn; it.Next(), ++n) {
+        MDB_val mk = Val(it.key());
+        if (it.erased()) {
+          rc = mdb_del(txn, items_, &mk, nullptr);
+          if (rc && rc != MDB_NOTFOUND) return fail("mdb_del");
+        } else {
+          MDB_val mv = Val(it.value());
+          rc = mdb_put(txn, items_, &mk, &mv, 0);
+          if (rc) return fail("mdb_put");
+        }
       }
+      const bool last = !it.Valid();
+      if (last) {
+        for (const auto& [key, value] : mem.Metas()) {
+          MDB_val mk = Val(key), mv = Val(value);
+          rc = mdb_put(txn, meta_, &mk, &mv, 0);
+          if (rc) return fail("mdb_put meta");
+        }
+        std::string seq;
+        fixed::PutU64(seq, mem.max_seq());
+        MDB_val mk = Val(kLogSeqMeta), mv = Val(seq);
+        rc = mdb_put(txn, meta_, &mk, &mv, 0);
+        if (rc) return fail("mdb_put meta");
+      }
+      rc = mdb_txn_commit(txn);  // fsyncs
+      if (rc) return LmdbError("mdb_txn_commit", rc);
+      if (last) return Status::OK();
     }
-    for (const auto& [key, value] : mem.Metas()) {
-      MDB_val mk = Val(key), mv = Val(value);
-      rc = mdb_put(txn, meta_, &mk, &mv, 0);
-      if (rc) return fail("mdb_put meta");
-    }
-    std::string seq;
-    fixed::PutU64(seq, mem.max_seq());
-    MDB_val mk = Val(kLogSeqMeta), mv = Val(seq);
-    rc = mdb_put(txn, meta_, &mk, &mv, 0);
-    if (rc) return fail("mdb_put meta");
-    rc = mdb_txn_commit(txn);  // fsyncs
-    if (rc) return LmdbError("mdb_txn_commit", rc);
-    return Status::OK();
   }
 
   // At close: flushes what the memtables hold, so that the next Open()
@@ -1115,12 +1148,16 @@ class DataStore::Impl {
     MDB_envinfo info;
     MDB_stat stat;
     size_t threshold = options_.memtable_bytes;
+    size_t entries = SIZE_MAX;
     if (mdb_env_info(env_, &info) == 0 && mdb_env_stat(env_, &stat) == 0) {
       const uint64_t used = (uint64_t(info.me_last_pgno) + 1) * stat.ms_psize;
       const uint64_t unused = info.me_mapsize > used ? info.me_mapsize - used : 0;
       threshold = std::min<uint64_t>(threshold, std::max<uint64_t>(unused / 4, kMinMemtableBytes));
+      // Each entry may dirty a leaf page and its copy: two pages.
+      entries = std::max<uint64_t>(unused / 4 / (2 * stat.ms_psize), 16);
     }
     flush_threshold_.store(std::max<size_t>(threshold, 1));
+    flush_entries_.store(entries);
   }
 
   // One log record back into `into` (replay).
@@ -1173,7 +1210,9 @@ class DataStore::Impl {
   std::condition_variable flush_cv_;
   bool flush_stop_ = false;
   Status flush_error_;  // the last flush's outcome
+  Status set_aside_error_;  // the last attempt to start a new log file (writer thread; read under flush_mu_)
   std::atomic<size_t> flush_threshold_{kMinMemtableBytes};
+  std::atomic<size_t> flush_entries_{SIZE_MAX};  // entries that also make a memtable full
   std::thread flusher_;
 
   std::atomic<uint64_t> reindexed_{0};

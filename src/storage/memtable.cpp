@@ -232,7 +232,15 @@ void MemTable::Iterator::SeekGE(std::string_view target) {
 void MemTable::Iterator::Next() {
   const std::string_view current = node_->Key();
   const Node* n = node_->Next(0);
-  while (n && n->Key() == current) n = n->Next(0);
+  // A hot key has an entry per commit that changed it: step over a few,
+  // then search past them all at once (seq 0 sorts after every entry of it).
+  for (int steps = 0; n && n->Key() == current; ++steps) {
+    if (steps == 4) {
+      n = table_->FindGreaterOrEqual(current, 0, nullptr);
+      break;
+    }
+    n = n->Next(0);
+  }
   ForwardToVisible(n);
 }
 

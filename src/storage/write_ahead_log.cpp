@@ -90,15 +90,20 @@ uint64_t Checksum(uint64_t seq, std::string_view payload) {
   return XXH3_64bits_withSeed(payload.data(), payload.size(), seq);
 }
 
-// Whether a whole, intact record of seq `seq` starts at `pos`.
-bool WholeRecordAt(std::string_view bytes, size_t pos, uint64_t seq) {
-  uint32_t length = 0;
-  uint64_t checksum = 0, found = 0;
-  if (pos > bytes.size()) return false;
-  if (!fixed::GetU32(bytes, pos, length) || !fixed::GetU64(bytes, pos, checksum) || !fixed::GetU64(bytes, pos, found))
-    return false;
-  if (found != seq || bytes.size() - pos < length) return false;
-  return Checksum(found, bytes.substr(pos, length)) == checksum;
+// Whether a whole, intact record with a seq above `previous` starts
+// anywhere at or after `from` (a search byte by byte; only after damage).
+bool WholeRecordAfter(std::string_view bytes, size_t from, uint64_t previous) {
+  for (size_t start = from; start + WriteAheadLog::kHeaderBytes <= bytes.size(); ++start) {
+    size_t pos = start;
+    uint32_t length = 0;
+    uint64_t checksum = 0, seq = 0;
+    fixed::GetU32(bytes, pos, length);
+    fixed::GetU64(bytes, pos, checksum);
+    fixed::GetU64(bytes, pos, seq);
+    if (seq <= previous || bytes.size() - pos < length) continue;
+    if (Checksum(seq, bytes.substr(pos, length)) == checksum) return true;
+  }
+  return false;
 }
 
 // Truncates the file at `path` to `size` bytes, durably.
@@ -146,7 +151,7 @@ Status WriteAheadLog::Replay(uint64_t after, const std::function<Status(uint64_t
     files = files_;
   }
   *last = after;
-  uint64_t expected = 0;  // the seq the next record must have; 0 before the first
+  uint64_t previous = 0;  // the seq of the last whole record read, 0 before the first
   for (size_t f = 0; f < files.size(); ++f) {
     const File& file = files[f];
     const bool last_file = f + 1 == files.size();
@@ -164,10 +169,11 @@ Status WriteAheadLog::Replay(uint64_t after, const std::function<Status(uint64_t
       const bool whole = header && bytes.size() - at >= length;
       const std::string_view payload = whole ? std::string_view(bytes).substr(at, length) : std::string_view();
       if (!whole || Checksum(seq, payload) != checksum) {
-        // A crash can tear only the last record written: a whole record
-        // after this one means these bytes were damaged, not torn.
-        const bool followed = whole && WholeRecordAt(bytes, at + length, (expected ? expected : seq) + 1);
-        if (last_file && !followed) {
+        // A crash can tear only the last record written (each append is
+        // synced before the next begins), and it runs to the end of the
+        // file: a whole record anywhere after these bytes means they were
+        // damaged, not torn, and acknowledged writes follow them.
+        if (last_file && !WholeRecordAfter(bytes, pos + 1, previous)) {
           // Never acknowledged, since its sync never returned. Cut off, so
           // that the file reads clean once another follows it.
           spdlog::warn("write-ahead log {}: {} bytes at offset {} do not form a whole record (a write cut short "
@@ -176,23 +182,24 @@ Status WriteAheadLog::Replay(uint64_t after, const std::function<Status(uint64_t
           Status cut = CutBack(file.path, pos);
           if (!cut.ok()) return cut;
           std::lock_guard<std::mutex> lock(mu_);
-          for (File& f : files_)
-            if (f.path == file.path) f.size = pos;
+          for (File& kept : files_)
+            if (kept.path == file.path) kept.size = pos;
           break;
         }
         return Status::Corruption("write-ahead log " + file.path + ": a record at offset " + std::to_string(pos) +
                                   " does not read back, and " +
                                   (last_file ? "whole records follow it" : "later files follow it"));
       }
-      if (expected != 0 && seq != expected)
-        return Status::Corruption("write-ahead log " + file.path + ": record " + std::to_string(seq) +
-                                  " where " + std::to_string(expected) + " was expected");
-      expected = seq + 1;
       pos = at + length;
-      if (seq <= after) continue;
-      if (*last == after && seq != after + 1)
-        return Status::Corruption("write-ahead log " + file.path + ": it resumes at record " + std::to_string(seq) +
-                                  " but LMDB holds records only through " + std::to_string(after));
+      previous = seq;
+      // Records LMDB holds are skipped (a file whose deletion failed may
+      // still hold them); the rest must follow on from it one by one.
+      if (seq <= after && *last == after) continue;
+      if (seq != *last + 1)
+        return Status::Corruption("write-ahead log " + file.path + ": record " + std::to_string(seq) + " where " +
+                                  std::to_string(*last + 1) + " was expected" +
+                                  (*last == after ? " (LMDB holds records through " + std::to_string(after) + ")"
+                                                  : std::string()));
       Status s = fn(seq, payload);
       if (!s.ok()) return s;
       *last = seq;
@@ -221,7 +228,11 @@ Status WriteAheadLog::StartFile(uint64_t first_seq) {
   auto file = factory_(path);
   if (!file.ok()) return file.status();
   Status s = SyncDir();
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    // Not kept: an untracked file would make the current one look not last.
+    ::unlink(path.c_str());
+    return s;
+  }
   // A file of that name left from before (all its records flushed) was
   // truncated by the open: it is the new current file.
   std::erase_if(files_, [&](const File& f) { return f.path == path; });

@@ -46,6 +46,7 @@ using apache::thrift::protocol::TBinaryProtocol;
 using apache::thrift::transport::TFramedTransport;
 using apache::thrift::transport::TMemoryBuffer;
 
+using namespace std::chrono_literals;
 constexpr auto kDeadline = std::chrono::seconds(5);
 constexpr const char* kServerName = "callsrv";  // its threads are callsrv-0, callsrv-1, ...
 
@@ -840,10 +841,25 @@ TEST_F(DeferredCallTest, UnansweredCallsCloseTheirConnectionAndLateRepliesAreDro
   EXPECT_EQ(KVClient(port()).Get("now", "s"), "deferred:now");
 }
 
-// Stop() does not wait for a call that is waiting for its answer; the
-// answer that comes after it is dropped, and the server can go.
-TEST_F(DeferredCallTest, AnswersAfterStopAreDropped) {
-  ASSERT_NO_FATAL_FAILURE(StartDeferred(2));
+// Stop() waits up to drain_timeout for the replies of calls waiting for
+// them: one answered meanwhile reaches its client; past the timeout the
+// connection is closed and a later answer is dropped.
+TEST_F(DeferredCallTest, StopSendsRepliesThatComeWithinTheDrainTimeout) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2, .deferred = deferred_, .drain_timeout = 5000ms}));
+  RawConnection c(port());
+  ASSERT_TRUE(c.Send(GetCallFrame("later", "s")));
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  std::thread stopper([&] { server_->Stop(); });
+  ASSERT_TRUE(Eventually([&] { return !RawConnection(port()).connected(); })) << "Stop() has not begun";
+  deferred_->AnswerAll();
+  stopper.join();
+  auto reply = c.ReadFrame();
+  ASSERT_TRUE(reply) << "the reply of a call answered during Stop() was lost";
+  EXPECT_EQ(GetReplyValue(*reply), "deferred:later");
+}
+
+TEST_F(DeferredCallTest, AnswersAfterTheDrainTimeoutAreDropped) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2, .deferred = deferred_, .drain_timeout = 50ms}));
   RawConnection c(port());
   ASSERT_TRUE(c.Send(GetCallFrame("later", "s")));
   ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
@@ -851,6 +867,24 @@ TEST_F(DeferredCallTest, AnswersAfterStopAreDropped) {
   EXPECT_TRUE(c.ClosedByServer());
   deferred_->AnswerAll();
   server_.reset();
+}
+
+// A client that sends its calls and half-closes still gets every reply.
+TEST_F(DeferredCallTest, AHalfClosedClientStillGetsItsReplies) {
+  ASSERT_NO_FATAL_FAILURE(StartDeferred(2));
+  RawConnection c(port());
+  ASSERT_TRUE(c.Send(GetCallFrame("later1", "s") + GetCallFrame("later2", "s")));
+  ASSERT_EQ(shutdown(c.fd(), SHUT_WR), 0);
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  deferred_->AnswerAll();
+  ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
+  deferred_->AnswerAll();
+  auto one = c.ReadFrame();
+  auto two = c.ReadFrame();
+  ASSERT_TRUE(one && two);
+  EXPECT_EQ(GetReplyValue(*one), "deferred:later1");
+  EXPECT_EQ(GetReplyValue(*two), "deferred:later2");
+  EXPECT_TRUE(c.ClosedByServer());
 }
 
 // Many clients on a few threads, every call deferred and answered from

@@ -614,6 +614,20 @@ TEST_P(StorageTest, FlushedWritesLeaveTheLogAndCloseLeavesNone) {
   EXPECT_EQ(store_->stats().memtable_bytes, 0u);
 }
 
+// A memtable of more entries than one flush transaction takes (16,384) is
+// flushed in several, the last recording the log position: all of it is in
+// LMDB after a close, and nothing is replayed twice into a wrong state.
+TEST_P(StorageTest, ALargeMemtableFlushesInSeveralTransactions) {
+  std::vector<std::tuple<uint32_t, std::string, std::string, std::string>> items;
+  for (int i = 0; i < 17000; ++i) items.emplace_back(i % 7, "pk" + std::to_string(i % 101), "s" + std::to_string(i), "v");
+  PutAll(items);
+  store_.reset();
+  EXPECT_EQ(wal::LogFiles(dir_.path() + "/data"), 0u);
+  Open();
+  EXPECT_EQ(WalkAll(5000).size(), 17000u);
+  EXPECT_EQ(Get(16999 % 7, "pk" + std::to_string(16999 % 101), "s16999"), "v");
+}
+
 // A batch applied while readers scan, with flushes in between: a reader
 // sees all of a commit or none of it, whichever layer holds it.
 TEST_P(StorageTest, ReadersSeeWholeCommitsAcrossFlushes) {

@@ -277,6 +277,50 @@ TEST(WriteAheadLogTest, BadRecordFollowedByWholeRecordsInLastFileIsCorruption) {
       << r.status.ToString() << "; replayed through " << r.last << " of 5 (4 and 5 are whole)";
 }
 
+// A damaged length (not a torn write: whole records follow) is found by the
+// search past it, not taken for the end of the log.
+TEST(WriteAheadLogTest, DamagedLengthFollowedByWholeRecordsIsCorruption) {
+  TempDir dir;
+  {
+    auto log = OpenLog(dir);
+    Build(*log, {1}, 6);
+  }
+  FlipByte(FilePath(dir, 1), RecordBytes(1, 2) + 1);  // record 3's length
+  ReplayResult r = ReplayDir(dir, 0);
+  EXPECT_EQ(r.status.code(), Code::kCorruption) << r.status.ToString() << "; replayed through " << r.last;
+  EXPECT_EQ(fs::file_size(FilePath(dir, 1)), RecordBytes(1, 6)) << "damaged bytes were cut off";
+}
+
+// A crash after the file grew but before its pages were written leaves
+// zeros at the end: a torn tail, cut off, and the records before it replay.
+TEST(WriteAheadLogTest, ATailOfZerosIsTorn) {
+  TempDir dir;
+  {
+    auto log = OpenLog(dir);
+    Build(*log, {1}, 4);
+  }
+  std::ofstream(FilePath(dir, 1), std::ios::binary | std::ios::app) << std::string(4096, '\0');
+  ReplayResult r = ReplayDir(dir, 0);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.records, Expected(1, 4));
+  EXPECT_EQ(fs::file_size(FilePath(dir, 1)), RecordBytes(1, 4));
+}
+
+// A file whose deletion failed after a flush stays behind with records LMDB
+// holds: skipped, not taken for a gap.
+TEST(WriteAheadLogTest, ALeftoverFileOfFlushedRecordsIsSkipped) {
+  TempDir dir;
+  {
+    auto log = OpenLog(dir);
+    Build(*log, {1, 11, 21}, 25);
+  }
+  fs::remove(FilePath(dir, 11));  // 11..20 dropped, 1..10 left behind
+  ReplayResult r = ReplayDir(dir, 20);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.records, Expected(21, 25));
+  EXPECT_EQ(ReplayDir(dir, 15).status.code(), Code::kCorruption) << "16..20 are missing";
+}
+
 TEST(WriteAheadLogTest, SeqGapIsCorruption) {
   TempDir dir;
   {
