@@ -336,7 +336,6 @@ TEST_F(FencedCoordinatorTest, AStaleRefusalReportedBackReplansTheWrite) {
   const std::string pk = GainedPk(&old_owners, &writes);
   Serve(1, /*sloppy=*/false);
   for (auto& f : fakes_) f->async = true;
-  inline_.reject = true;  // nothing may need an executor task
   fence_->next = View(epochs_[1]);
   std::string refusing;
   for (const auto& id : old_owners)
@@ -348,6 +347,10 @@ TEST_F(FencedCoordinatorTest, AStaleRefusalReportedBackReplansTheWrite) {
   EXPECT_EQ(membership_->Current()->epoch(), 2u);
   EXPECT_EQ(Fake("n5").async_applies, 1) << "the retry must reach the pending owner";
   EXPECT_EQ(Fake(refusing).async_applies, 2);
+  // The retry itself starts on the executor; the replicas' calls never do
+  // (each apply came through ApplyAsync).
+  for (size_t i = 0; i < fakes_.size(); ++i)
+    EXPECT_EQ(fakes_[i]->applies.load(), fakes_[i]->async_applies.load()) << "n" << i + 2;
 }
 
 TEST_F(FencedCoordinatorTest, AStaleReadReportedBackIsAskedAgainFromTheNewReadOwners) {
