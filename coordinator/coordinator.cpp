@@ -401,10 +401,12 @@ void Coordinator::StartWrite(const std::shared_ptr<WriteRequest>& request) {
   {
     absl::MutexLock lock(&run->mu);
     first = run->plan.Start();
-    // Timers first: the actions may end the run at once.
-    run->deadline_timer = timers_->Add(request->deadline, [this, run] { WriteDeadline(run); });
+    // Timers first: the actions may end the run at once. Both times are
+    // taken before either is set, the earlier set first, so that the timer
+    // thread, once it waits, waits for the right one.
     const Clock::TimePoint handoff_at = clock_->Now() + options_.handoff_after;
     if (handoff_at < request->deadline) run->handoff_timer = timers_->Add(handoff_at, [this, run] { Handoff(run); });
+    run->deadline_timer = timers_->Add(request->deadline, [this, run] { WriteDeadline(run); });
   }
   Execute(run, first);
 }
@@ -674,14 +676,16 @@ void Coordinator::StartRead(const std::shared_ptr<ReadRequest>& request, std::sh
     run->local_target = local_target;
     run->first_round = first_round;
     run->needed = needed;
-    run->deadline = clock_->Now() + options_.request_timeout;
+    const Clock::TimePoint now = clock_->Now();
+    run->deadline = now + options_.request_timeout;
     run->replies.assign(run->targets.size(), std::nullopt);
     run->pending = static_cast<int>(first_round);
-    run->deadline_timer = timers_->Add(run->deadline, [this, run] { ReadDeadline(run); });
     // The others only when one asked fails or is slow (speculative retry).
+    // As for writes: the earlier timer is set first, from the same now.
     if (first_round < run->targets.size())
-      run->speculate_timer = timers_->Add(std::min(run->deadline, clock_->Now() + options_.read_speculate_after),
+      run->speculate_timer = timers_->Add(std::min(run->deadline, now + options_.read_speculate_after),
                                           [this, run] { Speculate(run); });
+    run->deadline_timer = timers_->Add(run->deadline, [this, run] { ReadDeadline(run); });
   }
   Ask(run, 0, first_round);
 }
