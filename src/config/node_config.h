@@ -42,9 +42,9 @@ struct NodeConfig {
   uint64_t max_value_bytes = 1 << 20;
   uint64_t map_size_mb = 16384;
   uint64_t memtable_mb = 8;  // writes held in memory (and the log) before a flush into LMDB
-  uint32_t worker_threads = 32;     // request handlers
+  uint32_t worker_threads = 8;      // client-port threads (gets and writes do not hold one while replicas answer)
   uint32_t fanout_threads = 0;      // outbound replica calls; 0: FanoutThreads() derives it (see README)
-  uint32_t peer_threads = 16;       // threads serving node-to-node requests
+  uint32_t peer_threads = 4;        // threads serving node-to-node requests
   uint32_t max_client_connections = 10000;  // lowered to fit the open-file limit (descriptor_budget.h)
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";

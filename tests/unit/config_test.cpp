@@ -173,7 +173,7 @@ TEST_F(ConfigTest, PeerPortsDefaultToOffsetOrAreGiven) {
   ParsedArgs p = Parse(Good());
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
   EXPECT_EQ(p.config.peer_port_offset, 1000u);
-  EXPECT_EQ(p.config.peer_threads, 16u);
+  EXPECT_EQ(p.config.peer_threads, 4u);
   auto resolved = ResolvePeerPorts(p.config);
   ASSERT_EQ(resolved.size(), 3u);
   EXPECT_EQ(resolved[0], (PeerAddress{"n1", "127.0.0.1", 7001, 8001}));
@@ -189,10 +189,10 @@ TEST_F(ConfigTest, PeerPortsDefaultToOffsetOrAreGiven) {
   EXPECT_EQ(resolved[0].peer_port, 9101);
   EXPECT_EQ(resolved[1].peer_port, 8002);
 
-  p = Parse(Good({"--peer-port-offset", "5", "--peer-threads", "4"}));
+  p = Parse(Good({"--peer-port-offset", "5", "--peer-threads", "6"}));
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
   EXPECT_EQ(ResolvePeerPorts(p.config)[1].peer_port, 7007);
-  EXPECT_EQ(p.config.peer_threads, 4u);
+  EXPECT_EQ(p.config.peer_threads, 6u);
 }
 
 TEST_F(ConfigTest, PeerPortErrors) {
