@@ -101,12 +101,15 @@ void LayeredCursor::Move(size_t i, Op op, std::string_view target) {
   s.value = View(v);
 }
 
-void LayeredCursor::ResolveForward() {
+void LayeredCursor::Resolve(bool forward) {
   for (;;) {
     int best = -1;
     for (size_t i = 0; i < sources_.size(); ++i) {
-      // On equal keys the earlier (newer) layer wins.
-      if (sources_[i].valid && (best < 0 || sources_[i].key < sources_[best].key)) best = int(i);
+      // The smallest key going forward, the largest going back; on equal
+      // keys the earlier (newer) layer wins.
+      if (!sources_[i].valid) continue;
+      if (best < 0 || (forward ? sources_[i].key < sources_[best].key : sources_[i].key > sources_[best].key))
+        best = int(i);
     }
     if (best < 0 || !status_.ok()) {
       current_ = -1;
@@ -118,27 +121,7 @@ void LayeredCursor::ResolveForward() {
     }
     scratch_.assign(sources_[best].key);  // erased here: step every layer past it
     for (size_t i = 0; i < sources_.size(); ++i)
-      if (sources_[i].valid && sources_[i].key == scratch_) Move(i, Op::kNext, {});
-  }
-}
-
-void LayeredCursor::ResolveBackward() {
-  for (;;) {
-    int best = -1;
-    for (size_t i = 0; i < sources_.size(); ++i) {
-      if (sources_[i].valid && (best < 0 || sources_[i].key > sources_[best].key)) best = int(i);
-    }
-    if (best < 0 || !status_.ok()) {
-      current_ = -1;
-      return;
-    }
-    if (!sources_[best].erased) {
-      current_ = best;
-      return;
-    }
-    scratch_.assign(sources_[best].key);
-    for (size_t i = 0; i < sources_.size(); ++i)
-      if (sources_[i].valid && sources_[i].key == scratch_) Move(i, Op::kPrev, {});
+      if (sources_[i].valid && sources_[i].key == scratch_) Move(i, forward ? Op::kNext : Op::kPrev, {});
   }
 }
 
@@ -146,11 +129,7 @@ void LayeredCursor::Position(Op op, std::string_view target) {
   // The target may point into a source's current key: keep a copy.
   std::string copy(target);
   for (size_t i = 0; i < sources_.size(); ++i) Move(i, op, copy);
-  if (op == Op::kFirst || op == Op::kGE) {
-    ResolveForward();
-  } else {
-    ResolveBackward();
-  }
+  Resolve(op == Op::kFirst || op == Op::kGE);
 }
 
 void LayeredCursor::SeekToFirst() { Position(Op::kFirst, {}); }
@@ -164,7 +143,7 @@ void LayeredCursor::Next() {
   scratch_.assign(sources_[current_].key);
   for (size_t i = 0; i < sources_.size(); ++i)
     if (sources_[i].valid && sources_[i].key == scratch_) Move(i, Op::kNext, {});
-  ResolveForward();
+  Resolve(true);
 }
 
 void LayeredCursor::Prev() {
@@ -172,7 +151,7 @@ void LayeredCursor::Prev() {
   scratch_.assign(sources_[current_].key);
   for (size_t i = 0; i < sources_.size(); ++i)
     if (sources_[i].valid && sources_[i].key == scratch_) Move(i, Op::kPrev, {});
-  ResolveBackward();
+  Resolve(false);
 }
 
 StatusOr<bool> LayeredGet(const std::vector<const MemTable*>& layers, uint64_t snapshot, MDB_txn* txn, MDB_dbi dbi,

@@ -60,9 +60,9 @@ class LayeredCursor {
   // Moves source i; the LMDB source is the last.
   void Move(size_t i, Op op, std::string_view target);
   void Load(size_t i);
-  // Settles on the smallest (largest) key whose newest layer holds a value.
-  void ResolveForward();
-  void ResolveBackward();
+  // Settles on the smallest key (going forward) or the largest (going
+  // back) whose newest layer holds a value.
+  void Resolve(bool forward);
   void Position(Op op, std::string_view target);
 
   std::vector<Source> sources_;

@@ -26,22 +26,10 @@ namespace {
 
 using namespace std::string_literals;
 using test_support::TempDir;
+using test_support::Printable;
 using test_support::TestSeed;
 using Model = std::map<std::string, std::string>;
 
-std::string Printable(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += char(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out + "\"";
-}
 
 MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 

@@ -24,22 +24,10 @@ namespace monju {
 namespace {
 
 using namespace std::string_literals;
+using test_support::Printable;
 using test_support::TestSeed;
 using Found = MemTable::Found;
 
-std::string Printable(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += char(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out + "\"";
-}
 
 // Get's answer as (found, value); the value is "untouched" unless kValue.
 std::pair<Found, std::string> Lookup(const MemTable& t, std::string_view key, uint64_t snapshot) {

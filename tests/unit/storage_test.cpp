@@ -200,6 +200,18 @@ class StorageTest : public ::testing::TestWithParam<size_t> {
     return found;
   }
 
+  // Puts items "item1000", "item1001", ... of partition 1, pk "pk", valued
+  // `value` plus their number, until one is refused (*last) or 2000 are in;
+  // returns how many were acknowledged.
+  int FillUntilRefused(const std::string& value, Status* last) {
+    int written = 0;
+    for (; written < 2000; ++written) {
+      *last = Put(1, "pk", "item" + std::to_string(1000 + written), value + std::to_string(written));
+      if (!last->ok()) break;
+    }
+    return written;
+  }
+
   // Every item, by walking ScanAll() `page` at a time.
   std::vector<RawItem> WalkAll(size_t page, size_t* pages = nullptr) {
     std::vector<RawItem> all;
@@ -755,11 +767,7 @@ TEST_P(StorageTest, FullMapKeepsAcknowledgedWritesUntilThereIsRoom) {
   Open(1 << 20);
   const std::string value(3000, 'v');
   Status last;
-  int written = 0;
-  for (; written < 2000; ++written) {
-    last = Put(1, "pk", "item" + std::to_string(1000 + written), value + std::to_string(written));
-    if (!last.ok()) break;
-  }
+  const int written = FillUntilRefused(value, &last);
   ASSERT_EQ(last.code(), Status::Code::kNoSpace) << last.ToString();
   EXPECT_NE(last.message().find("MDB_MAP_FULL"), std::string::npos) << last.message();
   Open(1 << 20);  // same size: what could not be flushed is replayed into memory again
@@ -918,11 +926,7 @@ TEST_P(StorageTest, MapFullReturnsNoSpaceAndReadsStillWork) {
   Open(1 << 20);  // 1 MiB
   const std::string value(3000, 'v');
   Status last;
-  int written = 0;
-  for (; written < 2000; ++written) {
-    last = Put(1, "pk", "item" + std::to_string(1000 + written), value + std::to_string(written));
-    if (!last.ok()) break;
-  }
+  const int written = FillUntilRefused(value, &last);
   std::cout << "[ measured ] " << written << " items of 3000 bytes fit in a 1 MiB map\n";
   ASSERT_FALSE(last.ok()) << "the map never filled";
   EXPECT_EQ(last.code(), Status::Code::kNoSpace) << last.ToString();

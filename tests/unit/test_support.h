@@ -15,6 +15,8 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <cstdio>
 
 #include "common/clock.h"
 
@@ -48,6 +50,21 @@ inline uint64_t TestSeed(uint64_t fallback) {
   std::cout << "[ seed     ] " << ::testing::UnitTest::GetInstance()->current_test_info()->name() << " seed=" << seed
             << " (MONJU_TEST_SEED to override)\n";
   return seed;
+}
+
+// Bytes for a failure message: printable ASCII as is, the rest as \xNN.
+inline std::string Printable(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += char(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out + "\"";
 }
 
 // Clocks that move only when a test advances them. Thread-safe.
