@@ -258,14 +258,14 @@ class DataStore::Impl {
     } else if (!s.Is(Status::Code::kNotFound)) {
       return s;
     }
-    auto replayed = std::make_shared<MemTable>();
+    auto replayed = NewMemTable();
     uint64_t last = flushed;
     s = log_->Replay(
         flushed, [&](uint64_t seq, std::string_view payload) { return Load(seq, payload, replayed.get()); }, &last);
     if (!s.ok()) return s;
     last_seq_ = last;
     published_.store(last);
-    active_ = std::make_shared<MemTable>();
+    active_ = NewMemTable();
     if (!replayed->empty()) {
       spdlog::info("write-ahead log: {} records ({} entries) after the last flush replayed", last - flushed,
                    replayed->entries());
@@ -1004,7 +1004,7 @@ class DataStore::Impl {
       // under it, so the notification cannot fall between the two.
       std::lock_guard<std::mutex> layers(layers_mu_);
       imm_ = std::move(active_);
-      active_ = std::make_shared<MemTable>();
+      active_ = NewMemTable();
     }
     lock.unlock();
     flush_cv_.notify_all();
@@ -1015,6 +1015,12 @@ class DataStore::Impl {
   // write) when the map has little room.
   bool ActiveFull(size_t threshold) const {
     return active_->bytes() >= threshold || active_->entries() >= flush_entries_.load();
+  }
+
+  // A memtable whose key index has room for the keys a full one holds
+  // (an entry takes at least 128 bytes; the index takes keys to half its slots).
+  std::shared_ptr<MemTable> NewMemTable() const {
+    return std::make_shared<MemTable>(std::max<size_t>(options_.memtable_bytes / 64, 1024));
   }
 
   bool HasImm() const {

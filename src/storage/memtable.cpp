@@ -1,5 +1,7 @@
 #include "storage/memtable.h"
 
+#include <xxhash.h>
+
 #include <cassert>
 #include <cstring>
 #include <new>
@@ -12,9 +14,9 @@ class MemTable::Arena {
   ~Arena() {
     for (char* b : blocks_) ::operator delete[](b, std::align_val_t(alignof(std::max_align_t)));
   }
-  // 8-byte aligned; `bytes` > 0.
-  // Counts what is asked for, not the blocks, so that a memtable's size
-  // follows its entries (at most one block more is held).
+  // 8-byte aligned; `bytes` > 0. Counts what is asked for, not the blocks,
+  // so that a memtable's size follows its entries (at most one block more
+  // is held).
   char* Allocate(size_t bytes, std::atomic<size_t>* counted) {
     bytes = (bytes + 7) & ~size_t(7);
     counted->fetch_add(bytes, std::memory_order_relaxed);
@@ -41,14 +43,21 @@ class MemTable::Arena {
   size_t left_ = 0;
 };
 
+// One commit's entry for a key. Immutable once published.
+struct MemTable::Entry {
+  uint64_t seq;
+  const char* value;
+  uint32_t value_size;
+  bool erased;
+  const Entry* older;  // the key's entry before this one, or nullptr
+};
+
+// A key of the skip list, with its entries newest first.
 struct MemTable::Node {
   const char* key;
-  const char* value;
   uint32_t key_size;
-  uint32_t value_size;
-  uint64_t seq;
-  bool erased;
   int height;
+  std::atomic<const Entry*> newest;
   // height entries; only the first is declared.
   std::atomic<const Node*> next_[1];
 
@@ -61,27 +70,29 @@ struct MemTable::Node {
 
 namespace {
 
-// (key ascending, seq descending): a key's newest entry comes first.
-int Compare(std::string_view a_key, uint64_t a_seq, std::string_view b_key, uint64_t b_seq) {
-  const int c = a_key.compare(b_key);
-  if (c != 0) return c;
-  if (a_seq > b_seq) return -1;
-  if (a_seq < b_seq) return 1;
-  return 0;
-}
-
 size_t NodeSize(int height) { return sizeof(MemTable::Node) + sizeof(std::atomic<const MemTable::Node*>) * (height - 1); }
+
+size_t RoundUpToPowerOfTwo(size_t n) {
+  size_t p = 16;
+  while (p < n) p <<= 1;
+  return p;
+}
 
 }  // namespace
 
-MemTable::MemTable() : arena_(std::make_unique<Arena>()) {
+MemTable::MemTable(size_t index_slots) : arena_(std::make_unique<Arena>()) {
   char* mem = arena_->Allocate(NodeSize(kMaxHeight), &bytes_);
-  head_ = new (mem) Node{nullptr, nullptr, 0, 0, 0, false, kMaxHeight, {}};
+  head_ = new (mem) Node{nullptr, 0, kMaxHeight, {}, {}};
+  head_->newest.store(nullptr, std::memory_order_relaxed);
   for (int i = 0; i < kMaxHeight; ++i) new (&head_->next_[i]) std::atomic<const Node*>(nullptr);
+  const size_t slots = RoundUpToPowerOfTwo(index_slots);
+  index_ = std::make_unique<std::atomic<const Node*>[]>(slots);
+  for (size_t i = 0; i < slots; ++i) index_[i].store(nullptr, std::memory_order_relaxed);
+  index_mask_ = slots - 1;
   bytes_.store(0);  // an empty memtable holds no entries
 }
 
-MemTable::~MemTable() = default;  // nodes are trivially destructible; the arena frees them
+MemTable::~MemTable() = default;  // nodes and entries are trivially destructible; the arena frees them
 
 int MemTable::RandomHeight() {
   // Branching 4: each level holds a quarter of the one below.
@@ -96,12 +107,12 @@ int MemTable::RandomHeight() {
   return height;
 }
 
-const MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key, uint64_t seq, const Node** prev) const {
+const MemTable::Node* MemTable::FindGreaterOrEqual(std::string_view key, const Node** prev) const {
   const Node* x = head_;
   int level = height_.load(std::memory_order_relaxed) - 1;
   for (;;) {
     const Node* next = x->Next(level);
-    if (next && Compare(next->Key(), next->seq, key, seq) < 0) {
+    if (next && next->Key() < key) {
       x = next;
     } else {
       if (prev) prev[level] = x;
@@ -139,43 +150,85 @@ const MemTable::Node* MemTable::FindLast() const {
   }
 }
 
+const MemTable::Node* MemTable::FindKey(std::string_view key) const {
+  for (size_t i = XXH3_64bits(key.data(), key.size()) & index_mask_;; i = (i + 1) & index_mask_) {
+    const Node* n = index_[i].load(std::memory_order_acquire);
+    if (!n) break;
+    if (n->Key() == key) return n;
+  }
+  // Not in the index: absent, unless the index filled up before the key came.
+  if (index_complete_.load(std::memory_order_acquire)) return nullptr;
+  const Node* n = FindGreaterOrEqual(key, nullptr);
+  return n && n->Key() == key ? n : nullptr;
+}
+
+void MemTable::IndexInsert(const Node* node) {
+  // At most half full, so that probes stay short; keys past that are found
+  // by the list (index_complete_ goes false before any such key is published).
+  if (index_keys_ >= (index_mask_ + 1) / 2) {
+    index_complete_.store(false, std::memory_order_release);
+    return;
+  }
+  size_t i = XXH3_64bits(node->key, node->key_size) & index_mask_;
+  while (index_[i].load(std::memory_order_relaxed)) i = (i + 1) & index_mask_;
+  index_[i].store(node, std::memory_order_release);
+  ++index_keys_;
+}
+
+const MemTable::Entry* MemTable::VisibleEntry(const Node* node, uint64_t snapshot) {
+  const Entry* e = node->newest.load(std::memory_order_acquire);
+  while (e && e->seq > snapshot) e = e->older;
+  return e;
+}
+
 void MemTable::Add(uint64_t seq, std::string_view key, std::optional<std::string_view> value) {
   assert(seq > 0);
-  const Node* prev[kMaxHeight];
-  [[maybe_unused]] const Node* at = FindGreaterOrEqual(key, seq, prev);
-  assert(!at || Compare(at->Key(), at->seq, key, seq) != 0);
-  const int height = RandomHeight();
-  const int current = height_.load(std::memory_order_relaxed);
-  if (height > current) {
-    for (int i = current; i < height; ++i) prev[i] = head_;
-    // Readers that see the new height before the node find nullptr from
-    // head_ at those levels and simply drop a level.
-    height_.store(height, std::memory_order_relaxed);
-  }
   const size_t value_size = value ? value->size() : 0;
-  char* mem = arena_->Allocate(NodeSize(height) + key.size() + value_size, &bytes_);
-  char* key_copy = mem + NodeSize(height);
-  char* value_copy = key_copy + key.size();
-  if (!key.empty()) std::memcpy(key_copy, key.data(), key.size());
+  char* mem = arena_->Allocate(sizeof(Entry) + value_size, &bytes_);
+  char* value_copy = mem + sizeof(Entry);
   if (value_size) std::memcpy(value_copy, value->data(), value_size);
-  Node* node = new (mem) Node{key_copy, value_copy, uint32_t(key.size()), uint32_t(value_size), seq, !value, height, {}};
-  for (int i = 0; i < height; ++i) new (&node->next_[i]) std::atomic<const Node*>(nullptr);
-  for (int i = 0; i < height; ++i) {
-    // The node is complete before it is reachable (release).
-    node->SetNextRelaxed(i, prev[i]->NextRelaxed(i));
-    const_cast<Node*>(prev[i])->SetNext(i, node);
+  Entry* entry = new (mem) Entry{seq, value_copy, uint32_t(value_size), !value, nullptr};
+
+  if (const Node* held = FindKey(key)) {
+    // A key already held: the entry goes in front of its chain, no search.
+    const Entry* newest = held->newest.load(std::memory_order_relaxed);
+    assert(!newest || newest->seq < seq);
+    entry->older = newest;
+    const_cast<Node*>(held)->newest.store(entry, std::memory_order_release);
+  } else {
+    const Node* prev[kMaxHeight];
+    FindGreaterOrEqual(key, prev);
+    const int height = RandomHeight();
+    const int current = height_.load(std::memory_order_relaxed);
+    if (height > current) {
+      for (int i = current; i < height; ++i) prev[i] = head_;
+      // Readers that see the new height before the node find nullptr from
+      // head_ at those levels and simply drop a level.
+      height_.store(height, std::memory_order_relaxed);
+    }
+    char* node_mem = arena_->Allocate(NodeSize(height) + key.size(), &bytes_);
+    char* key_copy = node_mem + NodeSize(height);
+    if (!key.empty()) std::memcpy(key_copy, key.data(), key.size());
+    Node* node = new (node_mem) Node{key_copy, uint32_t(key.size()), height, {}, {}};
+    node->newest.store(entry, std::memory_order_relaxed);
+    for (int i = 0; i < height; ++i) new (&node->next_[i]) std::atomic<const Node*>(nullptr);
+    for (int i = 0; i < height; ++i) {
+      // The node is complete before it is reachable (release).
+      node->SetNextRelaxed(i, prev[i]->NextRelaxed(i));
+      const_cast<Node*>(prev[i])->SetNext(i, node);
+    }
+    IndexInsert(node);
   }
   entries_.fetch_add(1, std::memory_order_relaxed);
   if (seq > max_seq_.load(std::memory_order_relaxed)) max_seq_.store(seq, std::memory_order_release);
 }
 
 MemTable::Found MemTable::Get(std::string_view key, uint64_t snapshot, std::string_view* value) const {
-  // The first entry at or after (key, snapshot) is key's newest one at or
-  // below the snapshot, if it is key's at all.
-  const Node* n = FindGreaterOrEqual(key, snapshot, nullptr);
-  if (!n || n->Key() != key) return Found::kAbsent;
-  if (n->erased) return Found::kErased;
-  *value = std::string_view(n->value, n->value_size);
+  const Node* n = FindKey(key);
+  const Entry* e = n ? VisibleEntry(n, snapshot) : nullptr;
+  if (!e) return Found::kAbsent;
+  if (e->erased) return Found::kErased;
+  *value = std::string_view(e->value, e->value_size);
   return Found::kValue;
 }
 
@@ -211,72 +264,56 @@ std::vector<std::pair<std::string, std::string>> MemTable::Metas() const {
 
 std::string_view MemTable::Iterator::key() const { return node_->Key(); }
 std::string_view MemTable::Iterator::value() const {
-  return node_->erased ? std::string_view() : std::string_view(node_->value, node_->value_size);
+  return entry_->erased ? std::string_view() : std::string_view(entry_->value, entry_->value_size);
 }
-bool MemTable::Iterator::erased() const { return node_->erased; }
-uint64_t MemTable::Iterator::seq() const { return node_->seq; }
+bool MemTable::Iterator::erased() const { return entry_->erased; }
+uint64_t MemTable::Iterator::seq() const { return entry_->seq; }
 
 void MemTable::Iterator::ForwardToVisible(const Node* n) {
-  // Within a key, entries go newest first: the first at or below the
-  // snapshot is the one visible; a key with none visible is skipped.
-  while (n && n->seq > snapshot_) n = n->Next(0);
-  node_ = n;
+  // A key with no entry at or below the snapshot (added since) is skipped.
+  for (; n; n = n->Next(0)) {
+    if ((entry_ = VisibleEntry(n, snapshot_))) {
+      node_ = n;
+      return;
+    }
+  }
+  node_ = nullptr;
+  entry_ = nullptr;
+}
+
+void MemTable::Iterator::BackwardToVisible(const Node* n) {
+  while (n) {
+    if ((entry_ = VisibleEntry(n, snapshot_))) {
+      node_ = n;
+      return;
+    }
+    n = table_->FindLessThan(n->Key());
+  }
+  node_ = nullptr;
+  entry_ = nullptr;
 }
 
 void MemTable::Iterator::SeekToFirst() { ForwardToVisible(table_->head_->Next(0)); }
 
 void MemTable::Iterator::SeekGE(std::string_view target) {
-  ForwardToVisible(table_->FindGreaterOrEqual(target, kLatest, nullptr));
+  ForwardToVisible(table_->FindGreaterOrEqual(target, nullptr));
 }
 
-void MemTable::Iterator::Next() {
-  const std::string_view current = node_->Key();
-  const Node* n = node_->Next(0);
-  // A hot key has an entry per commit that changed it: step over a few,
-  // then search past them all at once (seq 0 sorts after every entry of it).
-  for (int steps = 0; n && n->Key() == current; ++steps) {
-    if (steps == 4) {
-      n = table_->FindGreaterOrEqual(current, 0, nullptr);
-      break;
-    }
-    n = n->Next(0);
-  }
-  ForwardToVisible(n);
-}
+void MemTable::Iterator::Next() { ForwardToVisible(node_->Next(0)); }
 
-void MemTable::Iterator::BackwardFrom(std::string_view bound, bool have_bound) {
-  for (;;) {
-    const Node* last = have_bound ? table_->FindLessThan(bound) : table_->FindLast();
-    if (!last) {
-      node_ = nullptr;
-      return;
-    }
-    // `last` is the oldest entry of its key; its visible one is the first
-    // at or after (key, snapshot).
-    const std::string_view key = last->Key();
-    const Node* visible = table_->FindGreaterOrEqual(key, snapshot_, nullptr);
-    if (visible && visible->Key() == key) {
-      node_ = visible;
-      return;
-    }
-    bound = key;  // nothing of that key visible yet: the key before it
-    have_bound = true;
-  }
-}
+void MemTable::Iterator::SeekToLast() { BackwardToVisible(table_->FindLast()); }
 
-void MemTable::Iterator::SeekToLast() { BackwardFrom({}, false); }
-
-void MemTable::Iterator::SeekLT(std::string_view target) { BackwardFrom(target, true); }
+void MemTable::Iterator::SeekLT(std::string_view target) { BackwardToVisible(table_->FindLessThan(target)); }
 
 void MemTable::Iterator::SeekLE(std::string_view target) {
-  const Node* n = table_->FindGreaterOrEqual(target, snapshot_, nullptr);
-  if (n && n->Key() == target) {
+  const Node* n = table_->FindGreaterOrEqual(target, nullptr);
+  if (n && n->Key() == target && (entry_ = VisibleEntry(n, snapshot_))) {
     node_ = n;
     return;
   }
-  BackwardFrom(target, true);
+  BackwardToVisible(table_->FindLessThan(target));
 }
 
-void MemTable::Iterator::Prev() { BackwardFrom(node_->Key(), true); }
+void MemTable::Iterator::Prev() { BackwardToVisible(table_->FindLessThan(node_->Key())); }
 
 }  // namespace monju

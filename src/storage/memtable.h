@@ -6,10 +6,15 @@
 // for each key, its newest entry with seq <= S. Entries are never removed:
 // a memtable is dropped whole once LMDB holds what it held.
 //
-// A skip list over an arena: one writer adds while any number of readers
-// look up and iterate, without locks (entries are linked in with release
-// stores once complete). Keys order as LMDB's default comparison does
-// (bytewise, a prefix first), so merged iteration with an LMDB cursor lines up.
+// A skip list of the keys over an arena, each key holding its entries as a
+// chain, newest first, and an open-addressing hash index of the keys for
+// point lookups (Get() and the writer's Add() of a key it holds skip the
+// list search; a hot key's entries never lengthen a walk). One writer adds
+// while any number of readers look up and iterate, without locks (nodes,
+// entries and index slots are published with release stores once
+// complete). Keys order as LMDB's default comparison does (bytewise, a
+// prefix first), so merged iteration with an LMDB cursor lines up. The index
+// takes keys up to half its slots; later keys are found by the list.
 //
 // Thread safety: Add() and PutMeta() from one thread at a time; everything
 // else from any thread, concurrently with them.
@@ -35,7 +40,8 @@ class MemTable {
 
   enum class Found { kAbsent, kValue, kErased };
 
-  MemTable();
+  // `index_slots`: the hash index's size, rounded up to a power of two.
+  explicit MemTable(size_t index_slots = 1 << 16);
   ~MemTable();
   MemTable(const MemTable&) = delete;
   MemTable& operator=(const MemTable&) = delete;
@@ -63,6 +69,7 @@ class MemTable {
   bool empty() const { return entries() == 0 && metas_empty_.load(std::memory_order_acquire); }
 
   struct Node;
+  struct Entry;
 
   // Walks, at one snapshot, each key's newest entry (erased ones included:
   // callers layering memtables over LMDB need them to hide older values).
@@ -85,15 +92,16 @@ class MemTable {
     void Prev();
 
    private:
-    // From n (the newest entry of its key, or any later node) forward to the
-    // first key with an entry visible at the snapshot.
+    // From key node n forward to the first with an entry visible at the snapshot.
     void ForwardToVisible(const Node* n);
-    // The last key below `bound` (none: nullptr bound means "the end") with a visible entry.
-    void BackwardFrom(std::string_view bound, bool have_bound);
+    // From key node n backward (toward smaller keys) to the first with an
+    // entry visible at the snapshot.
+    void BackwardToVisible(const Node* n);
 
     const MemTable* table_;
     uint64_t snapshot_;
     const Node* node_ = nullptr;
+    const Entry* entry_ = nullptr;  // node_'s entry visible at the snapshot
   };
 
  private:
@@ -101,15 +109,24 @@ class MemTable {
   class Arena;
 
   int RandomHeight();
-  // First node at or after (key, seq) in (key ascending, seq descending)
-  // order; fills prev[] when given.
-  const Node* FindGreaterOrEqual(std::string_view key, uint64_t seq, const Node** prev) const;
-  // Last node whose key is below `key`; nullptr when none.
+  // First key node at or after `key`; fills prev[] when given.
+  const Node* FindGreaterOrEqual(std::string_view key, const Node** prev) const;
+  // Last key node below `key`; nullptr when none.
   const Node* FindLessThan(std::string_view key) const;
   const Node* FindLast() const;
+  // The key's node: through the index, else (keys past its capacity) the list.
+  const Node* FindKey(std::string_view key) const;
+  // The newest entry of `node` at or below `snapshot`, or nullptr.
+  static const Entry* VisibleEntry(const Node* node, uint64_t snapshot);
+  void IndexInsert(const Node* node);
 
   std::unique_ptr<Arena> arena_;
   Node* head_;
+  // Slots of the key index; empty ones hold nullptr. Written by the writer only.
+  std::unique_ptr<std::atomic<const Node*>[]> index_;
+  size_t index_mask_ = 0;
+  size_t index_keys_ = 0;                  // writer only
+  std::atomic<bool> index_complete_{true};  // every key is in the index
   std::atomic<int> height_{1};
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;  // writer only
   std::atomic<size_t> bytes_{0};

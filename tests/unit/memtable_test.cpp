@@ -374,6 +374,38 @@ TEST(MemTableTest, OneWriterConcurrentReaders) {
   EXPECT_EQ(t.max_seq(), kAdds);
 }
 
+// An index of 16 slots takes 8 keys; the other 92 are found by the list,
+// for Get at every snapshot and in order, and a held key's new entries
+// (indexed or not) go in front of its chain.
+TEST(MemTableTest, KeysPastTheIndexAreFoundByTheList) {
+  MemTable t(16);
+  uint64_t seq = 0;
+  for (int round = 0; round < 3; ++round)
+    for (int k = 0; k < 100; ++k) {
+      const std::string key = "k" + std::to_string(1000 + k);
+      t.Add(++seq, key, key + "@" + std::to_string(round));
+    }
+  EXPECT_EQ(t.entries(), 300u);
+  std::string_view v;
+  for (int k = 0; k < 100; ++k) {
+    const std::string key = "k" + std::to_string(1000 + k);
+    ASSERT_EQ(t.Get(key, MemTable::kLatest, &v), MemTable::Found::kValue) << key;
+    EXPECT_EQ(v, key + "@2");
+    ASSERT_EQ(t.Get(key, 100, &v), MemTable::Found::kValue) << key;  // the first round only
+    EXPECT_EQ(v, key + "@0");
+    EXPECT_EQ(t.Get(key, uint64_t(k), &v), MemTable::Found::kAbsent) << key << " before it was added";
+  }
+  EXPECT_EQ(t.Get("k0999", MemTable::kLatest, &v), MemTable::Found::kAbsent);
+  MemTable::Iterator it(&t, 200);
+  int n = 0;
+  for (it.SeekToFirst(); it.Valid(); it.Next(), ++n) {
+    const std::string key = "k" + std::to_string(1000 + n);
+    ASSERT_EQ(it.key(), key);
+    EXPECT_EQ(it.value(), key + "@1");
+  }
+  EXPECT_EQ(n, 100);
+}
+
 TEST(MemTableTest, SizesAndCounts) {
   MemTable t;
   EXPECT_TRUE(t.empty());
