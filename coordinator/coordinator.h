@@ -119,6 +119,9 @@ class Executor {
   virtual bool Submit(std::function<void()> task) = 0;
   // Why a Submit() was refused, for the caller's error.
   virtual std::string RefusalReason() const { return "node overloaded: fan-out queue full"; }
+  // True once the executor is shutting down: a task may then answer at once
+  // instead of starting work whose answer nobody will read.
+  virtual bool Stopping() const { return false; }
 };
 
 enum class ReadFanout { kAll, kQuorum };

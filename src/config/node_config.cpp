@@ -130,6 +130,9 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.memtable_mb < 1 || c.memtable_mb > 1024) return Status::InvalidArgument("--memtable-mb: must be 1..1024");
   if (c.worker_threads < 1 || c.worker_threads > 1024)
     return Status::InvalidArgument("--worker-threads: must be 1..1024");
+  // The descriptor budget keeps 64 forwarding connections per member.
+  if (c.forward_threads < 1 || c.forward_threads > 64)
+    return Status::InvalidArgument("--forward-threads: must be 1..64");
   if (c.max_client_connections < 1 || c.max_client_connections > 1000000)
     return Status::InvalidArgument("--max-client-connections: must be 1..1000000");
   if (c.fanout_threads > 4096)
@@ -280,6 +283,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("memtable-mb", po::value(&c.memtable_mb)->default_value(c.memtable_mb),
      "writes held in memory and in the write-ahead log before they are flushed into LMDB (two such at most)")
     ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
+    ("forward-threads", po::value(&c.forward_threads)->default_value(c.forward_threads), "threads forwarding writes for keys this node does not replicate to an owner (each waits for the owner's answer; 1..64)")
     ("max-client-connections", po::value(&c.max_client_connections)->default_value(c.max_client_connections), "client connections open at once; more are accepted and closed (lowered to fit the open-file limit)")
     ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making calls to peers (0: 4 per other member, 4..256)")
     ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error")

@@ -45,6 +45,7 @@ struct NodeConfig {
   uint32_t worker_threads = 8;      // client-port threads (gets and writes do not hold one while replicas answer)
   uint32_t fanout_threads = 0;      // outbound replica calls; 0: FanoutThreads() derives it (see README)
   uint32_t peer_threads = 4;        // threads serving node-to-node requests
+  uint32_t forward_threads = 8;     // threads forwarding writes for keys this node does not replicate
   uint32_t max_client_connections = 10000;  // lowered to fit the open-file limit (descriptor_budget.h)
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";

@@ -9,12 +9,13 @@
 
 namespace monju {
 
-FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued) : max_queued_(max_queued) {
+FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued, std::string name)
+    : max_queued_(max_queued), name_(std::move(name)) {
   if (threads == 0) threads = 1;
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; ++i) {
     threads_.emplace_back([this] { Work(); });
-    pthread_setname_np(threads_.back().native_handle(), ("fanout-" + std::to_string(i)).c_str());
+    pthread_setname_np(threads_.back().native_handle(), (name_ + "-" + std::to_string(i)).c_str());
   }
 }
 
@@ -31,7 +32,7 @@ void FanoutExecutor::Stop() {
 }
 
 std::string FanoutExecutor::RefusalReason() const {
-  return stopping_ ? "node stopping" : Executor::RefusalReason();
+  return stopping_ ? "node stopping" : "node overloaded: " + name_ + " queue full";
 }
 
 bool FanoutExecutor::Submit(std::function<void()> task) {
@@ -55,9 +56,9 @@ void FanoutExecutor::Work() {
     try {
       task();
     } catch (const std::exception& e) {
-      spdlog::error("fan-out task failed: {}", e.what());
+      spdlog::error("{} task failed: {}", name_, e.what());
     } catch (...) {
-      spdlog::error("fan-out task failed with a non-standard exception");
+      spdlog::error("{} task failed with a non-standard exception", name_);
     }
     task = nullptr;  // its captures go before the slot is given back
     absl::MutexLock lock(&mu_);

@@ -29,8 +29,9 @@ namespace monju {
 class FanoutExecutor final : public Executor {
  public:
   // `threads` (at least 1) run tasks; at most `max_queued` tasks are
-  // submitted and not yet finished at once.
-  FanoutExecutor(size_t threads, size_t max_queued);
+  // submitted and not yet finished at once. `name` names the threads
+  // ("<name>-0", ...) and the queue in RefusalReason().
+  FanoutExecutor(size_t threads, size_t max_queued, std::string name = "fan-out");
   // Stop().
   ~FanoutExecutor() override;
   FanoutExecutor(const FanoutExecutor&) = delete;
@@ -40,8 +41,10 @@ class FanoutExecutor final : public Executor {
   // then never runs. A task that throws is logged; the thread goes on.
   bool Submit(std::function<void()> task) override;
   // "node stopping" once Stop() has begun, so that a refused call during
-  // shutdown does not read as overload.
+  // shutdown does not read as overload; else "node overloaded: <name> queue
+  // full".
   std::string RefusalReason() const override;
+  bool Stopping() const override { return stopping_; }
   // Refuses new tasks, runs every task already queued, and joins the threads
   // (each task ends within its call timeout). Idempotent.
   void Stop();
@@ -50,6 +53,7 @@ class FanoutExecutor final : public Executor {
   void Work();
 
   const size_t max_queued_;
+  const std::string name_;
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);

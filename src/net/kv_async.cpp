@@ -73,6 +73,17 @@ Coordinator::WriteDone WriteReply(std::string name, int32_t seqid, std::shared_p
   };
 }
 
+// Answers a write that was never forwarded: Unavailable, for `why`.
+template <typename Result>
+void Refuse(const std::string& name, int32_t seqid, DeferredReply& reply, const std::string& why) {
+  Result result;
+  result.unavailable.why = "cannot forward the write to a replica of the key: " + why;
+  result.unavailable.needed = 1;
+  result.unavailable.alive = 0;
+  result.__isset.unavailable = true;
+  reply.Send(ReplyMessage(name, seqid, result));
+}
+
 void Undecodable(const std::string& method) { throw std::runtime_error("a " + method + " call that does not decode"); }
 
 }  // namespace
@@ -98,19 +109,8 @@ void KvAsyncCalls::StartWrite(const uint8_t* message, uint32_t size, std::shared
   int32_t seqid = 0;
   Args args;
   if (!ReadCall(message, size, &name, &seqid, &args)) Undecodable("write");
-  // A key this node does not replicate: forwarded to an owner by KvHandler,
-  // on this thread (it waits for the owner's answer).
-  if (Status s = Coordinator::ValidateKey(args.pk, args.sk); s.ok() && !coordinator_->IsOwner(args.pk)) {
-    return AnswerNow<Result>(name, seqid, *reply, [&](api::WriteResult& out) {
-      if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
-        handler_->put(out, args.pk, args.sk, args.value, args.context, args.w);
-      } else if constexpr (std::is_same_v<Args, api::MonjuKV_overwrite_args>) {
-        handler_->overwrite(out, args.pk, args.sk, args.value, args.w);
-      } else {
-        handler_->remove(out, args.pk, args.sk, args.context, args.w);
-      }
-    });
-  }
+  if (Status s = Coordinator::ValidateKey(args.pk, args.sk); s.ok() && !coordinator_->IsOwner(args.pk))
+    return StartForward<Args, Result>(std::move(name), seqid, args, std::move(reply));
   auto done = WriteReply<Result>(std::move(name), seqid, std::move(reply));
   if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
     coordinator_->PutAsync(args.pk, args.sk, std::move(args.value), args.context, args.w, std::move(done));
@@ -119,6 +119,35 @@ void KvAsyncCalls::StartWrite(const uint8_t* message, uint32_t size, std::shared
   } else {
     coordinator_->RemoveAsync(args.pk, args.sk, args.context, args.w, std::move(done));
   }
+}
+
+template <typename Args, typename Result>
+void KvAsyncCalls::StartForward(std::string name, int32_t seqid, Args& args, std::shared_ptr<DeferredReply> reply) {
+  // std::function needs a copyable task: the arguments are shared, not copied
+  // (the generated argument structs cannot be copied or moved).
+  struct Write {
+    std::string pk, sk, value, context;
+    int32_t w = 0;
+  };
+  auto call = std::make_shared<Write>();
+  call->pk = std::move(args.pk);
+  call->sk = std::move(args.sk);
+  if constexpr (!std::is_same_v<Args, api::MonjuKV_remove_args>) call->value = std::move(args.value);
+  if constexpr (!std::is_same_v<Args, api::MonjuKV_overwrite_args>) call->context = std::move(args.context);
+  call->w = args.w;
+  auto task = [handler = handler_, forwarder = forwarder_, name, seqid, call, reply] {
+    if (forwarder->Stopping()) return Refuse<Result>(name, seqid, *reply, forwarder->RefusalReason());
+    AnswerNow<Result>(name, seqid, *reply, [&](api::WriteResult& out) {
+      if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
+        handler->put(out, call->pk, call->sk, call->value, call->context, call->w);
+      } else if constexpr (std::is_same_v<Args, api::MonjuKV_overwrite_args>) {
+        handler->overwrite(out, call->pk, call->sk, call->value, call->w);
+      } else {
+        handler->remove(out, call->pk, call->sk, call->context, call->w);
+      }
+    });
+  };
+  if (!forwarder_->Submit(std::move(task))) Refuse<Result>(name, seqid, *reply, forwarder_->RefusalReason());
 }
 
 void KvAsyncCalls::StartGet(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {

@@ -3,9 +3,15 @@
 // reply goes out from the thread that completes it (a store's writer, a
 // fan-out thread or the coordinator's timer thread), so no server thread
 // sleeps while replicas answer. Results and errors are exactly those of
-// KvHandler (the generated processor's wire format). Writes this node must
-// forward to an owner, and query, still run on the server thread through
-// KvHandler.
+// KvHandler (the generated processor's wire format).
+//
+// A write for a key this node does not replicate is forwarded to an owner by
+// KvHandler on a thread of `forwarder`, which waits for the owner's answer:
+// never on a server thread, since nodes forwarding to each other with every
+// server thread so held would each wait for the other until the call timed
+// out. A full forwarder queue answers Unavailable ("node overloaded").
+// query still runs on the server thread through KvHandler (it waits only on
+// replicas, which never wait on this node's server threads).
 //
 // Thread safety: every method may be called concurrently.
 #pragma once
@@ -21,9 +27,10 @@ namespace monju {
 
 class KvAsyncCalls final : public DeferredCalls {
  public:
-  // The coordinator is not owned and must outlive the calls in flight.
-  KvAsyncCalls(Coordinator* coordinator, std::shared_ptr<KvHandler> handler)
-      : coordinator_(coordinator), handler_(std::move(handler)) {}
+  // The coordinator and the forwarder are not owned and must outlive the
+  // calls in flight (stop the forwarder first: it runs the tasks queued).
+  KvAsyncCalls(Coordinator* coordinator, std::shared_ptr<KvHandler> handler, Executor* forwarder)
+      : coordinator_(coordinator), handler_(std::move(handler)), forwarder_(forwarder) {}
 
   bool Handles(std::string_view name) const override;
   void Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) override;
@@ -32,9 +39,12 @@ class KvAsyncCalls final : public DeferredCalls {
   template <typename Args, typename Result>
   void StartWrite(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply);
   void StartGet(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply);
+  template <typename Args, typename Result>
+  void StartForward(std::string name, int32_t seqid, Args& args, std::shared_ptr<DeferredReply> reply);
 
   Coordinator* coordinator_;
   std::shared_ptr<KvHandler> handler_;
+  Executor* forwarder_;
 };
 
 }  // namespace monju

@@ -173,6 +173,9 @@ class Node::Impl {
     // First: a `monju repair` running on a request thread returns at its
     // next step instead of holding the server's shutdown.
     if (ae_) ae_->Stop();
+    // Writes queued for forwarding are refused ("node stopping") while their
+    // clients can still read the answer; forwards under way finish.
+    if (forwarder_) forwarder_->Stop();
     // Clients first, so no new request waits on peers that are going away.
     if (client_server_) client_server_->Stop();
     if (peer_server_) peer_server_->Stop();
@@ -273,17 +276,19 @@ class Node::Impl {
     client.max_frame_bytes = max_frame;
     client.name = "client";
     // Gets and writes answer from the thread that completes them.
-    client.deferred = std::make_shared<KvAsyncCalls>(coordinator_.get(), kv);
+    // Writes for keys other nodes replicate wait for the owner on these.
+    forwarder_ = std::make_unique<FanoutExecutor>(config_.forward_threads, config_.forward_threads * 32, "forward");
+    client.deferred = std::make_shared<KvAsyncCalls>(coordinator_.get(), kv, forwarder_.get());
     auto client_server = CallServer::Start(client, mux);
     if (!client_server.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
                                                     std::to_string(config_.listen_port) + ": " +
                                                     client_server.status().message());
     client_server_ = std::move(client_server.value());
     client_server_view_.store(client_server_.get());
-    spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers), {} fan-out threads "
+    spdlog::info("serving clients on {}:{} ({} workers), peers on {}:{} ({} workers), {} fan-out threads, {} forwarding threads "
                  "(N={} R={} W={})",
                  config_.listen_host, config_.listen_port, config_.worker_threads, config_.listen_host, peer_port,
-                 config_.peer_threads, config_.FanoutThreads(), config_.replicas, config_.read_quorum,
+                 config_.peer_threads, config_.FanoutThreads(), config_.forward_threads, config_.replicas, config_.read_quorum,
                  config_.write_quorum);
     return Status::OK();
   }
@@ -325,6 +330,7 @@ class Node::Impl {
   std::unique_ptr<AntiEntropyScheduler> ae_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<RaftMembership> raft_membership_;  // only with --raft-listen
+  std::unique_ptr<FanoutExecutor> forwarder_;  // forwarded writes; stopped before the client server
   std::unique_ptr<CallServer> peer_server_;    // MonjuReplica: calls that never wait on other nodes
   std::unique_ptr<CallServer> client_server_;  // MonjuKV and admin
   // For `monju stats`: set once each server serves.

@@ -455,6 +455,10 @@ std::map<std::string, int64_t> AdminClient::Stats() {
   return s;
 }
 
+void AdminClient::SetLinkFaults(const std::map<std::string, admin::LinkFaultSpec>& faults) {
+  client_->set_link_faults(faults);
+}
+
 bool TryStats(const LocalCluster& c, int i, std::map<std::string, int64_t>* out, std::string* error) {
   CallResult r = Call([&] { *out = AdminClient(c, i).Stats(); });
   if (!r.ok() && error != nullptr) *error = r.message;

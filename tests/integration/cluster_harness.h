@@ -212,6 +212,8 @@ class AdminClient {
   explicit AdminClient(uint16_t port, int timeout_ms = 5000);
   admin::NodeStatus Status();
   std::map<std::string, int64_t> Stats();
+  // Replaces the node's injected link faults (it must run with --fault-injection).
+  void SetLinkFaults(const std::map<std::string, admin::LinkFaultSpec>& faults);
 
  private:
   std::shared_ptr<admin::MonjuAdminClient> client_;

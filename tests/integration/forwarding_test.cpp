@@ -1,6 +1,14 @@
 // With more nodes than N, a node that is not a replica of a key forwards the
 // write to one that is; reads are coordinated anywhere.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include "cluster_harness.h"
 
@@ -67,6 +75,141 @@ TEST(ForwardingTest, EveryNodeServesEveryKeyInAFiveNodeCluster) {
     cluster.Client(0)->overwrite(ignored, "", "s", "v", 0);
   });
   EXPECT_EQ(bad.outcome, Outcome::kInvalidRequest) << bad.message;
+  MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
+}
+
+
+// A forwarded write waits for the owner's answer. Were that wait on a server
+// thread, nodes forwarding to each other with every server thread so taken
+// would each wait for the other until the call timed out. Here every node
+// has one server thread and forwards writes to the others all at once.
+TEST(ForwardingTest, NodesForwardingToEachOtherAllAtOnceDoNotWaitForEachOther) {
+  constexpr int kNodes = 4;
+  constexpr int kKeys = 120;
+  constexpr int kWritesPerNode = 40;
+  ClusterOptions options;
+  options.nodes = kNodes;
+  options.n = 3;
+  options.extra_flags = {"--worker-threads", "1"};
+  LocalCluster cluster(options);
+  ASSERT_TRUE(cluster.Start());
+
+  // A key's owners: with all up, a w = 3 write is acknowledged by exactly them.
+  auto pk = [](int k) { return "cross-" + std::to_string(k); };
+  std::vector<std::vector<std::string>> foreign(kNodes);  // keys node i does not own
+  for (int k = 0; k < kKeys; ++k) {
+    api::WriteResult written;
+    CallResult r = TryPut(cluster, k % kNodes, pk(k), "s", "first", "", 3, &written);
+    ASSERT_TRUE(r.ok()) << pk(k) << ": " << r.message;
+    ASSERT_EQ(written.acked_by.size(), 3u) << pk(k);
+    std::set<std::string> owners(written.acked_by.begin(), written.acked_by.end());
+    for (int i = 0; i < kNodes; ++i)
+      if (!owners.count(cluster.id(i))) foreign[i].push_back(pk(k));
+  }
+  for (int i = 0; i < kNodes; ++i) ASSERT_FALSE(foreign[i].empty()) << cluster.id(i) << " owns every key";
+
+  // Each node at once gets writes it must forward, each on its own connection.
+  std::atomic<int> failed{0};
+  std::vector<std::string> failures(kNodes);
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kNodes; ++i) {
+    writers.emplace_back([&, i] {
+      for (int n = 0; n < kWritesPerNode; ++n) {
+        const std::string& key = foreign[i][n % foreign[i].size()];
+        std::vector<std::thread> burst;  // two calls in flight per node
+        CallResult results[2];
+        for (int j = 0; j < 2; ++j)
+          burst.emplace_back([&, j] {
+            results[j] = Call([&] {
+              api::WriteResult ignored;
+              cluster.Client(i)->overwrite(ignored, key, "s", "v" + std::to_string(n), 0);
+            });
+          });
+        for (auto& t : burst) t.join();
+        for (const CallResult& r : results)
+          if (!r.ok() && failed.fetch_add(1) < 4) failures[i] += "\n  " + key + ": " + r.message;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  std::string all;
+  for (const auto& f : failures) all += f;
+  EXPECT_EQ(failed.load(), 0) << "forwarded writes failed, for example:" << all;
+
+  // Every key took its last write; reads from any node agree.
+  for (int i = 0; i < kNodes; ++i) {
+    api::GetResult got;
+    ASSERT_TRUE(TryGet(cluster, (i + 1) % kNodes, foreign[i][0], "s", 2, &got).ok());
+    EXPECT_FALSE(got.values.empty());
+  }
+  MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
+}
+
+
+// Writes waiting to be forwarded are bounded (--forward-threads times 32);
+// past that a write is refused at once with Unavailable, and the ones taken
+// still complete.
+TEST(ForwardingTest, AFullForwardingQueueRefusesWritesAndLosesNone) {
+  constexpr int kNodes = 4;
+  constexpr int kQueueBound = 32;  // 1 forwarding thread
+  constexpr int kWrites = kQueueBound + 16;
+  ClusterOptions options;
+  options.nodes = kNodes;
+  options.n = 3;
+  options.node_flags[0] = {"--forward-threads", "1", "--fault-injection"};
+  LocalCluster cluster(options);
+  ASSERT_TRUE(cluster.Start());
+
+  // Keys n1 does not own (a w = 3 write is acknowledged by exactly the owners).
+  std::vector<std::string> foreign;
+  for (int k = 0; foreign.size() < kWrites && k < 1000; ++k) {
+    const std::string pk = "queued-" + std::to_string(k);
+    api::WriteResult written;
+    CallResult r = TryPut(cluster, 1, pk, "s", "first", "", 3, &written);
+    ASSERT_TRUE(r.ok()) << pk << ": " << r.message;
+    if (std::find(written.acked_by.begin(), written.acked_by.end(), cluster.id(0)) == written.acked_by.end())
+      foreign.push_back(pk);
+  }
+  ASSERT_EQ(foreign.size(), size_t(kWrites));
+
+  // Each of n1's calls to another node now waits 150 ms first, so forwards
+  // pile up behind its one forwarding thread.
+  std::map<std::string, admin::LinkFaultSpec> slow;
+  for (int i = 1; i < kNodes; ++i) {
+    admin::LinkFaultSpec f;
+    f.delay_ms = 150;
+    slow[cluster.id(i)] = f;
+  }
+  ASSERT_TRUE(Call([&] { AdminClient(cluster, 0).SetLinkFaults(slow); }).ok());
+
+  std::vector<CallResult> results(kWrites);
+  std::vector<std::thread> writers;
+  for (int k = 0; k < kWrites; ++k)
+    writers.emplace_back([&, k] {
+      results[k] = Call([&] {
+        api::WriteResult ignored;
+        cluster.Client(0, 30000)->overwrite(ignored, foreign[k], "s", "second", 0);
+      });
+    });
+  for (auto& t : writers) t.join();
+  ASSERT_TRUE(Call([&] { AdminClient(cluster, 0).SetLinkFaults({}); }).ok());
+
+  int refused = 0;
+  for (int k = 0; k < kWrites; ++k) {
+    const CallResult& r = results[k];
+    if (r.ok()) continue;
+    EXPECT_EQ(r.outcome, Outcome::kUnavailable) << foreign[k] << ": " << r.message;
+    EXPECT_THAT(r.message, ::testing::HasSubstr("node overloaded: forward queue full")) << foreign[k];
+    ++refused;
+  }
+  EXPECT_GE(refused, kWrites - kQueueBound) << "more writes were taken than the queue holds";
+  EXPECT_LT(refused, kWrites) << "the queue took none";
+  // What was taken was written; what was refused was not.
+  for (int k = 0; k < kWrites; ++k) {
+    api::GetResult got;
+    ASSERT_TRUE(TryGet(cluster, 1, foreign[k], "s", 3, &got).ok()) << foreign[k];
+    EXPECT_EQ(got.values, std::vector<std::string>{results[k].ok() ? "second" : "first"}) << foreign[k];
+  }
   MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
 }
 

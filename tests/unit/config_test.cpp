@@ -94,6 +94,8 @@ TEST_F(ConfigTest, GoodArgsRunWithFields) {
                              "4",
                              "--fanout-threads",
                              "8",
+                             "--forward-threads",
+                             "3",
                              "--log-level",
                              "debug"}));
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
@@ -116,6 +118,7 @@ TEST_F(ConfigTest, GoodArgsRunWithFields) {
   EXPECT_EQ(c.memtable_mb, 2u);
   EXPECT_EQ(c.worker_threads, 4u);
   EXPECT_EQ(c.fanout_threads, 8u);
+  EXPECT_EQ(c.forward_threads, 3u);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_TRUE(std::filesystem::is_directory(data()));  // created
 }
@@ -245,6 +248,8 @@ TEST_F(ConfigTest, RangeErrors) {
   ExpectError(With("--memtable-mb", "1025"), "--memtable-mb");
   ExpectError(With("--worker-threads", "0"), "--worker-threads");
   ExpectError(With("--fanout-threads", "4097"), "--fanout-threads");
+  ExpectError(With("--forward-threads", "0"), "--forward-threads");
+  ExpectError(With("--forward-threads", "65"), "--forward-threads");
   ExpectError(With("--max-client-connections", "0"), "--max-client-connections");
   ExpectError(With("--max-client-connections", "1000001"), "--max-client-connections");
   ParsedArgs capped = Parse(With("--max-client-connections", "500"));
@@ -407,6 +412,7 @@ TEST_F(ConfigTest, HelpDocumentsEveryFlag) {
                            "--map-size-mb",
                            "--worker-threads",
                            "--fanout-threads",
+                           "--forward-threads",
                            "--peer-threads",
                            "--peer-port-offset",
                            "--log-level",
