@@ -109,9 +109,12 @@ Coordinator::Coordinator(CoordinatorOptions options, const Membership* membershi
 
 Coordinator::~Coordinator() {
   // Replies still due (a store's commit, a fan-out task, a deadline) call
-  // back into this coordinator: they end by the request deadline.
-  if (!live_runs_.AwaitNone(clock_, options_.request_timeout + std::chrono::seconds(5)))
-    spdlog::error("coordinator: requests still running at shutdown 5 s past their deadline");
+  // back into this coordinator: they end by the request deadline, unless a
+  // disk or a peer call is stuck. Waiting longer beats freeing what they use.
+  while (!live_runs_.AwaitNone(clock_, options_.request_timeout + std::chrono::seconds(5)))
+    spdlog::error("coordinator: {} requests still running at shutdown past their deadline (a store commit or a "
+                  "peer call is stuck); waiting for them",
+                  live_runs_.count());
 }
 
 CoordinatorStats Coordinator::stats() const {

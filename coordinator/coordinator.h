@@ -370,6 +370,11 @@ class Coordinator {
       return true;
     }
 
+    int64_t count() {
+      absl::MutexLock lock(&mu_);
+      return count_;
+    }
+
    private:
     absl::Mutex mu_;
     absl::CondVar cv_;

@@ -552,6 +552,43 @@ TEST_F(CoordinatorTest, DeadlineGivesTimedOut) {
   threads_.JoinAll();
 }
 
+// A request whose replica call is stuck past the deadline still calls back
+// into the coordinator when that call ends: destruction waits for it, even
+// past the deadline and 5 s more, rather than free what the call will use.
+TEST_F(CoordinatorTest, DestructionWaitsForARequestStuckPastItsDeadline) {
+  Make(&threads_, 1000ms);
+  n3_.gate.Hold();
+  absl::Notification answered;
+  WriteOutcome w;
+  coord_->PutAsync("pk", "sk", "v", "", 3, [&](WriteOutcome out) {
+    w = std::move(out);
+    answered.Notify();
+  });
+  ASSERT_TRUE(steady_.AwaitWaits(1));
+  steady_.Advance(1000ms);
+  answered.WaitForNotification();
+  EXPECT_EQ(w.status.code(), Status::Code::kTimedOut) << w.status.ToString();
+
+  std::atomic<bool> destroyed{false};
+  std::thread destroyer([&] {
+    coord_.reset();
+    destroyed = true;
+  });
+  // Well past the deadline and its 5 s of grace, twice over.
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t waits = steady_.waits();
+    ASSERT_TRUE(steady_.AwaitWaits(waits + 1));
+    steady_.Advance(6s);
+  }
+  ASSERT_TRUE(steady_.AwaitWaits(steady_.waits() + 1));
+  EXPECT_FALSE(destroyed) << "the coordinator went while n3's call could still answer into it";
+  n3_.gate.Release();
+  destroyer.join();
+  EXPECT_TRUE(destroyed);
+  EXPECT_FALSE(n3_.gate.gave_up());
+  threads_.JoinAll();
+}
+
 // The asynchronous API holds no thread: PutAsync() and GetAsync() return
 // while a replica they need is still silent, and the outcome comes later,
 // on the thread that completes the request (here the replica's).
