@@ -44,6 +44,8 @@ constexpr size_t kMinMemtableBytes = 64 << 10;
 // Entries per LMDB transaction of a flush: LMDB caps a transaction's dirty
 // pages (131,072), and a small update may dirty a leaf page each.
 constexpr size_t kFlushEntriesPerTxn = 16384;
+// The write-ahead log reserves its files ahead in chunks of the memtable size, at most this.
+constexpr uint64_t kMaxLogReserveBytes = 64u << 20;
 
 void HashLength(XXH3_state_t* state, size_t n) {
   const uint32_t len = static_cast<uint32_t>(n);
@@ -246,7 +248,10 @@ class DataStore::Impl {
   // starts a fresh log file. When that flush fails, they stay readable as
   // the memtable being flushed, and writes are refused until a retry works.
   Status Recover() {
-    auto log = WriteAheadLog::Open(options_.path, options_.log_files);
+    // A file is reserved a memtable's worth at a time (capped): a memtable's
+    // log usually fits one reserve.
+    auto log = WriteAheadLog::Open(options_.path, options_.log_files,
+                                   std::min<uint64_t>(options_.memtable_bytes, kMaxLogReserveBytes));
     if (!log.ok()) return log.status();
     log_ = std::move(log.value());
     uint64_t flushed = 0;

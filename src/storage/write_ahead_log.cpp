@@ -51,6 +51,11 @@ class PosixLogFile final : public LogFile {
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return ErrnoStatus("ftruncate " + path_, errno);
     return Sync();
   }
+  Status Reserve(uint64_t offset, uint64_t length) override {
+    if (::fallocate(fd_, 0, static_cast<off_t>(offset), static_cast<off_t>(length)) != 0)
+      return ErrnoStatus("fallocate " + path_, errno);
+    return Status::OK();
+  }
 
  private:
   int fd_;
@@ -106,6 +111,10 @@ bool WholeRecordAfter(std::string_view bytes, size_t from, uint64_t previous) {
   return false;
 }
 
+bool AllZero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+}
+
 // Truncates the file at `path` to `size` bytes, durably.
 Status CutBack(const std::string& path, uint64_t size) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -124,13 +133,16 @@ StatusOr<std::unique_ptr<LogFile>> OpenPosixLogFile(const std::string& path) {
   return std::unique_ptr<LogFile>(new PosixLogFile(fd, path));
 }
 
-WriteAheadLog::WriteAheadLog(std::string dir, LogFileFactory factory)
-    : dir_(std::move(dir)), factory_(factory ? std::move(factory) : LogFileFactory(&OpenPosixLogFile)) {}
+WriteAheadLog::WriteAheadLog(std::string dir, LogFileFactory factory, uint64_t reserve_bytes)
+    : dir_(std::move(dir)),
+      factory_(factory ? std::move(factory) : LogFileFactory(&OpenPosixLogFile)),
+      reserve_bytes_(reserve_bytes) {}
 
 WriteAheadLog::~WriteAheadLog() = default;
 
-StatusOr<std::unique_ptr<WriteAheadLog>> WriteAheadLog::Open(const std::string& dir, LogFileFactory factory) {
-  std::unique_ptr<WriteAheadLog> log(new WriteAheadLog(dir, std::move(factory)));
+StatusOr<std::unique_ptr<WriteAheadLog>> WriteAheadLog::Open(const std::string& dir, LogFileFactory factory,
+                                                             uint64_t reserve_bytes) {
+  std::unique_ptr<WriteAheadLog> log(new WriteAheadLog(dir, std::move(factory), reserve_bytes));
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     uint64_t first = 0;
@@ -169,6 +181,14 @@ Status WriteAheadLog::Replay(uint64_t after, const std::function<Status(uint64_t
       const bool whole = header && bytes.size() - at >= length;
       const std::string_view payload = whole ? std::string_view(bytes).substr(at, length) : std::string_view();
       if (!whole || Checksum(seq, payload) != checksum) {
+        // (An all-zero header never checks out.)
+        if (AllZero(std::string_view(bytes).substr(pos))) {
+          // The file's reserve, never written: its records end here.
+          std::lock_guard<std::mutex> lock(mu_);
+          for (File& kept : files_)
+            if (kept.path == file.path) kept.size = pos;
+          break;
+        }
         // A crash can tear only the last record written (each append is
         // synced before the next begins), and it runs to the end of the
         // file: a whole record anywhere after these bytes means they were
@@ -239,7 +259,21 @@ Status WriteAheadLog::StartFile(uint64_t first_seq) {
   files_.push_back({first_seq, path, 0});
   current_ = std::move(file.value());
   next_seq_ = first_seq;
+  ReserveThrough(files_.back(), 1);
   return Status::OK();
+}
+
+void WriteAheadLog::ReserveThrough(File& file, uint64_t end) {
+  if (reserve_bytes_ == 0 || file.cannot_reserve || end <= file.reserved) return;
+  const uint64_t length = std::max(reserve_bytes_, end - file.reserved);
+  Status s = current_->Reserve(file.reserved, length);
+  if (!s.ok()) {
+    // Appends still work, each sync also writing the file's new size.
+    spdlog::debug("write-ahead log: no reserve ahead in {}: {}", file.path, s.ToString());
+    file.cannot_reserve = true;
+    return;
+  }
+  file.reserved += length;
 }
 
 Status WriteAheadLog::Append(uint64_t seq, std::string_view payload) {
@@ -257,11 +291,13 @@ Status WriteAheadLog::Append(uint64_t seq, std::string_view payload) {
   fixed::PutU64(record, seq);
   record.append(payload);
   File& file = files_.back();
+  ReserveThrough(file, file.size + record.size());
   Status s = current_->Write(file.size, record);
   if (s.ok()) s = current_->Sync();
   if (!s.ok()) {
     // Nothing of the record may stay to be replayed as if acknowledged.
     Status cut = current_->Truncate(file.size);
+    file.reserved = file.size;  // the reserve went with the cut (or is unknown)
     if (!cut.ok()) {
       broken_ = Status::IOError("write-ahead log: a failed append could not be cut back (" + cut.ToString() +
                                 "); no more writes until a restart replays the log");

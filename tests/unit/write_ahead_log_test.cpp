@@ -292,18 +292,66 @@ TEST(WriteAheadLogTest, DamagedLengthFollowedByWholeRecordsIsCorruption) {
 }
 
 // A crash after the file grew but before its pages were written leaves
-// zeros at the end: a torn tail, cut off, and the records before it replay.
-TEST(WriteAheadLogTest, ATailOfZerosIsTorn) {
+// zeros at the end, as does a reserve never written: the records before
+// them replay, in the last file and in earlier ones.
+TEST(WriteAheadLogTest, ATailOfZerosEndsAFilesRecords) {
   TempDir dir;
   {
     auto log = OpenLog(dir);
-    Build(*log, {1}, 4);
+    Build(*log, {1, 5}, 8);
   }
-  std::ofstream(FilePath(dir, 1), std::ios::binary | std::ios::app) << std::string(4096, '\0');
+  for (uint64_t first : {1, 5})
+    std::ofstream(FilePath(dir, first), std::ios::binary | std::ios::app) << std::string(4096, '\0');
   ReplayResult r = ReplayDir(dir, 0);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
-  EXPECT_EQ(r.records, Expected(1, 4));
-  EXPECT_EQ(fs::file_size(FilePath(dir, 1)), RecordBytes(1, 4));
+  EXPECT_EQ(r.records, Expected(1, 8));
+  auto log = OpenLog(dir);
+  uint64_t last = 0;
+  ASSERT_TRUE(log->Replay(0, [](uint64_t, std::string_view) { return Status::OK(); }, &last).ok());
+  EXPECT_EQ(log->bytes(), RecordBytes(1, 8)) << "zeros counted as log bytes";
+
+  // Zeros then a whole record are no tail: damage before acknowledged writes.
+  std::string record;
+  {
+    TempDir other;
+    auto one = OpenLog(other);
+    Build(*one, {9}, 9);
+    std::ifstream in(FilePath(other, 9), std::ios::binary);
+    record.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::ofstream(FilePath(dir, 5), std::ios::binary | std::ios::app) << record;
+  EXPECT_EQ(ReplayDir(dir, 0).status.code(), Code::kCorruption);
+}
+
+// With a reserve, each file is allocated ahead in chunks: the file on disk is
+// larger than its records, appends past a chunk reserve the next, and every
+// record replays, across files and after a failed append's cut.
+TEST(WriteAheadLogTest, ReservedFilesReplayWhole) {
+  TempDir dir;
+  constexpr uint64_t kReserve = 1024;
+  {
+    auto opened = WriteAheadLog::Open(dir.path(), nullptr, kReserve);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    auto& log = *opened.value();
+    Build(log, {1}, 2);
+    EXPECT_EQ(fs::file_size(FilePath(dir, 1)), kReserve) << "the first chunk is reserved when the file starts";
+    Build(log, {3}, 60);  // past several chunks
+    EXPECT_EQ(log.bytes(), RecordBytes(1, 60));
+    const uint64_t on_disk = fs::file_size(FilePath(dir, 3));
+    EXPECT_GE(on_disk, RecordBytes(3, 60));
+    EXPECT_EQ(on_disk % kReserve, 0u) << on_disk;
+    EXPECT_LT(on_disk - RecordBytes(3, 60), kReserve) << "more than one chunk ahead";
+    // A record larger than a chunk gets a reserve that covers it.
+    const std::string big(3 * kReserve, 'x');
+    ASSERT_TRUE(log.Append(61, big).ok());
+    EXPECT_GE(fs::file_size(FilePath(dir, 3)), RecordBytes(3, 60) + WriteAheadLog::kHeaderBytes + big.size());
+  }
+  ReplayResult r = ReplayDir(dir, 0);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  Records expected = Expected(1, 60);
+  expected.emplace_back(61, std::string(3 * kReserve, 'x'));
+  EXPECT_EQ(r.records, expected);
+  EXPECT_EQ(r.last, 61u);
 }
 
 // A file whose deletion failed after a flush stays behind with records LMDB
@@ -442,7 +490,8 @@ struct Faults {
   size_t write_prefix = 0;    // bytes of that failed Write that still reach the file
   Status sync;                // returned by the next Sync (then cleared)
   Status truncate;            // returned by every Truncate while set
-  int writes = 0, syncs = 0, truncates = 0;
+  Status reserve;             // returned by every Reserve while set
+  int writes = 0, syncs = 0, truncates = 0, reserves = 0;
 };
 
 class FaultyFile final : public LogFile {
@@ -469,6 +518,11 @@ class FaultyFile final : public LogFile {
     ++faults_->truncates;
     if (!faults_->truncate.ok()) return faults_->truncate;
     return real_->Truncate(size);
+  }
+  Status Reserve(uint64_t offset, uint64_t length) override {
+    ++faults_->reserves;
+    if (!faults_->reserve.ok()) return faults_->reserve;
+    return real_->Reserve(offset, length);
   }
 
  private:
@@ -509,6 +563,40 @@ TEST(WriteAheadLogFaultTest, FailedWriteLeavesNoRecordAndTheSeqIsReused) {
   ReplayResult r = ReplayDir(dir, 0);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   EXPECT_EQ(r.records, Expected(1, 3));
+}
+
+// A reserve is best effort: when the file system refuses it, appends go on
+// (tried once a file), and a failed append in a reserved file is cut back
+// with its reserve, which the next append takes again.
+TEST(WriteAheadLogFaultTest, ReservesThatFailOrAreCutLeaveAWorkingLog) {
+  TempDir dir;
+  Faults faults;
+  constexpr uint64_t kReserve = 4096;
+  auto opened = WriteAheadLog::Open(dir.path(), FaultyFactory(&faults), kReserve);
+  ASSERT_TRUE(opened.ok());
+  auto log = std::move(opened.value());
+
+  faults.reserve = Status::IOError("injected: fallocate not supported");
+  ASSERT_TRUE(log->StartFile(1).ok());
+  for (uint64_t s = 1; s <= 40; ++s) ASSERT_TRUE(log->Append(s, Payload(s)).ok()) << s;
+  EXPECT_EQ(faults.reserves, 1) << "a refused reserve is tried again for the same file";
+  EXPECT_EQ(fs::file_size(FilePath(dir, 1)), RecordBytes(1, 40));
+
+  faults.reserve = Status::OK();
+  ASSERT_TRUE(log->StartFile(41).ok());
+  ASSERT_TRUE(log->Append(41, Payload(41)).ok());
+  EXPECT_EQ(fs::file_size(FilePath(dir, 41)), kReserve);
+  faults.write = Status::NoSpace("injected ENOSPC after a short write");
+  faults.write_prefix = 9;
+  EXPECT_EQ(log->Append(42, "lost").code(), Code::kNoSpace);
+  EXPECT_EQ(fs::file_size(FilePath(dir, 41)), RecordBytes(41, 41)) << "cut back, reserve and all";
+  ASSERT_TRUE(log->Append(42, Payload(42)).ok());
+  EXPECT_EQ(fs::file_size(FilePath(dir, 41)), RecordBytes(41, 41) + kReserve) << "reserved again from the cut";
+  log.reset();
+
+  ReplayResult r = ReplayDir(dir, 0);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.records, Expected(1, 42));
 }
 
 TEST(WriteAheadLogFaultTest, FailedSyncIsCutBackAndNotReplayed) {
