@@ -986,9 +986,9 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
     repair->pk = request.pk;
     repair->targets = targets;
     repair->ascending = asc;
-    call.OnSettled([this, repair](const std::vector<std::optional<ScanReply>>& replies) {
+    call.OnSettled([this, repair](std::vector<std::optional<ScanReply>> replies) {
       std::unique_lock<std::mutex> lock(repair->mu);
-      repair->replies = replies;
+      repair->replies = std::move(replies);
       repair->have_replies = true;
       if (!repair->have_merged) return;
       lock.unlock();
@@ -1033,16 +1033,6 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
         merged[item.sk].Merge(item.siblings);
       }
     }
-    {
-      std::unique_lock<std::mutex> lock(repair->mu);
-      repair->merged = merged;
-      repair->have_merged = true;
-      if (repair->have_replies) {
-        lock.unlock();
-        executor_->Submit([this, repair] { RepairRound(*repair); });  // off the client's path
-      }
-    }
-
     auto emit = [&](const std::string& sk, const SiblingSet& siblings) -> bool {
       // Returns false once the page is full and `sk` became the next start.
       if (out.items.size() == limit) {
@@ -1063,6 +1053,16 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
     } else {
       for (auto it = merged.rbegin(); it != merged.rend() && !full; ++it) full = !emit(it->first, it->second);
     }
+    {
+      // The round's items go to its read repair (the page has copies).
+      std::unique_lock<std::mutex> lock(repair->mu);
+      repair->merged = std::move(merged);
+      repair->have_merged = true;
+      if (repair->have_replies) {
+        lock.unlock();
+        executor_->Submit([this, repair] { RepairRound(*repair); });  // off the client's path
+      }
+    }
     if (full || !boundary) {
       out.status = Status::OK();
       return out;
@@ -1078,9 +1078,9 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
   }
 }
 
-void Coordinator::RepairRound(const RoundRepair& round) {
+void Coordinator::RepairRound(RoundRepair& round) {
   static const SiblingSet kAbsent;
-  for (const auto& [sk, set] : round.merged) {
+  for (auto& [sk, full] : round.merged) {
     std::vector<const SiblingSet*> answered(round.targets.size(), nullptr);
     for (size_t i = 0; i < round.replies.size() && i < round.targets.size(); ++i) {
       const auto& reply = round.replies[i];
@@ -1096,7 +1096,6 @@ void Coordinator::RepairRound(const RoundRepair& round) {
         if (item.sk == sk) answered[i] = &item.siblings;
     }
     // Late replies may know more than the quorum did.
-    SiblingSet full = set;
     for (const SiblingSet* a : answered)
       if (a) full.Merge(*a);
     RepairKey(ItemKey{round.partition, round.pk, sk}, round.targets, answered, full);

@@ -324,7 +324,8 @@ class Coordinator {
     bool have_replies = false, have_merged = false;
   };
   // Runs off the client's path.
-  void RepairRound(const RoundRepair& round);
+  // Merges the late replies into round.merged.
+  void RepairRound(RoundRepair& round);
   // *stale is set when a replica refused the request as planned under a stale epoch.
   QueryOutcome QueryInternal(const QueryRequest& request, const std::shared_ptr<const ClusterView>& view,
                              bool* stale);

@@ -46,8 +46,9 @@ class QuorumCall {
     std::vector<std::optional<Reply>> replies;
     std::string first_error;  // of the failed calls, for the error message
   };
-  // Every reply, late ones included, once no call is pending any more.
-  using SettledFn = std::function<void(const std::vector<std::optional<Reply>>& replies)>;
+  // Every reply, late ones included, once no call is pending any more
+  // (handed over: the call keeps none).
+  using SettledFn = std::function<void(std::vector<std::optional<Reply>> replies)>;
 
   QuorumCall(int needed, Executor* executor, const Clock* clock)
       : needed_(needed), executor_(executor), clock_(clock), state_(std::make_shared<State>()) {}
@@ -200,13 +201,14 @@ class QuorumCall {
   struct Settle {
     SettledFn fn;
     std::vector<std::optional<Reply>> replies;
-    void operator()() const {
-      if (fn) fn(replies);
+    void operator()() {
+      if (fn) fn(std::move(replies));
     }
   };
   static Settle TakeSettle(State& state) {
     if (!state.closed || state.pending != 0 || !state.on_settled) return {};
-    Settle s{std::move(state.on_settled), state.replies};
+    // Wait() has copied what it returns, and no call records any more.
+    Settle s{std::move(state.on_settled), std::move(state.replies)};
     state.on_settled = nullptr;
     return s;
   }
