@@ -1057,6 +1057,9 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
       // The round's items go to its read repair (the page has copies).
       std::unique_lock<std::mutex> lock(repair->mu);
       repair->merged = std::move(merged);
+      repair->in_merged.assign(targets.size(), false);
+      for (size_t i = 0; i < result.replies.size() && i < targets.size(); ++i)
+        repair->in_merged[i] = result.replies[i].has_value();
       repair->have_merged = true;
       if (repair->have_replies) {
         lock.unlock();
@@ -1080,24 +1083,34 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
 
 void Coordinator::RepairRound(RoundRepair& round) {
   static const SiblingSet kAbsent;
+  const size_t n = std::min(round.replies.size(), round.targets.size());
+  // A replica's items come in scan order, so each reply is walked once,
+  // alongside the merged items (in ascending order).
+  std::vector<size_t> walked(n, 0);
+  std::vector<const SiblingSet*> answered(round.targets.size());
   for (auto& [sk, full] : round.merged) {
-    std::vector<const SiblingSet*> answered(round.targets.size(), nullptr);
-    for (size_t i = 0; i < round.replies.size() && i < round.targets.size(); ++i) {
+    std::fill(answered.begin(), answered.end(), nullptr);
+    for (size_t i = 0; i < n; ++i) {
       const auto& reply = round.replies[i];
       if (!reply) continue;
+      const auto& items = reply->items;
       // A replica that stopped at its limit says nothing past its last item.
       if (reply->more) {
-        if (reply->items.empty()) continue;
-        const std::string& last = reply->items.back().sk;
+        if (items.empty()) continue;
+        const std::string& last = items.back().sk;
         if (round.ascending ? sk > last : sk < last) continue;
       }
       answered[i] = &kAbsent;
-      for (const auto& item : reply->items)
-        if (item.sk == sk) answered[i] = &item.siblings;
+      auto item = [&](size_t j) -> const ScannedItem& {
+        return round.ascending ? items[j] : items[items.size() - 1 - j];
+      };
+      size_t& j = walked[i];
+      while (j < items.size() && item(j).sk < sk) ++j;
+      if (j < items.size() && item(j).sk == sk) answered[i] = &item(j).siblings;
     }
-    // Late replies may know more than the quorum did.
-    for (const SiblingSet* a : answered)
-      if (a) full.Merge(*a);
+    // Late replies may know more than the quorum did (the others are in).
+    for (size_t i = 0; i < n; ++i)
+      if (answered[i] && (i >= round.in_merged.size() || !round.in_merged[i])) full.Merge(*answered[i]);
     RepairKey(ItemKey{round.partition, round.pk, sk}, round.targets, answered, full);
   }
 }

@@ -321,6 +321,7 @@ class Coordinator {
     std::vector<ReplicaEndpoint*> targets;
     std::vector<std::optional<ScanReply>> replies;
     std::map<std::string, SiblingSet> merged;
+    std::vector<bool> in_merged;  // by target: its reply is already in `merged`
     bool have_replies = false, have_merged = false;
   };
   // Runs off the client's path.

@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -334,6 +336,59 @@ TEST_F(LateReplyTest, QueryRepairsAReplicaThatAnsweredAfterTheClient) {
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(out.items.size(), 1u);
   ExpectRepairedAfterRelease(stale);
+}
+
+// A descending page of several items, each replica lacking different ones,
+// and a late reply that knows a sibling the others do not: every replica
+// gets exactly what it lacks, the late reply's sibling included.
+TEST_F(LateReplyTest, DescendingQueryRepairsEachReplicaOfWhatItLacks) {
+  Make(/*sloppy=*/true, &threads_);
+  std::map<std::string, Version> v;
+  for (int i = 1; i <= 5; ++i) {
+    const std::string sk = "i" + std::to_string(i);
+    v[sk].dot = {"nx/1", uint64_t(i)};
+    v[sk].value = "value " + sk;
+    ASSERT_TRUE(replica_->Apply(Key(sk), v[sk]).ok());
+    if (sk != "i2" && sk != "i4") Fake(others_[0]).Store(Key(sk), v[sk]);
+    if (sk != "i1") Fake(others_[1]).Store(Key(sk), v[sk]);
+  }
+  Version unseen;  // only the late replica has it
+  unseen.dot = {"ny/1", 1};
+  unseen.value = "unseen";
+  FakeEndpoint& late = Fake(others_[1]);
+  late.Store(Key("i3"), unseen);
+  late.gate.Hold();
+
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 2;
+  q.ascending = false;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  std::vector<std::string> sks;
+  for (const auto& item : out.items) sks.push_back(item.sk);
+  EXPECT_EQ(sks, (std::vector<std::string>{"i5", "i4", "i3", "i2", "i1"}));
+  EXPECT_EQ(Fake(others_[0]).applies, 0) << "a round is repaired once every replica answered";
+
+  late.gate.Release();
+  threads_.JoinAll();
+  auto values = [](SiblingSet set) {
+    std::vector<std::string> out = set.LiveValues();
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  for (int i = 1; i <= 5; ++i) {
+    const std::string sk = "i" + std::to_string(i);
+    std::vector<std::string> want{v[sk].value};
+    if (sk == "i3") want = {"unseen", v[sk].value};
+    SiblingSet local;
+    ASSERT_TRUE(replica_->Read(Key(sk), &local).ok());
+    EXPECT_EQ(values(local), want) << sk << " here";
+    EXPECT_EQ(values(Fake(others_[0]).Stored(Key(sk))), want) << sk << " on " << others_[0];
+    EXPECT_EQ(values(late.Stored(Key(sk))), want) << sk << " on " << others_[1];
+  }
+  EXPECT_EQ(Fake(others_[0]).applies, 3) << "i4, i2, then i3's unseen sibling";
+  EXPECT_EQ(late.applies, 1) << "only i1";
 }
 
 // Overwrite replaces what this node's replica holds, on every owner; what
