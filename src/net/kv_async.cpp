@@ -135,8 +135,15 @@ void KvAsyncCalls::StartForward(std::string name, int32_t seqid, Args& args, std
   if constexpr (!std::is_same_v<Args, api::MonjuKV_remove_args>) call->value = std::move(args.value);
   if constexpr (!std::is_same_v<Args, api::MonjuKV_overwrite_args>) call->context = std::move(args.context);
   call->w = args.w;
-  auto task = [handler = handler_, forwarder = forwarder_, name, seqid, call, reply] {
+  const auto queued_at = std::chrono::steady_clock::now();
+  auto task = [handler = handler_, forwarder = forwarder_, max_wait = max_wait_, queued_at, name, seqid, call, reply] {
     if (forwarder->Stopping()) return Refuse<Result>(name, seqid, *reply, forwarder->RefusalReason());
+    const auto waited = std::chrono::steady_clock::now() - queued_at;
+    if (waited > max_wait)
+      return Refuse<Result>(name, seqid, *reply,
+                            "node overloaded: the write waited " +
+                                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()) +
+                                " ms to be forwarded (limit " + std::to_string(max_wait.count()) + " ms)");
     AnswerNow<Result>(name, seqid, *reply, [&](api::WriteResult& out) {
       if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
         handler->put(out, call->pk, call->sk, call->value, call->context, call->w);

@@ -9,13 +9,17 @@
 // KvHandler on a thread of `forwarder`, which waits for the owner's answer:
 // never on a server thread, since nodes forwarding to each other with every
 // server thread so held would each wait for the other until the call timed
-// out. A full forwarder queue answers Unavailable ("node overloaded").
+// out. A full forwarder queue answers Unavailable ("node overloaded"), and
+// so does a write that waited longer than `max_wait` for a thread (its
+// client has likely given up: sent now, it could land after a later write
+// of the same key). Neither reached an owner, so a retry is safe.
 // query still runs on the server thread through KvHandler (it waits only on
 // replicas, which never wait on this node's server threads).
 //
 // Thread safety: every method may be called concurrently.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string_view>
 
@@ -29,8 +33,9 @@ class KvAsyncCalls final : public DeferredCalls {
  public:
   // The coordinator and the forwarder are not owned and must outlive the
   // calls in flight (stop the forwarder first: it runs the tasks queued).
-  KvAsyncCalls(Coordinator* coordinator, std::shared_ptr<KvHandler> handler, Executor* forwarder)
-      : coordinator_(coordinator), handler_(std::move(handler)), forwarder_(forwarder) {}
+  KvAsyncCalls(Coordinator* coordinator, std::shared_ptr<KvHandler> handler, Executor* forwarder,
+               std::chrono::milliseconds max_wait)
+      : coordinator_(coordinator), handler_(std::move(handler)), forwarder_(forwarder), max_wait_(max_wait) {}
 
   bool Handles(std::string_view name) const override;
   void Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) override;
@@ -45,6 +50,7 @@ class KvAsyncCalls final : public DeferredCalls {
   Coordinator* coordinator_;
   std::shared_ptr<KvHandler> handler_;
   Executor* forwarder_;
+  const std::chrono::milliseconds max_wait_;
 };
 
 }  // namespace monju

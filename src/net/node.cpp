@@ -278,7 +278,9 @@ class Node::Impl {
     // Gets and writes answer from the thread that completes them.
     // Writes for keys other nodes replicate wait for the owner on these.
     forwarder_ = std::make_unique<FanoutExecutor>(config_.forward_threads, config_.forward_threads * 32, "forward");
-    client.deferred = std::make_shared<KvAsyncCalls>(coordinator_.get(), kv, forwarder_.get());
+    // A write queued longer than a request's deadline is refused, not sent.
+    client.deferred = std::make_shared<KvAsyncCalls>(coordinator_.get(), kv, forwarder_.get(),
+                                                     std::chrono::milliseconds(config_.request_timeout_ms));
     auto client_server = CallServer::Start(client, mux);
     if (!client_server.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
                                                     std::to_string(config_.listen_port) + ": " +

@@ -167,6 +167,15 @@ Status WriteAheadLog::Replay(uint64_t after, const std::function<Status(uint64_t
   for (size_t f = 0; f < files.size(); ++f) {
     const File& file = files[f];
     const bool last_file = f + 1 == files.size();
+    // A file starts where the records before it (or LMDB's) end: records
+    // lost at the end of the one before (zeros, as a reserve reads) would
+    // otherwise go unnoticed when this one holds none yet.
+    const uint64_t held = std::max(previous, after);
+    if (file.first_seq > held + 1)
+      return Status::Corruption("write-ahead log " + file.path + " starts at record " +
+                                std::to_string(file.first_seq) + ", but records end at " + std::to_string(held) +
+                                ": records " + std::to_string(held + 1) + ".." + std::to_string(file.first_seq - 1) +
+                                " are missing");
     std::ifstream in(file.path, std::ios::binary);
     if (!in) return Status::IOError("cannot read " + file.path);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

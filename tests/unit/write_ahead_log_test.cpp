@@ -323,6 +323,32 @@ TEST(WriteAheadLogTest, ATailOfZerosEndsAFilesRecords) {
   EXPECT_EQ(ReplayDir(dir, 0).status.code(), Code::kCorruption);
 }
 
+// Records lost at the end of a file (zeros, as its reserve reads) are found
+// by where the next file starts, even when that one holds no record yet.
+TEST(WriteAheadLogTest, RecordsLostBeforeAnEmptyNextFileAreCorruption) {
+  TempDir dir;
+  {
+    auto opened = WriteAheadLog::Open(dir.path(), nullptr, 4096);
+    ASSERT_TRUE(opened.ok());
+    Build(*opened.value(), {1, 5}, 8);
+    ASSERT_TRUE(opened.value()->StartFile(9).ok());  // reserved, nothing appended
+  }
+  ASSERT_TRUE(ReplayDir(dir, 0).status.ok());
+  {
+    // Records 7 and 8 come back as zeros.
+    std::fstream f(FilePath(dir, 5), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(RecordBytes(5, 6)));
+    const std::string zeros(RecordBytes(7, 8), '\0');
+    f.write(zeros.data(), std::streamsize(zeros.size()));
+    ASSERT_TRUE(f.good());
+  }
+  ReplayResult r = ReplayDir(dir, 0);
+  EXPECT_EQ(r.status.code(), Code::kCorruption) << r.status.ToString() << "; replayed through " << r.last;
+  EXPECT_NE(r.status.message().find("7..8 are missing"), std::string::npos) << r.status.ToString();
+  // Once LMDB holds them, nothing is missing.
+  EXPECT_TRUE(ReplayDir(dir, 8).status.ok());
+}
+
 // With a reserve, each file is allocated ahead in chunks: the file on disk is
 // larger than its records, appends past a chunk reserve the next, and every
 // record replays, across files and after a failed append's cut.
