@@ -246,5 +246,78 @@ TEST(ForwardingTest, AFullForwardingQueueRefusesWritesAndLosesNone) {
   MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
 }
 
+
+// A node told to stop answers the writes still queued for forwarding
+// ("node stopping", never sent) while their clients can read it, finishes
+// the forward under way, and exits cleanly.
+TEST(ForwardingTest, AStoppingNodeAnswersItsQueuedForwards) {
+  constexpr int kNodes = 4;
+  constexpr int kWrites = 16;
+  ClusterOptions options;
+  options.nodes = kNodes;
+  options.n = 3;
+  options.request_timeout_ms = 10000;  // queued writes do not expire meanwhile
+  options.node_flags[0] = {"--forward-threads", "1", "--fault-injection"};
+  LocalCluster cluster(options);
+  ASSERT_TRUE(cluster.Start());
+
+  std::vector<std::string> foreign;
+  for (int k = 0; foreign.size() < kWrites && k < 1000; ++k) {
+    const std::string pk = "stopping-" + std::to_string(k);
+    api::WriteResult written;
+    CallResult r = TryPut(cluster, 1, pk, "s", "first", "", 3, &written);
+    ASSERT_TRUE(r.ok()) << pk << ": " << r.message;
+    if (std::find(written.acked_by.begin(), written.acked_by.end(), cluster.id(0)) == written.acked_by.end())
+      foreign.push_back(pk);
+  }
+  ASSERT_EQ(foreign.size(), size_t(kWrites));
+  std::map<std::string, admin::LinkFaultSpec> slow;
+  for (int i = 1; i < kNodes; ++i) {
+    admin::LinkFaultSpec f;
+    f.delay_ms = 300;
+    slow[cluster.id(i)] = f;
+  }
+  ASSERT_TRUE(Call([&] { AdminClient(cluster, 0).SetLinkFaults(slow); }).ok());
+
+  std::vector<std::unique_ptr<MonjuKVClient>> clients;
+  for (int k = 0; k < kWrites; ++k) clients.push_back(cluster.Client(0, 30000));
+  std::vector<CallResult> results(kWrites);
+  std::atomic<int> answered{0};
+  std::vector<std::thread> writers;
+  for (int k = 0; k < kWrites; ++k)
+    writers.emplace_back([&, k] {
+      results[k] = Call([&] {
+        api::WriteResult ignored;
+        clients[k]->overwrite(ignored, foreign[k], "s", "second", 0);
+      });
+      ++answered;
+    });
+  // Once the first forward is done, the others are queued behind the thread.
+  ASSERT_TRUE(PollUntil([&] { return answered.load() > 0; }, 20s));
+  EXPECT_TRUE(cluster.Stop(0));
+  for (auto& t : writers) t.join();
+
+  int stopping = 0;
+  for (int k = 0; k < kWrites; ++k) {
+    const CallResult& r = results[k];
+    if (r.ok() || r.outcome == Outcome::kTransport) continue;  // written, or not known
+    EXPECT_EQ(r.outcome, Outcome::kUnavailable) << foreign[k] << ": " << r.message;
+    EXPECT_THAT(r.message, ::testing::HasSubstr("node stopping")) << foreign[k];
+    ++stopping;
+  }
+  int ok = 0;
+  for (const CallResult& r : results) ok += r.ok() ? 1 : 0;
+  std::cout << "[measure] " << ok << " forwarded, " << stopping << " answered \"node stopping\", "
+            << kWrites - ok - stopping << " cut off\n";
+  EXPECT_GE(stopping, 1) << "no queued write was answered before the node went";
+  for (int k = 0; k < kWrites; ++k) {
+    if (results[k].outcome == Outcome::kTransport) continue;
+    api::GetResult got;
+    ASSERT_TRUE(TryGet(cluster, 1, foreign[k], "s", 2, &got).ok()) << foreign[k];
+    EXPECT_EQ(got.values, std::vector<std::string>{results[k].ok() ? "second" : "first"}) << foreign[k];
+  }
+  MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
+}
+
 }  // namespace
 }  // namespace monju::itest
