@@ -17,6 +17,25 @@ exception QuorumFailed { 1: string why, 2: i32 needed, 3: i32 acked }
 // The deadline passed before enough replicas answered. Outcome unknown.
 exception TimedOut { 1: string why }
 
+// Node to node only (forward_write): the node called does not replicate the
+// key in its membership view either, so the two nodes' views differ (during a
+// membership change, or with mismatched --peers). Nothing was written; another
+// owner may take the write.
+exception NotOwner { 1: string why }
+
+enum WriteKind { PUT = 1, OVERWRITE = 2, REMOVE = 3 }
+
+// A write that a node which does not replicate its key hands to an owner.
+struct ForwardedWrite {
+  1: WriteKind kind,
+  2: string pk,
+  3: string sk,
+  4: binary value,    // PUT and OVERWRITE
+  5: binary context,  // PUT and REMOVE
+  6: i32 w,
+  7: string forwarded_by,  // the forwarding node's id, for error messages
+}
+
 struct GetResult {
   1: bool found,
   2: list<binary> values,   // every current sibling; empty when not found
@@ -60,6 +79,14 @@ service MonjuKV {
 
   WriteResult remove(1: string pk, 2: string sk, 3: binary context, 4: i32 w)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout)
+
+  // Node to node: a write forwarded by a node that does not replicate its
+  // key. Coordinated here, as put, overwrite or remove, when this node
+  // replicates the key; otherwise refused with NotOwner and never forwarded
+  // again, so nodes whose views differ cannot pass a write back and forth.
+  WriteResult forward_write(1: ForwardedWrite request)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: QuorumFailed quorum, 4: TimedOut timeout,
+            5: NotOwner not_owner)
 
   // Items of one pk whose sk starts with sk_prefix, from start_sk (inclusive)
   // in the asked direction; limit 0 means 100, more than 1000 is invalid.

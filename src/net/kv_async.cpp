@@ -89,7 +89,7 @@ void Undecodable(const std::string& method) { throw std::runtime_error("a " + me
 }  // namespace
 
 bool KvAsyncCalls::Handles(std::string_view name) const {
-  return name == "put" || name == "overwrite" || name == "get" || name == "remove";
+  return name == "put" || name == "overwrite" || name == "get" || name == "remove" || name == "forward_write";
 }
 
 void KvAsyncCalls::Start(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {
@@ -100,6 +100,7 @@ void KvAsyncCalls::Start(const uint8_t* message, uint32_t size, std::shared_ptr<
     return StartWrite<api::MonjuKV_overwrite_args, api::MonjuKV_overwrite_result>(message, size, std::move(reply));
   if (name == "remove")
     return StartWrite<api::MonjuKV_remove_args, api::MonjuKV_remove_result>(message, size, std::move(reply));
+  if (name == "forward_write") return StartForwarded(message, size, std::move(reply));
   throw std::runtime_error("not a deferred call");
 }
 
@@ -155,6 +156,35 @@ void KvAsyncCalls::StartForward(std::string name, int32_t seqid, Args& args, std
     });
   };
   if (!forwarder_->Submit(std::move(task))) Refuse<Result>(name, seqid, *reply, forwarder_->RefusalReason());
+}
+
+void KvAsyncCalls::StartForwarded(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {
+  std::string name;
+  int32_t seqid = 0;
+  api::MonjuKV_forward_write_args args;
+  if (!ReadCall(message, size, &name, &seqid, &args)) Undecodable("forward_write");
+  api::ForwardedWrite& write = args.request;
+  api::MonjuKV_forward_write_result refused;
+  if (Status s = ValidateForwarded(write); !s.ok()) {
+    SetError(refused, s, {});
+    return reply->Send(ReplyMessage(name, seqid, refused));
+  }
+  // Never forwarded again: see forward_write in monju.thrift.
+  if (!coordinator_->IsOwner(write.pk)) {
+    refused.not_owner = NotOwnerRefusal(self_id_, write);
+    refused.__isset.not_owner = true;
+    return reply->Send(ReplyMessage(name, seqid, refused));
+  }
+  auto done = WriteReply<api::MonjuKV_forward_write_result>(std::move(name), seqid, std::move(reply));
+  switch (write.kind) {
+    case api::WriteKind::PUT:
+      return coordinator_->PutAsync(write.pk, write.sk, std::move(write.value), write.context, write.w,
+                                    std::move(done));
+    case api::WriteKind::OVERWRITE:
+      return coordinator_->OverwriteAsync(write.pk, write.sk, std::move(write.value), write.w, std::move(done));
+    case api::WriteKind::REMOVE:
+      return coordinator_->RemoveAsync(write.pk, write.sk, write.context, write.w, std::move(done));
+  }
 }
 
 void KvAsyncCalls::StartGet(const uint8_t* message, uint32_t size, std::shared_ptr<DeferredReply> reply) {

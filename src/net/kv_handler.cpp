@@ -58,108 +58,79 @@ void FillWriteResult(api::WriteResult& result, WriteOutcome&& out) {
 KvHandler::KvHandler(Coordinator* coordinator, const Membership* membership, std::string self_id,
                      ConnectionOptions forward_options, std::function<bool(const std::string&)> likely_alive)
     : coordinator_(coordinator),
-      membership_(membership),
-      self_id_(std::move(self_id)),
-      forward_options_(std::move(forward_options)),
-      likely_alive_(std::move(likely_alive)) {}
+      self_id_(self_id),
+      forwarder_(membership, std::move(self_id), std::move(forward_options), std::move(likely_alive)) {}
 
-ClientPool<api::MonjuKVClient>& KvHandler::PoolFor(const PeerAddress& peer) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& slot = pools_[peer.ToString()];
-  if (!slot) {
-    ConnectionOptions o = forward_options_;
-    o.host = peer.host;
-    o.port = peer.port;
-    o.service = "";
-    o.peer_id = peer.id;
-    slot = std::make_unique<ClientPool<api::MonjuKVClient>>(o);
-  }
-  return *slot;
-}
-
-template <typename Fn>
-void KvHandler::Forward(const std::string& pk, Fn&& fn) {
-  auto view = membership_->Current();
-  std::vector<uint32_t> owners = view->WriteOwners(view->ring().PartitionOf(pk));
-  // Owners believed alive first, in preference order.
-  std::stable_partition(owners.begin(), owners.end(),
-                        [&](uint32_t m) { return likely_alive_(view->members()[m].id); });
-  std::string last_error = "no owner reachable";
-  for (uint32_t index : owners) {
-    const PeerAddress& peer = view->members()[index];
-    if (peer.id == self_id_) continue;
-    auto& pool = PoolFor(peer);
-    std::unique_ptr<api::MonjuKVClient> client;
-    try {
-      client = pool.Borrow();
-    } catch (const apache::thrift::TException& e) {
-      last_error = peer.id + ": " + e.what();  // never reached it: try the next owner
-      continue;
-    }
-    try {
-      fn(*client);
-      pool.Return(std::move(client));
-      return;
-    } catch (const api::InvalidRequest&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const api::Unavailable&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const api::QuorumFailed&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const api::TimedOut&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const apache::thrift::TException& e) {
-      // The owner may have coordinated the write: retrying elsewhere could
-      // apply it twice, so the outcome is reported as unknown.
-      pool.Clear();
-      api::TimedOut t;
-      t.why = "forwarded write to " + peer.id + " failed, outcome unknown: " + e.what();
-      throw t;
-    }
-  }
-  api::Unavailable e;
-  e.why = "cannot forward the write to any replica of the key: " + last_error;
-  e.needed = 1;
-  e.alive = 0;
-  throw e;
-}
-
-template <typename Local, typename Remote>
-void KvHandler::Write(api::WriteResult& _return, const std::string& pk, const std::string& sk, Local&& local,
-                      Remote&& remote) {
-  if (Status s = Coordinator::ValidateKey(pk, sk); !s.ok()) ThrowFor(s, {});
-  if (!coordinator_->IsOwner(pk)) {
-    Forward(pk, std::forward<Remote>(remote));
-    return;
-  }
+template <typename Local>
+void KvHandler::Write(api::WriteResult& _return, api::ForwardedWrite forwarded, Local&& local) {
+  if (Status s = Coordinator::ValidateKey(forwarded.pk, forwarded.sk); !s.ok()) ThrowFor(s, {});
+  if (!coordinator_->IsOwner(forwarded.pk)) return forwarder_.Forward(_return, std::move(forwarded));
   WriteOutcome out = local();
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
   FillWriteResult(_return, std::move(out));
 }
 
+namespace {
+
+api::ForwardedWrite MakeForwarded(api::WriteKind::type kind, const std::string& pk, const std::string& sk,
+                                  const std::string& value, const std::string& context, int32_t w) {
+  api::ForwardedWrite f;
+  f.kind = kind;
+  f.pk = pk;
+  f.sk = sk;
+  f.value = value;
+  f.context = context;
+  f.w = w;
+  return f;
+}
+
+}  // namespace
+
 void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
                     const std::string& context, int32_t w) {
-  Write(
-      _return, pk, sk, [&] { return coordinator_->Put(pk, sk, value, context, w); },
-      [&](api::MonjuKVClient& c) { c.put(_return, pk, sk, value, context, w); });
+  Write(_return, MakeForwarded(api::WriteKind::PUT, pk, sk, value, context, w),
+        [&] { return coordinator_->Put(pk, sk, value, context, w); });
 }
 
 void KvHandler::overwrite(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                           const std::string& value, int32_t w) {
-  Write(
-      _return, pk, sk, [&] { return coordinator_->Overwrite(pk, sk, value, w); },
-      [&](api::MonjuKVClient& c) { c.overwrite(_return, pk, sk, value, w); });
+  Write(_return, MakeForwarded(api::WriteKind::OVERWRITE, pk, sk, value, "", w),
+        [&] { return coordinator_->Overwrite(pk, sk, value, w); });
 }
 
 void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                        const std::string& context, int32_t w) {
-  Write(
-      _return, pk, sk, [&] { return coordinator_->Remove(pk, sk, context, w); },
-      [&](api::MonjuKVClient& c) { c.remove(_return, pk, sk, context, w); });
+  Write(_return, MakeForwarded(api::WriteKind::REMOVE, pk, sk, "", context, w),
+        [&] { return coordinator_->Remove(pk, sk, context, w); });
+}
+
+Status ValidateForwarded(const api::ForwardedWrite& write) {
+  if (write.kind != api::WriteKind::PUT && write.kind != api::WriteKind::OVERWRITE &&
+      write.kind != api::WriteKind::REMOVE)
+    return Status::InvalidArgument("unknown write kind " + std::to_string(static_cast<int>(write.kind)));
+  return Coordinator::ValidateKey(write.pk, write.sk);
+}
+
+WriteOutcome KvHandler::Coordinate(const api::ForwardedWrite& write) {
+  switch (write.kind) {
+    case api::WriteKind::PUT:
+      return coordinator_->Put(write.pk, write.sk, write.value, write.context, write.w);
+    case api::WriteKind::OVERWRITE:
+      return coordinator_->Overwrite(write.pk, write.sk, write.value, write.w);
+    case api::WriteKind::REMOVE:
+      return coordinator_->Remove(write.pk, write.sk, write.context, write.w);
+  }
+  WriteOutcome invalid;
+  invalid.status = Status::InvalidArgument("unknown write kind " + std::to_string(static_cast<int>(write.kind)));
+  return invalid;
+}
+
+void KvHandler::forward_write(api::WriteResult& _return, const api::ForwardedWrite& write) {
+  if (Status s = ValidateForwarded(write); !s.ok()) ThrowFor(s, {});
+  if (!coordinator_->IsOwner(write.pk)) throw NotOwnerRefusal(self_id_, write);
+  WriteOutcome out = Coordinate(write);
+  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
+  FillWriteResult(_return, std::move(out));
 }
 
 void KvHandler::get(api::GetResult& _return, const std::string& pk, const std::string& sk, int32_t r) {

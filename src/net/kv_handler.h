@@ -1,6 +1,8 @@
 // Serves the public MonjuKV API: turns coordinator outcomes into the API's
 // results and exceptions. Writes for keys this node does not replicate are
-// forwarded to a live owner (its coordinator issues the version's dot).
+// forwarded to an owner (write_forwarder.h), whose coordinator issues the
+// version's dot; a forwarded write is coordinated here or refused, never
+// forwarded again.
 #pragma once
 
 #include <functional>
@@ -11,6 +13,7 @@
 #include "MonjuKV.h"
 #include "client_pool.h"
 #include "coordinator.h"
+#include "write_forwarder.h"
 
 namespace monju {
 
@@ -25,6 +28,8 @@ struct ApiError {
 ApiError ApiErrorFor(const Status& s, const QuorumCount& q);
 // A successful write's result.
 void FillWriteResult(api::WriteResult& result, WriteOutcome&& out);
+// InvalidArgument for a forwarded write of an unknown kind or a bad key.
+Status ValidateForwarded(const api::ForwardedWrite& write);
 
 class KvHandler final : public api::MonjuKVIf {
  public:
@@ -42,26 +47,20 @@ class KvHandler final : public api::MonjuKVIf {
               int32_t w) override;
   void query(api::QueryResult& _return, const std::string& pk, const std::string& sk_prefix,
              const std::string& start_sk, int32_t limit, bool ascending, int32_t r) override;
+  // Coordinated here when this node replicates the key, else NotOwner.
+  void forward_write(api::WriteResult& _return, const api::ForwardedWrite& write) override;
 
  private:
-  // Runs `fn` against an owner's MonjuKV; rethrows its API exceptions.
-  template <typename Fn>
-  void Forward(const std::string& pk, Fn&& fn);
   // A write: coordinated here (`local` returns its outcome) when this node
-  // is a replica of pk, else forwarded (`remote` makes the same call on an
-  // owner's client, filling _return itself).
-  template <typename Local, typename Remote>
-  void Write(api::WriteResult& _return, const std::string& pk, const std::string& sk, Local&& local,
-             Remote&& remote);
-  ClientPool<api::MonjuKVClient>& PoolFor(const PeerAddress& peer);
+  // is a replica of pk, else forwarded as `forwarded`.
+  template <typename Local>
+  void Write(api::WriteResult& _return, api::ForwardedWrite forwarded, Local&& local);
+  // A forwarded write coordinated here.
+  WriteOutcome Coordinate(const api::ForwardedWrite& write);
 
   Coordinator* coordinator_;
-  const Membership* membership_;
   const std::string self_id_;
-  const ConnectionOptions forward_options_;
-  const std::function<bool(const std::string&)> likely_alive_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<ClientPool<api::MonjuKVClient>>> pools_;
+  WriteForwarder forwarder_;
 };
 
 }  // namespace monju

@@ -280,7 +280,7 @@ class Node::Impl {
     forwarder_ = std::make_unique<FanoutExecutor>(config_.forward_threads, config_.forward_threads * 32, "forward");
     // A write queued longer than a request's deadline is refused, not sent.
     client.deferred = std::make_shared<KvAsyncCalls>(coordinator_.get(), kv, forwarder_.get(),
-                                                     std::chrono::milliseconds(config_.request_timeout_ms));
+                                                     std::chrono::milliseconds(config_.request_timeout_ms), config_.id);
     auto client_server = CallServer::Start(client, mux);
     if (!client_server.ok()) return Status::IOError("--listen: cannot serve on " + config_.listen_host + ":" +
                                                     std::to_string(config_.listen_port) + ": " +

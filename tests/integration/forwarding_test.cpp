@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "cluster_harness.h"
+#include "config/node_config.h"
+#include "membership.h"
 
 namespace monju::itest {
 namespace {
@@ -82,6 +84,89 @@ TEST(ForwardingTest, EveryNodeServesEveryKeyInAFiveNodeCluster) {
   MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
 }
 
+
+// The one owner (N = 1) of pk in the view node i of `c` was started with
+// (with `vnodes` per member).
+std::string OwnerIn(const LocalCluster& c, int i, uint32_t vnodes, const std::string& pk) {
+  std::vector<PeerAddress> members;
+  Status parsed = ParsePeers(c.PeersFlagFor(i), &members);
+  EXPECT_TRUE(parsed.ok()) << parsed.ToString();
+  auto view = ClusterView::Create(members, vnodes, NodeConfig{}.partitions, 1);
+  EXPECT_TRUE(view.ok()) << view.status().ToString();
+  if (!view.ok()) return "";
+  const auto& owners = view.value()->WriteOwners(view.value()->ring().PartitionOf(pk));
+  return view.value()->members()[owners.at(0)].id;
+}
+
+// Two nodes whose views differ (n2 was given a third member that n1 does not
+// know, and fewer ring tokens per member): for some keys each believes the
+// other the owner. A forwarded write
+// is never forwarded again, so such a write is refused at once, NotOwner
+// turned into Unavailable naming both nodes, instead of bouncing between them
+// until their forwarding queues fill or the request times out. Keys both
+// views give to one node are forwarded to it and written.
+TEST(ForwardingTest, NodesWhoseViewsDifferNeverPassAWriteBackAndForth) {
+  ClusterOptions options;
+  options.nodes = 2;
+  options.n = 1;
+  options.r = 1;
+  options.w = 1;
+  options.nodes_seeing_a_phantom = {1};
+  options.node_flags[1] = {"--vnodes", "8"};
+  options.wait_all_connected = false;
+  LocalCluster cluster(options);
+  ASSERT_TRUE(cluster.Start());
+
+  std::vector<std::string> crossed, toward_phantom, agreed;  // keys n1 gives to n2, by n2's owner
+  for (int k = 0; k < 400 && (crossed.size() < 3 || toward_phantom.size() < 3 || agreed.size() < 3); ++k) {
+    std::string pk = "views-" + std::to_string(k);
+    if (OwnerIn(cluster, 0, NodeConfig{}.vnodes, pk) != "n2") continue;
+    const std::string second = OwnerIn(cluster, 1, 8, pk);
+    (second == "n1" ? crossed : second == "n2" ? agreed : toward_phantom).push_back(pk);
+  }
+  ASSERT_GE(crossed.size(), 3u);
+  ASSERT_GE(toward_phantom.size(), 3u);
+  ASSERT_GE(agreed.size(), 3u);
+
+  auto applied = [&](int i) {
+    std::map<std::string, int64_t> stats;
+    std::string error;
+    EXPECT_TRUE(TryStats(cluster, i, &stats, &error)) << error;
+    return StatOf(stats, "storage.applied");
+  };
+  const int64_t applied_before[2] = {applied(0), applied(1)};
+  for (const std::string& pk : crossed) {
+    // Through n1 (n1 -> n2, which gives it back to n1) and through n2 (n2 -> n1, which gives it back to n2).
+    for (int via = 0; via < 2; ++via) {
+      const std::string self = cluster.id(via), other = cluster.id(1 - via);
+      CallResult r = TryPut(cluster, via, pk, "s", "bounced", "", 0);
+      EXPECT_EQ(r.outcome, Outcome::kUnavailable) << pk << " through " << self << ": " << r.message;
+      EXPECT_THAT(r.message, ::testing::HasSubstr(other + " does not replicate the key in its membership view either "
+                                                  "(forwarded by " + self + ")"))
+          << pk << " through " << self;
+    }
+  }
+  for (const std::string& pk : toward_phantom) {
+    CallResult r = TryPut(cluster, 0, pk, "s", "lost", "", 0);
+    EXPECT_EQ(r.outcome, Outcome::kUnavailable) << pk << ": " << r.message;
+    EXPECT_THAT(r.message, ::testing::HasSubstr("n2 does not replicate the key")) << pk;
+  }
+  // Nothing refused was written anywhere.
+  EXPECT_EQ(applied(0), applied_before[0]);
+  EXPECT_EQ(applied(1), applied_before[1]);
+
+  for (const std::string& pk : agreed) {
+    api::WriteResult written;
+    CallResult r = TryPut(cluster, 0, pk, "s", "agreed", "", 0, &written);
+    ASSERT_TRUE(r.ok()) << pk << ": " << r.message;
+    EXPECT_EQ(written.acked_by, std::vector<std::string>{"n2"}) << pk;
+    api::GetResult got;
+    ASSERT_TRUE(TryGet(cluster, 1, pk, "s", 1, &got).ok()) << pk;
+    EXPECT_EQ(got.values, std::vector<std::string>{"agreed"}) << pk;
+  }
+  EXPECT_EQ(applied(1), applied_before[1] + static_cast<int64_t>(agreed.size()));
+  MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
+}
 
 // A forwarded write waits for the owner's answer. Were that wait on a server
 // thread, nodes forwarding to each other with every server thread so taken
