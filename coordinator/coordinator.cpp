@@ -336,7 +336,9 @@ void Coordinator::Write(const std::string& pk, const std::string& sk, bool tombs
   if (!(out.status = ValidateQuorum(w, "w", n)).ok()) return fail();
   const int base_needed = w == 0 ? static_cast<int>(std::min(options_.default_w, n)) : w;
   if (place.self_index < 0 || !local_) {
-    out.status = Status::InvalidArgument("this node is not a replica of the key; forward the write to an owner");
+    // The caller saw this node as an owner under an earlier view.
+    out.status = Status::NotOwner("this node is not a replica of the key (its membership view changed); "
+                                  "nothing was written: retry the write");
     return fail();
   }
   const int needed = base_needed + static_cast<int>(place.pending);

@@ -16,6 +16,7 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kMismatch: return "Mismatch";
     case Status::Code::kShuttingDown: return "ShuttingDown";
     case Status::Code::kStaleEpoch: return "StaleEpoch";
+    case Status::Code::kNotOwner: return "NotOwner";
   }
   return "Unknown";
 }

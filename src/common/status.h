@@ -27,6 +27,7 @@ class Status {
     kMismatch = 9,         // a peer's cluster parameters differ from ours
     kShuttingDown = 10,    // the node is stopping
     kStaleEpoch = 11,      // planned under an older membership epoch whose placement no longer holds
+    kNotOwner = 12,        // this node does not replicate the key in its current view; nothing was done
   };
 
   Status() = default;
@@ -42,6 +43,7 @@ class Status {
   static Status Mismatch(std::string m) { return {Code::kMismatch, std::move(m)}; }
   static Status ShuttingDown(std::string m) { return {Code::kShuttingDown, std::move(m)}; }
   static Status StaleEpoch(std::string m) { return {Code::kStaleEpoch, std::move(m)}; }
+  static Status NotOwner(std::string m) { return {Code::kNotOwner, std::move(m)}; }
   static Status FromCode(int code, std::string m) { return {static_cast<Code>(code), std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }

@@ -175,7 +175,16 @@ void KvAsyncCalls::StartForwarded(const uint8_t* message, uint32_t size, std::sh
     refused.__isset.not_owner = true;
     return reply->Send(ReplyMessage(name, seqid, refused));
   }
-  auto done = WriteReply<api::MonjuKV_forward_write_result>(std::move(name), seqid, std::move(reply));
+  // The coordinator refuses too when the view moved on since IsOwner().
+  auto answer = WriteReply<api::MonjuKV_forward_write_result>(name, seqid, reply);
+  auto done = [answer = std::move(answer), refusal = NotOwnerRefusal(self_id_, write), name = std::move(name), seqid,
+               reply = std::move(reply)](WriteOutcome out) {
+    if (!out.status.Is(Status::Code::kNotOwner)) return answer(std::move(out));
+    api::MonjuKV_forward_write_result result;
+    result.not_owner = refusal;
+    result.__isset.not_owner = true;
+    reply->Send(ReplyMessage(name, seqid, result));
+  };
   switch (write.kind) {
     case api::WriteKind::PUT:
       return coordinator_->PutAsync(write.pk, write.sk, std::move(write.value), write.context, write.w,

@@ -30,6 +30,7 @@ ApiError ApiErrorFor(const Status& s, const QuorumCount& q) {
       e.invalid.why = s.message();
       break;
     case Status::Code::kUnavailable:
+    case Status::Code::kNotOwner:  // the view moved on between routing and coordinating: nothing written
       e.kind = ApiError::kUnavailable;
       e.unavailable.why = s.message();
       e.unavailable.needed = q.needed;
@@ -129,6 +130,7 @@ void KvHandler::forward_write(api::WriteResult& _return, const api::ForwardedWri
   if (Status s = ValidateForwarded(write); !s.ok()) ThrowFor(s, {});
   if (!coordinator_->IsOwner(write.pk)) throw NotOwnerRefusal(self_id_, write);
   WriteOutcome out = Coordinate(write);
+  if (out.status.Is(Status::Code::kNotOwner)) throw NotOwnerRefusal(self_id_, write);  // the view moved on
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
   FillWriteResult(_return, std::move(out));
 }

@@ -47,7 +47,9 @@ class KvHandler final : public api::MonjuKVIf {
               int32_t w) override;
   void query(api::QueryResult& _return, const std::string& pk, const std::string& sk_prefix,
              const std::string& start_sk, int32_t limit, bool ascending, int32_t r) override;
-  // Coordinated here when this node replicates the key, else NotOwner.
+  // Coordinated here when this node replicates the key, else NotOwner. For
+  // the generated processor: the client server takes forward_write as a
+  // deferred call (KvAsyncCalls), which answers the same.
   void forward_write(api::WriteResult& _return, const api::ForwardedWrite& write) override;
 
  private:

@@ -1,5 +1,6 @@
 #include "write_forwarder.h"
 
+#include <spdlog/spdlog.h>
 #include <thrift/TApplicationException.h>
 
 #include <algorithm>
@@ -9,15 +10,8 @@
 namespace monju {
 namespace {
 
-// forward_write, or for an owner that does not know it, the write as the
-// public call it was (that owner forwards it on as it sees fit).
-void SendTo(api::MonjuKVClient& client, api::WriteResult& out, const api::ForwardedWrite& write) {
-  try {
-    client.forward_write(out, write);
-    return;
-  } catch (const apache::thrift::TApplicationException& e) {
-    if (e.getType() != apache::thrift::TApplicationException::UNKNOWN_METHOD) throw;
-  }
+// The write as the public call it came in as.
+void SendPublic(api::MonjuKVClient& client, api::WriteResult& out, const api::ForwardedWrite& write) {
   switch (write.kind) {
     case api::WriteKind::PUT:
       return client.put(out, write.pk, write.sk, write.value, write.context, write.w);
@@ -40,18 +34,39 @@ WriteForwarder::WriteForwarder(const Membership* membership, std::string self_id
       options_(std::move(options)),
       likely_alive_(std::move(likely_alive)) {}
 
-ClientPool<api::MonjuKVClient>& WriteForwarder::PoolFor(const PeerAddress& peer) {
+WriteForwarder::Owner& WriteForwarder::OwnerFor(const PeerAddress& peer) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto& slot = pools_[peer.ToString()];
+  auto& slot = owners_[peer.ToString()];
   if (!slot) {
     ConnectionOptions o = options_;
     o.host = peer.host;
     o.port = peer.port;
     o.service = "";
     o.peer_id = peer.id;
-    slot = std::make_unique<ClientPool<api::MonjuKVClient>>(o);
+    slot = std::make_unique<Owner>();
+    slot->id = peer.id;
+    slot->pool = std::make_unique<ClientPool<api::MonjuKVClient>>(o);
   }
   return *slot;
+}
+
+void WriteForwarder::SendTo(Owner& owner, api::MonjuKVClient& client, api::WriteResult& out,
+                            const api::ForwardedWrite& write) {
+  if (owner.lacks_forward_write.load() && ++owner.public_calls % kRetryForwardWriteAfter != 0)
+    return SendPublic(client, out, write);
+  try {
+    client.forward_write(out, write);
+    owner.lacks_forward_write.store(false);
+    return;
+  } catch (const apache::thrift::TApplicationException& e) {
+    if (e.getType() != apache::thrift::TApplicationException::UNKNOWN_METHOD) throw;
+  }
+  if (!owner.lacks_forward_write.exchange(true)) {
+    owner.public_calls.store(0);
+    spdlog::info("{} does not know forward_write (an older monjud?): writes forwarded to it go as public calls",
+                 owner.id);
+  }
+  SendPublic(client, out, write);
 }
 
 void WriteForwarder::Forward(api::WriteResult& out, api::ForwardedWrite write) {
@@ -65,7 +80,8 @@ void WriteForwarder::Forward(api::WriteResult& out, api::ForwardedWrite write) {
   for (uint32_t index : owners) {
     const PeerAddress& peer = view->members()[index];
     if (peer.id == self_id_) continue;
-    auto& pool = PoolFor(peer);
+    Owner& owner = OwnerFor(peer);
+    auto& pool = *owner.pool;
     std::unique_ptr<api::MonjuKVClient> client;
     try {
       client = pool.Borrow();
@@ -74,7 +90,7 @@ void WriteForwarder::Forward(api::WriteResult& out, api::ForwardedWrite write) {
       continue;
     }
     try {
-      SendTo(*client, out, write);
+      SendTo(owner, *client, out, write);
       pool.Return(std::move(client));
       return;
     } catch (const api::NotOwner& e) {

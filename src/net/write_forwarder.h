@@ -9,12 +9,16 @@
 // forth, holding a forwarding thread on both per hop, until the queues
 // filled or the request timed out. An owner from before forward_write (an
 // older monjud, during a rolling upgrade) answers "unknown method" and gets
-// the write as put, overwrite or remove on the same connection.
+// the write as put, overwrite or remove on the same connection; later
+// writes to it go that way at once, and forward_write is tried again every
+// kRetryForwardWriteAfter of them (it may have been upgraded). Such an
+// owner may forward the write on, as it always did.
 //
 // Thread safety: Forward() may be called concurrently (one pooled client
 // per call and owner).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -43,15 +47,25 @@ class WriteForwarder {
   // owner refused with NotOwner; nothing was written then.
   void Forward(api::WriteResult& out, api::ForwardedWrite write);
 
+  static constexpr uint64_t kRetryForwardWriteAfter = 1000;
+
  private:
-  ClientPool<api::MonjuKVClient>& PoolFor(const PeerAddress& peer);
+  struct Owner {
+    std::string id;
+    std::unique_ptr<ClientPool<api::MonjuKVClient>> pool;
+    std::atomic<bool> lacks_forward_write{false};  // answered "unknown method"
+    std::atomic<uint64_t> public_calls{0};         // since then
+  };
+  Owner& OwnerFor(const PeerAddress& peer);
+  // forward_write, or the public call for an owner that lacks it.
+  void SendTo(Owner& owner, api::MonjuKVClient& client, api::WriteResult& out, const api::ForwardedWrite& write);
 
   const Membership* membership_;
   const std::string self_id_;
   const ConnectionOptions options_;
   const std::function<bool(const std::string&)> likely_alive_;
   std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<ClientPool<api::MonjuKVClient>>> pools_;
+  std::unordered_map<std::string, std::unique_ptr<Owner>> owners_;
 };
 
 // The NotOwner refusal of a forwarded write by `self_id`.

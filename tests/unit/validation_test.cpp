@@ -399,8 +399,8 @@ TEST_F(CoordinatorTest, NonOwnerRefusesWrites) {
   const auto& ring = view.value()->ring();
   EXPECT_EQ(ring.nodes()[ring.PreferenceList(ring.PartitionOf(owned))[0]], "n1");
   EXPECT_NE(ring.nodes()[ring.PreferenceList(ring.PartitionOf(foreign))[0]], "n1");
-  EXPECT_EQ(coord_->Put(foreign, "sk", "v", "", 0).status.code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(coord_->Remove(foreign, "sk", "", 0).status.code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(coord_->Put(foreign, "sk", "v", "", 0).status.code(), Status::Code::kNotOwner);
+  EXPECT_EQ(coord_->Remove(foreign, "sk", "", 0).status.code(), Status::Code::kNotOwner);
   EXPECT_EQ(RemoteCalls() + n4.applies, 0);
   WriteOutcome ok = coord_->Put(owned, "sk", "v", "", 0);  // default W 2 is cut to N = 1
   EXPECT_TRUE(ok.status.ok()) << ok.status.ToString();

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +36,7 @@ class OwnerHandler final : public api::MonjuKVNull {
   explicit OwnerHandler(std::string id) : id_(std::move(id)) {}
   void forward_write(api::WriteResult& out, const api::ForwardedWrite& write) override {
     std::lock_guard<std::mutex> lock(mu);
+    if (breaks) throw std::runtime_error("the owner broke during the call");  // an internal error on the wire
     if (refuses) {
       api::NotOwner refusal;
       refusal.why = id_ + " refuses";
@@ -58,6 +60,7 @@ class OwnerHandler final : public api::MonjuKVNull {
 
   std::mutex mu;
   bool refuses = false;
+  bool breaks = false;
   std::vector<api::ForwardedWrite> forwarded;
   std::vector<std::string> public_calls;  // "put pk/sk value context w"
 
@@ -233,10 +236,34 @@ TEST_F(WriteForwarderTest, AnOwnerFromBeforeForwardWriteGetsThePublicCall) {
   EXPECT_EQ(out.acked_by, std::vector<std::string>{first_});
   forwarder_->Forward(out, Write(api::WriteKind::OVERWRITE));
   forwarder_->Forward(out, Write(api::WriteKind::REMOVE));
-  EXPECT_EQ(owners_.at(first_)->processor->unknown_calls.load(), 3);
+  EXPECT_EQ(owners_.at(first_)->processor->unknown_calls.load(), 1) << "asked once; then the public calls at once";
   EXPECT_THAT(Handler(first_).public_calls,
               ::testing::ElementsAre("put " + pk_ + "/sk value ctx 2", "overwrite " + pk_ + "/sk value  2",
                                      "remove " + pk_ + "/sk  ctx 2"));
+  EXPECT_TRUE(Handler(second_).forwarded.empty());
+  EXPECT_TRUE(Handler(second_).public_calls.empty());
+
+  // Upgraded: forward_write is tried again after kRetryForwardWriteAfter
+  // public calls in all, and used from then on.
+  owners_.at(first_)->processor->old = false;
+  const uint64_t retry = WriteForwarder::kRetryForwardWriteAfter;
+  for (uint64_t i = 0; i < retry; ++i) forwarder_->Forward(out, Write(api::WriteKind::PUT));
+  EXPECT_EQ(Handler(first_).public_calls.size(), retry);
+  EXPECT_EQ(Handler(first_).forwarded.size(), 3u);
+  EXPECT_EQ(owners_.at(first_)->processor->unknown_calls.load(), 1);
+}
+
+// An owner whose call fails once sent may have written: the outcome is
+// unknown (TimedOut), and no other owner is tried, which could write twice.
+TEST_F(WriteForwarderTest, AFailureAfterTheSendIsAnUnknownOutcomeNotARetry) {
+  Handler(first_).breaks = true;
+  api::WriteResult out;
+  try {
+    forwarder_->Forward(out, Write(api::WriteKind::PUT));
+    FAIL() << "the owner broke, yet the write was reported written";
+  } catch (const api::TimedOut& e) {
+    EXPECT_THAT(e.why, HasSubstr("forwarded write to " + first_ + " failed, outcome unknown"));
+  }
   EXPECT_TRUE(Handler(second_).forwarded.empty());
   EXPECT_TRUE(Handler(second_).public_calls.empty());
 }
