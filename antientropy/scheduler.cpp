@@ -98,36 +98,104 @@ void AntiEntropyScheduler::ReleaseSlot() {
   cv_.notify_all();
 }
 
+void AntiEntropyScheduler::RefreshLayout() {
+  const uint64_t id = directory_->LayoutId();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (layout_id_ == id) return;
+  }
+  // Listed without the lock (the directory may take its own). Should the
+  // layout change meanwhile, the next pick sees a new id and lists again.
+  Plan plan;
+  for (uint32_t p : directory_->OwnedPartitions()) plan.emplace_back(p, directory_->CoOwners(p));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (layout_id_ == id) return;  // another worker listed it
+  layout_id_ = id;
+  waiting_.clear();
+  due_.clear();
+  for (auto& [key, st] : pairs_) {
+    st.queue = Queue::kNone;
+    st.planned = false;
+  }
+  for (const auto& [partition, peers] : plan) {
+    for (uint32_t rank = 0; rank < peers.size(); ++rank) {
+      PairState& st = pairs_[{partition, peers[rank]}];
+      st.planned = true;
+      st.rank = rank;
+    }
+  }
+  for (auto it = pairs_.begin(); it != pairs_.end();) {
+    if (!it->second.planned && !it->second.running) {
+      it = pairs_.erase(it);  // no longer exchanged from here
+      continue;
+    }
+    Requeue(it->first, it->second);
+    ++it;
+  }
+}
+
+void AntiEntropyScheduler::Dequeue(const PairKey& key, PairState& st) {
+  if (st.queue == Queue::kWaiting) {
+    waiting_.erase({st.queued_at, key});
+  } else if (st.queue == Queue::kDue) {
+    auto it = due_.find(key.second);
+    if (it != due_.end()) {
+      it->second.erase(DueEntry{st.queued_at, key.first, st.rank});
+      if (it->second.empty()) due_.erase(it);
+    }
+  }
+  st.queue = Queue::kNone;
+}
+
+void AntiEntropyScheduler::Requeue(const PairKey& key, PairState& st) {
+  Dequeue(key, st);
+  if (st.running || !st.planned) return;
+  if (st.attempted) {
+    // Due or not, PickDue() moves it on when its time has come.
+    st.queue = Queue::kWaiting;
+    st.queued_at = st.DueAt(options_);
+    waiting_.emplace(st.queued_at, key);
+  } else {
+    st.queue = Queue::kDue;
+    st.queued_at = st.SuccessKey();
+    due_[key.second].emplace(st.queued_at, key.first, st.rank);
+  }
+}
+
 bool AntiEntropyScheduler::PickDue(PairKey* pick, Clock::TimePoint::duration* wait) {
   *wait = kMaxIdle;
   if (paused_.load() || options_.interval.count() <= 0) return false;
+  RefreshLayout();
   const auto now = clock_->Now();
-  const std::vector<uint32_t> owned = directory_->OwnedPartitions();
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return false;
-  bool found = false;
-  Clock::TimePoint best_success;
-  for (uint32_t p : owned) {
-    for (const std::string& peer : directory_->CoOwners(p)) {
-      PairState& st = pairs_[{p, peer}];
-      if (st.running) continue;
-      if (st.attempted) {
-        const auto due_at = st.last_attempt + (st.failed_last ? options_.retry_after : options_.interval);
-        if (due_at > now) {
-          *wait = std::min<Clock::TimePoint::duration>(*wait, due_at - now);
-          continue;
-        }
-      }
-      const Clock::TimePoint success = st.succeeded ? st.last_success : Clock::TimePoint::min();
-      if (found && success >= best_success) continue;
-      if (!directory_->PeerAlive(peer)) continue;
-      found = true;
-      best_success = success;
-      *pick = {p, peer};
-    }
+  // Pairs whose time has come join their peer's due queue.
+  while (!waiting_.empty() && waiting_.begin()->first <= now) {
+    const PairKey key = waiting_.begin()->second;
+    PairState& st = pairs_.at(key);
+    waiting_.erase(waiting_.begin());
+    st.queue = Queue::kDue;
+    st.queued_at = st.SuccessKey();
+    due_[key.second].emplace(st.queued_at, key.first, st.rank);
   }
-  if (found) pairs_[*pick].running = true;
-  return found;
+  if (!waiting_.empty()) *wait = std::min<Clock::TimePoint::duration>(*wait, waiting_.begin()->first - now);
+  // The head of each live peer's queue; of those, the one exchanged least
+  // recently (then the lowest partition, then the first co-owner).
+  const std::string* best_peer = nullptr;
+  DueEntry best;
+  for (const auto& [peer, queue] : due_) {
+    const DueEntry& head = *queue.begin();
+    if (best_peer && !(head < best)) continue;
+    if (!directory_->PeerAlive(peer)) continue;
+    best = head;
+    best_peer = &peer;
+  }
+  if (!best_peer) return false;
+  *pick = {std::get<1>(best), *best_peer};
+  PairState& st = pairs_.at(*pick);
+  Dequeue(*pick, st);
+  st.running = true;
+  return true;
 }
 
 bool AntiEntropyScheduler::RunNextDue() {
@@ -180,16 +248,20 @@ ExchangeReport AntiEntropyScheduler::RunPair(uint32_t partition, const std::stri
   report.peer = peer;
   auto finish = [&](bool ran) {
     std::lock_guard<std::mutex> lock(mu_);
-    PairState& st = pairs_[{partition, peer}];
+    const PairKey key{partition, peer};
+    PairState& st = pairs_[key];
     if (!manual) st.running = false;
-    if (!ran) return;
-    st.attempted = true;
-    st.last_attempt = clock_->Now();
-    st.failed_last = !report.stats.status.ok();
-    if (report.stats.status.ok()) {
-      st.succeeded = true;
-      st.last_success = st.last_attempt;
+    if (ran) {
+      st.attempted = true;
+      st.last_attempt = clock_->Now();
+      st.failed_last = !report.stats.status.ok();
+      if (report.stats.status.ok()) {
+        st.succeeded = true;
+        st.last_success = st.last_attempt;
+      }
     }
+    // A manual run moves the pair's next background exchange too.
+    Requeue(key, st);
   };
   if (!AcquireSlot()) {
     report.stats.status = Status::ShuttingDown("anti-entropy is stopping");

@@ -33,6 +33,13 @@
 //   has gone without a successful exchange with all its co-owners (counted
 //   from the scheduler's start when never).
 //
+// Cost: picking the next exchange is O(log pairs + peers): due pairs wait in
+// a queue per peer, ordered by last success, and the others by due time.
+// The pairs are listed again (OwnedPartitions, CoOwners) only when the
+// directory's LayoutId() changes. (Until 2026-12-07 every pick scanned every
+// pair: a pass over all of them was quadratic, and with 65,536 partitions
+// could not keep up with its interval.)
+//
 // Time for intervals and ages comes from the injected Clock; waiting (idle,
 // rate limit) is real time on condition variables that Stop() interrupts.
 // Thread safety: every method may be called concurrently.
@@ -45,8 +52,10 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -68,6 +77,9 @@ class ExchangeDirectory {
   virtual std::vector<std::string> CoOwners(uint32_t partition) = 0;
   // True when this node sees the peer alive.
   virtual bool PeerAlive(const std::string& peer) = 0;
+  // Changes whenever OwnedPartitions() or CoOwners() may answer differently
+  // (a new view), so that the scheduler asks them again only then. Cheap.
+  virtual uint64_t LayoutId() = 0;
   // The peer's side of an exchange, nullptr when it is not a member. Owned by
   // the directory, valid while the scheduler runs, callable from any thread.
   virtual ExchangePeer* Peer(const std::string& peer) = 0;
@@ -143,16 +155,36 @@ class AntiEntropyScheduler {
   SchedulerStats stats() const;
 
  private:
+  using PairKey = std::pair<uint32_t, std::string>;
+  // Where a pair waits for its next background exchange.
+  enum class Queue { kNone, kWaiting, kDue };
   struct PairState {
     bool attempted = false, succeeded = false, failed_last = false, running = false;
+    bool planned = false;  // in the current layout
+    uint32_t rank = 0;     // the peer's place among the partition's co-owners
     Clock::TimePoint last_attempt, last_success;
+    Queue queue = Queue::kNone;
+    Clock::TimePoint queued_at;  // its key there: due time (kWaiting) or SuccessKey() (kDue)
+    Clock::TimePoint DueAt(const SchedulerOptions& o) const {
+      return last_attempt + (failed_last ? o.retry_after : o.interval);
+    }
+    // Never succeeded sorts first.
+    Clock::TimePoint SuccessKey() const { return succeeded ? last_success : Clock::TimePoint::min(); }
   };
-  using PairKey = std::pair<uint32_t, std::string>;
+  // (partition, co-owner rank) within one peer's due queue, by last success.
+  using DueEntry = std::tuple<Clock::TimePoint, uint32_t, uint32_t>;
+  using Plan = std::vector<std::pair<uint32_t, std::vector<std::string>>>;  // partition, co-owners
   class Control;
 
   // Picks and marks running the next due pair; false when none. *wait: how
   // long until one may be due (idle sleep).
   bool PickDue(PairKey* pick, Clock::TimePoint::duration* wait);
+  // Lists the pairs again when the directory's layout changed (mu_ not held).
+  void RefreshLayout();
+  // Takes the pair out of its queue and, unless it runs, puts it back where
+  // its state says (under mu_).
+  void Requeue(const PairKey& key, PairState& st);
+  void Dequeue(const PairKey& key, PairState& st);
   // Runs one exchange in a concurrency slot and records it.
   ExchangeReport RunPair(uint32_t partition, const std::string& peer, bool manual);
   bool AcquireSlot();
@@ -174,7 +206,10 @@ class AntiEntropyScheduler {
 
   mutable std::mutex mu_;  // guards everything below, and the counters
   std::condition_variable cv_;
-  std::map<PairKey, PairState> pairs_;
+  std::map<PairKey, PairState> pairs_;  // the planned pairs, and unplanned ones still running
+  std::optional<uint64_t> layout_id_;
+  std::set<std::pair<Clock::TimePoint, PairKey>> waiting_;  // by due time
+  std::map<std::string, std::set<DueEntry>> due_;           // by peer
   std::map<uint32_t, Clock::TimePoint> verified_at_;
   uint32_t running_ = 0;
   bool stopping_ = false;

@@ -66,6 +66,13 @@ class NodeExchangeDirectory final : public ExchangeDirectory {
     return out;
   }
 
+  // A view's placement is named by its fingerprint (static views) and its
+  // epoch (Raft-managed views move on with every change).
+  uint64_t LayoutId() override {
+    auto view = membership_->Current();
+    return view->fingerprint() ^ (view->epoch() * 0x9E3779B97F4A7C15ull);
+  }
+
   bool PeerAlive(const std::string& peer) override {
     return endpoints_->Detector(peer)->State() == PeerState::kAlive;
   }

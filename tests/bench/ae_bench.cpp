@@ -9,6 +9,9 @@
 //                       on one replica: keys and payload bytes moved against
 //                       the data size. The difference is made anew (untimed)
 //                       before every iteration.
+//   BM_SchedulerRound   the scheduler's first round over Q partitions with 2
+//                       co-owners each (2Q exchanges of empty, equal trees):
+//                       what picking the next pair costs as Q grows.
 //
 // The peers are called in process (no Thrift, no network): the times are the
 // algorithm's and LMDB's; payload bytes are counted as the exchange counts
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -35,6 +39,7 @@
 #include "partition_trees.h"
 #include "ring/ring.h"
 #include "replica.h"
+#include "scheduler.h"
 
 namespace monju {
 namespace {
@@ -45,7 +50,7 @@ const std::string kValue(100, 'v');
 
 class BenchReplica {
  public:
-  explicit BenchReplica(const std::string& id) {
+  explicit BenchReplica(const std::string& id, uint32_t partitions = kPartitions) {
     char tmpl[] = "/tmp/monju-ae-bench-XXXXXX";
     if (!mkdtemp(tmpl)) abort();
     dir_ = tmpl;
@@ -59,7 +64,7 @@ class BenchReplica {
     auto r = Replica::Open(id, std::move(store.value()), 1);
     if (!r.ok()) abort();
     replica_ = std::move(r.value());
-    trees_ = std::make_unique<PartitionTrees>(&replica_->store(), kPartitions);
+    trees_ = std::make_unique<PartitionTrees>(&replica_->store(), partitions);
     if (!trees_->Install().ok()) abort();
     peer_ = std::make_unique<LocalExchangePeer>(replica_.get(), trees_.get(), &wall_);
   }
@@ -224,6 +229,49 @@ void BM_ExchangeOnePct(benchmark::State& state) {
 }
 // 1% of 100,000, then 0.1% and 10% to show the cost follows the difference.
 BENCHMARK(BM_ExchangeOnePct)->Arg(kKeys / 100)->Arg(kKeys / 1000)->Arg(kKeys / 10)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Q partitions, all replicated here, each with co-owners b and c, both
+// answered by this node's own peer (so every exchange finds equal trees).
+class SelfDirectory final : public ExchangeDirectory {
+ public:
+  SelfDirectory(uint32_t partitions, ExchangePeer* self) : partitions_(partitions), self_(self) {}
+  std::vector<uint32_t> OwnedPartitions() override {
+    std::vector<uint32_t> out(partitions_);
+    for (uint32_t p = 0; p < partitions_; ++p) out[p] = p;
+    return out;
+  }
+  std::vector<std::string> CoOwners(uint32_t) override { return {"b", "c"}; }
+  bool PeerAlive(const std::string&) override { return true; }
+  uint64_t LayoutId() override { return 1; }
+  ExchangePeer* Peer(const std::string&) override { return self_; }
+
+ private:
+  const uint32_t partitions_;
+  ExchangePeer* const self_;
+};
+
+void BM_SchedulerRound(benchmark::State& state) {
+  const uint32_t partitions = static_cast<uint32_t>(state.range(0));
+  BenchReplica replica("a", partitions);
+  SelfDirectory directory(partitions, &replica.peer());
+  SteadyClock clock;
+  SchedulerOptions options;
+  options.bytes_per_second = 0;
+  uint64_t exchanges = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    AntiEntropyScheduler scheduler(&replica.peer(), replica.peer().format(), &replica.trees(), &directory, &clock,
+                                   options);
+    uint64_t ran = 0;
+    while (scheduler.RunNextDue()) ++ran;
+    if (ran != 2ull * partitions) state.SkipWithError("not every pair was exchanged once");
+    exchanges += ran;
+  }
+  state.counters["pairs"] = 2.0 * partitions;
+  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["us_per_exchange"] = exchanges ? us / double(exchanges) : 0;
+}
+BENCHMARK(BM_SchedulerRound)->Arg(256)->Arg(1024)->Arg(4096)->Arg(65536)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 }  // namespace monju

@@ -40,21 +40,59 @@ TEST(ByteThrottleTest, SpendsAtTheRateWithAOneSecondBurst) {
 
 constexpr uint32_t kPartitions = 4;
 
-// This node ("a") owns partitions 0..3; b co-owns all, c co-owns 0 and 1.
+// This node ("a") owns partitions 0..3; b co-owns all, c co-owns 0 and 1
+// (until a test changes the layout, and its id).
 class FakeDirectory final : public ExchangeDirectory {
  public:
-  std::vector<uint32_t> OwnedPartitions() override { return {0, 1, 2, 3}; }
+  std::vector<uint32_t> OwnedPartitions() override {
+    std::vector<uint32_t> out;
+    for (const auto& [p, peers] : layout) out.push_back(p);
+    return out;
+  }
   std::vector<std::string> CoOwners(uint32_t partition) override {
-    if (partition < 2) return {"b", "c"};
-    return {"b"};
+    ++co_owner_calls;
+    auto it = layout.find(partition);
+    return it == layout.end() ? std::vector<std::string>{} : it->second;
   }
   bool PeerAlive(const std::string& peer) override { return !down.count(peer); }
+  uint64_t LayoutId() override { return layout_id; }
   ExchangePeer* Peer(const std::string& peer) override {
     auto it = peers.find(peer);
     return it == peers.end() ? nullptr : it->second;
   }
+  std::map<uint32_t, std::vector<std::string>> layout = {{0, {"b", "c"}}, {1, {"b", "c"}}, {2, {"b"}}, {3, {"b"}}};
+  uint64_t layout_id = 1;
+  int co_owner_calls = 0;
   std::set<std::string> down;
   std::map<std::string, ExchangePeer*> peers;
+};
+
+// An exchange peer that notes which partition each exchange was of (its
+// first call asks for the root's children).
+class Noting final : public ExchangePeer {
+ public:
+  Noting(std::string name, ExchangePeer* target, std::vector<std::string>* log)
+      : name_(std::move(name)), target_(target), log_(log) {}
+  Status ChildHashes(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& parents,
+                     std::vector<uint64_t>* out, int64_t* items) override {
+    if (level == 0) log_->push_back(std::to_string(partition) + name_);
+    return target_->ChildHashes(partition, format, level, parents, out, items);
+  }
+  Status ListKeys(uint32_t partition, uint32_t format, uint32_t level, const std::vector<uint32_t>& nodes,
+                  const KeyDigest* after, size_t limit, std::vector<KeyDigest>* out, bool* more) override {
+    return target_->ListKeys(partition, format, level, nodes, after, limit, out, more);
+  }
+  Status Fetch(uint32_t partition, const std::vector<KeyQuery>& keys, std::vector<KeyAnswer>* out) override {
+    return target_->Fetch(partition, keys, out);
+  }
+  Status Push(uint32_t partition, const std::vector<KeyedVersionBytes>& versions) override {
+    return target_->Push(partition, versions);
+  }
+
+ private:
+  const std::string name_;
+  ExchangePeer* const target_;
+  std::vector<std::string>* const log_;
 };
 
 class SchedulerTest : public ::testing::Test {
@@ -138,6 +176,56 @@ TEST_F(SchedulerTest, DownPeersWaitUntilAlive) {
   st = s->stats();
   EXPECT_EQ(st.partitions_never_exchanged, 0u);
   EXPECT_EQ(st.oldest_partition_age_ms, 10000) << "partitions 2 and 3 were last exchanged 10 s ago";
+}
+
+// Never-exchanged pairs go first by partition, then co-owner; later, the
+// pair exchanged least recently goes first.
+TEST_F(SchedulerTest, LeastRecentlyExchangedFirst) {
+  std::vector<std::string> order;
+  Noting note_b("b", &to_b_, &order), note_c("c", &to_c_, &order);
+  dir_.peers = {{"b", &note_b}, {"c", &note_c}};
+  auto s = Make();
+  EXPECT_EQ(Drain(*s), 6);
+  EXPECT_EQ(order, (std::vector<std::string>{"0b", "0c", "1b", "1c", "2b", "3b"}));
+  // Pairs 3b and 1c exchanged again by hand, 10 and 20 s later: they are
+  // due later, and then 3b first.
+  clock_.Advance(seconds(10));
+  ASSERT_TRUE(s->RunNow(3, "b").ok());
+  clock_.Advance(seconds(10));
+  ASSERT_TRUE(s->RunNow(1, "c").ok());
+  order.clear();
+  clock_.Advance(seconds(40));  // 60 s since the first round
+  EXPECT_EQ(Drain(*s), 4);
+  clock_.Advance(seconds(20));
+  EXPECT_EQ(Drain(*s), 2);
+  // 3b (exchanged at 10 s) before 1c (at 20 s), although its partition is higher.
+  EXPECT_EQ(order, (std::vector<std::string>{"0b", "0c", "1b", "2b", "3b", "1c"}));
+}
+
+// The pairs are listed again when the layout id changes, and only then:
+// pairs that joined run at once, pairs that left no longer run, and the
+// others keep their schedule.
+TEST_F(SchedulerTest, FollowsLayoutChangesListingPairsOnlyThen) {
+  auto s = Make();
+  EXPECT_EQ(Drain(*s), 6);
+  EXPECT_EQ(dir_.co_owner_calls, 4) << "one listing for 6 exchanges and a final pick";
+  clock_.Advance(seconds(30));
+  EXPECT_EQ(Drain(*s), 0);
+  EXPECT_EQ(dir_.co_owner_calls, 4);
+
+  // Partition 2 moves from b to c; 3 is no longer replicated here.
+  dir_.layout = {{0, {"b", "c"}}, {1, {"b", "c"}}, {2, {"c"}}};
+  dir_.layout_id = 2;
+  const int b_calls = to_b_.calls(), c_calls = to_c_.calls();
+  EXPECT_EQ(Drain(*s), 1);  // 2 with c, new
+  EXPECT_EQ(to_b_.calls(), b_calls);
+  EXPECT_GT(to_c_.calls(), c_calls);
+  EXPECT_EQ(dir_.co_owner_calls, 7);
+  clock_.Advance(seconds(30));  // 60 s since the first round
+  EXPECT_EQ(Drain(*s), 4);      // 0 and 1 with b and c; not 2 with c (30 s ago), nor 2 or 3 with b
+  clock_.Advance(seconds(30));
+  EXPECT_EQ(Drain(*s), 1);
+  EXPECT_EQ(s->stats().partitions_never_exchanged, 0u);
 }
 
 // A failed exchange is retried after retry_after, not a whole interval.
