@@ -110,6 +110,8 @@ void AntiEntropyScheduler::RefreshLayout() {
   for (uint32_t p : directory_->OwnedPartitions()) plan.emplace_back(p, directory_->CoOwners(p));
   std::lock_guard<std::mutex> lock(mu_);
   if (layout_id_ == id) return;  // another worker listed it
+  // A listing older than one another worker installed meanwhile is dropped.
+  if (directory_->LayoutId() != id) return;
   layout_id_ = id;
   waiting_.clear();
   due_.clear();
@@ -124,14 +126,9 @@ void AntiEntropyScheduler::RefreshLayout() {
       st.rank = rank;
     }
   }
-  for (auto it = pairs_.begin(); it != pairs_.end();) {
-    if (!it->second.planned && !it->second.running) {
-      it = pairs_.erase(it);  // no longer exchanged from here
-      continue;
-    }
-    Requeue(it->first, it->second);
-    ++it;
-  }
+  // Pairs no longer in the layout keep their history (a pair that comes
+  // back is not new), out of the queues.
+  for (auto& [key, st] : pairs_) Requeue(key, st);
 }
 
 void AntiEntropyScheduler::Dequeue(const PairKey& key, PairState& st) {

@@ -206,7 +206,7 @@ class AntiEntropyScheduler {
 
   mutable std::mutex mu_;  // guards everything below, and the counters
   std::condition_variable cv_;
-  std::map<PairKey, PairState> pairs_;  // the planned pairs, and unplanned ones still running
+  std::map<PairKey, PairState> pairs_;  // every pair ever planned or run here
   std::optional<uint64_t> layout_id_;
   std::set<std::pair<Clock::TimePoint, PairKey>> waiting_;  // by due time
   std::map<std::string, std::set<DueEntry>> due_;           // by peer

@@ -202,6 +202,27 @@ TEST_F(SchedulerTest, LeastRecentlyExchangedFirst) {
   EXPECT_EQ(order, (std::vector<std::string>{"0b", "0c", "1b", "2b", "3b", "1c"}));
 }
 
+// Ties go by the directory's co-owner order, not by peer name; a pair
+// repaired by hand while due (its peer down) leaves the due queue.
+TEST_F(SchedulerTest, CoOwnerOrderAndRepairsOfDuePairs) {
+  std::vector<std::string> order;
+  Noting note_b("b", &to_b_, &order), note_c("c", &to_c_, &order);
+  dir_.peers = {{"b", &note_b}, {"c", &note_c}};
+  dir_.layout = {{0, {"c", "b"}}, {1, {"b", "c"}}};
+  dir_.down.insert("c");
+  auto s = Make();
+  EXPECT_EQ(Drain(*s), 2);  // 0b and 1b; 0c and 1c wait for c
+  ASSERT_TRUE(s->RunNow(0, "c").ok());  // by hand, c being reachable for it
+  dir_.down.clear();
+  order.clear();
+  EXPECT_EQ(Drain(*s), 1);
+  EXPECT_EQ(order, std::vector<std::string>{"1c"});
+  clock_.Advance(seconds(60));
+  order.clear();
+  EXPECT_EQ(Drain(*s), 4);
+  EXPECT_EQ(order, (std::vector<std::string>{"0c", "0b", "1b", "1c"}));
+}
+
 // The pairs are listed again when the layout id changes, and only then:
 // pairs that joined run at once, pairs that left no longer run, and the
 // others keep their schedule.
