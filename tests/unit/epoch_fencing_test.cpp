@@ -348,7 +348,9 @@ TEST_F(FencedCoordinatorTest, AStaleRefusalReportedBackReplansTheWrite) {
   EXPECT_EQ(Fake("n5").async_applies, 1) << "the retry must reach the pending owner";
   EXPECT_EQ(Fake(refusing).async_applies, 2);
   // The retry itself starts on the executor; the replicas' calls never do
-  // (each apply came through ApplyAsync).
+  // (each apply came through ApplyAsync). Answers the write did not wait for
+  // may still be running: wait for them before counting.
+  for (auto& f : fakes_) f->JoinAsync();
   for (size_t i = 0; i < fakes_.size(); ++i)
     EXPECT_EQ(fakes_[i]->applies.load(), fakes_[i]->async_applies.load()) << "n" << i + 2;
 }
