@@ -3,6 +3,7 @@
 // view changes, and the old view's again when a request still holds it.
 // Endpoints connect lazily, so nothing here touches the network.
 #include "replica_endpoints.h"
+#include "exchange_peers.h"
 
 #include <gtest/gtest.h>
 
@@ -98,6 +99,39 @@ TEST_F(NodeEndpointsTest, ConcurrentCallersAgree) {
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_NE(seen_a3.load(), seen_b3.load());
   EXPECT_EQ(endpoints_.Remote(*a, 2), seen_a3.load());
+}
+
+// The anti-entropy scheduler lists its pairs again only when LayoutId()
+// changes: it must change with every view that places partitions otherwise.
+TEST_F(NodeEndpointsTest, ExchangeLayoutIdFollowsTheView) {
+  Membership membership(View(Members(7000)));
+  NodeExchangeDirectory directory(&membership, &endpoints_);
+  const uint64_t three = directory.LayoutId();
+  membership.Replace(View(Members(7000)));  // another snapshot of the same view
+  EXPECT_EQ(directory.LayoutId(), three);
+  std::vector<PeerAddress> four = Members(7000);
+  four.push_back({"n4", "127.0.0.1", 7003, 7103});
+  membership.Replace(View(four));
+  EXPECT_NE(directory.LayoutId(), three);
+
+  // Raft-managed views share one fingerprint; each change has its own epoch.
+  auto raft_view = [](uint64_t epoch) {
+    ViewLayout layout;
+    layout.epoch = epoch;
+    layout.partitions = 16;
+    layout.replicas = 3;
+    layout.members = Members(7000);
+    for (const auto& m : layout.members) layout.read_ring.push_back({m.id, m.id, 8});
+    layout.identity = "cluster-1";
+    auto view = ClusterView::Create(std::move(layout));
+    EXPECT_TRUE(view.ok()) << view.status().ToString();
+    return view.value();
+  };
+  membership.Replace(raft_view(5));
+  const uint64_t at5 = directory.LayoutId();
+  membership.Replace(raft_view(6));
+  EXPECT_EQ(raft_view(5)->fingerprint(), raft_view(6)->fingerprint());
+  EXPECT_NE(directory.LayoutId(), at5);
 }
 
 }  // namespace
