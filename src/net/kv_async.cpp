@@ -124,13 +124,11 @@ void KvAsyncCalls::StartWrite(const uint8_t* message, uint32_t size, std::shared
 
 template <typename Args, typename Result>
 void KvAsyncCalls::StartForward(std::string name, int32_t seqid, Args& args, std::shared_ptr<DeferredReply> reply) {
-  // std::function needs a copyable task: the arguments are shared, not copied
-  // (the generated argument structs cannot be copied or moved).
-  struct Write {
-    std::string pk, sk, value, context;
-    int32_t w = 0;
-  };
-  auto call = std::make_shared<Write>();
+  // std::function needs a copyable task: the write is shared, not copied.
+  auto call = std::make_shared<api::ForwardedWrite>();
+  call->kind = std::is_same_v<Args, api::MonjuKV_put_args>         ? api::WriteKind::PUT
+               : std::is_same_v<Args, api::MonjuKV_overwrite_args> ? api::WriteKind::OVERWRITE
+                                                                   : api::WriteKind::REMOVE;
   call->pk = std::move(args.pk);
   call->sk = std::move(args.sk);
   if constexpr (!std::is_same_v<Args, api::MonjuKV_remove_args>) call->value = std::move(args.value);
@@ -145,15 +143,8 @@ void KvAsyncCalls::StartForward(std::string name, int32_t seqid, Args& args, std
                             "node overloaded: the write waited " +
                                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()) +
                                 " ms to be forwarded (limit " + std::to_string(max_wait.count()) + " ms)");
-    AnswerNow<Result>(name, seqid, *reply, [&](api::WriteResult& out) {
-      if constexpr (std::is_same_v<Args, api::MonjuKV_put_args>) {
-        handler->put(out, call->pk, call->sk, call->value, call->context, call->w);
-      } else if constexpr (std::is_same_v<Args, api::MonjuKV_overwrite_args>) {
-        handler->overwrite(out, call->pk, call->sk, call->value, call->w);
-      } else {
-        handler->remove(out, call->pk, call->sk, call->context, call->w);
-      }
-    });
+    AnswerNow<Result>(name, seqid, *reply,
+                      [&](api::WriteResult& out) { handler->Write(out, std::move(*call), false); });
   };
   if (!forwarder_->Submit(std::move(task))) Refuse<Result>(name, seqid, *reply, forwarder_->RefusalReason());
 }

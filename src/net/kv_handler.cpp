@@ -62,15 +62,6 @@ KvHandler::KvHandler(Coordinator* coordinator, const Membership* membership, std
       self_id_(self_id),
       forwarder_(membership, std::move(self_id), std::move(forward_options), std::move(likely_alive)) {}
 
-template <typename Local>
-void KvHandler::Write(api::WriteResult& _return, api::ForwardedWrite forwarded, Local&& local) {
-  if (Status s = Coordinator::ValidateKey(forwarded.pk, forwarded.sk); !s.ok()) ThrowFor(s, {});
-  if (!coordinator_->IsOwner(forwarded.pk)) return forwarder_.Forward(_return, std::move(forwarded));
-  WriteOutcome out = local();
-  if (!out.status.ok()) ThrowFor(out.status, out.quorum);
-  FillWriteResult(_return, std::move(out));
-}
-
 namespace {
 
 api::ForwardedWrite MakeForwarded(api::WriteKind::type kind, const std::string& pk, const std::string& sk,
@@ -89,20 +80,17 @@ api::ForwardedWrite MakeForwarded(api::WriteKind::type kind, const std::string& 
 
 void KvHandler::put(api::WriteResult& _return, const std::string& pk, const std::string& sk, const std::string& value,
                     const std::string& context, int32_t w) {
-  Write(_return, MakeForwarded(api::WriteKind::PUT, pk, sk, value, context, w),
-        [&] { return coordinator_->Put(pk, sk, value, context, w); });
+  Write(_return, MakeForwarded(api::WriteKind::PUT, pk, sk, value, context, w), false);
 }
 
 void KvHandler::overwrite(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                           const std::string& value, int32_t w) {
-  Write(_return, MakeForwarded(api::WriteKind::OVERWRITE, pk, sk, value, "", w),
-        [&] { return coordinator_->Overwrite(pk, sk, value, w); });
+  Write(_return, MakeForwarded(api::WriteKind::OVERWRITE, pk, sk, value, "", w), false);
 }
 
 void KvHandler::remove(api::WriteResult& _return, const std::string& pk, const std::string& sk,
                        const std::string& context, int32_t w) {
-  Write(_return, MakeForwarded(api::WriteKind::REMOVE, pk, sk, "", context, w),
-        [&] { return coordinator_->Remove(pk, sk, context, w); });
+  Write(_return, MakeForwarded(api::WriteKind::REMOVE, pk, sk, "", context, w), false);
 }
 
 Status ValidateForwarded(const api::ForwardedWrite& write) {
@@ -112,12 +100,12 @@ Status ValidateForwarded(const api::ForwardedWrite& write) {
   return Coordinator::ValidateKey(write.pk, write.sk);
 }
 
-WriteOutcome KvHandler::Coordinate(const api::ForwardedWrite& write) {
+WriteOutcome KvHandler::Coordinate(api::ForwardedWrite& write) {
   switch (write.kind) {
     case api::WriteKind::PUT:
-      return coordinator_->Put(write.pk, write.sk, write.value, write.context, write.w);
+      return coordinator_->Put(write.pk, write.sk, std::move(write.value), write.context, write.w);
     case api::WriteKind::OVERWRITE:
-      return coordinator_->Overwrite(write.pk, write.sk, write.value, write.w);
+      return coordinator_->Overwrite(write.pk, write.sk, std::move(write.value), write.w);
     case api::WriteKind::REMOVE:
       return coordinator_->Remove(write.pk, write.sk, write.context, write.w);
   }
@@ -126,13 +114,21 @@ WriteOutcome KvHandler::Coordinate(const api::ForwardedWrite& write) {
   return invalid;
 }
 
-void KvHandler::forward_write(api::WriteResult& _return, const api::ForwardedWrite& write) {
+void KvHandler::Write(api::WriteResult& _return, api::ForwardedWrite write, bool forwarded_here) {
   if (Status s = ValidateForwarded(write); !s.ok()) ThrowFor(s, {});
-  if (!coordinator_->IsOwner(write.pk)) throw NotOwnerRefusal(self_id_, write);
+  if (!coordinator_->IsOwner(write.pk)) {
+    if (forwarded_here) throw NotOwnerRefusal(self_id_, write);
+    return forwarder_.Forward(_return, std::move(write));
+  }
   WriteOutcome out = Coordinate(write);
-  if (out.status.Is(Status::Code::kNotOwner)) throw NotOwnerRefusal(self_id_, write);  // the view moved on
+  // The view moved on since IsOwner(): nothing written.
+  if (forwarded_here && out.status.Is(Status::Code::kNotOwner)) throw NotOwnerRefusal(self_id_, write);
   if (!out.status.ok()) ThrowFor(out.status, out.quorum);
   FillWriteResult(_return, std::move(out));
+}
+
+void KvHandler::forward_write(api::WriteResult& _return, const api::ForwardedWrite& write) {
+  Write(_return, write, true);
 }
 
 void KvHandler::get(api::GetResult& _return, const std::string& pk, const std::string& sk, int32_t r) {

@@ -52,13 +52,14 @@ class KvHandler final : public api::MonjuKVIf {
   // deferred call (KvAsyncCalls), which answers the same.
   void forward_write(api::WriteResult& _return, const api::ForwardedWrite& write) override;
 
+  // Any write: coordinated here when this node replicates its key;
+  // otherwise forwarded to an owner, or, for a write another node forwarded
+  // here (`forwarded_here`), refused with NotOwner. Throws as the API calls do.
+  void Write(api::WriteResult& _return, api::ForwardedWrite write, bool forwarded_here);
+
  private:
-  // A write: coordinated here (`local` returns its outcome) when this node
-  // is a replica of pk, else forwarded as `forwarded`.
-  template <typename Local>
-  void Write(api::WriteResult& _return, api::ForwardedWrite forwarded, Local&& local);
-  // A forwarded write coordinated here.
-  WriteOutcome Coordinate(const api::ForwardedWrite& write);
+  // The write coordinated here (its value is moved out).
+  WriteOutcome Coordinate(api::ForwardedWrite& write);
 
   Coordinator* coordinator_;
   const std::string self_id_;

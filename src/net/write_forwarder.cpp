@@ -25,6 +25,13 @@ void SendPublic(api::MonjuKVClient& client, api::WriteResult& out, const api::Fo
   throw invalid;
 }
 
+// One of the exceptions forward_write declares (NotOwner aside): the owner's
+// answer, as opposed to a transport or protocol failure.
+bool IsOwnersAnswer(const apache::thrift::TException& e) {
+  return dynamic_cast<const api::InvalidRequest*>(&e) || dynamic_cast<const api::Unavailable*>(&e) ||
+         dynamic_cast<const api::QuorumFailed*>(&e) || dynamic_cast<const api::TimedOut*>(&e);
+}
+
 }  // namespace
 
 WriteForwarder::WriteForwarder(const Membership* membership, std::string self_id, ConnectionOptions options,
@@ -97,19 +104,11 @@ void WriteForwarder::Forward(api::WriteResult& out, api::ForwardedWrite write) {
       pool.Return(std::move(client));
       last_error = e.why;  // nothing written there: try the next owner
       continue;
-    } catch (const api::InvalidRequest&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const api::Unavailable&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const api::QuorumFailed&) {
-      pool.Return(std::move(client));
-      throw;
-    } catch (const api::TimedOut&) {
-      pool.Return(std::move(client));
-      throw;
     } catch (const apache::thrift::TException& e) {
+      if (IsOwnersAnswer(e)) {  // the call completed: the connection is sound
+        pool.Return(std::move(client));
+        throw;
+      }
       // The owner may have coordinated the write: retrying elsewhere could
       // apply it twice, so the outcome is reported as unknown.
       pool.Clear();

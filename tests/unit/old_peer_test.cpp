@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "MonjuReplica.h"
+#include "old_build_thrift.h"
 #include "clock/codec.h"
 #include "common/clock.h"
 #include "executor.h"
@@ -88,24 +89,12 @@ class OldPeerProcessor final : public rpc::MonjuReplicaProcessor {
     if (!old || (fname != "apply_many" && fname != "read_many"))
       return rpc::MonjuReplicaProcessor::dispatchCall(in, out, fname, seqid, context);
     ++unknown_calls;
-    in->skip(protocol::T_STRUCT);
-    in->readMessageEnd();
-    in->getTransport()->readEnd();
-    TApplicationException x(TApplicationException::UNKNOWN_METHOD, "Invalid method name: '" + fname + "'");
-    out->writeMessageBegin(fname, protocol::T_EXCEPTION, seqid);
-    x.write(out);
-    out->writeMessageEnd();
-    out->getTransport()->writeEnd();
-    out->getTransport()->flush();
+    test_support::AnswerUnknownMethod(in, out, fname, seqid);
     return true;
   }
 };
 
-class Listening final : public server::TServerEventHandler {
- public:
-  void preServe() override { ready.set_value(); }
-  std::promise<void> ready;
-};
+using test_support::Listening;
 
 class OldPeerTest : public ::testing::Test {
  protected:

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "MonjuKV.h"
+#include "old_build_thrift.h"
 #include "write_forwarder.h"
 
 namespace monju {
@@ -87,24 +88,12 @@ class OldOwnerProcessor final : public api::MonjuKVProcessor {
                     void* context) override {
     if (!old || fname != "forward_write") return api::MonjuKVProcessor::dispatchCall(in, out, fname, seqid, context);
     ++unknown_calls;
-    in->skip(protocol::T_STRUCT);
-    in->readMessageEnd();
-    in->getTransport()->readEnd();
-    TApplicationException x(TApplicationException::UNKNOWN_METHOD, "Invalid method name: '" + fname + "'");
-    out->writeMessageBegin(fname, protocol::T_EXCEPTION, seqid);
-    x.write(out);
-    out->writeMessageEnd();
-    out->getTransport()->writeEnd();
-    out->getTransport()->flush();
+    test_support::AnswerUnknownMethod(in, out, fname, seqid);
     return true;
   }
 };
 
-class Listening final : public server::TServerEventHandler {
- public:
-  void preServe() override { ready.set_value(); }
-  std::promise<void> ready;
-};
+using test_support::Listening;
 
 struct Owner {
   std::shared_ptr<OwnerHandler> handler;
