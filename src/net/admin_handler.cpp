@@ -85,6 +85,10 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   const CoalescerStats reads = src_.endpoints->coalesced_reads();
   put("peer_reads.calls", reads.calls);
   put("peer_reads.sent", reads.items);
+  const PeerLinkStats links = src_.endpoints->link_stats();
+  put("peer_links.calls", links.calls);
+  put("peer_links.connects", links.connects);
+  put("peer_links.failures", links.failures);
   for (auto [name, server] : {std::pair{"client", src_.client_server}, std::pair{"peer", src_.peer_server}}) {
     const CallServer* serving = server ? server->load() : nullptr;
     if (!serving) continue;

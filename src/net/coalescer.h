@@ -10,7 +10,12 @@
 //
 // Every item is completed exactly once (by the send function, or with
 // Fail() when no sender will carry it), on an executor thread or, for
-// Fail(), the submitting one. Nothing is sent from the submitting thread.
+// Fail(), the submitting one.
+//
+// With a start function (calls that do not block: peer_link.h), a batch
+// leaves from the thread that submits its first item or that completed the
+// call before it, and nothing waits for the reply; the send function, on
+// the executor, then only carries what the start function declines.
 //
 // Item: movable, with `size_t bytes() const` (its size on the wire) and
 // `void Fail(const Status&)` (completes it with an error; quick).
@@ -59,9 +64,16 @@ class Coalescer {
   // an executor thread.
   using SendFn = std::function<void(std::vector<Item>& batch)>;
 
+  // Starts one call carrying `batch` without blocking, and calls `finished`
+  // once the call is over (each item completed, or handed to a thread that
+  // will complete it), on another thread and never inside the start
+  // function. False when it cannot start the call now: `batch` is then
+  // untouched and `finished` dropped.
+  using StartFn = std::function<bool(std::vector<Item>& batch, std::function<void()> finished)>;
+
   // `executor` runs the senders; it must outlive the coalescer's use.
-  Coalescer(CoalescerOptions options, Executor* executor, SendFn send)
-      : options_(options), executor_(executor), send_(std::move(send)) {}
+  Coalescer(CoalescerOptions options, Executor* executor, SendFn send, StartFn start = nullptr)
+      : options_(options), executor_(executor), send_(std::move(send)), start_(std::move(start)) {}
   Coalescer(const Coalescer&) = delete;
   Coalescer& operator=(const Coalescer&) = delete;
 
@@ -79,6 +91,7 @@ class Coalescer {
       if (senders_ >= options_.max_senders) return true;  // a running sender takes it
       ++senders_;
     }
+    if (start_ && StartNext()) return true;
     if (executor_->Submit([this] { SendLoop(); })) return true;
 
     // No sender started: take this item back, and fail the ones no other
@@ -87,25 +100,15 @@ class Coalescer {
     bool taken_back = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      --senders_;
       auto mine = std::find_if(queue_.begin(), queue_.end(), [id](const Queued& q) { return q.id == id; });
       if (mine != queue_.end()) {
         queue_.erase(mine);
         taken_back = true;
       }
-      if (senders_ == 0) {
-        for (auto& q : queue_) orphans.push_back(std::move(q.item));
-        queue_.clear();
-      }
+      orphans = GiveUpPlaceLocked();
     }
     // Their completions run here, on the submitting thread (no lock held).
-    for (auto& orphan : orphans) {
-      try {
-        orphan.Fail(Status::Unavailable("node overloaded or stopping: no thread to send on"));
-      } catch (const std::exception& e) {
-        spdlog::error("failing a coalesced peer call failed: {}", e.what());
-      }
-    }
+    FailOrphans(orphans);
     // Another sender may already carry it; then it will be completed.
     return !taken_back;
   }
@@ -125,6 +128,90 @@ class Coalescer {
     Item item;
   };
 
+  // Takes the next batch off the queue (the caller holds mu_).
+  std::vector<Queued> TakeBatchLocked() {
+    std::vector<Queued> batch;
+    size_t bytes = 0;
+    while (!queue_.empty() && batch.size() < options_.max_batch_items) {
+      const size_t size = queue_.front().item.bytes();
+      if (!batch.empty() && bytes + size > options_.max_batch_bytes) break;
+      bytes += size;
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    ++stats_.calls;
+    stats_.items += batch.size();
+    return batch;
+  }
+
+  // A sender's place is held: starts a call with the next batch. False when
+  // the queue is empty (the place is then given up) or the start function
+  // declined (the batch is back at the front of the queue, the place still
+  // held).
+  bool StartNext() {
+    std::vector<Queued> taken;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty()) {
+        --senders_;
+        return true;
+      }
+      taken = TakeBatchLocked();
+    }
+    std::vector<Item> batch;
+    batch.reserve(taken.size());
+    for (auto& q : taken) batch.push_back(std::move(q.item));
+    bool started = false;
+    try {
+      started = start_(batch, [this] { Finished(); });
+    } catch (const std::exception& e) {
+      spdlog::error("starting a coalesced peer call failed: {}", e.what());  // the executor sends it
+    }
+    if (started) return true;
+    std::lock_guard<std::mutex> lock(mu_);
+    --stats_.calls;
+    stats_.items -= taken.size();
+    for (size_t i = taken.size(); i-- > 0;) {
+      taken[i].item = std::move(batch[i]);
+      queue_.push_front(std::move(taken[i]));
+    }
+    return false;
+  }
+
+  // A started call ended: its place carries the next batch, on this thread
+  // or, when the start function declines, on the executor.
+  void Finished() {
+    if (StartNext()) return;
+    if (executor_->Submit([this] { SendLoop(); })) return;
+    std::vector<Item> orphans;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      orphans = GiveUpPlaceLocked();
+    }
+    FailOrphans(orphans);
+  }
+
+  // A sender's place is given up; when it was the last, the queued items
+  // are taken out, as no sender will carry them (the caller fails them
+  // once mu_ is released).
+  std::vector<Item> GiveUpPlaceLocked() {
+    std::vector<Item> orphans;
+    if (--senders_ > 0) return orphans;
+    for (auto& q : queue_) orphans.push_back(std::move(q.item));
+    queue_.clear();
+    return orphans;
+  }
+
+  static void FailOrphans(std::vector<Item>& orphans) {
+    for (auto& orphan : orphans) {
+      try {
+        orphan.Fail(Status::Unavailable("node overloaded or stopping: no thread to send on"));
+      } catch (const std::exception& e) {
+        spdlog::error("failing a coalesced peer call failed: {}", e.what());
+      }
+    }
+  }
+
   // A sender: sends batches while items wait, then ends. After
   // batches_per_task it continues as a new task (or here, when the executor
   // refuses one).
@@ -132,6 +219,8 @@ class Coalescer {
     for (size_t sent = 0;; ++sent) {
       // The new task keeps this one's place among the senders.
       if (sent >= options_.batches_per_task && executor_->Submit([this] { SendLoop(); })) return;
+      // A call that needs no thread, when the start function takes it now.
+      if (start_ && StartNext()) return;
       std::vector<Item> batch;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -139,16 +228,7 @@ class Coalescer {
           --senders_;
           return;
         }
-        size_t bytes = 0;
-        while (!queue_.empty() && batch.size() < options_.max_batch_items) {
-          const size_t size = queue_.front().item.bytes();
-          if (!batch.empty() && bytes + size > options_.max_batch_bytes) break;
-          bytes += size;
-          batch.push_back(std::move(queue_.front().item));
-          queue_.pop_front();
-        }
-        ++stats_.calls;
-        stats_.items += batch.size();
+        for (auto& q : TakeBatchLocked()) batch.push_back(std::move(q.item));
       }
       try {
         send_(batch);
@@ -163,6 +243,7 @@ class Coalescer {
   const CoalescerOptions options_;
   Executor* const executor_;
   const SendFn send_;
+  const StartFn start_;  // may be null
   mutable std::mutex mu_;
   std::deque<Queued> queue_;
   size_t senders_ = 0;

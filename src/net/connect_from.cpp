@@ -25,14 +25,18 @@ struct AddrInfoDeleter {
 };
 using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
 
+// A passive "" resolves to the wildcard addresses (binding one is the
+// kernel's choice of source).
 AddrInfoPtr Resolve(const std::string& host, int port, bool passive) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
+  const char* node = passive && host.empty() ? nullptr : host.c_str();
+  // Both wildcards, whatever addresses are configured.
+  hints.ai_flags = (node ? AI_ADDRCONFIG : 0) | (passive ? AI_PASSIVE : 0);
   addrinfo* out = nullptr;
   const std::string service = std::to_string(port);
-  int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &out);
+  int rc = getaddrinfo(node, service.c_str(), &hints, &out);
   if (rc != 0) throw TTransportException(TTransportException::NOT_OPEN, "cannot resolve " + host + ": " + gai_strerror(rc));
   return AddrInfoPtr(out);
 }
@@ -131,7 +135,8 @@ int ConnectFromAny(const addrinfo* local, const addrinfo* remote, int timeout_ms
 int ConnectFrom(const std::string& bind_host, const std::string& host, int port, int timeout_ms) {
   AddrInfoPtr remote = Resolve(host, port, false);
   AddrInfoPtr local = Resolve(bind_host, 0, true);
-  return ConnectFromAny(local.get(), remote.get(), timeout_ms, host + ":" + std::to_string(port) + " from " + bind_host);
+  return ConnectFromAny(local.get(), remote.get(), timeout_ms,
+                        host + ":" + std::to_string(port) + (bind_host.empty() ? "" : " from " + bind_host));
 }
 
 }  // namespace monju

@@ -20,7 +20,8 @@ namespace monju {
 // Every address host resolves to is tried in order (a name may give ::1
 // before 127.0.0.1, say, while the peer listens on one of them), each from
 // a bind_host address of its family, until one connects; timeout_ms bounds
-// them all. The error names what each attempt met.
+// them all. The error names what each attempt met. An empty bind_host leaves
+// the source address to the kernel.
 int ConnectFrom(const std::string& bind_host, const std::string& host, int port, int timeout_ms);
 
 // The same over resolved lists (each linked by ai_next); `where` names the

@@ -23,8 +23,8 @@ inline constexpr uint64_t kReservedDescriptors = 256;
 // kReservedDescriptors.
 inline constexpr uint32_t kOperatorConnections = 16;
 // Per other member: the replica and the forwarding pools keep up to 64 idle
-// connections each (ConnectionOptions::max_idle), and membership, the
-// prober, Raft and streaming a few more.
+// connections each (ConnectionOptions::max_idle), the peer links 3
+// (peer_link.h), and membership, the prober, Raft and streaming a few more.
 inline constexpr uint64_t kOutboundPerPeer = 160;
 inline constexpr uint32_t kMinServerConnections = 16;
 

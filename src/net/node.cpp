@@ -108,6 +108,10 @@ class Node::Impl {
     // The queue bound does not shrink with a small pool: bursts still queue.
     executor_ = std::make_unique<FanoutExecutor>(fanout_threads, std::max<size_t>(fanout_threads * 64, 1024));
     endpoints_->set_executor(executor_.get());
+    auto poller = LinkPoller::Start(&clock_, "peer-links");
+    if (!poller.ok()) return poller.status();
+    poller_ = std::move(poller.value());
+    endpoints_->set_poller(poller_.get());
 
     CoordinatorOptions co;
     co.self_id = config_.id;
@@ -183,6 +187,8 @@ class Node::Impl {
     if (prober_) prober_->Stop();
     if (reaper_) reaper_->Stop();
     if (delivery_) delivery_->Stop();
+    // Calls waiting on links fail; what their completions hand on still runs.
+    if (poller_) poller_->Stop();
     if (executor_) executor_->Stop();
     if (replica_) {
       Status s = replica_->MarkCleanShutdown();
@@ -199,6 +205,7 @@ class Node::Impl {
     coordinator_.reset();
     executor_.reset();
     endpoints_.reset();
+    poller_.reset();
     intake_.reset();
     hint_store_.reset();
     local_exchange_.reset();
@@ -323,6 +330,7 @@ class Node::Impl {
   std::unique_ptr<HintIntake> intake_;
   std::unique_ptr<NodeEndpoints> endpoints_;
   std::unique_ptr<FanoutExecutor> executor_;
+  std::unique_ptr<LinkPoller> poller_;  // replies of coalesced peer calls
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<NodeHintTarget> hint_target_;
   std::unique_ptr<HintDelivery> delivery_;

@@ -19,17 +19,31 @@ Status LocalReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey
 RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint,
                                              uint64_t epoch, std::string self_id,
                                              std::shared_ptr<PeerDetector> detector,
-                                             const std::atomic<DataPathFence*>* fence, Executor* executor)
+                                             const std::atomic<DataPathFence*>* fence, Executor* executor,
+                                             std::shared_ptr<const PeerLinks> links)
     : peer_id_(std::move(peer_id)),
       fingerprint_(static_cast<int64_t>(fingerprint)),
       pool_(std::move(pool)),
       detector_(std::move(detector)),
-      fence_(fence) {
+      fence_(fence),
+      executor_(executor),
+      links_(executor ? std::move(links) : nullptr) {
   stamp_.epoch = static_cast<int64_t>(epoch);
   stamp_.sender = std::move(self_id);
   if (!executor) return;
-  writes_ = std::make_unique<Coalescer<PeerWrite>>(CoalescerOptions{}, executor,
-                                                   [this](std::vector<PeerWrite>& batch) { ApplyMany(batch); });
+  Coalescer<PeerWrite>::StartFn start_writes;
+  Coalescer<PeerRead>::StartFn start_reads;
+  if (links_) {
+    start_writes = [this](std::vector<PeerWrite>& batch, std::function<void()> finished) {
+      return StartApplyMany(batch, std::move(finished));
+    };
+    start_reads = [this](std::vector<PeerRead>& batch, std::function<void()> finished) {
+      return StartReadMany(batch, std::move(finished));
+    };
+  }
+  writes_ = std::make_unique<Coalescer<PeerWrite>>(
+      CoalescerOptions{}, executor, [this](std::vector<PeerWrite>& batch) { ApplyMany(batch); },
+      std::move(start_writes));
   // Replies hold whole sibling sets: fewer keys per call than writes.
   CoalescerOptions read_options;
   read_options.max_batch_items = 64;
@@ -38,8 +52,8 @@ RemoteReplicaEndpoint::RemoteReplicaEndpoint(std::string peer_id, std::shared_pt
   // calls of about 1.4 reads instead of 3 at half the throughput
   // (docs/design.md, "Coalesced peer calls").
   read_options.max_senders = 1;
-  reads_ = std::make_unique<Coalescer<PeerRead>>(read_options, executor,
-                                                 [this](std::vector<PeerRead>& batch) { ReadMany(batch); });
+  reads_ = std::make_unique<Coalescer<PeerRead>>(
+      read_options, executor, [this](std::vector<PeerRead>& batch) { ReadMany(batch); }, std::move(start_reads));
 }
 
 template <typename Fn>
@@ -56,12 +70,9 @@ Status RemoteReplicaEndpoint::Call(const char* what, Fn&& fn) {
   return s;
 }
 
-template <typename Fn>
-Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::MonjuReplicaClient>& client, Fn&& fn) {
+std::optional<Status> RemoteReplicaEndpoint::DeclaredError(const char* what) {
   try {
-    Status s = fn(*client);
-    detector_->RecordSuccess();
-    return s;
+    throw;
   } catch (const rpc::ClusterMismatch& e) {
     detector_->RecordSuccess();  // it answered: alive, just configured differently
     spdlog::error("peer {} refused {}: cluster parameters differ: {}", peer_id_, what, e.why);
@@ -73,6 +84,23 @@ Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::Monju
     detector_->RecordSuccess();
     ObserveEpoch(e.epoch);  // the peer is at a newer epoch: learn it before the caller re-plans
     return Status::StaleEpoch(peer_id_ + " refused " + what + ": " + e.why);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+template <typename Fn>
+Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::MonjuReplicaClient>& client, Fn&& fn) {
+  try {
+    Status s = fn(*client);
+    detector_->RecordSuccess();
+    return s;
+  } catch (const rpc::ClusterMismatch&) {
+    return *DeclaredError(what);
+  } catch (const rpc::ReplicaError&) {
+    return *DeclaredError(what);
+  } catch (const rpc::StaleEpoch&) {
+    return *DeclaredError(what);
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
     client.reset();
@@ -194,117 +222,333 @@ Status RemoteReplicaEndpoint::CallMany(const char* what, size_t items, std::vect
   });
 }
 
-void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
-  std::vector<Status> statuses(reads.size());
-  std::vector<SiblingSet> siblings(reads.size());
-  std::vector<bool> deferred(reads.size(), false);
-  int64_t newer_epoch = 0;
+namespace {
+
+std::vector<rpc::KeyRef> WireReads(const std::vector<PeerRead>& reads) {
+  std::vector<rpc::KeyRef> wire;
+  wire.reserve(reads.size());
+  for (const auto& r : reads) {
+    rpc::KeyRef k;
+    k.pk = r.key->pk;
+    k.sk = r.key->sk;
+    wire.push_back(std::move(k));
+  }
+  return wire;
+}
+
+std::vector<rpc::KeyedVersion> WireWrites(const std::vector<PeerWrite>& writes) {
+  std::vector<rpc::KeyedVersion> wire;
+  wire.reserve(writes.size());
+  for (const auto& w : writes) {
+    rpc::KeyedVersion kv;
+    kv.pk = w.key->pk;
+    kv.sk = w.key->sk;
+    kv.version = w.version;
+    wire.push_back(std::move(kv));
+  }
+  return wire;
+}
+
+// The frame a MonjuReplicaClient would send for the call `send` makes
+// (send_<method>), on the "replica" service. One encoder per thread.
+constexpr size_t kKeepEncoderBytes = 1 << 20;
+
+template <typename Send>
+std::string EncodeReplicaCall(Send&& send) {
+  using namespace apache::thrift;
+  struct Encoder {
+    std::shared_ptr<transport::TMemoryBuffer> memory = std::make_shared<transport::TMemoryBuffer>();
+    std::shared_ptr<transport::TFramedTransport> framed = std::make_shared<transport::TFramedTransport>(memory);
+    rpc::MonjuReplicaClient client{std::make_shared<protocol::TMultiplexedProtocol>(
+        std::make_shared<protocol::TBinaryProtocol>(framed), "replica")};
+  };
+  thread_local std::unique_ptr<Encoder> encoder;
+  if (!encoder) encoder = std::make_unique<Encoder>();
   try {
-    std::vector<rpc::KeyRef> wire;
-    wire.reserve(reads.size());
-    for (const auto& r : reads) {
-      rpc::KeyRef k;
-      k.pk = r.key->pk;
-      k.sk = r.key->sk;
-      wire.push_back(std::move(k));
-    }
-    std::vector<rpc::ReadOutcome> outcomes;
-    bool unknown = false;
-    Status call = CallMany("read_many", wire.size(), &outcomes, &unknown,
-                           [&](rpc::MonjuReplicaClient& c) { c.read_many(outcomes, fingerprint_, wire, stamp_); });
-    if (unknown) {
-      BatchesUnknown("read_many");
-      deferred.assign(reads.size(), true);  // each read alone, below
-    }
-    for (size_t i = 0; i < reads.size() && !unknown; ++i) {
-      if (!call.ok()) {
-        statuses[i] = call;
-        continue;
-      }
-      rpc::ReadOutcome& o = outcomes[i];
-      if (o.deferred) {
-        deferred[i] = true;
-        continue;
-      }
-      statuses[i] = OutcomeStatus(o.code, o.why, o.epoch, "read", &newer_epoch);
-      if (!statuses[i].ok()) continue;
-      auto decoded = DecodeSiblings(o.siblings);
-      if (decoded.ok()) {
-        siblings[i] = std::move(decoded.value());
-      } else {
-        statuses[i] = decoded.status();
-      }
-    }
-  } catch (const std::exception& e) {
-    for (size_t i = 0; i < reads.size(); ++i) {
-      statuses[i] = Status::IOError(peer_id_ + " read_many failed: " + e.what());
-      deferred[i] = false;
+    send(encoder->client);
+  } catch (...) {
+    encoder.reset();  // half a message may be buffered
+    throw;
+  }
+  std::string frame = encoder->memory->getBufferAsString();
+  encoder->memory->resetBuffer();
+  // The buffers keep the largest frame's size: a rare big one is not kept.
+  if (frame.size() > kKeepEncoderBytes) encoder.reset();
+  return frame;
+}
+
+// The least busy of a peer's write links.
+PeerLink* LeastBusy(const std::vector<std::shared_ptr<PeerLink>>& links) {
+  PeerLink* best = nullptr;
+  size_t best_pending = 0;
+  for (const auto& link : links) {
+    const size_t pending = link->pending();
+    if (!best || pending < best_pending) {
+      best = link.get();
+      best_pending = pending;
     }
   }
-  auto complete = [&](size_t i) {
-    CompleteItem("read", [&] { reads[i].done(statuses[i], statuses[i].ok() ? &siblings[i] : nullptr); });
-  };
-  // Answered reads first: neither a refused nor a deferred one holds them up.
-  for (size_t i = 0; i < reads.size(); ++i)
-    if (!deferred[i] && !statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
-  ObserveEpoch(newer_epoch);  // before the refused gets re-plan
-  for (size_t i = 0; i < reads.size(); ++i)
-    if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
-  // The reply was full (or the peer reads only one by one): these alone.
-  for (size_t i = 0; i < reads.size(); ++i) {
-    if (!deferred[i]) continue;
+  return best;
+}
+
+}  // namespace
+
+template <typename Recv>
+Status RemoteReplicaEndpoint::ReadReply(const char* what, Status link_status, std::string& reply, bool* unknown,
+                                        Recv&& recv) {
+  if (!link_status.ok()) {
+    // The link was closed for it (no reply, the connection failed), or the
+    // reply was refused: the peer is not answering, or not sanely.
+    if (!link_status.Is(Status::Code::kIOError)) detector_->RecordFailure();
+    return Status::FromCode(static_cast<int>(link_status.code()),
+                            peer_id_ + " " + what + " failed: " + link_status.message());
+  }
+  using namespace apache::thrift;
+  try {
+    auto memory = std::make_shared<transport::TMemoryBuffer>(reinterpret_cast<uint8_t*>(reply.data()),
+                                                             static_cast<uint32_t>(reply.size()),
+                                                             transport::TMemoryBuffer::OBSERVE);
+    rpc::MonjuReplicaClient client(LimitedProtocol(memory, static_cast<int32_t>(reply.size())));
+    if (!CallUnlessUnknown([&] { recv(client); })) *unknown = true;
+    detector_->RecordSuccess();
+    return Status::OK();
+  } catch (const TException&) {
+    if (auto declared = DeclaredError(what)) return *declared;
     try {
-      statuses[i] = Read(*reads[i].key, &siblings[i]);
-    } catch (const std::exception& e) {
-      statuses[i] = Status::IOError(peer_id_ + " read failed: " + e.what());
+      throw;
+    } catch (const TException& e) {
+      return Status::IOError(peer_id_ + " " + what + " reply undecodable: " + e.what());
     }
-    complete(i);
   }
 }
 
-void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
-  std::vector<Status> statuses(writes.size());
-  int64_t newer_epoch = 0;
+bool RemoteReplicaEndpoint::OffThePoller(std::function<void()> complete) {
+  return executor_ && executor_->Submit(std::move(complete));
+}
+
+namespace {
+
+// An outcome the poller's thread cannot finish: catching up with a newer
+// epoch, or reading a deferred key alone, may block.
+bool NeedsThread(const rpc::ApplyOutcome& o) { return o.code == static_cast<int32_t>(Status::Code::kStaleEpoch); }
+bool NeedsThread(const rpc::ReadOutcome& o) {
+  return o.deferred || o.code == static_cast<int32_t>(Status::Code::kStaleEpoch);
+}
+
+}  // namespace
+
+template <typename Item, typename Outcome, typename Send>
+bool RemoteReplicaEndpoint::StartMany(const char* what, PeerLink& link, std::vector<Item>& items,
+                                      std::function<void()> finished, Send&& send,
+                                      void (rpc::MonjuReplicaClient::*recv)(std::vector<Outcome>&),
+                                      void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>,
+                                                                              const Status&, std::vector<Outcome>&,
+                                                                              bool, bool)) {
+  std::string frame;
   try {
-    std::vector<rpc::KeyedVersion> wire;
-    wire.reserve(writes.size());
-    for (const auto& w : writes) {
-      rpc::KeyedVersion kv;
-      kv.pk = w.key->pk;
-      kv.sk = w.key->sk;
-      kv.version = w.version;
-      wire.push_back(std::move(kv));
+    frame = EncodeReplicaCall(std::forward<Send>(send));
+  } catch (const std::exception& e) {
+    spdlog::warn("encoding {} to {} failed: {}", what, peer_id_, e.what());
+    return false;  // the executor's blocking call reports it
+  }
+  auto batch = std::make_shared<std::vector<Item>>(std::move(items));
+  auto done = [this, what, batch, recv, complete, finished = std::move(finished)](Status s, std::string reply) {
+    try {
+      std::vector<Outcome> outcomes;
+      bool unknown = false;
+      Status call = ReadReply(what, std::move(s), reply, &unknown,
+                              [&](rpc::MonjuReplicaClient& c) { (c.*recv)(outcomes); });
+      if (call.ok() && !unknown && outcomes.size() != batch->size())
+        call = Status::IOError(peer_id_ + " answered " + std::to_string(outcomes.size()) + " outcomes for " +
+                               std::to_string(batch->size()) + " items of " + what);
+      (this->*complete)(batch, call, outcomes, unknown, /*may_block=*/false);
+    } catch (const std::exception& e) {
+      spdlog::error("finishing {} to {} failed: {}", what, peer_id_, e.what());
     }
-    std::vector<rpc::ApplyOutcome> outcomes;
-    bool unknown = false;
-    Status call = CallMany("apply_many", wire.size(), &outcomes, &unknown,
-                           [&](rpc::MonjuReplicaClient& c) { c.apply_many(outcomes, fingerprint_, wire, stamp_); });
-    if (unknown) {
-      BatchesUnknown("apply_many");
-      for (size_t i = 0; i < writes.size(); ++i) {
-        statuses[i] = Call("apply", [&](rpc::MonjuReplicaClient& c) {
-          c.apply(fingerprint_, writes[i].key->pk, writes[i].key->sk, writes[i].version, stamp_);
-          return Status::OK();
-        });
+    finished();  // the call's place in the coalescer, whatever happened
+  };
+  bool taken = false;
+  try {
+    taken = link.Call(std::move(frame), std::move(done));
+  } catch (const std::exception& e) {
+    spdlog::warn("queueing {} to {} failed: {}", what, peer_id_, e.what());
+  }
+  if (!taken) items = std::move(*batch);
+  return taken;
+}
+
+template <typename Item>
+void RemoteReplicaEndpoint::FinishRefused(std::shared_ptr<std::vector<Item>> items, std::vector<size_t> refused,
+                                          std::vector<Status> statuses, int64_t newer_epoch, bool may_block) {
+  if (refused.empty()) return;
+  auto finish = [this, items, refused = std::move(refused), statuses = std::move(statuses),
+                 newer_epoch](bool observe) {
+    if (observe) ObserveEpoch(newer_epoch);  // before the refused items' requests re-plan
+    for (size_t k = 0; k < refused.size(); ++k)
+      CompleteItem("refused item", [&] { (*items)[refused[k]].Fail(statuses[k]); });
+  };
+  if (may_block) return finish(true);
+  if (OffThePoller([finish] { finish(true); })) return;
+  finish(false);  // no thread to catch up on: the requests see StaleEpoch without the newer view
+}
+
+void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
+  std::vector<rpc::ReadOutcome> outcomes;
+  bool unknown = false;
+  Status call;
+  try {
+    const std::vector<rpc::KeyRef> wire = WireReads(reads);
+    call = CallMany("read_many", wire.size(), &outcomes, &unknown,
+                    [&](rpc::MonjuReplicaClient& c) { c.read_many(outcomes, fingerprint_, wire, stamp_); });
+  } catch (const std::exception& e) {
+    call = Status::IOError(peer_id_ + " read_many failed: " + e.what());
+  }
+  CompleteReadMany(std::make_shared<std::vector<PeerRead>>(std::move(reads)), call, outcomes, unknown,
+                   /*may_block=*/true);
+}
+
+bool RemoteReplicaEndpoint::StartReadMany(std::vector<PeerRead>& reads, std::function<void()> finished) {
+  if (!links_ || LinkFaulty() || batches_unknown_.load()) return false;
+  const std::vector<rpc::KeyRef> wire = WireReads(reads);
+  return StartMany(
+      "read_many", *links_->reads, reads, std::move(finished),
+      [&](rpc::MonjuReplicaClient& c) { c.send_read_many(fingerprint_, wire, stamp_); },
+      &rpc::MonjuReplicaClient::recv_read_many, &RemoteReplicaEndpoint::CompleteReadMany);
+}
+
+void RemoteReplicaEndpoint::ReadAlone(std::shared_ptr<std::vector<PeerRead>> reads, std::vector<size_t> which,
+                                      bool may_block) {
+  if (which.empty()) return;
+  auto read_each = [this, reads, which] {
+    for (size_t i : which) {
+      SiblingSet siblings;
+      Status s;
+      try {
+        s = Read(*(*reads)[i].key, &siblings);
+      } catch (const std::exception& e) {
+        s = Status::IOError(peer_id_ + " read failed: " + e.what());
       }
+      CompleteItem("read", [&] { (*reads)[i].done(s, s.ok() ? &siblings : nullptr); });
     }
-    for (size_t i = 0; i < writes.size() && !unknown; ++i) {
-      if (!call.ok()) {
-        statuses[i] = call;
+  };
+  if (may_block) return read_each();
+  if (OffThePoller(read_each)) return;
+  for (size_t i : which)
+    CompleteItem("read", [&] {
+      (*reads)[i].Fail(Status::Unavailable("node overloaded or stopping: no thread to read " + peer_id_ +
+                                           "'s deferred keys on"));
+    });
+}
+
+void RemoteReplicaEndpoint::CompleteReadMany(std::shared_ptr<std::vector<PeerRead>> batch, const Status& call,
+                                             std::vector<rpc::ReadOutcome>& outcomes, bool unknown, bool may_block) {
+  std::vector<PeerRead>& reads = *batch;
+  std::vector<size_t> alone;  // deferred by the peer's full reply, or all when it reads only one by one
+  if (unknown) {
+    BatchesUnknown("read_many");
+    for (size_t i = 0; i < reads.size(); ++i) alone.push_back(i);
+    return ReadAlone(batch, std::move(alone), may_block);
+  }
+  std::vector<size_t> refused;
+  std::vector<Status> refusals;
+  int64_t newer_epoch = 0;
+  for (size_t i = 0; i < reads.size(); ++i) {
+    Status status = call;
+    SiblingSet siblings;
+    if (call.ok()) {
+      rpc::ReadOutcome& o = outcomes[i];
+      if (o.deferred) {
+        alone.push_back(i);
         continue;
       }
-      const rpc::ApplyOutcome& o = outcomes[i];
-      statuses[i] = OutcomeStatus(o.code, o.why, o.epoch, "apply", &newer_epoch);
+      status = OutcomeStatus(o.code, o.why, o.epoch, "read", &newer_epoch);
+      if (status.Is(Status::Code::kStaleEpoch)) {
+        refused.push_back(i);
+        refusals.push_back(std::move(status));
+        continue;
+      }
+      if (status.ok()) {
+        auto decoded = DecodeSiblings(o.siblings);
+        if (decoded.ok()) {
+          siblings = std::move(decoded.value());
+        } else {
+          status = decoded.status();
+        }
+      }
     }
-  } catch (const std::exception& e) {
-    for (auto& s : statuses) s = Status::IOError(peer_id_ + " apply_many failed: " + e.what());
+    // Answered reads first: neither a refused nor a deferred one holds them up.
+    CompleteItem("read", [&] { reads[i].done(status, status.ok() ? &siblings : nullptr); });
   }
-  auto complete = [&](size_t i) { CompleteItem("write", [&] { writes[i].done(statuses[i]); }); };
-  for (size_t i = 0; i < writes.size(); ++i)
-    if (!statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
-  ObserveEpoch(newer_epoch);  // before the refused writes' coordinators re-plan
-  for (size_t i = 0; i < writes.size(); ++i)
-    if (statuses[i].Is(Status::Code::kStaleEpoch)) complete(i);
+  FinishRefused(batch, std::move(refused), std::move(refusals), newer_epoch, may_block);
+  ReadAlone(batch, std::move(alone), may_block);
+}
+
+void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
+  std::vector<rpc::ApplyOutcome> outcomes;
+  bool unknown = false;
+  Status call;
+  try {
+    const std::vector<rpc::KeyedVersion> wire = WireWrites(writes);
+    call = CallMany("apply_many", wire.size(), &outcomes, &unknown,
+                    [&](rpc::MonjuReplicaClient& c) { c.apply_many(outcomes, fingerprint_, wire, stamp_); });
+  } catch (const std::exception& e) {
+    call = Status::IOError(peer_id_ + " apply_many failed: " + e.what());
+  }
+  CompleteApplyMany(std::make_shared<std::vector<PeerWrite>>(std::move(writes)), call, outcomes, unknown,
+                    /*may_block=*/true);
+}
+
+bool RemoteReplicaEndpoint::StartApplyMany(std::vector<PeerWrite>& writes, std::function<void()> finished) {
+  if (!links_ || LinkFaulty() || batches_unknown_.load()) return false;
+  const std::vector<rpc::KeyedVersion> wire = WireWrites(writes);
+  return StartMany(
+      "apply_many", *LeastBusy(links_->writes), writes, std::move(finished),
+      [&](rpc::MonjuReplicaClient& c) { c.send_apply_many(fingerprint_, wire, stamp_); },
+      &rpc::MonjuReplicaClient::recv_apply_many, &RemoteReplicaEndpoint::CompleteApplyMany);
+}
+
+void RemoteReplicaEndpoint::CompleteApplyMany(std::shared_ptr<std::vector<PeerWrite>> batch, const Status& call,
+                                              std::vector<rpc::ApplyOutcome>& outcomes, bool unknown,
+                                              bool may_block) {
+  std::vector<PeerWrite>& writes = *batch;
+  if (unknown) {
+    BatchesUnknown("apply_many");
+    auto apply_each = [this, batch] {
+      for (PeerWrite& w : *batch) {
+        Status s = Call("apply", [&](rpc::MonjuReplicaClient& c) {
+          c.apply(fingerprint_, w.key->pk, w.key->sk, w.version, stamp_);
+          return Status::OK();
+        });
+        CompleteItem("write", [&] { w.done(s); });
+      }
+    };
+    if (may_block) return apply_each();
+    if (OffThePoller(apply_each)) return;
+    // The peer applied none of them (it did not know the call).
+    for (PeerWrite& w : writes)
+      CompleteItem("write", [&] {
+        w.Fail(Status::Unavailable("node overloaded or stopping: no thread to send " + peer_id_ +
+                                   " the writes one by one"));
+      });
+    return;
+  }
+  std::vector<size_t> refused;
+  std::vector<Status> refusals;
+  int64_t newer_epoch = 0;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    Status status = call;
+    if (call.ok()) {
+      const rpc::ApplyOutcome& o = outcomes[i];
+      status = OutcomeStatus(o.code, o.why, o.epoch, "apply", &newer_epoch);
+      if (status.Is(Status::Code::kStaleEpoch)) {
+        refused.push_back(i);
+        refusals.push_back(std::move(status));
+        continue;
+      }
+    }
+    CompleteItem("write", [&] { writes[i].done(status); });
+  }
+  FinishRefused(batch, std::move(refused), std::move(refusals), newer_epoch, may_block);
 }
 
 Status RemoteReplicaEndpoint::ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) {
@@ -509,10 +753,48 @@ RemoteReplicaEndpoint* NodeEndpoints::Make(const ClusterView& view, uint32_t mem
       options.peer_id = peer.id;
       pool = std::make_shared<RemoteReplicaEndpoint::Pool>(options);
     }
+    LinkPoller* poller = poller_.load();
+    Executor* executor = executor_.load();
+    std::shared_ptr<const PeerLinks> links;
+    if (auto known = links_.find(pool_key); known != links_.end()) links = known->second;
+    if (!links && poller && executor) {
+      const ConnectionOptions& o = pool->options();
+      PeerLinkOptions link_options;
+      link_options.host = o.host;
+      link_options.port = o.port;
+      link_options.bind_host = o.bind_host;
+      link_options.connect_timeout_ms = o.connect_timeout_ms;
+      link_options.io_timeout_ms = o.connect_timeout_ms + o.io_timeout_ms;
+      link_options.max_reply_bytes = static_cast<uint32_t>(o.max_message_bytes);
+      auto made = std::make_shared<PeerLinks>();
+      // As many write links as coalesced write calls may be out at once, so
+      // that the peer works on them together (it reads a connection's next
+      // call only once the last is answered); one for reads.
+      for (size_t i = 0; i < CoalescerOptions{}.max_senders; ++i)
+        made->writes.push_back(poller->NewLink(link_options));
+      made->reads = poller->NewLink(link_options);
+      links = links_[pool_key] = std::move(made);
+    }
     slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, pool, view.fingerprint(), view.epoch(), self_id_,
-                                                   std::move(detector), &fence_, executor_.load());
+                                                   std::move(detector), &fence_, executor, links);
   }
   return slot.get();
+}
+
+PeerLinkStats NodeEndpoints::link_stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  PeerLinkStats sum;
+  auto add = [&sum](const PeerLink& link) {
+    const PeerLinkStats s = link.stats();
+    sum.calls += s.calls;
+    sum.connects += s.connects;
+    sum.failures += s.failures;
+  };
+  for (const auto& [key, links] : links_) {
+    for (const auto& link : links->writes) add(*link);
+    add(*links->reads);
+  }
+  return sum;
 }
 
 CoalescerStats NodeEndpoints::SumOver(CoalescerStats (RemoteReplicaEndpoint::*which)() const) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "data_path_fence.h"
 #include "health/failure_detector.h"
 #include "hint_intake.h"
+#include "peer_link.h"
 
 namespace monju {
 
@@ -57,6 +59,13 @@ struct PeerRead {
   void Fail(const Status& s) { done(s, nullptr); }
 };
 
+// A peer's links for coalesced calls (peer_link.h), shared by its endpoints
+// of every epoch: writes on the least busy of `writes`, reads on `reads`.
+struct PeerLinks {
+  std::vector<std::shared_ptr<PeerLink>> writes;
+  std::shared_ptr<PeerLink> reads;
+};
+
 // Thread-safe: each call borrows its own pooled client.
 class RemoteReplicaEndpoint final : public ReplicaEndpoint {
  public:
@@ -68,10 +77,15 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   // that does not know those calls (an older monjud, during a rolling
   // upgrade) gets the items one call each, and they decline until
   // kBatchRetryAfter single reads and writes later, when batches are tried
-  // again.
+  // again. With `links` too, a coalesced call is written to a link by the
+  // thread that has it and its reply completed by the link's poller, so no
+  // thread waits for it; the executor then runs only what may block (calls
+  // while a link is busy or connecting refuses, retries one by one, catching
+  // up with a newer epoch).
   RemoteReplicaEndpoint(std::string peer_id, std::shared_ptr<Pool> pool, uint64_t fingerprint, uint64_t epoch,
                         std::string self_id, std::shared_ptr<PeerDetector> detector,
-                        const std::atomic<DataPathFence*>* fence, Executor* executor = nullptr);
+                        const std::atomic<DataPathFence*>* fence, Executor* executor = nullptr,
+                        std::shared_ptr<const PeerLinks> links = nullptr);
   Status Apply(const ItemKey& key, const Version& version) override;
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override;
@@ -81,6 +95,11 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   // One apply_many (read_many) call carrying the batch; completes each item.
   void ApplyMany(std::vector<PeerWrite>& writes);
   void ReadMany(std::vector<PeerRead>& reads);
+  // The same on a link, without blocking (Coalescer::StartFn): false, with
+  // the batch untouched, when there are no links, the link is faulty
+  // (testing) or the link refuses the call.
+  bool StartApplyMany(std::vector<PeerWrite>& writes, std::function<void()> finished);
+  bool StartReadMany(std::vector<PeerRead>& reads, std::function<void()> finished);
   // Calls and items sent by ApplyAsync() and ReadAsync() (zero without an executor).
   CoalescerStats coalesced_writes() const { return writes_ ? writes_->stats() : CoalescerStats{}; }
   CoalescerStats coalesced_reads() const { return reads_ ? reads_->stats() : CoalescerStats{}; }
@@ -118,6 +137,41 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   // returns it to the pool.
   template <typename Fn>
   Status Guard(const char* what, std::unique_ptr<rpc::MonjuReplicaClient>& client, Fn&& fn);
+  // Inside a catch block: the Status of an exception the IDL declares for
+  // replica calls (the peer answered), or nullopt for any other.
+  std::optional<Status> DeclaredError(const char* what);
+  // A link call's reply, read by `recv`; *unknown (and OK) when the peer does not know the method.
+  template <typename Recv>
+  Status ReadReply(const char* what, Status link_status, std::string& reply, bool* unknown, Recv&& recv);
+  // What a batch call's outcomes mean for each item, completing each. With
+  // may_block false (the poller's thread) what may block moves to the
+  // executor: retrying items one by one when `unknown`, reading deferred
+  // keys alone, catching up with a newer epoch before completing the items
+  // it refused; when the executor refuses, those items fail Unavailable
+  // (the refused ones complete without the catch-up).
+  void CompleteApplyMany(std::shared_ptr<std::vector<PeerWrite>> writes, const Status& call,
+                         std::vector<rpc::ApplyOutcome>& outcomes, bool unknown, bool may_block);
+  void CompleteReadMany(std::shared_ptr<std::vector<PeerRead>> reads, const Status& call,
+                        std::vector<rpc::ReadOutcome>& outcomes, bool unknown, bool may_block);
+  // The StaleEpoch refusals among `items` (their indices and statuses): the
+  // newer epoch is learnt first, then they complete.
+  template <typename Item>
+  void FinishRefused(std::shared_ptr<std::vector<Item>> items, std::vector<size_t> refused,
+                     std::vector<Status> statuses, int64_t newer_epoch, bool may_block);
+  // Reads the keys at `which` one call each, and completes them.
+  void ReadAlone(std::shared_ptr<std::vector<PeerRead>> reads, std::vector<size_t> which, bool may_block);
+  // Starts a batch call on `link`: `send` writes the call (send_<method>),
+  // `recv` reads its reply, and `complete` finishes the items (may_block
+  // false). False, with `items` untouched, when the call cannot be encoded
+  // or the link refuses it.
+  template <typename Item, typename Outcome, typename Send>
+  bool StartMany(const char* what, PeerLink& link, std::vector<Item>& items, std::function<void()> finished,
+                 Send&& send, void (rpc::MonjuReplicaClient::*recv)(std::vector<Outcome>&),
+                 void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>, const Status&,
+                                                         std::vector<Outcome>&, bool, bool));
+  // Runs `complete` on the executor, where it may block: false without an
+  // executor or when it refuses (the caller then completes the items).
+  bool OffThePoller(std::function<void()> complete);
   // One batch call (`send` fills *outcomes): OK with one outcome per item,
   // or the call's error; *unknown (and OK) when the peer does not know it.
   template <typename Outcome, typename Send>
@@ -136,6 +190,8 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   const std::atomic<DataPathFence*>* fence_;
   // Reads given to ReadAsync() not yet completed.
   std::atomic<size_t> reads_in_flight_{0};
+  Executor* const executor_;
+  const std::shared_ptr<const PeerLinks> links_;  // null: coalesced calls block an executor thread
   std::unique_ptr<Coalescer<PeerWrite>> writes_;  // null without an executor
   std::unique_ptr<Coalescer<PeerRead>> reads_;
 
@@ -170,9 +226,15 @@ class NodeEndpoints final : public EndpointDirectory {
   // Runs the senders of coalesced writes (ApplyAsync); set before first use.
   // It must be stopped before the endpoints are destroyed.
   void set_executor(Executor* executor) { executor_.store(executor); }
+  // Coalesced calls go on links driven by `poller` (with the executor set
+  // too); set before first use. It must be stopped before the endpoints are
+  // destroyed.
+  void set_poller(LinkPoller* poller) { poller_.store(poller); }
   // Coalesced writes and reads, summed over every remote endpoint.
   CoalescerStats coalesced_writes() { return SumOver(&RemoteReplicaEndpoint::coalesced_writes); }
   CoalescerStats coalesced_reads() { return SumOver(&RemoteReplicaEndpoint::coalesced_reads); }
+  // The peer links' counters, summed (zero without a poller).
+  PeerLinkStats link_stats();
 
  private:
   const std::string self_id_;
@@ -186,6 +248,7 @@ class NodeEndpoints final : public EndpointDirectory {
   // connection pool per "id=host:port@fingerprint".
   std::unordered_map<std::string, std::unique_ptr<RemoteReplicaEndpoint>> remotes_;
   std::unordered_map<std::string, std::shared_ptr<RemoteReplicaEndpoint::Pool>> pools_;
+  std::unordered_map<std::string, std::shared_ptr<const PeerLinks>> links_;  // by the pools' key
   std::unordered_map<std::string, std::shared_ptr<PeerDetector>> detectors_;
   // The remote endpoints of one view by member index, filled in as they are
   // first asked for, so that Remote() on the current view takes no lock and
@@ -200,6 +263,7 @@ class NodeEndpoints final : public EndpointDirectory {
   std::atomic<const ViewTable*> latest_{nullptr};   // the table filled in last
   std::atomic<DataPathFence*> fence_{nullptr};
   std::atomic<Executor*> executor_{nullptr};
+  std::atomic<LinkPoller*> poller_{nullptr};
 
   CoalescerStats SumOver(CoalescerStats (RemoteReplicaEndpoint::*which)() const);
   // Remote() without the table: finds or makes the endpoint by its key.

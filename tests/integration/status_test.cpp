@@ -151,11 +151,16 @@ TEST_F(StatusTest, StatusShowsPeerStatesAndPendingHints) {
   ASSERT_FALSE(stats0.is_discarded()) << raw.Describe();
   ASSERT_TRUE(stats0.is_object() && stats0.contains("requests.put")) << raw.out;
   for (const char* name : {"hints.stored", "hints.delivered", "hints.pending", "hints.refused", "hints.expired",
-                           "read_repairs", "writes.hinted", "writes.with_fallback", "tombstones.reaped"})
+                           "read_repairs", "writes.hinted", "writes.with_fallback", "tombstones.reaped",
+                           "peer_links.calls", "peer_links.connects", "peer_links.failures"})
     EXPECT_TRUE(stats0.contains(name)) << name << " missing from stats: " << raw.out;
   const int64_t puts0 = stats0.value("requests.put", int64_t{0});
   const int64_t stored0 = stats0.value("hints.stored", int64_t{0});
+  const int64_t link_calls0 = stats0.value("peer_links.calls", int64_t{0});
 
+  // n1's links to n2 and n3 are connected before n3 goes.
+  CallResult before = TryPut(c, 0, "status-pk", "before-kill", "v", "", 3);
+  ASSERT_TRUE(before.ok()) << before.message;
   c.Kill(2);
   for (int k = 0; k < kWrites; ++k) {
     CallResult r = TryPut(c, 0, "status-pk", "k" + std::to_string(k), "v", "", 2);
@@ -186,6 +191,10 @@ TEST_F(StatusTest, StatusShowsPeerStatesAndPendingHints) {
       30s, &ok);
   ASSERT_TRUE(ok) << "n1's status never showed n3 alive with no pending hints; last: " << st.dump();
   EXPECT_EQ(PeerEntry(st, "n3")["pending_hints"], 0) << st.dump();
+  // n1's link to n3 saw its connection close with the process and connects
+  // again: the first write that needs n3's ack succeeds.
+  CallResult all_three = TryPut(c, 0, "status-pk", "after-restart", "v", "", 3);
+  EXPECT_TRUE(all_three.ok()) << all_three.message;
 
   nlohmann::json stats1 = CliJson(0, {"stats"}, &raw);
   ASSERT_FALSE(stats1.is_discarded()) << raw.Describe();
@@ -194,6 +203,11 @@ TEST_F(StatusTest, StatusShowsPeerStatesAndPendingHints) {
   EXPECT_EQ(stored, kWrites) << raw.out;
   EXPECT_EQ(stats1.value("hints.delivered", int64_t{-1}), stats1.value("hints.stored", int64_t{-2})) << raw.out;
   EXPECT_EQ(stats1.value("hints.pending", int64_t{-1}), 0) << raw.out;
+  // Coalesced writes to peers went over links (peer_link.h), each write at
+  // least one call to n2; the calls to the killed n3 failed.
+  EXPECT_GE(stats1.value("peer_links.calls", int64_t{0}) - link_calls0, kWrites + 2) << raw.out;
+  EXPECT_GE(stats1.value("peer_links.failures", int64_t{0}), 1) << raw.out;
+  EXPECT_GE(stats1.value("peer_links.connects", int64_t{0}), 3) << raw.out;  // n2, n3, n3 again
   ProcessResult human_stats = Cli(0, {"stats"});
   ASSERT_EQ(human_stats.exit_code, 0) << human_stats.Describe();
   EXPECT_THAT(Lines(human_stats.out), Contains("hints.delivered " + std::to_string(kWrites))) << human_stats.out;

@@ -59,17 +59,19 @@ class CoalescerTest : public ::testing::Test {
   // The send function records the batch and completes each item with what
   // reply_ says (OK by default).
   std::unique_ptr<Coalescer<TestItem>> Make(CoalescerOptions options) {
-    return std::make_unique<Coalescer<TestItem>>(options, &executor_, [this](std::vector<TestItem>& batch) {
-      std::vector<std::string> names;
-      for (const auto& item : batch) names.push_back(item.name);
-      batches_.push_back(names);
-      if (during_send_) {
-        auto once = std::move(during_send_);
-        during_send_ = nullptr;
-        once();
-      }
-      for (auto& item : batch) item.done(reply_ ? reply_(item) : Status::OK());
-    });
+    return std::make_unique<Coalescer<TestItem>>(options, &executor_,
+                                                 [this](std::vector<TestItem>& batch) { Send(batch); });
+  }
+  void Send(std::vector<TestItem>& batch) {
+    std::vector<std::string> names;
+    for (const auto& item : batch) names.push_back(item.name);
+    batches_.push_back(names);
+    if (during_send_) {
+      auto once = std::move(during_send_);
+      during_send_ = nullptr;
+      once();
+    }
+    for (auto& item : batch) item.done(reply_ ? reply_(item) : Status::OK());
   }
 
   ManualExecutor executor_;
@@ -237,6 +239,127 @@ TEST_F(CoalescerTest, AnExecutorThatRefusesLeavesNoWriteBehind) {
   ASSERT_TRUE(c->Submit(W("later")));
   executor_.RunOne();
   EXPECT_TRUE(outcomes_["later"].ok());
+}
+
+// With a start function (calls that do not block), batches leave from the
+// thread that has them; the executor carries only what it declines.
+class StartedCoalescerTest : public CoalescerTest {
+ protected:
+  std::unique_ptr<Coalescer<TestItem>> MakeStarted(CoalescerOptions options) {
+    auto send = [this](std::vector<TestItem>& batch) { Send(batch); };
+    auto start = [this](std::vector<TestItem>& batch, std::function<void()> finished) {
+      if (decline_) return false;
+      Started call;
+      for (auto& item : batch) call.items.push_back(std::move(item));
+      call.finished = std::move(finished);
+      started_.push_back(std::move(call));
+      return true;
+    };
+    return std::make_unique<Coalescer<TestItem>>(options, &executor_, send, start);
+  }
+  // Completes the oldest started call: its items, then `finished`.
+  void Answer() {
+    ASSERT_FALSE(started_.empty());
+    Started call = std::move(started_.front());
+    started_.pop_front();
+    for (auto& item : call.items) item.done(Status::OK());
+    call.finished();
+  }
+  std::vector<std::string> StartedNames(size_t i) const {
+    std::vector<std::string> names;
+    for (const auto& item : started_[i].items) names.push_back(item.name);
+    return names;
+  }
+
+  struct Started {
+    std::vector<TestItem> items;
+    std::function<void()> finished;
+  };
+  std::deque<Started> started_;
+  bool decline_ = false;
+};
+
+TEST_F(StartedCoalescerTest, AWriteOnAnIdleLinkStartsFromTheSubmittingThreadWithoutATask) {
+  auto c = MakeStarted({});
+  ASSERT_TRUE(c->Submit(W("a")));
+  EXPECT_TRUE(executor_.tasks.empty());
+  ASSERT_EQ(started_.size(), 1u);
+  EXPECT_THAT(StartedNames(0), ElementsAre("a"));
+  EXPECT_TRUE(outcomes_.empty());  // completed by the reply, not by starting
+  Answer();
+  EXPECT_TRUE(outcomes_["a"].ok());
+  EXPECT_EQ(c->stats().calls, 1u);
+}
+
+TEST_F(StartedCoalescerTest, WritesQueuedWhileCallsAreOutLeaveWhenOneFinishes) {
+  CoalescerOptions o;
+  o.max_senders = 1;
+  auto c = MakeStarted(o);
+  ASSERT_TRUE(c->Submit(W("first")));
+  for (const char* name : {"b", "c", "d"}) ASSERT_TRUE(c->Submit(W(name)));
+  ASSERT_EQ(started_.size(), 1u);  // one call out at most
+  Answer();                        // its end starts the next, on this (the reply's) thread
+  ASSERT_EQ(started_.size(), 1u);
+  EXPECT_THAT(StartedNames(0), ElementsAre("b", "c", "d"));
+  Answer();
+  EXPECT_TRUE(started_.empty());
+  EXPECT_TRUE(executor_.tasks.empty());
+  EXPECT_EQ(outcomes_.size(), 4u);
+  // The place was given back: the next write starts at once.
+  ASSERT_TRUE(c->Submit(W("e")));
+  EXPECT_EQ(started_.size(), 1u);
+  const auto stats = c->stats();
+  EXPECT_EQ(stats.calls, 3u);
+  EXPECT_EQ(stats.items, 5u);
+}
+
+TEST_F(StartedCoalescerTest, WhatTheStartFunctionDeclinesGoesThroughTheExecutor) {
+  CoalescerOptions o;
+  o.max_senders = 1;
+  auto c = MakeStarted(o);
+  decline_ = true;
+  ASSERT_TRUE(c->Submit(W("a")));
+  ASSERT_TRUE(c->Submit(W("b")));
+  EXPECT_TRUE(started_.empty());
+  ASSERT_EQ(executor_.tasks.size(), 1u);
+  EXPECT_EQ(c->stats().calls, 0u);  // a declined batch is not counted
+  executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("a", "b")));
+  EXPECT_TRUE(outcomes_["a"].ok());
+  EXPECT_TRUE(outcomes_["b"].ok());
+  EXPECT_EQ(c->stats().calls, 1u);
+
+  // A call that finishes while the start function declines hands its place
+  // to the executor, and the items still leave in order.
+  decline_ = false;
+  ASSERT_TRUE(c->Submit(W("c")));
+  ASSERT_TRUE(c->Submit(W("d")));
+  decline_ = true;
+  Answer();
+  ASSERT_EQ(executor_.tasks.size(), 1u);
+  executor_.RunOne();
+  EXPECT_THAT(batches_, ElementsAre(ElementsAre("a", "b"), ElementsAre("d")));
+  EXPECT_EQ(outcomes_.size(), 4u);
+}
+
+TEST_F(StartedCoalescerTest, ItemsNoThreadWillCarryFailWhenTheExecutorRefuses) {
+  CoalescerOptions o;
+  o.max_senders = 1;
+  auto c = MakeStarted(o);
+  ASSERT_TRUE(c->Submit(W("out")));
+  ASSERT_TRUE(c->Submit(W("queued")));
+  decline_ = true;
+  executor_.refuse = true;
+  Answer();
+  EXPECT_TRUE(outcomes_["out"].ok());
+  ASSERT_EQ(outcomes_.count("queued"), 1u);
+  EXPECT_TRUE(outcomes_["queued"].Is(Status::Code::kUnavailable)) << outcomes_["queued"].ToString();
+  EXPECT_EQ(c->queued(), 0u);
+  // Nothing is held: a later write starts again.
+  decline_ = false;
+  executor_.refuse = false;
+  ASSERT_TRUE(c->Submit(W("later")));
+  EXPECT_EQ(started_.size(), 1u);
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 // apply_many and read_many (an older monjud, during a rolling upgrade): it is
 // not taken for down, and later calls skip the batch attempt. A peer whose
 // read_many reply is full (past its size cap) defers the rest: those keys are
-// read one by one. The peer is a real Thrift server on loopback, in this
-// process.
+// read one by one. Items a peer refuses as planned under an older epoch
+// complete after this node caught up. The peer is a real Thrift server on
+// loopback, in this process; every case runs with the calls on peer links
+// (peer_link.h, the poller's thread finishing them) and on blocking
+// fan-out threads.
 #include <gtest/gtest.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/processor/TMultiplexedProcessor.h>
@@ -48,6 +51,22 @@ class OldPeerHandler final : public rpc::MonjuReplicaNull {
     auto it = stored.find(pk + "/" + sk);
     if (it != stored.end()) s.Add(DecodeVersion(it->second).value());
     out = EncodeSiblings(s);
+  }
+  // As a current replica at epoch 7 that has moved on: keys whose sk
+  // starts with "stale" are refused, the others applied.
+  void apply_many(std::vector<rpc::ApplyOutcome>& out, int64_t fp, const std::vector<rpc::KeyedVersion>& items,
+                  const rpc::EpochStamp& stamp) override {
+    for (const rpc::KeyedVersion& kv : items) {
+      rpc::ApplyOutcome o;
+      if (kv.sk.starts_with("stale")) {
+        o.code = static_cast<int32_t>(Status::Code::kStaleEpoch);
+        o.why = "planned under epoch 3, this replica is at 7";
+        o.epoch = 7;
+      } else {
+        apply(fp, "pk", kv.sk, kv.version, stamp);
+      }
+      out.push_back(std::move(o));
+    }
   }
   // As a current replica whose reply filled up: keys whose sk starts with
   // "d" come back deferred, the others answered.
@@ -96,7 +115,28 @@ class OldPeerProcessor final : public rpc::MonjuReplicaProcessor {
 
 using test_support::Listening;
 
-class OldPeerTest : public ::testing::Test {
+// Records the epochs it is told of.
+class RecordingFence final : public DataPathFence {
+ public:
+  uint64_t epoch() const override { return 3; }
+  void Observe(uint64_t epoch, const std::string& sender, std::chrono::milliseconds) override {
+    std::lock_guard<std::mutex> lock(mu);
+    observed.push_back(epoch);
+    senders.push_back(sender);
+  }
+  size_t observations() {
+    std::lock_guard<std::mutex> lock(mu);
+    return observed.size();
+  }
+  Status Admit(uint64_t, uint32_t, EpochGate::Ticket*) override { return Status::OK(); }
+  Status Admit(const ClusterView&, uint32_t, EpochGate::Ticket*) override { return Status::OK(); }
+  std::mutex mu;
+  std::vector<uint64_t> observed;
+  std::vector<std::string> senders;
+};
+
+// The parameter: calls on peer links (true) or on blocking fan-out threads.
+class OldPeerTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     handler_ = std::make_shared<OldPeerHandler>();
@@ -120,10 +160,24 @@ class OldPeerTest : public ::testing::Test {
     options.peer_id = "old";
     auto pool = std::make_shared<RemoteReplicaEndpoint::Pool>(options);
     detector_ = std::make_shared<PeerDetector>(&clock_, DetectorOptions{});
+    std::shared_ptr<PeerLinks> links;
+    if (GetParam()) {
+      auto poller = LinkPoller::Start(&clock_, "test-links");
+      ASSERT_TRUE(poller.ok()) << poller.status().ToString();
+      poller_ = std::move(poller.value());
+      PeerLinkOptions o;
+      o.host = options.host;
+      o.port = options.port;
+      links = std::make_shared<PeerLinks>();
+      links->writes = {poller_->NewLink(o), poller_->NewLink(o)};
+      links->reads = poller_->NewLink(o);
+      links_ = links;
+    }
     endpoint_ = std::make_unique<RemoteReplicaEndpoint>("old", pool, /*fingerprint=*/1, /*epoch=*/0, "n1", detector_,
-                                                        &fence_, &executor_);
+                                                        &fence_, &executor_, links);
   }
   void TearDown() override {
+    if (poller_) poller_->Stop();
     executor_.Stop();  // before the endpoint goes
     endpoint_.reset();
     server_->stop();
@@ -170,14 +224,34 @@ class OldPeerTest : public ::testing::Test {
   std::shared_ptr<PeerDetector> detector_;
   std::atomic<DataPathFence*> fence_{nullptr};
   FanoutExecutor executor_{4, 64};
+  std::unique_ptr<LinkPoller> poller_;
+  std::shared_ptr<const PeerLinks> links_;
   std::unique_ptr<RemoteReplicaEndpoint> endpoint_;
   uint64_t counter_ = 0;
+
+  // Calls that went on links (0 without them).
+  uint64_t LinkCalls() const {
+    if (!links_) return 0;
+    uint64_t calls = links_->reads->stats().calls;
+    for (const auto& link : links_->writes) calls += link->stats().calls;
+    return calls;
+  }
+  // Batches were tried on links exactly when the test runs with them.
+  void ExpectLinkCalls(uint64_t with_links) const {
+    EXPECT_EQ(LinkCalls(), GetParam() ? with_links : 0u) << "calls on peer links";
+  }
 };
 
-TEST_F(OldPeerTest, CoalescedWritesFallBackToOneCallEach) {
+INSTANTIATE_TEST_SUITE_P(Transport, OldPeerTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "OnPeerLinks" : "OnFanoutThreads";
+                         });
+
+TEST_P(OldPeerTest, CoalescedWritesFallBackToOneCallEach) {
   Status w = Write("a", "one");
   ASSERT_TRUE(w.ok()) << w.ToString();
   EXPECT_EQ(processor_->unknown_calls, 1);
+  ExpectLinkCalls(1);
   EXPECT_EQ(handler_->applies, 1) << "the write went as a single apply";
   EXPECT_TRUE(endpoint_->LikelyAlive()) << "the peer answered: it is not down";
   EXPECT_FALSE(endpoint_->ReadsAsync()) << "reads are not tried as batches either";
@@ -200,9 +274,10 @@ TEST_F(OldPeerTest, CoalescedWritesFallBackToOneCallEach) {
   EXPECT_EQ(processor_->unknown_calls, 2);
   EXPECT_EQ(handler_->applies, 22);
   EXPECT_FALSE(endpoint_->ReadsAsync());
+  ExpectLinkCalls(2);
 }
 
-TEST_F(OldPeerTest, CoalescedReadsFallBackToOneCallEach) {
+TEST_P(OldPeerTest, CoalescedReadsFallBackToOneCallEach) {
   handler_->stored["pk/a"] = [] {
     Version v;
     v.dot = {"n9", 1};
@@ -218,12 +293,13 @@ TEST_F(OldPeerTest, CoalescedReadsFallBackToOneCallEach) {
   EXPECT_EQ(handler_->reads, 1) << "the read went as a single read";
   EXPECT_FALSE(endpoint_->ReadsAsync());
   EXPECT_TRUE(endpoint_->LikelyAlive());
+  ExpectLinkCalls(1);
 }
 
 // Reads the peer deferred (its reply was full) are each read alone, and get
 // the same answer; the ones it answered cost no second call. The peer is not
 // taken for an older build: batches go on.
-TEST_F(OldPeerTest, DeferredReadsAreReadOneByOne) {
+TEST_P(OldPeerTest, DeferredReadsAreReadOneByOne) {
   processor_->old = false;
   auto version = [](const std::string& value) {
     Version v;
@@ -267,6 +343,59 @@ TEST_F(OldPeerTest, DeferredReadsAreReadOneByOne) {
   EXPECT_EQ(processor_->unknown_calls, 0);
   EXPECT_TRUE(endpoint_->ReadsAsync()) << "a full reply is not an older peer";
   EXPECT_TRUE(endpoint_->LikelyAlive());
+  if (GetParam()) EXPECT_GT(LinkCalls(), 0u);
+}
+
+// Writes a peer refuses as planned under an older epoch complete with
+// StaleEpoch only after this node was told of the newer epoch (so their
+// requests re-plan on it); the others in the same call complete at once.
+TEST_P(OldPeerTest, RefusedWritesCompleteAfterTheNewerEpochIsLearnt) {
+  processor_->old = false;
+  RecordingFence fence;
+  fence_.store(&fence);
+  struct Result {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, Status> got;
+    std::map<std::string, size_t> observations_then;  // the fence's, when the write completed
+  };
+  auto result = std::make_shared<Result>();
+  const std::vector<std::string> sks = {"ok-1", "stale-1", "ok-2", "stale-2", "ok-3"};
+  for (const auto& sk : sks) {
+    Version v;
+    v.dot = {"n1", ++counter_};
+    v.value = sk;
+    ASSERT_TRUE(endpoint_->ApplyAsync(std::make_shared<const ItemKey>(ItemKey{0, "pk", sk}),
+                                      std::make_shared<const Version>(v), [result, sk, &fence](Status s) {
+                                        const size_t seen = fence.observations();
+                                        std::lock_guard<std::mutex> lock(result->mu);
+                                        result->got[sk] = s;
+                                        result->observations_then[sk] = seen;
+                                        result->cv.notify_all();
+                                      }));
+  }
+  {
+    std::unique_lock<std::mutex> lock(result->mu);
+    ASSERT_TRUE(
+        result->cv.wait_for(lock, std::chrono::seconds(20), [&] { return result->got.size() == sks.size(); }));
+  }
+  fence_.store(nullptr);
+  for (const auto& sk : sks) {
+    const Status& s = result->got[sk];
+    if (sk.starts_with("stale")) {
+      EXPECT_TRUE(s.Is(Status::Code::kStaleEpoch)) << sk << ": " << s.ToString();
+      EXPECT_GE(result->observations_then[sk], 1u) << sk << " completed before the newer epoch was learnt";
+    } else {
+      EXPECT_TRUE(s.ok()) << sk << ": " << s.ToString();
+    }
+  }
+  std::lock_guard<std::mutex> lock(fence.mu);
+  ASSERT_FALSE(fence.observed.empty());
+  for (uint64_t e : fence.observed) EXPECT_EQ(e, 7u);
+  EXPECT_EQ(fence.senders.front(), "old");
+  EXPECT_EQ(handler_->applies, 3);
+  EXPECT_TRUE(endpoint_->LikelyAlive());
+  if (GetParam()) EXPECT_GT(LinkCalls(), 0u);
 }
 
 }  // namespace

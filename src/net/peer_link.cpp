@@ -1,0 +1,349 @@
+#include "peer_link.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <thrift/transport/TTransportException.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "connect_from.h"
+
+namespace monju {
+
+namespace {
+
+uint32_t FrameLength(const char* p) {
+  const auto* b = reinterpret_cast<const unsigned char*>(p);
+  return (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | uint32_t(b[3]);
+}
+
+}  // namespace
+
+PeerLink::PeerLink(LinkPoller* poller, PeerLinkOptions options) : poller_(poller), options_(std::move(options)) {}
+
+PeerLink::~PeerLink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string PeerLink::Name() const { return options_.host + ":" + std::to_string(options_.port); }
+
+bool PeerLink::Call(std::string frame, Done done) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (poller_->stopping() || waiting_.size() >= options_.max_pending) return false;
+  if (state_ == State::kIdle) {
+    const uint64_t attempt = ++connect_attempt_;
+    // The connect threads never run a task inline, so this lock is not taken twice.
+    if (!poller_->connector_->Submit([self = shared_from_this(), attempt] { self->Connect(attempt); })) return false;
+    state_ = State::kConnecting;
+  }
+  waiting_.push_back({std::move(done), poller_->clock_->Now() + std::chrono::milliseconds(options_.io_timeout_ms)});
+  ++stats_.calls;
+  if (out_.empty()) {
+    out_ = std::move(frame);
+  } else {
+    out_.append(frame);
+  }
+  if (state_ == State::kConnected) {
+    // A send error shows as an epoll error, handled (and completed) by the poller.
+    std::string ignored;
+    FlushLocked(&ignored);
+    ArmLocked();
+  }
+  return true;
+}
+
+void PeerLink::Connect(uint64_t attempt) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (attempt != connect_attempt_ || state_ != State::kConnecting || poller_->stopping()) return;
+  }
+  int fd = -1;
+  std::string error;
+  try {
+    fd = ConnectFrom(options_.bind_host, options_.host, options_.port, options_.connect_timeout_ms);
+    const int flags = ::fcntl(fd, F_GETFL);
+    const int one = 1;
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+      error = std::string("socket options: ") + strerror(errno);
+      ::close(fd);
+      fd = -1;
+    }
+  } catch (const apache::thrift::transport::TTransportException& e) {
+    error = e.what();
+  }
+  Completions failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (attempt != connect_attempt_ || state_ != State::kConnecting || poller_->stopping()) {
+      // This attempt was given up (its calls timed out) or the poller stops.
+      if (fd >= 0) ::close(fd);
+    } else if (fd < 0) {
+      FailLocked(Status::Unavailable("cannot connect to " + Name() + ": " + error), &failed);
+    } else {
+      fd_ = fd;
+      state_ = State::kConnected;
+      ++stats_.connects;
+      armed_out_ = false;
+      if (!poller_->Watch(fd_, EPOLLIN, this, true)) {
+        FailLocked(Status::Unavailable("cannot watch the connection to " + Name() + ": " + strerror(errno)), &failed);
+      } else {
+        std::string ignored;
+        FlushLocked(&ignored);
+        ArmLocked();
+      }
+    }
+  }
+  LinkPoller::RunCompletions(failed);
+}
+
+bool PeerLink::FlushLocked(std::string* error) {
+  while (out_sent_ < out_.size()) {
+    const ssize_t n =
+        ::send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      out_sent_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return true;
+    } else {
+      *error = std::string("send: ") + strerror(errno);
+      return false;
+    }
+  }
+  out_.clear();
+  out_sent_ = 0;
+  return true;
+}
+
+void PeerLink::ArmLocked() {
+  const bool want_out = out_sent_ < out_.size();
+  if (want_out == armed_out_ || fd_ < 0) return;
+  if (poller_->Watch(fd_, EPOLLIN | (want_out ? EPOLLOUT : 0u), this, false)) armed_out_ = want_out;
+}
+
+Status PeerLink::TakeRepliesLocked(Completions* out) {
+  size_t pos = 0;
+  while (in_.size() - pos >= 4) {
+    const uint32_t length = FrameLength(in_.data() + pos);
+    if (length == 0 || length > options_.max_reply_bytes)
+      return Status::IOError(Name() + " sent a reply frame of " + std::to_string(length) + " bytes (limit " +
+                             std::to_string(options_.max_reply_bytes) + ")");
+    if (in_.size() - pos - 4 < length) break;
+    if (waiting_.empty()) return Status::IOError(Name() + " sent a reply no call waits for");
+    out->push_back({std::move(waiting_.front().done), Status::OK(), in_.substr(pos + 4, length)});
+    waiting_.pop_front();
+    pos += 4 + length;
+  }
+  in_.erase(0, pos);
+  return Status::OK();
+}
+
+void PeerLink::OnEvents(uint32_t events, Completions* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ != State::kConnected) return;  // an event of a socket since closed
+  // Only what the syscalls say counts: a flag may belong to an earlier socket
+  // of this link.
+  Status failed;
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    char buffer[16384];
+    for (size_t read = 0; read < LinkPoller::kReadPerTurn;) {
+      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n > 0) {
+        in_.append(buffer, static_cast<size_t>(n));
+        read += static_cast<size_t>(n);
+        if (static_cast<size_t>(n) < sizeof buffer) break;  // drained; epoll says if more comes
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      failed = Status::Unavailable(n == 0 ? Name() + " closed the connection"
+                                          : Name() + " connection failed: " + strerror(errno));
+      break;
+    }
+    // Replies that came before a close still count.
+    Status taken = TakeRepliesLocked(out);
+    if (!taken.ok()) failed = taken;
+  }
+  std::string error;
+  if (failed.ok() && (events & EPOLLOUT) && !FlushLocked(&error))
+    failed = Status::Unavailable(Name() + " connection failed: " + error);
+  if (!failed.ok()) return FailLocked(failed, out);
+  ArmLocked();
+}
+
+void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (waiting_.empty() || waiting_.front().deadline > now) return;
+  FailLocked(Status::TimedOut("no reply from " + Name() + " within " + std::to_string(options_.io_timeout_ms) + " ms"),
+             out);
+}
+
+void PeerLink::FailLocked(const Status& why, Completions* out, bool count) {
+  if (count && (!waiting_.empty() || fd_ >= 0)) ++stats_.failures;
+  for (auto& w : waiting_) {
+    Status status = &w == &waiting_.front()
+                        ? why
+                        : Status::FromCode(static_cast<int>(why.code()),
+                                           "lost with the connection to " + Name() + ", after an earlier call's: " +
+                                               why.message());
+    out->push_back({std::move(w.done), std::move(status), {}});
+  }
+  waiting_.clear();
+  if (fd_ >= 0) {
+    poller_->Unwatch(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  state_ = State::kIdle;
+  armed_out_ = false;
+  out_.clear();
+  out_sent_ = 0;
+  in_.clear();
+}
+
+size_t PeerLink::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_.size();
+}
+
+PeerLinkStats PeerLink::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+StatusOr<std::unique_ptr<LinkPoller>> LinkPoller::Start(const Clock* clock, std::string name) {
+  std::unique_ptr<LinkPoller> poller(new LinkPoller(clock, std::move(name)));
+  poller->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (poller->epoll_fd_ < 0) return Status::IOError(std::string("epoll_create1: ") + strerror(errno));
+  poller->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (poller->wake_fd_ < 0) return Status::IOError(std::string("eventfd: ") + strerror(errno));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;
+  if (::epoll_ctl(poller->epoll_fd_, EPOLL_CTL_ADD, poller->wake_fd_, &ev) != 0)
+    return Status::IOError(std::string("epoll_ctl: ") + strerror(errno));
+  poller->connector_ = std::make_unique<FanoutExecutor>(kConnectThreads, kMaxQueuedConnects,
+                                                       poller->name_ + "-connect");
+  LinkPoller* raw = poller.get();
+  poller->thread_ = std::thread([raw] { raw->Run(); });
+  return poller;
+}
+
+LinkPoller::LinkPoller(const Clock* clock, std::string name) : clock_(clock), name_(std::move(name)) {}
+
+LinkPoller::~LinkPoller() {
+  Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    links_.clear();
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+}
+
+std::shared_ptr<PeerLink> LinkPoller::NewLink(PeerLinkOptions options) {
+  auto link = std::make_shared<PeerLink>(this, std::move(options));
+  std::lock_guard<std::mutex> lock(mu_);
+  links_.push_back(link);
+  return link;
+}
+
+bool LinkPoller::Watch(int fd, uint32_t events, PeerLink* link, bool add) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = link;
+  return ::epoll_ctl(epoll_fd_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) == 0;
+}
+
+void LinkPoller::Unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void LinkPoller::Poke() {
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void LinkPoller::RunCompletions(PeerLink::Completions& done) {
+  for (auto& c : done) {
+    try {
+      c.done(std::move(c.status), std::move(c.reply));
+    } catch (const std::exception& e) {
+      spdlog::error("a peer call's completion failed: {}", e.what());
+    }
+  }
+  done.clear();
+}
+
+void LinkPoller::Run() {
+  pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+  epoll_event events[64];
+  Clock::TimePoint next_check = clock_->Now() + kTick;
+  std::vector<std::shared_ptr<PeerLink>> links;
+  PeerLink::Completions done;
+  while (!stopping_.load()) {
+    const int n = ::epoll_wait(epoll_fd_, events, 64, static_cast<int>(kTick.count()));
+    if (n < 0 && errno != EINTR) {
+      // No thread would read replies or time calls out: links refuse calls
+      // from now on, and what waits fails.
+      const std::string why = std::string("epoll_wait: ") + strerror(errno);
+      spdlog::error("{}: {}; peer calls go through the fan-out threads from now on", name_, why);
+      stopping_.store(true);
+      FailAll(Status::Unavailable("peer links stopped: " + why));
+      return;
+    }
+    bool poked = false;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.ptr == nullptr) {
+        uint64_t count;
+        [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
+        poked = true;
+        continue;
+      }
+      static_cast<PeerLink*>(events[i].data.ptr)->OnEvents(events[i].events, &done);
+    }
+    const Clock::TimePoint now = clock_->Now();
+    if (poked || now >= next_check) {
+      next_check = now + kTick;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        links = links_;
+      }
+      for (auto& link : links) link->CheckDeadline(now, &done);
+      links.clear();
+    }
+    RunCompletions(done);
+  }
+}
+
+void LinkPoller::Stop() {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  stopping_.store(true);
+  Poke();
+  if (thread_.joinable()) thread_.join();
+  // Queued connects see stopping_ and return at once.
+  if (connector_) connector_->Stop();
+  FailAll(Status::Unavailable("node stopping"));
+}
+
+void LinkPoller::FailAll(const Status& why) {
+  std::vector<std::shared_ptr<PeerLink>> links;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    links = links_;
+  }
+  PeerLink::Completions done;
+  for (auto& link : links) {
+    std::lock_guard<std::mutex> lock(link->mu_);
+    link->FailLocked(why, &done, /*count=*/false);
+  }
+  RunCompletions(done);
+}
+
+}  // namespace monju

@@ -1,0 +1,199 @@
+// PeerLink: one non-blocking TCP connection to a peer, carrying framed
+// Thrift calls (a 4-byte big-endian length, then the message) in order, and
+// LinkPoller: the thread that reads every link's replies.
+//
+// Why: a coordinator used to hand each peer call to a fan-out thread, which
+// sent it and then slept in recv() until the reply came: two thread
+// wake-ups per call on a machine where wake-ups are most of a request's cost
+// (docs/design.md, "Where a request's time goes"). With a link, the thread
+// that has the call writes it to the socket itself (a send that never
+// blocks), and one poller thread per node, woken by epoll, reads the replies
+// of every link and runs their completions.
+//
+// Calls on one link are answered in the order sent (the peer's server runs
+// a connection's calls in order), so replies are matched to calls by their
+// place in the queue. At most max_pending calls wait on a link; more are
+// refused (the caller sends another way).
+//
+// Connections are made on demand, off the caller's thread: the first call
+// on a link that is not connected asks the poller's connect threads (which
+// block on nothing else) to connect, and the call waits in the link
+// meanwhile. A link that fails (the peer closed it, a reply timed out, a
+// reply frame out of bounds or one no call waits for) fails every call
+// waiting on it, as its connection's state is unknown, and is connected
+// again by the next call. The poller watches idle connections too, so a
+// peer's closing one is normally noticed before the next call.
+//
+// Errors given to a call's completion: Unavailable (cannot connect, the
+// connection closed or failed, the poller stopping), TimedOut (no reply
+// within io_timeout of the call being queued; its connection is closed, as
+// its state is unknown), IOError (a reply frame of length 0 or above
+// max_reply_bytes; the connection is closed).
+//
+// Thread safety: Call() from any thread, including a completion.
+// Completions run on the poller's thread, or on a connect thread for a
+// failed connect, or on the thread calling LinkPoller::Stop(); never inside
+// Call(). They must not block: the poller's thread serves every link.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "coordinator.h"
+#include "executor.h"
+
+namespace monju {
+
+class LinkPoller;
+
+struct PeerLinkOptions {
+  std::string host;
+  uint16_t port = 0;
+  std::string bind_host;  // "" for the kernel's choice of source address
+  int connect_timeout_ms = 1000;
+  int io_timeout_ms = 2000;  // from a call's queueing to its reply (connect time included)
+  uint32_t max_reply_bytes = 64u << 20;
+  size_t max_pending = 16;  // calls waiting on the link at once
+};
+
+struct PeerLinkStats {
+  uint64_t calls = 0;     // taken by Call()
+  uint64_t connects = 0;  // connections made
+  uint64_t failures = 0;  // connections closed or refused for an error or a timeout (each fails its waiting calls)
+};
+
+class PeerLink : public std::enable_shared_from_this<PeerLink> {
+ public:
+  // The reply frame's message (without its length), or why there is none.
+  using Done = std::function<void(Status status, std::string reply)>;
+
+  PeerLink(LinkPoller* poller, PeerLinkOptions options);
+  ~PeerLink();
+  PeerLink(const PeerLink&) = delete;
+  PeerLink& operator=(const PeerLink&) = delete;
+
+  // Queues `frame` (a whole frame, its length included) and sends what the
+  // socket takes now, without blocking. `done` is called once, later, with
+  // the reply or an error (above). False, with `done` not called and
+  // nothing sent, when max_pending calls wait, the poller is stopping, or
+  // its connect queue is full.
+  bool Call(std::string frame, Done done);
+
+  // Calls waiting for their replies.
+  size_t pending() const;
+  PeerLinkStats stats() const;
+  const PeerLinkOptions& options() const { return options_; }
+
+ private:
+  friend class LinkPoller;
+  enum class State { kIdle, kConnecting, kConnected };
+  struct Waiting {
+    Done done;
+    Clock::TimePoint deadline;
+  };
+  struct Completion {
+    Done done;
+    Status status;
+    std::string reply;
+  };
+  using Completions = std::vector<Completion>;
+
+  // A connect thread: connects (may block) and hands the descriptor over,
+  // unless `attempt` was given up meanwhile.
+  void Connect(uint64_t attempt);
+  std::string Name() const;
+  // Poller thread: the socket is readable, writable or failed.
+  void OnEvents(uint32_t events, Completions* out);
+  // Poller thread: fails the link if its oldest call is past its deadline.
+  void CheckDeadline(Clock::TimePoint now, Completions* out);
+  // Fails every waiting call (the oldest with `why`, the ones behind it as
+  // lost with the connection), closes the socket, and goes idle; `count`:
+  // a failure of the link (not its poller stopping).
+  void FailLocked(const Status& why, Completions* out, bool count = true);
+  // Sends buffered bytes; false on a socket error (*error says which).
+  bool FlushLocked(std::string* error);
+  // Completes the calls whose whole reply frames are in in_; IOError for a
+  // frame out of bounds or a reply no call waits for.
+  Status TakeRepliesLocked(Completions* out);
+  // Watches the socket for replies, and for room to send when bytes wait.
+  void ArmLocked();
+
+  LinkPoller* const poller_;
+  const PeerLinkOptions options_;
+  mutable std::mutex mu_;
+  State state_ = State::kIdle;
+  uint64_t connect_attempt_ = 0;  // the latest connect asked for
+  int fd_ = -1;
+  bool armed_out_ = false;  // EPOLLOUT is in the socket's epoll events
+  std::deque<Waiting> waiting_;
+  std::string out_;  // bytes queued, not yet sent
+  size_t out_sent_ = 0;  // of out_
+  std::string in_;   // bytes received, not yet a whole frame
+  PeerLinkStats stats_;
+};
+
+class LinkPoller {
+ public:
+  // `clock` times the calls' deadlines; it must outlive the poller.
+  // Errors: IOError when epoll or an eventfd cannot be made.
+  static StatusOr<std::unique_ptr<LinkPoller>> Start(const Clock* clock, std::string name = "links");
+  // Stop().
+  ~LinkPoller();
+
+  // A link driven by this poller; kept (and its socket open) until Stop().
+  std::shared_ptr<PeerLink> NewLink(PeerLinkOptions options);
+
+  // Fails every waiting call with Unavailable (on this thread), closes
+  // every link, and joins the threads. Links refuse calls from then on.
+  // Idempotent, from any thread but the poller's own.
+  void Stop();
+  bool stopping() const { return stopping_.load(); }
+
+  // Checks deadlines now (tests moving a fake clock).
+  void Poke();
+
+  // How often deadlines are checked when no event comes.
+  static constexpr std::chrono::milliseconds kTick{20};
+  // Connections being made at once (each may wait up to its connect
+  // timeout), and connects queued at most.
+  static constexpr size_t kConnectThreads = 2;
+  static constexpr size_t kMaxQueuedConnects = 1024;
+  // Bytes one link reads per wake-up before the others get their turn.
+  static constexpr size_t kReadPerTurn = 256 << 10;
+
+ private:
+  friend class PeerLink;
+  LinkPoller(const Clock* clock, std::string name);
+  void Run();
+  // epoll_ctl for a link's socket (any thread).
+  bool Watch(int fd, uint32_t events, PeerLink* link, bool add);
+  void Unwatch(int fd);
+  static void RunCompletions(PeerLink::Completions& done);
+  // Fails every link's waiting calls with `why` (the poller's thread is gone).
+  void FailAll(const Status& why);
+
+  const Clock* const clock_;
+  const std::string name_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: Stop() and Poke()
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  std::unique_ptr<FanoutExecutor> connector_;  // kConnectThreads
+  std::mutex stop_mu_;  // one Stop() at a time
+  std::mutex mu_;
+  std::vector<std::shared_ptr<PeerLink>> links_;  // under mu_
+};
+
+}  // namespace monju

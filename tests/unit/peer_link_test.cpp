@@ -1,0 +1,338 @@
+// PeerLink and LinkPoller against a scripted peer on loopback: replies
+// matched to calls in order, and every way a link fails (no reply, a closed
+// connection, a bad frame, a stray reply, nothing listening, too many calls,
+// stopping). Deadlines run on a fake clock; the test moves it and pokes the
+// poller, so nothing waits for real time to pass.
+#include "peer_link.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <optional>
+#include <thread>
+
+#include "executor.h"
+#include "test_support.h"
+
+namespace monju {
+namespace {
+
+std::string Frame(const std::string& payload) {
+  std::string out(4, '\0');
+  const uint32_t n = static_cast<uint32_t>(payload.size());
+  out[0] = char(n >> 24);
+  out[1] = char(n >> 16);
+  out[2] = char(n >> 8);
+  out[3] = char(n);
+  return out + payload;
+}
+
+// Accepts connections one at a time and answers each whole frame with what
+// `answer` returns: bytes to send (a nullopt sends nothing), or kClose.
+class ScriptedPeer {
+ public:
+  static inline const std::string kClose = "\x01close";
+  using Answer = std::function<std::optional<std::string>(const std::string& payload)>;
+
+  explicit ScriptedPeer(Answer answer) : answer_(std::move(answer)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(listen_fd_, 8), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~ScriptedPeer() {
+    stopping_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    int fd = conn_fd_.exchange(-1);
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  void Serve() {
+    while (!stopping_) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      ++accepted_;
+      conn_fd_ = fd;
+      std::string in;
+      char buf[4096];
+      bool open = true;
+      while (open && !stopping_) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        in.append(buf, size_t(n));
+        while (open && in.size() >= 4) {
+          const auto* b = reinterpret_cast<const unsigned char*>(in.data());
+          const uint32_t len = (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
+          if (in.size() < 4 + len) break;
+          std::optional<std::string> out = answer_(in.substr(4, len));
+          in.erase(0, 4 + len);
+          if (out && *out == kClose) {
+            open = false;
+          } else if (out) {
+            EXPECT_EQ(::send(fd, out->data(), out->size(), MSG_NOSIGNAL), ssize_t(out->size()));
+          }
+        }
+      }
+      if (conn_fd_.exchange(-1) >= 0) ::close(fd);
+    }
+  }
+
+  Answer answer_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<int> conn_fd_{-1};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+// One call's outcome, with the thread it ran on.
+struct Outcome {
+  Status status;
+  std::string reply;
+  std::thread::id thread;
+};
+
+class PeerLinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto poller = LinkPoller::Start(&clock_, "test-links");
+    ASSERT_TRUE(poller.ok()) << poller.status().ToString();
+    poller_ = std::move(poller.value());
+  }
+  void TearDown() override {
+    poller_->Stop();
+  }
+
+  std::shared_ptr<PeerLink> Link(uint16_t port, size_t max_pending = 16, uint32_t max_reply = 1 << 20) {
+    PeerLinkOptions o;
+    o.host = "127.0.0.1";
+    o.port = port;
+    o.io_timeout_ms = 500;
+    o.max_pending = max_pending;
+    o.max_reply_bytes = max_reply;
+    return poller_->NewLink(o);
+  }
+
+  // Calls with `payload`; the future is set by the completion.
+  std::future<Outcome> CallWith(PeerLink& link, const std::string& payload, bool* taken = nullptr) {
+    auto promise = std::make_shared<std::promise<Outcome>>();
+    auto future = promise->get_future();
+    const bool ok = link.Call(Frame(payload), [promise](Status s, std::string reply) {
+      promise->set_value({std::move(s), std::move(reply), std::this_thread::get_id()});
+    });
+    if (taken) *taken = ok;
+    return future;
+  }
+
+  static Outcome Await(std::future<Outcome>& f) {
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return f.get();
+  }
+
+  // Moves the fake clock past a call's deadline and has the poller look.
+  void PassDeadline() {
+    clock_.Advance(std::chrono::milliseconds(600));
+    poller_->Poke();
+  }
+
+  test_support::FakeClock clock_;
+  std::unique_ptr<LinkPoller> poller_;
+};
+
+TEST_F(PeerLinkTest, RepliesCompleteTheirCallsInOrderOnThePollerThread) {
+  ScriptedPeer peer([](const std::string& p) { return Frame("re:" + p); });
+  auto link = Link(peer.port());
+  auto a = CallWith(*link, "a");
+  auto b = CallWith(*link, "bb");
+  auto c = CallWith(*link, "ccc");
+  Outcome ra = Await(a), rb = Await(b), rc = Await(c);
+  EXPECT_TRUE(ra.status.ok()) << ra.status.ToString();
+  EXPECT_EQ(ra.reply, "re:a");
+  EXPECT_EQ(rb.reply, "re:bb");
+  EXPECT_EQ(rc.reply, "re:ccc");
+  EXPECT_NE(ra.thread, std::this_thread::get_id());
+  // The connection is kept for later calls.
+  auto d = CallWith(*link, "d");
+  EXPECT_EQ(Await(d).reply, "re:d");
+  EXPECT_EQ(peer.accepted(), 1);
+  EXPECT_EQ(link->stats().connects, 1u);
+  EXPECT_EQ(link->stats().calls, 4u);
+  EXPECT_EQ(link->pending(), 0u);
+}
+
+TEST_F(PeerLinkTest, RepliesSplitAcrossSendsAndSharingOneAreTakenApart) {
+  // The first call's reply comes with the second's in one send; the third's
+  // in two sends.
+  std::string held;
+  ScriptedPeer peer([&held](const std::string& p) -> std::optional<std::string> {
+    if (p == "first") {
+      held = Frame("one");
+      return std::nullopt;
+    }
+    if (p == "second") return held + Frame("two") + Frame("thr").substr(0, 3);
+    return Frame("thr").substr(3);
+  });
+  auto link = Link(peer.port());
+  auto a = CallWith(*link, "first");
+  auto b = CallWith(*link, "second");
+  auto c = CallWith(*link, "third");
+  EXPECT_EQ(Await(a).reply, "one");
+  EXPECT_EQ(Await(b).reply, "two");
+  EXPECT_EQ(Await(c).reply, "thr");
+}
+
+TEST_F(PeerLinkTest, FramesLargerThanTheSocketTakesAtOnceGoOutWhole) {
+  // 8 MiB each way: the send leaves most of the call for EPOLLOUT, and the
+  // reply comes in many reads.
+  ScriptedPeer peer([](const std::string& p) { return Frame(std::string(p.rbegin(), p.rend())); });
+  auto link = Link(peer.port(), 16, /*max_reply=*/16 << 20);
+  std::string big(8 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  auto a = CallWith(*link, big);
+  auto b = CallWith(*link, "small after it");
+  Outcome ra = Await(a);
+  ASSERT_TRUE(ra.status.ok()) << ra.status.ToString();
+  EXPECT_EQ(ra.reply, std::string(big.rbegin(), big.rend()));
+  EXPECT_EQ(Await(b).reply, "ti retfa llams");
+}
+
+TEST_F(PeerLinkTest, ACompletionMayCallAgainOnTheSameLink) {
+  ScriptedPeer peer([](const std::string& p) { return Frame("re:" + p); });
+  auto link = Link(peer.port());
+  auto second = std::make_shared<std::promise<Outcome>>();
+  auto got = second->get_future();
+  ASSERT_TRUE(link->Call(Frame("first"), [link, second](Status s, std::string) {
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    const bool taken = link->Call(Frame("second"), [second](Status s2, std::string reply) {
+      second->set_value({std::move(s2), std::move(reply), std::this_thread::get_id()});
+    });
+    EXPECT_TRUE(taken);
+  }));
+  Outcome r = Await(got);
+  EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.reply, "re:second");
+}
+
+TEST_F(PeerLinkTest, ACallWithoutReplyTimesOutAndTheNextCallConnectsAgain) {
+  std::atomic<bool> answer{false};
+  ScriptedPeer peer([&answer](const std::string& p) -> std::optional<std::string> {
+    if (!answer) return std::nullopt;
+    return Frame(p);
+  });
+  auto link = Link(peer.port());
+  auto a = CallWith(*link, "lost");
+  auto b = CallWith(*link, "behind it");
+  // Nothing times out before the deadline.
+  clock_.Advance(std::chrono::milliseconds(400));
+  poller_->Poke();
+  EXPECT_EQ(a.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  PassDeadline();
+  Outcome ra = Await(a), rb = Await(b);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kTimedOut)) << ra.status.ToString();
+  EXPECT_TRUE(rb.status.Is(Status::Code::kTimedOut)) << rb.status.ToString();
+  EXPECT_EQ(link->stats().failures, 1u);
+
+  answer = true;
+  auto c = CallWith(*link, "again");
+  Outcome rc = Await(c);
+  EXPECT_TRUE(rc.status.ok()) << rc.status.ToString();
+  EXPECT_EQ(rc.reply, "again");
+  EXPECT_EQ(link->stats().connects, 2u);
+}
+
+TEST_F(PeerLinkTest, APeerClosingTheConnectionFailsTheWaitingCallsUnavailable) {
+  ScriptedPeer peer([](const std::string& p) -> std::optional<std::string> {
+    if (p == "close") return ScriptedPeer::kClose;
+    return Frame(p);
+  });
+  auto link = Link(peer.port());
+  auto a = CallWith(*link, "close");
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kUnavailable)) << ra.status.ToString();
+  auto b = CallWith(*link, "fine");
+  EXPECT_EQ(Await(b).reply, "fine");
+}
+
+TEST_F(PeerLinkTest, AReplyFrameOverTheLimitFailsTheCallWithIOError) {
+  ScriptedPeer peer([](const std::string&) { return Frame(std::string(2000, 'x')); });
+  auto link = Link(peer.port(), 16, /*max_reply=*/1000);
+  auto a = CallWith(*link, "big");
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kIOError)) << ra.status.ToString();
+  EXPECT_NE(ra.status.message().find("2000 bytes"), std::string::npos) << ra.status.ToString();
+}
+
+TEST_F(PeerLinkTest, AReplyNoCallWaitsForFailsTheLink) {
+  ScriptedPeer peer([](const std::string& p) { return Frame(p) + Frame("stray"); });
+  auto link = Link(peer.port());
+  auto a = CallWith(*link, "one");
+  // The call's own reply still counts; the stray one closes the link.
+  EXPECT_EQ(Await(a).reply, "one");
+  auto b = CallWith(*link, "two");
+  Outcome rb = Await(b);
+  EXPECT_TRUE(rb.status.ok()) << rb.status.ToString();
+  EXPECT_EQ(link->stats().connects, 2u);
+  EXPECT_GE(link->stats().failures, 1u);
+}
+
+TEST_F(PeerLinkTest, NothingListeningFailsTheCallUnavailable) {
+  uint16_t port;
+  {
+    ScriptedPeer gone([](const std::string&) { return std::nullopt; });
+    port = gone.port();
+  }
+  auto link = Link(port);
+  auto a = CallWith(*link, "anyone?");
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kUnavailable)) << ra.status.ToString();
+  EXPECT_NE(ra.status.message().find("cannot connect"), std::string::npos) << ra.status.ToString();
+}
+
+TEST_F(PeerLinkTest, CallsBeyondMaxPendingAreRefusedWithoutCompletion) {
+  ScriptedPeer peer([](const std::string&) { return std::nullopt; });
+  auto link = Link(peer.port(), /*max_pending=*/2);
+  bool taken = false;
+  auto a = CallWith(*link, "1", &taken);
+  EXPECT_TRUE(taken);
+  auto b = CallWith(*link, "2", &taken);
+  EXPECT_TRUE(taken);
+  auto c = CallWith(*link, "3", &taken);
+  EXPECT_FALSE(taken);
+  EXPECT_EQ(link->pending(), 2u);
+  PassDeadline();
+  EXPECT_TRUE(Await(a).status.Is(Status::Code::kTimedOut));
+  EXPECT_TRUE(Await(b).status.Is(Status::Code::kTimedOut));
+}
+
+TEST_F(PeerLinkTest, StopFailsWaitingCallsAndLaterCallsAreRefused) {
+  ScriptedPeer peer([](const std::string&) { return std::nullopt; });
+  auto link = Link(peer.port());
+  auto a = CallWith(*link, "waits");
+  poller_->Stop();
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kUnavailable)) << ra.status.ToString();
+  EXPECT_NE(ra.status.message().find("stopping"), std::string::npos);
+  bool taken = true;
+  auto b = CallWith(*link, "late", &taken);
+  EXPECT_FALSE(taken);
+}
+
+}  // namespace
+}  // namespace monju
