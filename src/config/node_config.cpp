@@ -4,6 +4,7 @@
 
 #include <boost/program_options.hpp>
 #include <algorithm>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -240,6 +241,15 @@ size_t NodeConfig::PlannedMembers() const {
   return std::max<size_t>(peers.size(), raft_enabled() ? raft_voters : 0);
 }
 
+namespace {
+
+uint32_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+}  // namespace
+
+uint32_t DefaultWorkerThreads() { return std::clamp(2 * Cores(), 4u, 64u); }
+uint32_t DefaultPeerThreads() { return std::clamp(Cores(), 2u, 32u); }
+
 uint32_t NodeConfig::FanoutThreads() const {
   if (fanout_threads != 0) return fanout_threads;
   const size_t others = PlannedMembers() > 0 ? PlannedMembers() - 1 : 0;
@@ -271,7 +281,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("data", po::value(&c.data_dir), "data directory (LMDB files under DATA/data)")
     ("peers", po::value(&peers), "the full cluster, this node included: id=host:port[/peer_port],... (peer_port: node-to-node calls; default port + --peer-port-offset)")
     ("peer-port-offset", po::value(&c.peer_port_offset)->default_value(c.peer_port_offset), "a member's peer port when --peers gives none: its port plus this (cluster constant)")
-    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "threads serving node-to-node requests (apart from --worker-threads)")
+    ("peer-threads", po::value(&c.peer_threads)->default_value(c.peer_threads), "threads serving node-to-node requests (apart from --worker-threads); default 1 per core, 2..32")
     ("vnodes", po::value(&c.vnodes)->default_value(c.vnodes), "ring tokens per node")
     ("partitions", po::value(&c.partitions)->default_value(c.partitions), "Q, the fixed number of partitions (cluster constant)")
     ("replicas,N", po::value(&c.replicas)->default_value(c.replicas), "N, replicas per key")
@@ -282,7 +292,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("map-size-mb", po::value(&c.map_size_mb)->default_value(c.map_size_mb), "LMDB map size: the data store's size cap")
     ("memtable-mb", po::value(&c.memtable_mb)->default_value(c.memtable_mb),
      "writes held in memory and in the write-ahead log before they are flushed into LMDB (two such at most)")
-    ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling requests")
+    ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads), "threads handling client requests; default 2 per core, 4..64")
     ("forward-threads", po::value(&c.forward_threads)->default_value(c.forward_threads), "threads forwarding writes for keys this node does not replicate to an owner (each waits for the owner's answer; 1..64)")
     ("max-client-connections", po::value(&c.max_client_connections)->default_value(c.max_client_connections), "client connections open at once; more are accepted and closed (lowered to fit the open-file limit)")
     ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making calls to peers (0: 4 per other member, 4..256)")

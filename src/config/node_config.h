@@ -11,6 +11,13 @@
 
 namespace monju {
 
+// Threads serving requests run them (no request holds one while replicas
+// answer), so their number follows the cores: with more, they wake more
+// often for less work each. On 2 cores 4 client and 2 peer threads served
+// workloads A, C, write and query 4-30% faster than 8 and 4 (README).
+uint32_t DefaultWorkerThreads();  // 2 per core, 4..64
+uint32_t DefaultPeerThreads();    // 1 per core, 2..32
+
 // One member as --peers names it: `id=host:port` or `id=host:port/peer_port`.
 // `port` serves clients (MonjuKV, admin); `peer_port` serves node-to-node
 // calls (MonjuReplica) on a server and threads of its own, so that
@@ -42,9 +49,9 @@ struct NodeConfig {
   uint64_t max_value_bytes = 1 << 20;
   uint64_t map_size_mb = 16384;
   uint64_t memtable_mb = 8;  // writes held in memory (and the log) before a flush into LMDB
-  uint32_t worker_threads = 8;      // client-port threads (gets and writes do not hold one while replicas answer)
+  uint32_t worker_threads = DefaultWorkerThreads();  // client-port threads (gets and writes do not hold one while replicas answer)
   uint32_t fanout_threads = 0;      // outbound replica calls; 0: FanoutThreads() derives it (see README)
-  uint32_t peer_threads = 4;        // threads serving node-to-node requests
+  uint32_t peer_threads = DefaultPeerThreads();  // threads serving node-to-node requests
   uint32_t forward_threads = 8;     // threads forwarding writes for keys this node does not replicate
   uint32_t max_client_connections = 10000;  // lowered to fit the open-file limit (descriptor_budget.h)
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none

@@ -176,7 +176,10 @@ TEST_F(ConfigTest, PeerPortsDefaultToOffsetOrAreGiven) {
   ParsedArgs p = Parse(Good());
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
   EXPECT_EQ(p.config.peer_port_offset, 1000u);
-  EXPECT_EQ(p.config.peer_threads, 4u);
+  EXPECT_EQ(p.config.peer_threads, DefaultPeerThreads());
+  EXPECT_GE(p.config.peer_threads, 2u);
+  EXPECT_GE(p.config.worker_threads, 4u);
+  EXPECT_EQ(p.config.worker_threads, DefaultWorkerThreads());
   auto resolved = ResolvePeerPorts(p.config);
   ASSERT_EQ(resolved.size(), 3u);
   EXPECT_EQ(resolved[0], (PeerAddress{"n1", "127.0.0.1", 7001, 8001}));
