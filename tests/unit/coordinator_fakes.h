@@ -39,8 +39,18 @@ class ThreadExecutor : public Executor {
   ~ThreadExecutor() override { JoinAll(); }
   bool Submit(std::function<void()> task) override {
     std::lock_guard<std::mutex> lock(mu_);
-    threads_.emplace_back(std::move(task));
+    threads_.emplace_back([this, task = std::move(task)] {
+      task();
+      std::lock_guard<std::mutex> done(mu_);
+      ++finished_;
+      finished_cv_.notify_all();
+    });
     return true;
+  }
+  // Waits (up to 10 s) until `n` tasks have run to their end; false on give-up.
+  bool AwaitFinished(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return finished_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return finished_ >= n; });
   }
   void JoinAll() {
     for (;;) {
@@ -56,6 +66,8 @@ class ThreadExecutor : public Executor {
 
  private:
   std::mutex mu_;
+  std::condition_variable finished_cv_;
+  int finished_ = 0;
   std::vector<std::thread> threads_;
 };
 

@@ -188,6 +188,9 @@ TEST_F(SloppyQuorumTest, SilentOwnerGetsAHintAfterTheHandoffDeadline) {
   const uint64_t waits = clock_.waits();
   ASSERT_TRUE(clock_.AwaitWaits(waits + 1)) << "the write ended before the handoff deadline";
   for (const auto& f : fallbacks_) EXPECT_EQ(Fake(f).Hints().size(), 0u) << f << " got a hint before the deadline";
+  // The other owner's answer is in before the deadline passes (on a busy
+  // machine its thread may not have run yet, and it would be silent too).
+  ASSERT_TRUE(threads_.AwaitFinished(1)) << "the other owner's apply never ended";
   clock_.Advance(1ms);
   writer.join();
   ASSERT_TRUE(w.status.ok()) << w.status.ToString();
