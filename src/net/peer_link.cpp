@@ -187,7 +187,12 @@ void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
 }
 
 void PeerLink::FailLocked(const Status& why, Completions* out, bool count) {
-  if (count && (!waiting_.empty() || fd_ >= 0)) ++stats_.failures;
+  if (count && (!waiting_.empty() || fd_ >= 0)) {
+    ++stats_.failures;
+    // An open connection failing is news; a peer that cannot be reached at
+    // all is the failure detector's to report.
+    if (fd_ >= 0) spdlog::warn("peer link to {} closed: {} ({} calls waiting)", Name(), why.ToString(), waiting_.size());
+  }
   for (auto& w : waiting_) {
     Status status = &w == &waiting_.front()
                         ? why

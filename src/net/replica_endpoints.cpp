@@ -326,17 +326,6 @@ bool RemoteReplicaEndpoint::OffThePoller(std::function<void()> complete) {
   return executor_ && executor_->Submit(std::move(complete));
 }
 
-namespace {
-
-// An outcome the poller's thread cannot finish: catching up with a newer
-// epoch, or reading a deferred key alone, may block.
-bool NeedsThread(const rpc::ApplyOutcome& o) { return o.code == static_cast<int32_t>(Status::Code::kStaleEpoch); }
-bool NeedsThread(const rpc::ReadOutcome& o) {
-  return o.deferred || o.code == static_cast<int32_t>(Status::Code::kStaleEpoch);
-}
-
-}  // namespace
-
 template <typename Item, typename Outcome, typename Send>
 bool RemoteReplicaEndpoint::StartMany(const char* what, PeerLink& link, std::vector<Item>& items,
                                       std::function<void()> finished, Send&& send,

@@ -343,7 +343,9 @@ TEST_P(OldPeerTest, DeferredReadsAreReadOneByOne) {
   EXPECT_EQ(processor_->unknown_calls, 0);
   EXPECT_TRUE(endpoint_->ReadsAsync()) << "a full reply is not an older peer";
   EXPECT_TRUE(endpoint_->LikelyAlive());
-  if (GetParam()) EXPECT_GT(LinkCalls(), 0u);
+  if (GetParam()) {
+    EXPECT_GT(LinkCalls(), 0u);
+  }
 }
 
 // Writes a peer refuses as planned under an older epoch complete with
@@ -395,7 +397,9 @@ TEST_P(OldPeerTest, RefusedWritesCompleteAfterTheNewerEpochIsLearnt) {
   EXPECT_EQ(fence.senders.front(), "old");
   EXPECT_EQ(handler_->applies, 3);
   EXPECT_TRUE(endpoint_->LikelyAlive());
-  if (GetParam()) EXPECT_GT(LinkCalls(), 0u);
+  if (GetParam()) {
+    EXPECT_GT(LinkCalls(), 0u);
+  }
 }
 
 }  // namespace
