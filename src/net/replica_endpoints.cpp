@@ -95,12 +95,6 @@ Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::Monju
     Status s = fn(*client);
     detector_->RecordSuccess();
     return s;
-  } catch (const rpc::ClusterMismatch&) {
-    return *DeclaredError(what);
-  } catch (const rpc::ReplicaError&) {
-    return *DeclaredError(what);
-  } catch (const rpc::StaleEpoch&) {
-    return *DeclaredError(what);
   } catch (const TTransportException& e) {
     // Covers timeouts too: the connection's state is unknown, so it is dropped.
     client.reset();
@@ -116,6 +110,8 @@ Status RemoteReplicaEndpoint::Guard(const char* what, std::unique_ptr<rpc::Monju
     pool_->Clear();
     return Status::Unavailable(peer_id_ + " " + what + " failed: " + e.what());
   } catch (const TException& e) {
+    // The peer answered with an error the IDL declares: the connection is in a known state.
+    if (auto declared = DeclaredError(what)) return *declared;
     client.reset();
     detector_->RecordFailure();
     pool_->Clear();
@@ -312,13 +308,9 @@ Status RemoteReplicaEndpoint::ReadReply(const char* what, Status link_status, st
     if (!CallUnlessUnknown([&] { recv(client); })) *unknown = true;
     detector_->RecordSuccess();
     return Status::OK();
-  } catch (const TException&) {
+  } catch (const TException& e) {
     if (auto declared = DeclaredError(what)) return *declared;
-    try {
-      throw;
-    } catch (const TException& e) {
-      return Status::IOError(peer_id_ + " " + what + " reply undecodable: " + e.what());
-    }
+    return Status::IOError(peer_id_ + " " + what + " reply undecodable: " + e.what());
   }
 }
 
@@ -381,19 +373,31 @@ void RemoteReplicaEndpoint::FinishRefused(std::shared_ptr<std::vector<Item>> ite
   finish(false);  // no thread to catch up on: the requests see StaleEpoch without the newer view
 }
 
-void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
-  std::vector<rpc::ReadOutcome> outcomes;
+template <typename Item, typename Outcome, typename Send>
+void RemoteReplicaEndpoint::SendMany(const char* what, std::vector<Item>& items, Send&& send,
+                                     void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>,
+                                                                             const Status&, std::vector<Outcome>&,
+                                                                             bool, bool)) {
+  std::vector<Outcome> outcomes;
   bool unknown = false;
   Status call;
   try {
-    const std::vector<rpc::KeyRef> wire = WireReads(reads);
-    call = CallMany("read_many", wire.size(), &outcomes, &unknown,
-                    [&](rpc::MonjuReplicaClient& c) { c.read_many(outcomes, fingerprint_, wire, stamp_); });
+    call = CallMany(what, items.size(), &outcomes, &unknown,
+                    [&](rpc::MonjuReplicaClient& c) { send(c, outcomes); });
   } catch (const std::exception& e) {
-    call = Status::IOError(peer_id_ + " read_many failed: " + e.what());
+    call = Status::IOError(peer_id_ + " " + what + " failed: " + e.what());
   }
-  CompleteReadMany(std::make_shared<std::vector<PeerRead>>(std::move(reads)), call, outcomes, unknown,
-                   /*may_block=*/true);
+  (this->*complete)(std::make_shared<std::vector<Item>>(std::move(items)), call, outcomes, unknown,
+                    /*may_block=*/true);
+}
+
+void RemoteReplicaEndpoint::ReadMany(std::vector<PeerRead>& reads) {
+  SendMany(
+      "read_many", reads,
+      [&](rpc::MonjuReplicaClient& c, std::vector<rpc::ReadOutcome>& outcomes) {
+        c.read_many(outcomes, fingerprint_, WireReads(reads), stamp_);
+      },
+      &RemoteReplicaEndpoint::CompleteReadMany);
 }
 
 bool RemoteReplicaEndpoint::StartReadMany(std::vector<PeerRead>& reads, std::function<void()> finished) {
@@ -473,18 +477,12 @@ void RemoteReplicaEndpoint::CompleteReadMany(std::shared_ptr<std::vector<PeerRea
 }
 
 void RemoteReplicaEndpoint::ApplyMany(std::vector<PeerWrite>& writes) {
-  std::vector<rpc::ApplyOutcome> outcomes;
-  bool unknown = false;
-  Status call;
-  try {
-    const std::vector<rpc::KeyedVersion> wire = WireWrites(writes);
-    call = CallMany("apply_many", wire.size(), &outcomes, &unknown,
-                    [&](rpc::MonjuReplicaClient& c) { c.apply_many(outcomes, fingerprint_, wire, stamp_); });
-  } catch (const std::exception& e) {
-    call = Status::IOError(peer_id_ + " apply_many failed: " + e.what());
-  }
-  CompleteApplyMany(std::make_shared<std::vector<PeerWrite>>(std::move(writes)), call, outcomes, unknown,
-                    /*may_block=*/true);
+  SendMany(
+      "apply_many", writes,
+      [&](rpc::MonjuReplicaClient& c, std::vector<rpc::ApplyOutcome>& outcomes) {
+        c.apply_many(outcomes, fingerprint_, WireWrites(writes), stamp_);
+      },
+      &RemoteReplicaEndpoint::CompleteApplyMany);
 }
 
 bool RemoteReplicaEndpoint::StartApplyMany(std::vector<PeerWrite>& writes, std::function<void()> finished) {

@@ -160,6 +160,13 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
                      std::vector<Status> statuses, int64_t newer_epoch, bool may_block);
   // Reads the keys at `which` one call each, and completes them.
   void ReadAlone(std::shared_ptr<std::vector<PeerRead>> reads, std::vector<size_t> which, bool may_block);
+  // One batch call on a pooled client, waited for: `send` makes it
+  // (<method>, filling the outcomes), and `complete` finishes the items
+  // (may_block true).
+  template <typename Item, typename Outcome, typename Send>
+  void SendMany(const char* what, std::vector<Item>& items, Send&& send,
+                void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>, const Status&,
+                                                        std::vector<Outcome>&, bool, bool));
   // Starts a batch call on `link`: `send` writes the call (send_<method>),
   // `recv` reads its reply, and `complete` finishes the items (may_block
   // false). False, with `items` untouched, when the call cannot be encoded
