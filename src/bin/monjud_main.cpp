@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "config/node_config.h"
+#include "cpu_scheduling.h"
 #include "descriptor_budget.h"
 #include "node.h"
 
@@ -50,6 +51,14 @@ int main(int argc, char** argv) {
     spdlog::info("open-file limit raised from {} to {}", limit->before, limit->soft);
   } else {
     spdlog::info("open-file limit {}", limit->soft);
+  }
+
+  // Before any thread starts: they all inherit it.
+  const auto scheduling = config.batch_scheduling ? monju::CpuScheduling::kBatch : monju::CpuScheduling::kNormal;
+  if (auto s = monju::ApplyCpuScheduling(scheduling); !s.ok()) {
+    spdlog::warn("cpu scheduling: {} (the threads keep the default policy)", s.message());
+  } else {
+    spdlog::info("cpu scheduling: {}", monju::CpuSchedulingName(scheduling));
   }
 
   auto node = monju::Node::Start(config);

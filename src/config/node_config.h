@@ -56,6 +56,7 @@ struct NodeConfig {
   uint32_t max_client_connections = 10000;  // lowered to fit the open-file limit (descriptor_budget.h)
   uint32_t peer_port_offset = 1000; // a peer's node-to-node port when --peers gives none
   std::string log_level = "info";
+  bool batch_scheduling = false;    // SCHED_BATCH for every thread (net/cpu_scheduling.h)
 
   // Failure handling.
   bool sloppy_quorum = true;            // fallbacks holding hints count toward W

@@ -328,6 +328,21 @@ TEST_F(ConfigTest, ReadFanoutFlags) {
   ExpectError(With("--read-speculate-ms", "2000"), "--read-speculate-ms");  // not below the request timeout
 }
 
+TEST_F(ConfigTest, CpuSchedulingFlag) {
+  ParsedArgs p = Parse(Good());
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_FALSE(p.config.batch_scheduling) << "threads keep the kernel's default policy unless told otherwise";
+  p = Parse(Good({"--cpu-scheduling", "batch"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_TRUE(p.config.batch_scheduling);
+  p = Parse(Good({"--cpu-scheduling", "normal"}));
+  ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
+  EXPECT_FALSE(p.config.batch_scheduling);
+
+  ExpectError(Good({"--cpu-scheduling", "realtime"}), "--cpu-scheduling");
+  ExpectError(Good({"--cpu-scheduling", ""}), "--cpu-scheduling");
+}
+
 TEST_F(ConfigTest, AntiEntropyFlags) {
   ParsedArgs p = Parse(Good());
   ASSERT_EQ(p.action, ParsedArgs::Action::kRun) << p.text;
