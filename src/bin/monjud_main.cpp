@@ -53,12 +53,16 @@ int main(int argc, char** argv) {
     spdlog::info("open-file limit {}", limit->soft);
   }
 
-  // Before any thread starts: they all inherit it.
-  const auto scheduling = config.batch_scheduling ? monju::CpuScheduling::kBatch : monju::CpuScheduling::kNormal;
-  if (auto s = monju::ApplyCpuScheduling(scheduling); !s.ok()) {
-    spdlog::warn("cpu scheduling: {} (the threads keep the default policy)", s.message());
+  // Before any thread starts: they all inherit it. "normal" leaves the
+  // policy monjud was started with (an operator's `chrt` wrapper holds).
+  if (config.batch_scheduling) {
+    if (auto s = monju::ApplyCpuScheduling(monju::CpuScheduling::kBatch); !s.ok()) {
+      spdlog::warn("cpu scheduling: {} (the threads keep the policy they started with)", s.message());
+    } else {
+      spdlog::info("cpu scheduling: batch");
+    }
   } else {
-    spdlog::info("cpu scheduling: {}", monju::CpuSchedulingName(scheduling));
+    spdlog::info("cpu scheduling: normal (left as started: {})", monju::KernelPolicyName(monju::SchedulingPolicyOf(0)));
   }
 
   auto node = monju::Node::Start(config);

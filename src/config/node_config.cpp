@@ -298,7 +298,7 @@ ParsedArgs ParseNodeArgs(int argc, const char* const* argv) {
     ("max-client-connections", po::value(&c.max_client_connections)->default_value(c.max_client_connections), "client connections open at once; more are accepted and closed (lowered to fit the open-file limit)")
     ("fanout-threads", po::value(&c.fanout_threads)->default_value(c.fanout_threads), "threads making calls to peers (0: 4 per other member, 4..256)")
     ("log-level", po::value(&c.log_level)->default_value(c.log_level), "trace|debug|info|warn|error")
-    ("cpu-scheduling", po::value(&cpu_scheduling)->default_value(cpu_scheduling), "normal: the kernel's default policy; batch: every thread runs under SCHED_BATCH, so a thread woken by another's message does not preempt the one running (fewer context switches: faster reads, slower durable writes, see README)")
+    ("cpu-scheduling", po::value(&cpu_scheduling)->default_value(cpu_scheduling), "normal: the policy monjud was started with (the kernel's default unless started under chrt); batch: every thread runs under SCHED_BATCH, so a thread woken by another's message does not preempt the one running (fewer context switches: faster reads, slower durable writes, see README)")
     ("quorum-mode", po::value(&quorum_mode)->default_value(quorum_mode), "sloppy: fallbacks holding hints count toward W; strict: only owners count")
     ("handoff-after-ms", po::value(&c.handoff_after_ms)->default_value(c.handoff_after_ms), "an owner silent this long also gets a hinted copy on a fallback")
     ("read-fanout", po::value(&read_fanout)->default_value(read_fanout), "all: a get asks every live replica (and repairs them all); quorum: it asks R, this node's own first, and the others only when one fails or is slow")

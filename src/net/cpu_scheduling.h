@@ -20,6 +20,8 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 #include "common/status.h"
 
 namespace monju {
@@ -29,8 +31,11 @@ enum class CpuScheduling { kBatch, kNormal };
 // "batch" or "normal", as --cpu-scheduling spells it.
 const char* CpuSchedulingName(CpuScheduling policy);
 
-// Gives the calling thread the policy; threads it starts afterwards inherit
-// it (threads started before keep theirs, so call it first thing in main).
+// A kernel policy as sched(7) names it ("SCHED_OTHER", "SCHED_BATCH", ...).
+std::string KernelPolicyName(int policy);
+
+// Gives the calling thread the policy (kNormal: SCHED_OTHER); threads it
+// starts afterwards inherit it (threads started before keep theirs, so call it first thing in main).
 // IOError with the errno when the kernel refuses.
 Status ApplyCpuScheduling(CpuScheduling policy);
 

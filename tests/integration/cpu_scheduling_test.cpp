@@ -48,7 +48,7 @@ TEST(CpuSchedulingTest, EveryThreadRunsUnderTheConfiguredPolicy) {
     for (const auto& [tid, policy] : policies)
       EXPECT_EQ(policy, expected) << "node " << node << " thread " << tid;
   }
-  EXPECT_NE(cluster.ReadLog(0).find("cpu scheduling: normal"), std::string::npos);
+  EXPECT_NE(cluster.ReadLog(0).find("cpu scheduling: normal (left as started: SCHED_OTHER)"), std::string::npos);
   EXPECT_NE(cluster.ReadLog(2).find("cpu scheduling: batch"), std::string::npos);
   MONJU_DUMP_LOGS_ON_FAILURE(&cluster);
 }

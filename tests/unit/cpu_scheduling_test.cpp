@@ -52,6 +52,13 @@ TEST(CpuSchedulingTest, NamesAreTheFlagValues) {
   EXPECT_STREQ(CpuSchedulingName(CpuScheduling::kNormal), "normal");
 }
 
+TEST(CpuSchedulingTest, KernelPoliciesAreNamedAsSchedSevenNamesThem) {
+  EXPECT_EQ(KernelPolicyName(SCHED_OTHER), "SCHED_OTHER");
+  EXPECT_EQ(KernelPolicyName(SCHED_BATCH), "SCHED_BATCH");
+  EXPECT_EQ(KernelPolicyName(SCHED_FIFO), "SCHED_FIFO");
+  EXPECT_EQ(KernelPolicyName(-1), "policy -1");
+}
+
 TEST(CpuSchedulingTest, UnknownThreadHasNoPolicy) {
   // Thread ids above pid_max never exist.
   EXPECT_EQ(SchedulingPolicyOf(0x7ffffff0), -1);
