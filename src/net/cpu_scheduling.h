@@ -35,8 +35,10 @@ const char* CpuSchedulingName(CpuScheduling policy);
 std::string KernelPolicyName(int policy);
 
 // Gives the calling thread the policy (kNormal: SCHED_OTHER); threads it
-// starts afterwards inherit it (threads started before keep theirs, so call it first thing in main).
-// IOError with the errno when the kernel refuses.
+// starts afterwards inherit it, threads started before keep theirs (so
+// monjud calls it before starting any). Affects only the calling thread, so
+// it is safe from any thread. IOError with the errno when the kernel
+// refuses.
 Status ApplyCpuScheduling(CpuScheduling policy);
 
 // The policy of thread `tid` (a pid or a thread id): SCHED_OTHER,
