@@ -9,6 +9,7 @@
 #include <thrift/transport/TTransportException.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -33,16 +34,21 @@ PeerLink::~PeerLink() {
 
 std::string PeerLink::Name() const { return options_.host + ":" + std::to_string(options_.port); }
 
-bool PeerLink::Call(std::string frame, Done done) {
+bool PeerLink::Call(std::string frame, Done done, Resend resend) {
+  return Enqueue(frame, done, resend, options_.max_pending);
+}
+
+bool PeerLink::CallIfIdle(std::string& frame, Done& done, Resend resend) {
+  return Enqueue(frame, done, resend, std::min<size_t>(1, options_.max_pending));
+}
+
+bool PeerLink::Enqueue(std::string& frame, Done& done, Resend resend, size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (poller_->stopping() || waiting_.size() >= options_.max_pending) return false;
-  if (state_ == State::kIdle) {
-    const uint64_t attempt = ++connect_attempt_;
-    // The connect threads never run a task inline, so this lock is not taken twice.
-    if (!poller_->connector_->Submit([self = shared_from_this(), attempt] { self->Connect(attempt); })) return false;
-    state_ = State::kConnecting;
-  }
-  waiting_.push_back({std::move(done), poller_->clock_->Now() + std::chrono::milliseconds(options_.io_timeout_ms)});
+  if (poller_->stopping() || waiting_.size() >= limit) return false;
+  if (state_ == State::kIdle && !StartConnectLocked()) return false;
+  last_call_ = poller_->clock_->Now();
+  waiting_.push_back({std::move(done), last_call_ + std::chrono::milliseconds(options_.io_timeout_ms),
+                      resend == Resend::kOnceIfConnectionCloses ? frame : std::string()});
   ++stats_.calls;
   if (out_.empty()) {
     out_ = std::move(frame);
@@ -55,6 +61,14 @@ bool PeerLink::Call(std::string frame, Done done) {
     FlushLocked(&ignored);
     ArmLocked();
   }
+  return true;
+}
+
+bool PeerLink::StartConnectLocked() {
+  const uint64_t attempt = ++connect_attempt_;
+  // The connect threads never run a task inline, so this lock is not taken twice.
+  if (!poller_->connector_->Submit([self = shared_from_this(), attempt] { self->Connect(attempt); })) return false;
+  state_ = State::kConnecting;
   return true;
 }
 
@@ -152,6 +166,7 @@ void PeerLink::OnEvents(uint32_t events, Completions* out) {
   // Only what the syscalls say counts: a flag may belong to an earlier socket
   // of this link.
   Status failed;
+  bool lost = false;  // the connection closed or failed (not a bad reply)
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     char buffer[16384];
     for (size_t read = 0; read < LinkPoller::kReadPerTurn;) {
@@ -166,22 +181,38 @@ void PeerLink::OnEvents(uint32_t events, Completions* out) {
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       failed = Status::Unavailable(n == 0 ? Name() + " closed the connection"
                                           : Name() + " connection failed: " + strerror(errno));
+      lost = true;
       break;
     }
     // Replies that came before a close still count.
     Status taken = TakeRepliesLocked(out);
-    if (!taken.ok()) failed = taken;
+    if (!taken.ok()) {
+      failed = taken;
+      lost = false;
+    }
   }
   std::string error;
-  if (failed.ok() && (events & EPOLLOUT) && !FlushLocked(&error))
+  if (failed.ok() && (events & EPOLLOUT) && !FlushLocked(&error)) {
     failed = Status::Unavailable(Name() + " connection failed: " + error);
-  if (!failed.ok()) return FailLocked(failed, out);
+    lost = true;
+  }
+  if (!failed.ok()) return lost ? ConnectionLostLocked(failed, out) : FailLocked(failed, out);
   ArmLocked();
 }
 
 void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (waiting_.empty() || waiting_.front().deadline > now) return;
+  if (waiting_.empty()) {
+    // Bytes still out belong to a call: only a connection with none is idle.
+    if (state_ == State::kConnected && out_.empty() && options_.idle_close_ms > 0 &&
+        now - last_call_ >= std::chrono::milliseconds(options_.idle_close_ms)) {
+      spdlog::debug("peer link to {}: closing a connection idle for {} ms", Name(), options_.idle_close_ms);
+      ++stats_.idle_closes;
+      FailLocked(Status::OK(), out, /*count=*/false);
+    }
+    return;
+  }
+  if (waiting_.front().deadline > now) return;
   FailLocked(Status::TimedOut("no reply from " + Name() + " within " + std::to_string(options_.io_timeout_ms) + " ms"),
              out);
 }
@@ -212,6 +243,29 @@ void PeerLink::FailLocked(const Status& why, Completions* out, bool count) {
   out_.clear();
   out_sent_ = 0;
   in_.clear();
+}
+
+void PeerLink::ConnectionLostLocked(const Status& why, Completions* out) {
+  // Bytes left in in_ begin the oldest call's reply: the peer ran that one.
+  std::deque<Waiting> all = std::move(waiting_), resend;
+  waiting_.clear();
+  for (auto& w : all) {
+    const bool reply_began = &w == &all.front() && !in_.empty();
+    (w.resend_frame.empty() || reply_began ? waiting_ : resend).push_back(std::move(w));
+  }
+  FailLocked(why, out);  // the others, and the connection
+  if (resend.empty()) return;
+  if (poller_->stopping() || !StartConnectLocked()) {
+    waiting_ = std::move(resend);
+    return FailLocked(why, out, /*count=*/false);
+  }
+  spdlog::info("peer link to {}: sending {} calls again on a new connection", Name(), resend.size());
+  for (auto& w : resend) {
+    out_.append(w.resend_frame);
+    std::string().swap(w.resend_frame);  // once only
+    ++stats_.resends;
+  }
+  waiting_ = std::move(resend);
 }
 
 size_t PeerLink::pending() const {

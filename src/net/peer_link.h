@@ -21,8 +21,12 @@
 // meanwhile. A link that fails (the peer closed it, a reply timed out, a
 // reply frame out of bounds or one no call waits for) fails every call
 // waiting on it, as its connection's state is unknown, and is connected
-// again by the next call. The poller watches idle connections too, so a
-// peer's closing one is normally noticed before the next call.
+// again by the next call. A call made with Resend::kOnceIfConnectionCloses
+// is the exception: when the peer closes or resets its connection before
+// any of its reply came, it is sent once more on a new connection. The
+// poller watches idle connections too, so a peer's closing one is normally
+// noticed before the next call. A connection with no call for
+// idle_close_ms is closed (links to members that left keep no socket).
 //
 // Errors given to a call's completion: Unavailable (cannot connect, the
 // connection closed or failed, the poller stopping), TimedOut (no reply
@@ -66,18 +70,32 @@ struct PeerLinkOptions {
   int io_timeout_ms = 2000;  // from a call's queueing to its reply (connect time included)
   uint32_t max_reply_bytes = 64u << 20;
   size_t max_pending = 16;  // calls waiting on the link at once
+  int idle_close_ms = 300000;  // a connection without calls this long is closed (0: never)
 };
 
 struct PeerLinkStats {
   uint64_t calls = 0;     // taken by Call()
   uint64_t connects = 0;  // connections made
   uint64_t failures = 0;  // connections closed or refused for an error or a timeout (each fails its waiting calls)
+  uint64_t resends = 0;   // calls sent again on a new connection (Resend::kOnceIfConnectionCloses)
+  uint64_t idle_closes = 0;  // connections closed for having no calls for idle_close_ms
 };
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
  public:
   // The reply frame's message (without its length), or why there is none.
   using Done = std::function<void(Status status, std::string reply)>;
+
+  // Whether a call may reach the peer twice. kOnceIfConnectionCloses: when
+  // the peer closes or resets the connection before any byte of the call's
+  // reply came, the call is sent once more on a new connection (within its
+  // first deadline) instead of failing. Why: a peer that restarted closes
+  // the link's old connection, and a call written in the instant before the
+  // poller sees that would otherwise fail for nothing. Only for calls the
+  // peer may run twice (replica applies and reads are idempotent); it costs
+  // a copy of the frame, kept until the reply. Timeouts and bad replies are
+  // never resent.
+  enum class Resend { kNever, kOnceIfConnectionCloses };
 
   PeerLink(LinkPoller* poller, PeerLinkOptions options);
   ~PeerLink();
@@ -89,7 +107,12 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // the reply or an error (above). False, with `done` not called and
   // nothing sent, when max_pending calls wait, the poller is stopping, or
   // its connect queue is full.
-  bool Call(std::string frame, Done done);
+  bool Call(std::string frame, Done done, Resend resend = Resend::kNever);
+  // Call(), but only when no call waits on the link: spreads calls over a
+  // peer's links with no two on one link (where the second would wait for
+  // the first's reply). False, with `frame` and `done` left as they were,
+  // when a call waits or Call() would refuse.
+  bool CallIfIdle(std::string& frame, Done& done, Resend resend = Resend::kNever);
 
   // Calls waiting for their replies.
   size_t pending() const;
@@ -102,6 +125,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   struct Waiting {
     Done done;
     Clock::TimePoint deadline;
+    std::string resend_frame;  // kept while the call may still be resent
   };
   struct Completion {
     Done done;
@@ -110,18 +134,28 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   };
   using Completions = std::vector<Completion>;
 
+  // Call() with at most `limit` calls waiting; moves from frame and done
+  // only when it takes the call.
+  bool Enqueue(std::string& frame, Done& done, Resend resend, size_t limit);
   // A connect thread: connects (may block) and hands the descriptor over,
   // unless `attempt` was given up meanwhile.
   void Connect(uint64_t attempt);
   std::string Name() const;
   // Poller thread: the socket is readable, writable or failed.
   void OnEvents(uint32_t events, Completions* out);
-  // Poller thread: fails the link if its oldest call is past its deadline.
+  // Poller thread: fails the link if its oldest call is past its deadline,
+  // and closes a connection idle for idle_close_ms.
   void CheckDeadline(Clock::TimePoint now, Completions* out);
   // Fails every waiting call (the oldest with `why`, the ones behind it as
   // lost with the connection), closes the socket, and goes idle; `count`:
   // a failure of the link (not its poller stopping).
   void FailLocked(const Status& why, Completions* out, bool count = true);
+  // The connection closed or failed under its calls (`why`): the calls that
+  // may be resent (none of their reply came) go out again on a new
+  // connection; the others fail as in FailLocked.
+  void ConnectionLostLocked(const Status& why, Completions* out);
+  // Asks a connect thread for a new connection; false when it cannot queue.
+  bool StartConnectLocked();
   // Sends buffered bytes; false on a socket error (*error says which).
   bool FlushLocked(std::string* error);
   // Completes the calls whose whole reply frames are in in_; IOError for a
@@ -138,6 +172,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   int fd_ = -1;
   bool armed_out_ = false;  // EPOLLOUT is in the socket's epoll events
   std::deque<Waiting> waiting_;
+  Clock::TimePoint last_call_{};  // the latest call's queueing
   std::string out_;  // bytes queued, not yet sent
   size_t out_sent_ = 0;  // of out_
   std::string in_;   // bytes received, not yet a whole frame

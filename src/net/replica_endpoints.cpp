@@ -273,8 +273,8 @@ std::string EncodeReplicaCall(Send&& send) {
   return frame;
 }
 
-// The least busy of a peer's write links.
-PeerLink* LeastBusy(const std::vector<std::shared_ptr<PeerLink>>& links) {
+// The least busy of a peer's links.
+PeerLink* LeastBusy(std::span<const std::shared_ptr<PeerLink>> links) {
   PeerLink* best = nullptr;
   size_t best_pending = 0;
   for (const auto& link : links) {
@@ -285,6 +285,16 @@ PeerLink* LeastBusy(const std::vector<std::shared_ptr<PeerLink>>& links) {
     }
   }
   return best;
+}
+
+// Queues a call on an idle one of a peer's links (so that the peer works on
+// the calls together), else on the least busy. Applies and reads are
+// idempotent: one resend covers a peer's restart.
+bool CallOnLinks(std::span<const std::shared_ptr<PeerLink>> links, std::string& frame, PeerLink::Done& done) {
+  constexpr auto kResend = PeerLink::Resend::kOnceIfConnectionCloses;
+  for (const auto& link : links)
+    if (link->CallIfIdle(frame, done, kResend)) return true;
+  return LeastBusy(links)->Call(std::move(frame), std::move(done), kResend);
 }
 
 }  // namespace
@@ -319,8 +329,8 @@ bool RemoteReplicaEndpoint::OffThePoller(std::function<void()> complete) {
 }
 
 template <typename Item, typename Outcome, typename Send>
-bool RemoteReplicaEndpoint::StartMany(const char* what, PeerLink& link, std::vector<Item>& items,
-                                      std::function<void()> finished, Send&& send,
+bool RemoteReplicaEndpoint::StartMany(const char* what, std::span<const std::shared_ptr<PeerLink>> links,
+                                      std::vector<Item>& items, std::function<void()> finished, Send&& send,
                                       void (rpc::MonjuReplicaClient::*recv)(std::vector<Outcome>&),
                                       void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>,
                                                                               const Status&, std::vector<Outcome>&,
@@ -333,7 +343,8 @@ bool RemoteReplicaEndpoint::StartMany(const char* what, PeerLink& link, std::vec
     return false;  // the executor's blocking call reports it
   }
   auto batch = std::make_shared<std::vector<Item>>(std::move(items));
-  auto done = [this, what, batch, recv, complete, finished = std::move(finished)](Status s, std::string reply) {
+  PeerLink::Done done = [this, what, batch, recv, complete, finished = std::move(finished)](Status s,
+                                                                                           std::string reply) {
     try {
       std::vector<Outcome> outcomes;
       bool unknown = false;
@@ -350,7 +361,7 @@ bool RemoteReplicaEndpoint::StartMany(const char* what, PeerLink& link, std::vec
   };
   bool taken = false;
   try {
-    taken = link.Call(std::move(frame), std::move(done));
+    taken = CallOnLinks(links, frame, done);
   } catch (const std::exception& e) {
     spdlog::warn("queueing {} to {} failed: {}", what, peer_id_, e.what());
   }
@@ -404,7 +415,7 @@ bool RemoteReplicaEndpoint::StartReadMany(std::vector<PeerRead>& reads, std::fun
   if (!links_ || LinkFaulty() || batches_unknown_.load()) return false;
   const std::vector<rpc::KeyRef> wire = WireReads(reads);
   return StartMany(
-      "read_many", *links_->reads, reads, std::move(finished),
+      "read_many", {&links_->reads, 1}, reads, std::move(finished),
       [&](rpc::MonjuReplicaClient& c) { c.send_read_many(fingerprint_, wire, stamp_); },
       &rpc::MonjuReplicaClient::recv_read_many, &RemoteReplicaEndpoint::CompleteReadMany);
 }
@@ -489,7 +500,7 @@ bool RemoteReplicaEndpoint::StartApplyMany(std::vector<PeerWrite>& writes, std::
   if (!links_ || LinkFaulty() || batches_unknown_.load()) return false;
   const std::vector<rpc::KeyedVersion> wire = WireWrites(writes);
   return StartMany(
-      "apply_many", *LeastBusy(links_->writes), writes, std::move(finished),
+      "apply_many", links_->writes, writes, std::move(finished),
       [&](rpc::MonjuReplicaClient& c) { c.send_apply_many(fingerprint_, wire, stamp_); },
       &rpc::MonjuReplicaClient::recv_apply_many, &RemoteReplicaEndpoint::CompleteApplyMany);
 }
@@ -776,6 +787,8 @@ PeerLinkStats NodeEndpoints::link_stats() {
     sum.calls += s.calls;
     sum.connects += s.connects;
     sum.failures += s.failures;
+    sum.resends += s.resends;
+    sum.idle_closes += s.idle_closes;
   };
   for (const auto& [key, links] : links_) {
     for (const auto& link : links->writes) add(*link);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -167,12 +168,13 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   void SendMany(const char* what, std::vector<Item>& items, Send&& send,
                 void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>, const Status&,
                                                         std::vector<Outcome>&, bool, bool));
-  // Starts a batch call on `link`: `send` writes the call (send_<method>),
-  // `recv` reads its reply, and `complete` finishes the items (may_block
-  // false). False, with `items` untouched, when the call cannot be encoded
-  // or the link refuses it.
+  // Starts a batch call on one of `links` (an idle one if any): `send`
+  // writes the call (send_<method>), `recv` reads its reply, and `complete`
+  // finishes the items (may_block false). False, with `items` untouched,
+  // when the call cannot be encoded or the links refuse it.
   template <typename Item, typename Outcome, typename Send>
-  bool StartMany(const char* what, PeerLink& link, std::vector<Item>& items, std::function<void()> finished,
+  bool StartMany(const char* what, std::span<const std::shared_ptr<PeerLink>> links, std::vector<Item>& items,
+                 std::function<void()> finished,
                  Send&& send, void (rpc::MonjuReplicaClient::*recv)(std::vector<Outcome>&),
                  void (RemoteReplicaEndpoint::*complete)(std::shared_ptr<std::vector<Item>>, const Status&,
                                                          std::vector<Outcome>&, bool, bool));

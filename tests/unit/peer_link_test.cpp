@@ -1,7 +1,7 @@
 // PeerLink and LinkPoller against a scripted peer on loopback: replies
-// matched to calls in order, and every way a link fails (no reply, a closed
+// matched to calls in order, every way a link fails (no reply, a closed
 // connection, a bad frame, a stray reply, nothing listening, too many calls,
-// stopping). Deadlines run on a fake clock; the test moves it and pokes the
+// stopping), and which calls are sent again when a connection closes. Deadlines run on a fake clock; the test moves it and pokes the
 // poller, so nothing waits for real time to pass.
 #include "peer_link.h"
 
@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -33,7 +35,8 @@ std::string Frame(const std::string& payload) {
 }
 
 // Accepts connections one at a time and answers each whole frame with what
-// `answer` returns: bytes to send (a nullopt sends nothing), or kClose.
+// `answer` returns: bytes to send (a nullopt sends nothing), or kClose and
+// then the bytes to send before closing the connection.
 class ScriptedPeer {
  public:
   static inline const std::string kClose = "\x01close";
@@ -61,6 +64,11 @@ class ScriptedPeer {
   }
   uint16_t port() const { return port_; }
   int accepted() const { return accepted_.load(); }
+  // Waits (up to 10 s) until `n` connections have ended; false if they have not.
+  bool WaitEnded(int n) {
+    std::unique_lock<std::mutex> lock(ended_mu_);
+    return ended_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return ended_ >= n; });
+  }
 
  private:
   void Serve() {
@@ -82,7 +90,11 @@ class ScriptedPeer {
           if (in.size() < 4 + len) break;
           std::optional<std::string> out = answer_(in.substr(4, len));
           in.erase(0, 4 + len);
-          if (out && *out == kClose) {
+          if (out && out->compare(0, kClose.size(), kClose) == 0) {
+            const std::string last = out->substr(kClose.size());
+            if (!last.empty()) {
+              EXPECT_EQ(::send(fd, last.data(), last.size(), MSG_NOSIGNAL), ssize_t(last.size()));
+            }
             open = false;
           } else if (out) {
             EXPECT_EQ(::send(fd, out->data(), out->size(), MSG_NOSIGNAL), ssize_t(out->size()));
@@ -90,6 +102,11 @@ class ScriptedPeer {
         }
       }
       if (conn_fd_.exchange(-1) >= 0) ::close(fd);
+      {
+        std::lock_guard<std::mutex> lock(ended_mu_);
+        ++ended_;
+      }
+      ended_cv_.notify_all();
     }
   }
 
@@ -99,6 +116,9 @@ class ScriptedPeer {
   std::atomic<int> conn_fd_{-1};
   std::atomic<bool> stopping_{false};
   std::atomic<int> accepted_{0};
+  std::mutex ended_mu_;
+  std::condition_variable ended_cv_;
+  int ended_ = 0;
   std::thread thread_;
 };
 
@@ -120,8 +140,10 @@ class PeerLinkTest : public ::testing::Test {
     poller_->Stop();
   }
 
-  std::shared_ptr<PeerLink> Link(uint16_t port, size_t max_pending = 16, uint32_t max_reply = 1 << 20) {
+  std::shared_ptr<PeerLink> Link(uint16_t port, size_t max_pending = 16, uint32_t max_reply = 1 << 20,
+                                 int idle_close_ms = 0) {
     PeerLinkOptions o;
+    o.idle_close_ms = idle_close_ms;
     o.host = "127.0.0.1";
     o.port = port;
     o.io_timeout_ms = 500;
@@ -131,12 +153,16 @@ class PeerLinkTest : public ::testing::Test {
   }
 
   // Calls with `payload`; the future is set by the completion.
-  std::future<Outcome> CallWith(PeerLink& link, const std::string& payload, bool* taken = nullptr) {
+  std::future<Outcome> CallWith(PeerLink& link, const std::string& payload, bool* taken = nullptr,
+                                PeerLink::Resend resend = PeerLink::Resend::kNever) {
     auto promise = std::make_shared<std::promise<Outcome>>();
     auto future = promise->get_future();
-    const bool ok = link.Call(Frame(payload), [promise](Status s, std::string reply) {
-      promise->set_value({std::move(s), std::move(reply), std::this_thread::get_id()});
-    });
+    const bool ok = link.Call(
+        Frame(payload),
+        [promise](Status s, std::string reply) {
+          promise->set_value({std::move(s), std::move(reply), std::this_thread::get_id()});
+        },
+        resend);
     if (taken) *taken = ok;
     return future;
   }
@@ -150,6 +176,10 @@ class PeerLinkTest : public ::testing::Test {
   void PassDeadline() {
     clock_.Advance(std::chrono::milliseconds(600));
     poller_->Poke();
+  }
+
+  std::future<Outcome> Resendable(PeerLink& link, const std::string& payload) {
+    return CallWith(link, payload, nullptr, PeerLink::Resend::kOnceIfConnectionCloses);
   }
 
   test_support::FakeClock clock_;
@@ -270,6 +300,138 @@ TEST_F(PeerLinkTest, APeerClosingTheConnectionFailsTheWaitingCallsUnavailable) {
   EXPECT_EQ(Await(b).reply, "fine");
 }
 
+// The restart case: the peer's old connection closes under a call that
+// reached it; the call goes out again on a new connection and succeeds.
+TEST_F(PeerLinkTest, AResendableCallWhoseConnectionClosesIsSentOnceMoreOnANewConnection) {
+  std::atomic<int> seen{0};
+  ScriptedPeer peer([&seen](const std::string& p) -> std::optional<std::string> {
+    if (seen++ == 0) return ScriptedPeer::kClose;  // the first connection dies under it
+    return Frame("re:" + p);
+  });
+  auto link = Link(peer.port());
+  auto a = Resendable(*link, "apply");
+  Outcome ra = Await(a);
+  ASSERT_TRUE(ra.status.ok()) << ra.status.ToString();
+  EXPECT_EQ(ra.reply, "re:apply");
+  EXPECT_EQ(seen.load(), 2);  // the peer ran it twice: only for idempotent calls
+  EXPECT_EQ(peer.accepted(), 2);
+  EXPECT_EQ(link->stats().calls, 1u);
+  EXPECT_EQ(link->stats().resends, 1u);
+  EXPECT_EQ(link->stats().failures, 1u);
+  EXPECT_EQ(link->pending(), 0u);
+}
+
+TEST_F(PeerLinkTest, AResendableCallIsSentAgainOnlyOnce) {
+  std::atomic<int> seen{0};
+  ScriptedPeer peer([&seen](const std::string&) -> std::optional<std::string> {
+    ++seen;
+    return ScriptedPeer::kClose;  // every connection dies under it
+  });
+  auto link = Link(peer.port());
+  auto a = Resendable(*link, "doomed");
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kUnavailable)) << ra.status.ToString();
+  EXPECT_NE(ra.status.message().find("closed the connection"), std::string::npos) << ra.status.ToString();
+  EXPECT_EQ(seen.load(), 2);
+  EXPECT_EQ(link->stats().resends, 1u);
+  EXPECT_EQ(link->stats().failures, 2u);
+}
+
+// Calls behind the one the peer closed on: the resendable ones go out again
+// in their order and get their own replies; the others fail.
+TEST_F(PeerLinkTest, OnlyResendableCallsAreSentAgainAndRepliesStillMatchTheirCalls) {
+  std::atomic<int> connection_calls{0};
+  std::atomic<bool> closed_once{false};
+  ScriptedPeer peer([&](const std::string& p) -> std::optional<std::string> {
+    if (!closed_once && p == "r1") {
+      closed_once = true;
+      return ScriptedPeer::kClose;
+    }
+    ++connection_calls;
+    return Frame("re:" + p);
+  });
+  auto link = Link(peer.port());
+  // Held back until the link has its connection, so that all three are
+  // queued on it in this order.
+  auto warm = CallWith(*link, "warm");
+  ASSERT_EQ(Await(warm).reply, "re:warm");
+  auto r1 = Resendable(*link, "r1");
+  auto plain = CallWith(*link, "plain");
+  auto r2 = Resendable(*link, "r2");
+  Outcome o1 = Await(r1), op = Await(plain), o2 = Await(r2);
+  EXPECT_TRUE(o1.status.ok()) << o1.status.ToString();
+  EXPECT_EQ(o1.reply, "re:r1");
+  EXPECT_TRUE(op.status.Is(Status::Code::kUnavailable)) << op.status.ToString();
+  EXPECT_TRUE(o2.status.ok()) << o2.status.ToString();
+  EXPECT_EQ(o2.reply, "re:r2");
+  EXPECT_EQ(link->stats().resends, 2u);
+  EXPECT_EQ(peer.accepted(), 2);
+}
+
+// The peer began answering: it ran the call, and the link does not guess.
+TEST_F(PeerLinkTest, ACallWhoseReplyBeganIsNotSentAgain) {
+  std::atomic<int> seen{0};
+  ScriptedPeer peer([&seen](const std::string&) -> std::optional<std::string> {
+    ++seen;
+    return ScriptedPeer::kClose + Frame("partial reply").substr(0, 6);
+  });
+  auto link = Link(peer.port());
+  auto a = Resendable(*link, "half");
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kUnavailable)) << ra.status.ToString();
+  EXPECT_EQ(link->stats().resends, 0u);
+  EXPECT_EQ(seen.load(), 1);
+  EXPECT_EQ(peer.accepted(), 1);
+}
+
+TEST_F(PeerLinkTest, AResendableCallThatTimesOutIsNotSentAgain) {
+  std::promise<void> arrived;
+  std::atomic<int> seen{0};
+  ScriptedPeer peer([&](const std::string&) -> std::optional<std::string> {
+    if (seen++ == 0) arrived.set_value();
+    return std::nullopt;
+  });
+  auto link = Link(peer.port());
+  auto a = Resendable(*link, "slow");
+  ASSERT_EQ(arrived.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  PassDeadline();
+  Outcome ra = Await(a);
+  EXPECT_TRUE(ra.status.Is(Status::Code::kTimedOut)) << ra.status.ToString();
+  EXPECT_EQ(link->stats().resends, 0u);
+  EXPECT_EQ(link->stats().connects, 1u);
+  EXPECT_EQ(seen.load(), 1);
+}
+
+// A link to a member that left is called no more: its socket goes.
+TEST_F(PeerLinkTest, AConnectionWithoutCallsForIdleCloseMsIsClosedAndTheNextCallConnectsAgain) {
+  ScriptedPeer peer([](const std::string& p) { return Frame("re:" + p); });
+  auto link = Link(peer.port(), 16, 1 << 20, /*idle_close_ms=*/60000);
+  auto a = CallWith(*link, "a");
+  ASSERT_EQ(Await(a).reply, "re:a");
+  // Not before its time.
+  clock_.Advance(std::chrono::milliseconds(59000));
+  poller_->Poke();
+  auto b = CallWith(*link, "b");  // and a call restarts the count
+  ASSERT_EQ(Await(b).reply, "re:b");
+  clock_.Advance(std::chrono::milliseconds(59000));
+  poller_->Poke();
+  auto c = CallWith(*link, "c");
+  ASSERT_EQ(Await(c).reply, "re:c");
+  EXPECT_EQ(link->stats().idle_closes, 0u);
+  EXPECT_EQ(peer.accepted(), 1);
+
+  clock_.Advance(std::chrono::milliseconds(60000));
+  poller_->Poke();
+  ASSERT_TRUE(peer.WaitEnded(1)) << "the idle connection was not closed";
+  EXPECT_EQ(link->stats().idle_closes, 1u);
+  EXPECT_EQ(link->stats().failures, 0u);  // not a failure
+  auto d = CallWith(*link, "d");
+  Outcome rd = Await(d);
+  EXPECT_TRUE(rd.status.ok()) << rd.status.ToString();
+  EXPECT_EQ(rd.reply, "re:d");
+  EXPECT_EQ(link->stats().connects, 2u);
+}
+
 TEST_F(PeerLinkTest, AReplyFrameOverTheLimitFailsTheCallWithIOError) {
   ScriptedPeer peer([](const std::string&) { return Frame(std::string(2000, 'x')); });
   auto link = Link(peer.port(), 16, /*max_reply=*/1000);
@@ -319,6 +481,43 @@ TEST_F(PeerLinkTest, CallsBeyondMaxPendingAreRefusedWithoutCompletion) {
   PassDeadline();
   EXPECT_TRUE(Await(a).status.Is(Status::Code::kTimedOut));
   EXPECT_TRUE(Await(b).status.Is(Status::Code::kTimedOut));
+}
+
+TEST_F(PeerLinkTest, CallIfIdleTakesACallOnlyWhenNoneWaitsAndLeavesARefusedOneIntact) {
+  // The first call's reply is held until the second call comes.
+  ScriptedPeer peer([](const std::string& p) -> std::optional<std::string> {
+    if (p == "first") return std::nullopt;
+    if (p == "second") return Frame("re:first") + Frame("re:second");
+    return Frame("re:" + p);
+  });
+  auto link = Link(peer.port());
+  auto first = std::make_shared<std::promise<Outcome>>();
+  std::string frame = Frame("first");
+  PeerLink::Done done = [first](Status s, std::string reply) { first->set_value({s, reply, {}}); };
+  ASSERT_TRUE(link->CallIfIdle(frame, done));
+
+  auto second = std::make_shared<std::promise<Outcome>>();
+  std::string frame2 = Frame("second");
+  PeerLink::Done done2 = [second](Status s, std::string reply) { second->set_value({s, reply, {}}); };
+  EXPECT_FALSE(link->CallIfIdle(frame2, done2));
+  EXPECT_EQ(frame2, Frame("second"));  // left for another link
+  ASSERT_TRUE(done2 != nullptr);
+  EXPECT_EQ(link->pending(), 1u);
+  EXPECT_EQ(link->stats().calls, 1u);
+
+  // Call() queues behind the waiting one.
+  ASSERT_TRUE(link->Call(std::move(frame2), std::move(done2)));
+  auto f1 = first->get_future();
+  auto f2 = second->get_future();
+  EXPECT_EQ(Await(f1).reply, "re:first");
+  EXPECT_EQ(Await(f2).reply, "re:second");
+  // Idle again: taken.
+  auto third = std::make_shared<std::promise<Outcome>>();
+  std::string frame3 = Frame("third");
+  PeerLink::Done done3 = [third](Status s, std::string reply) { third->set_value({s, reply, {}}); };
+  ASSERT_TRUE(link->CallIfIdle(frame3, done3));
+  auto f3 = third->get_future();
+  EXPECT_EQ(Await(f3).reply, "re:third");
 }
 
 TEST_F(PeerLinkTest, StopFailsWaitingCallsAndLaterCallsAreRefused) {
