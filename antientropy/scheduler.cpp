@@ -1,4 +1,5 @@
 #include "scheduler.h"
+#include "common/thread_name.h"
 
 #include <spdlog/spdlog.h>
 
@@ -54,7 +55,10 @@ void AntiEntropyScheduler::Start() {
   if (started_workers_ || stopping_) return;
   started_workers_ = true;
   if (options_.interval.count() <= 0) return;
-  for (uint32_t i = 0; i < options_.max_concurrent; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (uint32_t i = 0; i < options_.max_concurrent; ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+    NameThread(workers_.back(), "anti-entropy-" + std::to_string(i));
+  }
 }
 
 void AntiEntropyScheduler::Stop() {

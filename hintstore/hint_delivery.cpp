@@ -1,4 +1,5 @@
 #include "hint_delivery.h"
+#include "common/thread_name.h"
 
 #include <spdlog/spdlog.h>
 
@@ -191,6 +192,7 @@ void HintDelivery::Start() {
   std::lock_guard<std::mutex> lock(thread_mu_);
   if (thread_.joinable() || stopping_.load()) return;
   thread_ = std::thread([this] { Loop(); });
+  NameThread(thread_, "hint-delivery");
 }
 
 void HintDelivery::Stop() {

@@ -11,6 +11,7 @@
 #include "metadata_commands.h"
 #include "placement.h"
 #include "raft_roster.h"
+#include "common/thread_name.h"
 
 namespace monju {
 namespace {
@@ -180,6 +181,7 @@ Status MembershipService::Start(Membership* membership, MembershipHooks hooks) {
   }
   streamer_->Start();
   tick_thread_ = std::thread([this] { TickLoop(); });
+  NameThread(tick_thread_, "member-tick");
   started_ = true;
   return Status::OK();
 }

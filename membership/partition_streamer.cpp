@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/fixed_codec.h"
+#include "common/thread_name.h"
 
 namespace monju {
 
@@ -210,6 +211,7 @@ void PartitionStreamer::Start() {
       if (stopping_) return;
     }
   });
+  NameThread(thread_, "part-streamer");
 }
 
 void PartitionStreamer::Stop() {

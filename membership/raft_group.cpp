@@ -15,6 +15,7 @@ extern "C" {
 #include <thread>
 
 #include "raft_glue.h"
+#include "common/thread_name.h"
 
 namespace monju {
 
@@ -137,6 +138,7 @@ class RaftGroup::Impl {
     Publish();
     running_ = true;
     thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+    NameThread(thread_, "raft-loop");
     spdlog::info("raft: member {:016x} listening on {}, log in {}", options_.id, options_.address, options_.dir);
     return Status::OK();
   }

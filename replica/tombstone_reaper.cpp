@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "clock/codec.h"
+#include "common/thread_name.h"
 
 namespace monju {
 namespace {
@@ -132,6 +133,7 @@ void TombstoneReaper::Start() {
       wake_.wait_for(lock, options_.interval, [this] { return stopping_; });
     }
   });
+  NameThread(thread_, "tombstone-reap");
 }
 
 void TombstoneReaper::Stop() {

@@ -1,4 +1,5 @@
 #include "common/timer_queue.h"
+#include "common/thread_name.h"
 
 #include <pthread.h>
 #include <spdlog/spdlog.h>
@@ -9,7 +10,7 @@ namespace monju {
 
 TimerQueue::TimerQueue(const Clock* clock, const char* thread_name) : clock_(clock) {
   thread_ = std::thread([this] { Run(); });
-  pthread_setname_np(thread_.native_handle(), thread_name);
+  NameThread(thread_, thread_name);
 }
 
 TimerQueue::~TimerQueue() {

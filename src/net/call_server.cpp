@@ -22,6 +22,7 @@
 #include "deferred_call.h"
 #include "service_demux.h"
 #include "thrift_limits.h"
+#include "common/thread_name.h"
 
 namespace monju {
 
@@ -187,11 +188,11 @@ StatusOr<std::unique_ptr<CallServer>> CallServer::Start(const Options& options,
   if (!s.ok()) return s;
   for (uint32_t i = 0; i < options.threads; ++i) {
     server->threads_.emplace_back([raw = server.get()] { raw->Serve(); });
-    std::string name = (options.name + "-" + std::to_string(i)).substr(0, 15);
-    pthread_setname_np(server->threads_.back().native_handle(), name.c_str());
+    NameThread(server->threads_.back(), options.name + "-" + std::to_string(i));
   }
   if (options.stall_timeout.count() > 0 || options.reserved_connections > 0) {
     server->stall_watcher_ = std::thread([raw = server.get()] { raw->WatchStalls(); });
+    NameThread(server->stall_watcher_, options.name + "-stalls");
   }
   return server;
 }
@@ -254,9 +255,12 @@ CallServer::~CallServer() {
 }
 
 void CallServer::Unparked() {
-  if (parked_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+  // Only Stop() waits for this. Waking anyone on every answered call cost a
+  // peer server a context switch per write batch. Both sides are seq_cst:
+  // either Stop() sees parked_ at 0, or this sees stopping_ and wakes it.
+  if (parked_.fetch_sub(1) == 1 && stopping_.load()) {
     std::lock_guard<std::mutex> lock(stop_mu_);
-    stop_cv_.notify_all();
+    drained_cv_.notify_all();
   }
 }
 
@@ -278,7 +282,7 @@ void CallServer::Stop() {
   {
     // Deferred calls under way get their replies sent, up to drain_timeout.
     std::unique_lock<std::mutex> lock(stop_mu_);
-    stop_cv_.wait_for(lock, options_.drain_timeout, [&] { return parked_.load() == 0; });
+    drained_cv_.wait_for(lock, options_.drain_timeout, [&] { return parked_.load() == 0; });
   }
   std::unordered_map<int, std::shared_ptr<Connection>> left;
   {

@@ -189,7 +189,8 @@ class CallServer {
   std::vector<std::thread> threads_;
   std::thread stall_watcher_;
   std::mutex stop_mu_;
-  std::condition_variable stop_cv_;
+  std::condition_variable stop_cv_;     // Stop(): wakes the stall watcher
+  std::condition_variable drained_cv_;  // the last parked call answered while stopping
 
   mutable std::mutex mu_;  // guards connections_ and reserved_open_
   std::unordered_map<int, std::shared_ptr<Connection>> connections_;

@@ -1,4 +1,5 @@
 #include "executor.h"
+#include "common/thread_name.h"
 
 #include <pthread.h>
 
@@ -15,7 +16,7 @@ FanoutExecutor::FanoutExecutor(size_t threads, size_t max_queued, std::string na
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; ++i) {
     threads_.emplace_back([this] { Work(); });
-    pthread_setname_np(threads_.back().native_handle(), (name_ + "-" + std::to_string(i)).c_str());
+    NameThread(threads_.back(), name_ + "-" + std::to_string(i));
   }
 }
 

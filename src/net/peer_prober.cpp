@@ -1,4 +1,5 @@
 #include "peer_prober.h"
+#include "common/thread_name.h"
 
 #include <spdlog/spdlog.h>
 
@@ -18,8 +19,10 @@ void PeerProber::Start() {
   auto view = membership_->Current();
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& peer : view->members())
-    if (peer.id != endpoints_->self_id() && probed_.insert(peer.id).second)
+    if (peer.id != endpoints_->self_id() && probed_.insert(peer.id).second) {
       threads_.emplace_back([this, peer] { ProbeLoop(peer); });
+      NameThread(threads_.back(), "probe-" + peer.id);
+    }
 }
 
 void PeerProber::Refresh() {
@@ -27,8 +30,10 @@ void PeerProber::Refresh() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return;
   for (const auto& peer : view->members())
-    if (peer.id != endpoints_->self_id() && probed_.insert(peer.id).second)
+    if (peer.id != endpoints_->self_id() && probed_.insert(peer.id).second) {
       threads_.emplace_back([this, peer] { ProbeLoop(peer); });
+      NameThread(threads_.back(), "probe-" + peer.id);
+    }
 }
 
 void PeerProber::Stop() {

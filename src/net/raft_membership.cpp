@@ -5,6 +5,7 @@
 #include "clock/codec.h"
 #include "membership_handler.h"
 #include "partition_cleanup.h"
+#include "common/thread_name.h"
 
 namespace monju {
 
@@ -64,6 +65,7 @@ Status RaftMembership::Start(Membership* membership, Replica* replica, NodeEndpo
   Status s = service_->Start(membership, std::move(hooks));
   if (!s.ok()) return s;
   upkeep_ = std::thread([this] { Upkeep(); });
+  NameThread(upkeep_, "raft-upkeep");
   return Status::OK();
 }
 

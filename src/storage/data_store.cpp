@@ -26,6 +26,7 @@
 #include "storage/bucket.h"
 #include "storage/layered_cursor.h"
 #include "storage/memtable.h"
+#include "common/thread_name.h"
 
 namespace monju {
 namespace {
@@ -238,9 +239,9 @@ class DataStore::Impl {
     }
     UpdateFlushThreshold();
     writer_ = std::thread([this] { WriterLoop(); });
-    pthread_setname_np(writer_.native_handle(), "store-writer");  // for profiles
+    NameThread(writer_, "store-writer");
     flusher_ = std::thread([this] { FlusherLoop(); });
-    pthread_setname_np(flusher_.native_handle(), "store-flusher");
+    NameThread(flusher_, "store-flusher");
     return Status::OK();
   }
 

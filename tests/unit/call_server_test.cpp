@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cerrno>
 #include <fstream>
@@ -253,7 +254,8 @@ class RawConnection {
   bool connected_ = false;
 };
 
-// Threads of this process whose name starts with `prefix`.
+// Threads of this process named `prefix` and a number (a server's workers,
+// not its "<name>-stalls" watcher).
 int ThreadsNamed(const std::string& prefix) {
   int count = 0;
   DIR* dir = opendir("/proc/self/task");
@@ -262,7 +264,9 @@ int ThreadsNamed(const std::string& prefix) {
     if (e->d_name[0] == '.') continue;
     std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
     std::string name;
-    if (std::getline(comm, name) && name.starts_with(prefix)) ++count;
+    if (std::getline(comm, name) && name.starts_with(prefix) && name.size() > prefix.size() &&
+        std::isdigit(static_cast<unsigned char>(name[prefix.size()])))
+      ++count;
   }
   closedir(dir);
   return count;
@@ -845,7 +849,9 @@ TEST_F(DeferredCallTest, UnansweredCallsCloseTheirConnectionAndLateRepliesAreDro
 // them: one answered meanwhile reaches its client; past the timeout the
 // connection is closed and a later answer is dropped.
 TEST_F(DeferredCallTest, StopSendsRepliesThatComeWithinTheDrainTimeout) {
-  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2, .deferred = deferred_, .drain_timeout = 5000ms}));
+  // A drain timeout longer than the test's: Stop() returns only if the last
+  // answer wakes it.
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2, .deferred = deferred_, .drain_timeout = 600000ms}));
   RawConnection c(port());
   ASSERT_TRUE(c.Send(GetCallFrame("later", "s")));
   ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
