@@ -46,15 +46,24 @@ bool PeerLink::Enqueue(std::string& frame, Done& done, Resend resend, size_t lim
   std::lock_guard<std::mutex> lock(mu_);
   if (poller_->stopping() || waiting_.size() >= limit) return false;
   if (state_ == State::kIdle && !StartConnectLocked()) return false;
-  last_call_ = poller_->clock_->Now();
-  waiting_.push_back({std::move(done), last_call_ + std::chrono::milliseconds(options_.io_timeout_ms),
-                      resend == Resend::kOnceIfConnectionCloses ? frame : std::string()});
-  ++stats_.calls;
+  // The bytes first, then the call, so that an allocation failure leaves
+  // no call without its bytes (replies are matched by position).
+  std::string kept = resend == Resend::kOnceIfConnectionCloses ? frame : std::string();
+  const Clock::TimePoint now = poller_->clock_->Now();
+  const size_t out_before = out_.size();
   if (out_.empty()) {
     out_ = std::move(frame);
   } else {
     out_.append(frame);
   }
+  try {
+    waiting_.push_back({std::move(done), now + std::chrono::milliseconds(options_.io_timeout_ms), std::move(kept)});
+  } catch (...) {
+    out_.resize(out_before);
+    throw;
+  }
+  last_call_ = now;
+  ++stats_.calls;
   if (state_ == State::kConnected) {
     // A send error shows as an epoll error, handled (and completed) by the poller.
     std::string ignored;
@@ -217,12 +226,15 @@ void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
              out);
 }
 
-void PeerLink::FailLocked(const Status& why, Completions* out, bool count) {
-  if (count && (!waiting_.empty() || fd_ >= 0)) {
+void PeerLink::FailLocked(const Status& why, Completions* out, bool count, size_t resending) {
+  if (count && (!waiting_.empty() || fd_ >= 0 || resending > 0)) {
     ++stats_.failures;
     // An open connection failing is news; a peer that cannot be reached at
     // all is the failure detector's to report.
-    if (fd_ >= 0) spdlog::warn("peer link to {} closed: {} ({} calls waiting)", Name(), why.ToString(), waiting_.size());
+    if (fd_ >= 0) {
+      spdlog::warn("peer link to {} closed: {} ({} calls failed, {} sent again on a new connection)", Name(),
+                   why.ToString(), waiting_.size(), resending);
+    }
   }
   for (auto& w : waiting_) {
     Status status = &w == &waiting_.front()
@@ -247,19 +259,21 @@ void PeerLink::FailLocked(const Status& why, Completions* out, bool count) {
 
 void PeerLink::ConnectionLostLocked(const Status& why, Completions* out) {
   // Bytes left in in_ begin the oldest call's reply: the peer ran that one.
+  // A call past its deadline fails as it would have.
+  const Clock::TimePoint now = poller_->clock_->Now();
   std::deque<Waiting> all = std::move(waiting_), resend;
   waiting_.clear();
   for (auto& w : all) {
     const bool reply_began = &w == &all.front() && !in_.empty();
-    (w.resend_frame.empty() || reply_began ? waiting_ : resend).push_back(std::move(w));
+    const bool may_resend = !w.resend_frame.empty() && !reply_began && w.deadline > now;
+    (may_resend ? resend : waiting_).push_back(std::move(w));
   }
-  FailLocked(why, out);  // the others, and the connection
+  FailLocked(why, out, /*count=*/true, /*resending=*/resend.size());  // the others, and the connection
   if (resend.empty()) return;
   if (poller_->stopping() || !StartConnectLocked()) {
     waiting_ = std::move(resend);
     return FailLocked(why, out, /*count=*/false);
   }
-  spdlog::info("peer link to {}: sending {} calls again on a new connection", Name(), resend.size());
   for (auto& w : resend) {
     out_.append(w.resend_frame);
     std::string().swap(w.resend_frame);  // once only
@@ -290,7 +304,7 @@ StatusOr<std::unique_ptr<LinkPoller>> LinkPoller::Start(const Clock* clock, std:
   if (::epoll_ctl(poller->epoll_fd_, EPOLL_CTL_ADD, poller->wake_fd_, &ev) != 0)
     return Status::IOError(std::string("epoll_ctl: ") + strerror(errno));
   poller->connector_ = std::make_unique<FanoutExecutor>(kConnectThreads, kMaxQueuedConnects,
-                                                       poller->name_ + "-connect");
+                                                       "link-conn");
   LinkPoller* raw = poller.get();
   poller->thread_ = std::thread([raw] { raw->Run(); });
   return poller;
@@ -327,6 +341,13 @@ void LinkPoller::Unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nul
 void LinkPoller::Poke() {
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void LinkPoller::PokeAndWait() {
+  std::unique_lock<std::mutex> lock(checked_mu_);
+  const uint64_t ticket = ++pokes_;
+  Poke();
+  checked_cv_.wait(lock, [&] { return checked_ >= ticket || stopping_.load(); });
 }
 
 void LinkPoller::RunCompletions(PeerLink::Completions& done) {
@@ -367,6 +388,11 @@ void LinkPoller::Run() {
       }
       static_cast<PeerLink*>(events[i].data.ptr)->OnEvents(events[i].events, &done);
     }
+    uint64_t poke_seen = 0;
+    if (poked) {
+      std::lock_guard<std::mutex> lock(checked_mu_);
+      poke_seen = pokes_;
+    }
     const Clock::TimePoint now = clock_->Now();
     if (poked || now >= next_check) {
       next_check = now + kTick;
@@ -378,6 +404,13 @@ void LinkPoller::Run() {
       links.clear();
     }
     RunCompletions(done);
+    if (poked) {
+      {
+        std::lock_guard<std::mutex> lock(checked_mu_);
+        checked_ = poke_seen;
+      }
+      checked_cv_.notify_all();
+    }
   }
 }
 
@@ -386,6 +419,10 @@ void LinkPoller::Stop() {
   stopping_.store(true);
   Poke();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(checked_mu_);  // PokeAndWait() sees stopping_
+  }
+  checked_cv_.notify_all();
   // Queued connects see stopping_ and return at once.
   if (connector_) connector_->Stop();
   FailAll(Status::Unavailable("node stopping"));

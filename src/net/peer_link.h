@@ -23,7 +23,7 @@
 // waiting on it, as its connection's state is unknown, and is connected
 // again by the next call. A call made with Resend::kOnceIfConnectionCloses
 // is the exception: when the peer closes or resets its connection before
-// any of its reply came, it is sent once more on a new connection. The
+// any of its reply was read, it is sent once more on a new connection. The
 // poller watches idle connections too, so a peer's closing one is normally
 // noticed before the next call. A connection with no call for
 // idle_close_ms is closed (links to members that left keep no socket).
@@ -44,6 +44,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -88,8 +89,8 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
 
   // Whether a call may reach the peer twice. kOnceIfConnectionCloses: when
   // the peer closes or resets the connection before any byte of the call's
-  // reply came, the call is sent once more on a new connection (within its
-  // first deadline) instead of failing. Why: a peer that restarted closes
+  // reply was read, the call is sent once more on a new connection (within
+  // its first deadline) instead of failing. Why: a peer that restarted closes
   // the link's old connection, and a call written in the instant before the
   // poller sees that would otherwise fail for nothing. Only for calls the
   // peer may run twice (replica applies and reads are idempotent); it costs
@@ -148,10 +149,11 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void CheckDeadline(Clock::TimePoint now, Completions* out);
   // Fails every waiting call (the oldest with `why`, the ones behind it as
   // lost with the connection), closes the socket, and goes idle; `count`:
-  // a failure of the link (not its poller stopping).
-  void FailLocked(const Status& why, Completions* out, bool count = true);
+  // a failure of the link (not its poller stopping); `resending`: calls
+  // taken out to be sent again (for the log).
+  void FailLocked(const Status& why, Completions* out, bool count = true, size_t resending = 0);
   // The connection closed or failed under its calls (`why`): the calls that
-  // may be resent (none of their reply came) go out again on a new
+  // may be resent (none of their reply was read) go out again on a new
   // connection; the others fail as in FailLocked.
   void ConnectionLostLocked(const Status& why, Completions* out);
   // Asks a connect thread for a new connection; false when it cannot queue.
@@ -198,6 +200,9 @@ class LinkPoller {
 
   // Checks deadlines now (tests moving a fake clock).
   void Poke();
+  // Poke(), then waits until the poller has checked every link and run the
+  // completions that gave (or until it stops). Not from the poller's thread.
+  void PokeAndWait();
 
   // How often deadlines are checked when no event comes.
   static constexpr std::chrono::milliseconds kTick{20};
@@ -229,6 +234,10 @@ class LinkPoller {
   std::mutex stop_mu_;  // one Stop() at a time
   std::mutex mu_;
   std::vector<std::shared_ptr<PeerLink>> links_;  // under mu_
+  // PokeAndWait(): pokes asked for, and the latest one whose check ran.
+  std::mutex checked_mu_;
+  std::condition_variable checked_cv_;
+  uint64_t pokes_ = 0, checked_ = 0;
 };
 
 }  // namespace monju

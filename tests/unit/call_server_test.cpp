@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <cctype>
 #include <chrono>
 #include <cerrno>
@@ -849,16 +850,17 @@ TEST_F(DeferredCallTest, UnansweredCallsCloseTheirConnectionAndLateRepliesAreDro
 // them: one answered meanwhile reaches its client; past the timeout the
 // connection is closed and a later answer is dropped.
 TEST_F(DeferredCallTest, StopSendsRepliesThatComeWithinTheDrainTimeout) {
-  // A drain timeout longer than the test's: Stop() returns only if the last
-  // answer wakes it.
-  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2, .deferred = deferred_, .drain_timeout = 600000ms}));
+  // A drain timeout far past the wait below: Stop() returns in time only if
+  // the last answer wakes it.
+  ASSERT_NO_FATAL_FAILURE(StartServer({.threads = 2, .deferred = deferred_, .drain_timeout = 60000ms}));
   RawConnection c(port());
   ASSERT_TRUE(c.Send(GetCallFrame("later", "s")));
   ASSERT_TRUE(Eventually([&] { return deferred_->Waiting() == 1; }));
-  std::thread stopper([&] { server_->Stop(); });
+  auto stopped = std::async(std::launch::async, [&] { server_->Stop(); });
   ASSERT_TRUE(Eventually([&] { return !RawConnection(port()).connected(); })) << "Stop() has not begun";
   deferred_->AnswerAll();
-  stopper.join();
+  ASSERT_EQ(stopped.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "Stop() still waits after the last deferred call was answered";
   auto reply = c.ReadFrame();
   ASSERT_TRUE(reply) << "the reply of a call answered during Stop() was lost";
   EXPECT_EQ(GetReplyValue(*reply), "deferred:later");

@@ -340,21 +340,19 @@ TEST_F(PeerLinkTest, AResendableCallIsSentAgainOnlyOnce) {
 // Calls behind the one the peer closed on: the resendable ones go out again
 // in their order and get their own replies; the others fail.
 TEST_F(PeerLinkTest, OnlyResendableCallsAreSentAgainAndRepliesStillMatchTheirCalls) {
-  std::atomic<int> connection_calls{0};
+  // The first connection answers nothing and closes once all three came.
   std::atomic<bool> closed_once{false};
+  std::atomic<int> plain_seen{0};
   ScriptedPeer peer([&](const std::string& p) -> std::optional<std::string> {
-    if (!closed_once && p == "r1") {
+    if (p == "plain") ++plain_seen;
+    if (!closed_once) {
+      if (p != "r2") return std::nullopt;
       closed_once = true;
       return ScriptedPeer::kClose;
     }
-    ++connection_calls;
     return Frame("re:" + p);
   });
   auto link = Link(peer.port());
-  // Held back until the link has its connection, so that all three are
-  // queued on it in this order.
-  auto warm = CallWith(*link, "warm");
-  ASSERT_EQ(Await(warm).reply, "re:warm");
   auto r1 = Resendable(*link, "r1");
   auto plain = CallWith(*link, "plain");
   auto r2 = Resendable(*link, "r2");
@@ -364,8 +362,64 @@ TEST_F(PeerLinkTest, OnlyResendableCallsAreSentAgainAndRepliesStillMatchTheirCal
   EXPECT_TRUE(op.status.Is(Status::Code::kUnavailable)) << op.status.ToString();
   EXPECT_TRUE(o2.status.ok()) << o2.status.ToString();
   EXPECT_EQ(o2.reply, "re:r2");
+  EXPECT_EQ(plain_seen.load(), 1);
   EXPECT_EQ(link->stats().resends, 2u);
   EXPECT_EQ(peer.accepted(), 2);
+}
+
+// Replies read before the close complete their calls; only the call behind
+// them goes again.
+TEST_F(PeerLinkTest, RepliesThatCameWithTheCloseCountAndAreNotSentAgain) {
+  std::atomic<int> a_seen{0};
+  std::atomic<bool> closed_once{false};
+  ScriptedPeer peer([&](const std::string& p) -> std::optional<std::string> {
+    if (p == "a") {
+      ++a_seen;
+      return std::nullopt;  // answered with b's close
+    }
+    if (!closed_once) {
+      closed_once = true;
+      return ScriptedPeer::kClose + Frame("re:a");
+    }
+    return Frame("re:" + p);
+  });
+  auto link = Link(peer.port());
+  auto a = Resendable(*link, "a");
+  auto b = Resendable(*link, "b");
+  Outcome ra = Await(a), rb = Await(b);
+  EXPECT_TRUE(ra.status.ok()) << ra.status.ToString();
+  EXPECT_EQ(ra.reply, "re:a");
+  EXPECT_TRUE(rb.status.ok()) << rb.status.ToString();
+  EXPECT_EQ(rb.reply, "re:b");
+  EXPECT_EQ(a_seen.load(), 1);
+  EXPECT_EQ(link->stats().resends, 1u);
+}
+
+// A call whose deadline passed while its connection closed fails as timed
+// out would have; it is not sent again.
+TEST_F(PeerLinkTest, AResendableCallPastItsDeadlineIsNotSentAgain) {
+  std::promise<void> arrived;
+  std::atomic<int> seen{0};
+  ScriptedPeer peer([&](const std::string& p) -> std::optional<std::string> {
+    const int n = ++seen;
+    if (p == "late") {
+      if (n == 1) arrived.set_value();
+      return std::nullopt;
+    }
+    return ScriptedPeer::kClose;
+  });
+  auto link = Link(peer.port());
+  auto a = Resendable(*link, "late");
+  ASSERT_EQ(arrived.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  // Past the deadline; the close nearly always comes before the poller's
+  // next look (every 20 ms), else the call times out: sent once either way.
+  clock_.Advance(std::chrono::milliseconds(600));
+  auto b = CallWith(*link, "close now");
+  Outcome ra = Await(a);
+  EXPECT_FALSE(ra.status.ok());
+  EXPECT_EQ(link->stats().resends, 0u);
+  EXPECT_EQ(seen.load(), 2);
+  EXPECT_FALSE(Await(b).status.ok());
 }
 
 // The peer began answering: it ran the call, and the link does not guess.
@@ -410,20 +464,22 @@ TEST_F(PeerLinkTest, AConnectionWithoutCallsForIdleCloseMsIsClosedAndTheNextCall
   ASSERT_EQ(Await(a).reply, "re:a");
   // Not before its time.
   clock_.Advance(std::chrono::milliseconds(59000));
-  poller_->Poke();
+  poller_->PokeAndWait();
+  EXPECT_EQ(link->stats().idle_closes, 0u);
   auto b = CallWith(*link, "b");  // and a call restarts the count
   ASSERT_EQ(Await(b).reply, "re:b");
   clock_.Advance(std::chrono::milliseconds(59000));
-  poller_->Poke();
+  poller_->PokeAndWait();
+  EXPECT_EQ(link->stats().idle_closes, 0u);
   auto c = CallWith(*link, "c");
   ASSERT_EQ(Await(c).reply, "re:c");
   EXPECT_EQ(link->stats().idle_closes, 0u);
   EXPECT_EQ(peer.accepted(), 1);
 
   clock_.Advance(std::chrono::milliseconds(60000));
-  poller_->Poke();
-  ASSERT_TRUE(peer.WaitEnded(1)) << "the idle connection was not closed";
+  poller_->PokeAndWait();
   EXPECT_EQ(link->stats().idle_closes, 1u);
+  ASSERT_TRUE(peer.WaitEnded(1)) << "the idle connection was not closed";
   EXPECT_EQ(link->stats().failures, 0u);  // not a failure
   auto d = CallWith(*link, "d");
   Outcome rd = Await(d);
