@@ -123,7 +123,9 @@ class Loopback {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    if (listening) EXPECT_EQ(::listen(fd_, 4), 0);
+    if (listening) {
+      EXPECT_EQ(::listen(fd_, 4), 0);
+    }
     socklen_t len = sizeof addr_;
     EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr_), &len), 0);
   }
