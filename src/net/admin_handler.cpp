@@ -89,6 +89,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("peer_links.calls", links.calls);
   put("peer_links.connects", links.connects);
   put("peer_links.failures", links.failures);
+  put("peer_links.connect_failures", links.connect_failures);
   put("peer_links.resends", links.resends);
   put("peer_links.idle_closes", links.idle_closes);
   for (auto [name, server] : {std::pair{"client", src_.client_server}, std::pair{"peer", src_.peer_server}}) {

@@ -227,14 +227,14 @@ void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
 }
 
 void PeerLink::FailLocked(const Status& why, Completions* out, bool count, size_t resending) {
-  if (count && (!waiting_.empty() || fd_ >= 0 || resending > 0)) {
+  if (count && fd_ >= 0) {
     ++stats_.failures;
     // An open connection failing is news; a peer that cannot be reached at
     // all is the failure detector's to report.
-    if (fd_ >= 0) {
-      spdlog::warn("peer link to {} closed: {} ({} calls failed, {} sent again on a new connection)", Name(),
-                   why.ToString(), waiting_.size(), resending);
-    }
+    spdlog::warn("peer link to {} closed: {} ({} calls failed, {} sent again on a new connection)", Name(),
+                 why.ToString(), waiting_.size(), resending);
+  } else if (count && !waiting_.empty()) {
+    ++stats_.connect_failures;
   }
   for (auto& w : waiting_) {
     Status status = &w == &waiting_.front()

@@ -77,7 +77,8 @@ struct PeerLinkOptions {
 struct PeerLinkStats {
   uint64_t calls = 0;     // taken by Call()
   uint64_t connects = 0;  // connections made
-  uint64_t failures = 0;  // connections closed or refused for an error or a timeout (each fails its waiting calls)
+  uint64_t failures = 0;  // open connections lost: closed, failed or timed out under their calls
+  uint64_t connect_failures = 0;  // connects refused or not done in time (a peer that is down)
   uint64_t resends = 0;   // calls sent again on a new connection (Resend::kOnceIfConnectionCloses)
   uint64_t idle_closes = 0;  // connections closed for having no calls for idle_close_ms
 };

@@ -787,6 +787,7 @@ PeerLinkStats NodeEndpoints::link_stats() {
     sum.calls += s.calls;
     sum.connects += s.connects;
     sum.failures += s.failures;
+    sum.connect_failures += s.connect_failures;
     sum.resends += s.resends;
     sum.idle_closes += s.idle_closes;
   };

@@ -152,7 +152,7 @@ TEST_F(StatusTest, StatusShowsPeerStatesAndPendingHints) {
   ASSERT_TRUE(stats0.is_object() && stats0.contains("requests.put")) << raw.out;
   for (const char* name : {"hints.stored", "hints.delivered", "hints.pending", "hints.refused", "hints.expired",
                            "read_repairs", "writes.hinted", "writes.with_fallback", "tombstones.reaped",
-                           "peer_links.calls", "peer_links.connects", "peer_links.failures", "peer_links.resends",
+                           "peer_links.calls", "peer_links.connects", "peer_links.failures", "peer_links.connect_failures", "peer_links.resends",
                            "peer_links.idle_closes"})
     EXPECT_TRUE(stats0.contains(name)) << name << " missing from stats: " << raw.out;
   const int64_t puts0 = stats0.value("requests.put", int64_t{0});

@@ -335,6 +335,7 @@ TEST_F(PeerLinkTest, AResendableCallIsSentAgainOnlyOnce) {
   EXPECT_EQ(seen.load(), 2);
   EXPECT_EQ(link->stats().resends, 1u);
   EXPECT_EQ(link->stats().failures, 2u);
+  EXPECT_EQ(link->stats().connect_failures, 0u);
 }
 
 // Calls behind the one the peer closed on: the resendable ones go out again
@@ -521,6 +522,9 @@ TEST_F(PeerLinkTest, NothingListeningFailsTheCallUnavailable) {
   Outcome ra = Await(a);
   EXPECT_TRUE(ra.status.Is(Status::Code::kUnavailable)) << ra.status.ToString();
   EXPECT_NE(ra.status.message().find("cannot connect"), std::string::npos) << ra.status.ToString();
+  // A peer that is down is not a lost connection.
+  EXPECT_EQ(link->stats().connect_failures, 1u);
+  EXPECT_EQ(link->stats().failures, 0u);
 }
 
 TEST_F(PeerLinkTest, CallsBeyondMaxPendingAreRefusedWithoutCompletion) {
