@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/thread_name.h"
 #include "connect_from.h"
 
 namespace monju {
@@ -307,6 +308,7 @@ StatusOr<std::unique_ptr<LinkPoller>> LinkPoller::Start(const Clock* clock, std:
                                                        "link-conn");
   LinkPoller* raw = poller.get();
   poller->thread_ = std::thread([raw] { raw->Run(); });
+  NameThread(poller->thread_, poller->name_);
   return poller;
 }
 
@@ -362,7 +364,6 @@ void LinkPoller::RunCompletions(PeerLink::Completions& done) {
 }
 
 void LinkPoller::Run() {
-  pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   epoll_event events[64];
   Clock::TimePoint next_check = clock_->Now() + kTick;
   std::vector<std::shared_ptr<PeerLink>> links;

@@ -292,6 +292,8 @@ PeerLink* LeastBusy(std::span<const std::shared_ptr<PeerLink>> links) {
 // idempotent: one resend covers a peer's restart.
 bool CallOnLinks(std::span<const std::shared_ptr<PeerLink>> links, std::string& frame, PeerLink::Done& done) {
   constexpr auto kResend = PeerLink::Resend::kOnceIfConnectionCloses;
+  // One link (reads): nothing to choose, one lock.
+  if (links.size() == 1) return links.front()->Call(std::move(frame), std::move(done), kResend);
   for (const auto& link : links)
     if (link->CallIfIdle(frame, done, kResend)) return true;
   return LeastBusy(links)->Call(std::move(frame), std::move(done), kResend);

@@ -15,49 +15,54 @@
 namespace monju::itest {
 namespace {
 
+// The thread ids of `pid`, from /proc.
+std::vector<pid_t> ThreadIds(pid_t pid) {
+  std::vector<pid_t> out;
+  DIR* d = opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::stol(e->d_name)));
+  closedir(d);
+  return out;
+}
+
 // sched_getscheduler(2) of every thread of `pid`, by thread id.
 std::vector<std::pair<pid_t, int>> ThreadPolicies(pid_t pid) {
   std::vector<std::pair<pid_t, int>> out;
-  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    const pid_t tid = static_cast<pid_t>(std::stol(e->d_name));
+  for (pid_t tid : ThreadIds(pid)) {
     const int policy = sched_getscheduler(tid);
     if (policy >= 0) out.emplace_back(tid, policy);  // -1: the thread ended meanwhile
   }
-  closedir(d);
   return out;
 }
 
 // The names of the threads of `pid`, by thread id.
 std::map<pid_t, std::string> ThreadNames(pid_t pid) {
   std::map<pid_t, std::string> out;
-  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    std::ifstream comm(dir + "/" + e->d_name + "/comm");
+  for (pid_t tid : ThreadIds(pid)) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
     std::string name;
-    if (std::getline(comm, name)) out[static_cast<pid_t>(std::stol(e->d_name))] = name;
+    if (std::getline(comm, name)) out[tid] = name;  // none: the thread ended meanwhile
   }
-  closedir(d);
   return out;
+}
+
+// Starts `cluster` and writes through every node, so that threads started
+// on demand (links, pools) exist.
+void StartWithTraffic(LocalCluster& cluster) {
+  auto started = cluster.Start();
+  ASSERT_TRUE(started) << started.message();
+  for (int i = 0; i < 20; ++i) {
+    CallResult put = TryPut(cluster, i % 3, "pk" + std::to_string(i), "sk", "v");
+    ASSERT_TRUE(put.ok()) << put.message;
+  }
 }
 
 TEST(CpuSchedulingTest, EveryThreadRunsUnderTheConfiguredPolicy) {
   ClusterOptions options;
   options.node_flags[2] = {"--cpu-scheduling", "batch"};
   LocalCluster cluster(options);
-  auto started = cluster.Start();
-  ASSERT_TRUE(started) << started.message();
-  // Traffic first, so that threads started on demand (links, pools) exist.
-  for (int i = 0; i < 20; ++i) {
-    CallResult put = TryPut(cluster, i % 3, "pk" + std::to_string(i), "sk", "v");
-    ASSERT_TRUE(put.ok()) << put.message;
-  }
+  ASSERT_NO_FATAL_FAILURE(StartWithTraffic(cluster));
 
   for (int node = 0; node < 3; ++node) {
     const int expected = node == 2 ? SCHED_BATCH : SCHED_OTHER;
@@ -75,12 +80,7 @@ TEST(CpuSchedulingTest, EveryThreadRunsUnderTheConfiguredPolicy) {
 // every other.
 TEST(CpuSchedulingTest, EveryThreadButTheMainOneIsNamed) {
   LocalCluster cluster(ClusterOptions{});
-  auto started = cluster.Start();
-  ASSERT_TRUE(started) << started.message();
-  for (int i = 0; i < 20; ++i) {
-    CallResult put = TryPut(cluster, i % 3, "pk" + std::to_string(i), "sk", "v");
-    ASSERT_TRUE(put.ok()) << put.message;
-  }
+  ASSERT_NO_FATAL_FAILURE(StartWithTraffic(cluster));
   for (int node = 0; node < 3; ++node) {
     const pid_t pid = cluster.pid(node);
     const auto names = ThreadNames(pid);
