@@ -92,6 +92,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("peer_links.connect_failures", links.connect_failures);
   put("peer_links.resends", links.resends);
   put("peer_links.idle_closes", links.idle_closes);
+  put("peer_links.paused_failures", links.paused_failures);
   for (auto [name, server] : {std::pair{"client", src_.client_server}, std::pair{"peer", src_.peer_server}}) {
     const CallServer* serving = server ? server->load() : nullptr;
     if (!serving) continue;

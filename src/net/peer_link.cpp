@@ -46,11 +46,23 @@ bool PeerLink::CallIfIdle(std::string& frame, Done& done, Resend resend) {
 bool PeerLink::Enqueue(std::string& frame, Done& done, Resend resend, size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
   if (poller_->stopping() || waiting_.size() >= limit) return false;
+  const Clock::TimePoint now = poller_->clock_->Now();
+  // In a pause the call waits, unsent, for the poller to fail it: never
+  // inside Call(), and without the caller sending it another way. Calls of
+  // a pause not yet failed keep later ones from connecting (they have no
+  // bytes to match replies against).
+  const bool paused = state_ == State::kIdle && (now < retry_after_ || !waiting_.empty());
+  if (paused) {
+    waiting_.push_back({std::move(done), now, {}});
+    last_call_ = now;
+    ++stats_.calls;
+    if (waiting_.size() == 1) poller_->Poke();
+    return true;
+  }
   if (state_ == State::kIdle && !StartConnectLocked()) return false;
   // The bytes first, then the call, so that an allocation failure leaves
   // no call without its bytes (replies are matched by position).
   std::string kept = resend == Resend::kOnceIfConnectionCloses ? frame : std::string();
-  const Clock::TimePoint now = poller_->clock_->Now();
   const size_t out_before = out_.size();
   if (out_.empty()) {
     out_ = std::move(frame);
@@ -109,11 +121,14 @@ void PeerLink::Connect(uint64_t attempt) {
       // This attempt was given up (its calls timed out) or the poller stops.
       if (fd >= 0) ::close(fd);
     } else if (fd < 0) {
-      FailLocked(Status::Unavailable("cannot connect to " + Name() + ": " + error), &failed);
+      connect_error_ = "cannot connect to " + Name() + ": " + error;
+      FailLocked(Status::Unavailable(connect_error_), &failed);
+      PauseConnectsLocked(poller_->clock_->Now());
     } else {
       fd_ = fd;
       state_ = State::kConnected;
       ++stats_.connects;
+      connect_failures_in_row_ = 0;
       armed_out_ = false;
       if (!poller_->Watch(fd_, EPOLLIN, this, true)) {
         FailLocked(Status::Unavailable("cannot watch the connection to " + Name() + ": " + strerror(errno)), &failed);
@@ -125,6 +140,15 @@ void PeerLink::Connect(uint64_t attempt) {
     }
   }
   LinkPoller::RunCompletions(failed);
+}
+
+void PeerLink::PauseConnectsLocked(Clock::TimePoint now) {
+  if (options_.reconnect_pause_min_ms <= 0) return;
+  const uint32_t doublings = std::min<uint32_t>(connect_failures_in_row_, 20);
+  ++connect_failures_in_row_;
+  const int64_t pause = std::min<int64_t>(int64_t(options_.reconnect_pause_min_ms) << doublings,
+                                          std::max(options_.reconnect_pause_min_ms, options_.reconnect_pause_max_ms));
+  retry_after_ = now + std::chrono::milliseconds(pause);
 }
 
 bool PeerLink::FlushLocked(std::string* error) {
@@ -212,6 +236,14 @@ void PeerLink::OnEvents(uint32_t events, Completions* out) {
 
 void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (state_ == State::kIdle && !waiting_.empty()) {
+    // Calls taken in a pause after a failed connect.
+    stats_.paused_failures += waiting_.size();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(retry_after_ - now).count();
+    return FailLocked(Status::Unavailable(connect_error_ + " (connecting again in " +
+                                          std::to_string(std::max<int64_t>(left, 0)) + " ms)"),
+                      out, /*count=*/false);
+  }
   if (waiting_.empty()) {
     // Bytes still out belong to a call: only a connection with none is idle.
     if (state_ == State::kConnected && out_.empty() && options_.idle_close_ms > 0 &&

@@ -21,14 +21,20 @@
 // meanwhile. A link that fails (the peer closed it, a reply timed out, a
 // reply frame out of bounds or one no call waits for) fails every call
 // waiting on it, as its connection's state is unknown, and is connected
-// again by the next call. A call made with Resend::kOnceIfConnectionCloses
+// again by the next call. A connect that fails (refused, or not done in
+// time) pauses the link's connects: for reconnect_pause_min_ms after the
+// first failure in a row, doubling with each further one up to
+// reconnect_pause_max_ms, calls fail at once (on the poller's thread) with
+// the last connect's error instead of each trying a connect to a peer that
+// is down. A connect that succeeds ends the pauses. A call made with Resend::kOnceIfConnectionCloses
 // is the exception: when the peer closes or resets its connection before
 // any of its reply was read, it is sent once more on a new connection. The
 // poller watches idle connections too, so a peer's closing one is normally
 // noticed before the next call. A connection with no call for
 // idle_close_ms is closed (links to members that left keep no socket).
 //
-// Errors given to a call's completion: Unavailable (cannot connect, the
+// Errors given to a call's completion: Unavailable (cannot connect, or
+// within a pause after a failed connect, the
 // connection closed or failed, the poller stopping), TimedOut (no reply
 // within io_timeout of the call being queued; its connection is closed, as
 // its state is unknown), IOError (a reply frame of length 0 or above
@@ -72,6 +78,10 @@ struct PeerLinkOptions {
   uint32_t max_reply_bytes = 64u << 20;
   size_t max_pending = 16;  // calls waiting on the link at once
   int idle_close_ms = 300000;  // a connection without calls this long is closed (0: never)
+  // No connect for this long after a failed one, doubling per failure in a
+  // row up to the max (0: no pause).
+  int reconnect_pause_min_ms = 20;
+  int reconnect_pause_max_ms = 500;
 };
 
 struct PeerLinkStats {
@@ -81,6 +91,7 @@ struct PeerLinkStats {
   uint64_t connect_failures = 0;  // connects refused or not done in time (a peer that is down)
   uint64_t resends = 0;   // calls sent again on a new connection (Resend::kOnceIfConnectionCloses)
   uint64_t idle_closes = 0;  // connections closed for having no calls for idle_close_ms
+  uint64_t paused_failures = 0;  // calls failed without a connect, in a pause after a failed one
 };
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
@@ -148,6 +159,8 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // Poller thread: fails the link if its oldest call is past its deadline,
   // and closes a connection idle for idle_close_ms.
   void CheckDeadline(Clock::TimePoint now, Completions* out);
+  // After a failed connect: connects pause until retry_after_.
+  void PauseConnectsLocked(Clock::TimePoint now);
   // Fails every waiting call (the oldest with `why`, the ones behind it as
   // lost with the connection), closes the socket, and goes idle; `count`:
   // a failure of the link (not its poller stopping); `resending`: calls
@@ -176,6 +189,11 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   bool armed_out_ = false;  // EPOLLOUT is in the socket's epoll events
   std::deque<Waiting> waiting_;
   Clock::TimePoint last_call_{};  // the latest call's queueing
+  // Connect pauses: connects failed in a row, the pause's end, and why the
+  // last one failed (given to the calls failed in the pause).
+  uint32_t connect_failures_in_row_ = 0;
+  Clock::TimePoint retry_after_{};
+  std::string connect_error_;
   std::string out_;  // bytes queued, not yet sent
   size_t out_sent_ = 0;  // of out_
   std::string in_;   // bytes received, not yet a whole frame

@@ -792,6 +792,7 @@ PeerLinkStats NodeEndpoints::link_stats() {
     sum.connect_failures += s.connect_failures;
     sum.resends += s.resends;
     sum.idle_closes += s.idle_closes;
+    sum.paused_failures += s.paused_failures;
   };
   for (const auto& [key, links] : links_) {
     for (const auto& link : links->writes) add(*link);

@@ -153,7 +153,7 @@ TEST_F(StatusTest, StatusShowsPeerStatesAndPendingHints) {
   for (const char* name : {"hints.stored", "hints.delivered", "hints.pending", "hints.refused", "hints.expired",
                            "read_repairs", "writes.hinted", "writes.with_fallback", "tombstones.reaped",
                            "peer_links.calls", "peer_links.connects", "peer_links.failures", "peer_links.connect_failures", "peer_links.resends",
-                           "peer_links.idle_closes"})
+                           "peer_links.idle_closes", "peer_links.paused_failures"})
     EXPECT_TRUE(stats0.contains(name)) << name << " missing from stats: " << raw.out;
   const int64_t puts0 = stats0.value("requests.put", int64_t{0});
   const int64_t stored0 = stats0.value("hints.stored", int64_t{0});

@@ -42,10 +42,14 @@ class ScriptedPeer {
   static inline const std::string kClose = "\x01close";
   using Answer = std::function<std::optional<std::string>(const std::string& payload)>;
 
-  explicit ScriptedPeer(Answer answer) : answer_(std::move(answer)) {
+  // port 0: one the kernel picks.
+  explicit ScriptedPeer(Answer answer, uint16_t port = 0) : answer_(std::move(answer)) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     EXPECT_EQ(::listen(listen_fd_, 8), 0);
@@ -141,8 +145,10 @@ class PeerLinkTest : public ::testing::Test {
   }
 
   std::shared_ptr<PeerLink> Link(uint16_t port, size_t max_pending = 16, uint32_t max_reply = 1 << 20,
-                                 int idle_close_ms = 0) {
+                                 int idle_close_ms = 0, int reconnect_pause_min_ms = 20) {
     PeerLinkOptions o;
+    o.reconnect_pause_min_ms = reconnect_pause_min_ms;
+    o.reconnect_pause_max_ms = 100;
     o.idle_close_ms = idle_close_ms;
     o.host = "127.0.0.1";
     o.port = port;
@@ -525,6 +531,101 @@ TEST_F(PeerLinkTest, NothingListeningFailsTheCallUnavailable) {
   // A peer that is down is not a lost connection.
   EXPECT_EQ(link->stats().connect_failures, 1u);
   EXPECT_EQ(link->stats().failures, 0u);
+}
+
+// A port nothing listens on (it was bound a moment ago).
+uint16_t FreedPort() {
+  ScriptedPeer gone([](const std::string&) { return std::nullopt; });
+  return gone.port();
+}
+
+bool Says(const Outcome& o, const std::string& words) {
+  return o.status.message().find(words) != std::string::npos;
+}
+
+TEST_F(PeerLinkTest, AFailedConnectPausesConnectsAndCallsInThePauseFailAtOnce) {
+  auto link = Link(FreedPort());  // pauses of 20 ms doubling up to 100 ms
+  auto a = CallWith(*link, "1");
+  Outcome first = Await(a);
+  EXPECT_TRUE(first.status.Is(Status::Code::kUnavailable)) << first.status.ToString();
+  EXPECT_TRUE(Says(first, "cannot connect")) << first.status.ToString();
+  EXPECT_EQ(link->stats().connect_failures, 1u);
+
+  // The clock has not moved: the next calls fail on the poller, without a connect.
+  bool taken = false;
+  auto b = CallWith(*link, "2", &taken);
+  EXPECT_TRUE(taken);
+  Outcome rb = Await(b);
+  EXPECT_TRUE(rb.status.Is(Status::Code::kUnavailable)) << rb.status.ToString();
+  EXPECT_TRUE(Says(rb, "cannot connect")) << rb.status.ToString();
+  EXPECT_TRUE(Says(rb, "connecting again in 20 ms")) << rb.status.ToString();
+  EXPECT_NE(rb.thread, std::this_thread::get_id());
+  EXPECT_EQ(link->stats().connect_failures, 1u);
+  EXPECT_EQ(link->stats().paused_failures, 1u);
+
+  // Each failure in a row doubles the pause, up to its max.
+  const int pauses[] = {20, 40, 80, 100, 100};
+  for (size_t i = 0; i < std::size(pauses); ++i) {
+    clock_.Advance(std::chrono::milliseconds(pauses[i] - 1));
+    auto still = CallWith(*link, "paused");
+    EXPECT_TRUE(Await(still).status.Is(Status::Code::kUnavailable));
+    EXPECT_EQ(link->stats().connect_failures, i + 1) << "a connect within pause " << i;
+    clock_.Advance(std::chrono::milliseconds(1));
+    auto tries = CallWith(*link, "tries");
+    Outcome rt = Await(tries);
+    EXPECT_TRUE(Says(rt, "cannot connect")) << rt.status.ToString();
+    EXPECT_FALSE(Says(rt, "connecting again")) << rt.status.ToString();
+    EXPECT_EQ(link->stats().connect_failures, i + 2) << "no connect after pause " << i;
+  }
+  auto last = CallWith(*link, "paused");
+  Outcome rl = Await(last);
+  EXPECT_TRUE(Says(rl, "connecting again in 100 ms")) << rl.status.ToString();
+  EXPECT_EQ(link->stats().failures, 0u);
+  EXPECT_EQ(link->stats().connects, 0u);
+}
+
+TEST_F(PeerLinkTest, APeerBackAfterAPauseIsConnectedAndTheNextFailurePausesFromTheStart) {
+  const uint16_t port = FreedPort();
+  auto link = Link(port);
+  auto down = CallWith(*link, "1");
+  EXPECT_TRUE(Await(down).status.Is(Status::Code::kUnavailable));
+  clock_.Advance(std::chrono::milliseconds(20));
+  auto again = CallWith(*link, "2");
+  EXPECT_TRUE(Await(again).status.Is(Status::Code::kUnavailable));  // the pause is now 40 ms
+  EXPECT_EQ(link->stats().connect_failures, 2u);
+  {
+    ScriptedPeer back([](const std::string& p) { return Frame("re:" + p); }, port);
+    auto paused = CallWith(*link, "3");  // back, but the link waits out its pause
+    EXPECT_TRUE(Says(Await(paused), "connecting again in 40 ms"));
+    EXPECT_EQ(back.accepted(), 0);
+    clock_.Advance(std::chrono::milliseconds(40));
+    auto up = CallWith(*link, "4");
+    Outcome ru = Await(up);
+    EXPECT_TRUE(ru.status.ok()) << ru.status.ToString();
+    EXPECT_EQ(ru.reply, "re:4");
+    EXPECT_EQ(link->stats().connects, 1u);
+  }
+  // The peer went away again, closing the connection (its FIN is in before
+  // the peer's destructor returns); the poller's next turn sees it.
+  poller_->PokeAndWait();
+  EXPECT_EQ(link->stats().failures, 1u);
+  // A first failure in a row again: the pause starts from 20 ms.
+  clock_.Advance(std::chrono::milliseconds(1000));
+  auto refused = CallWith(*link, "6");
+  EXPECT_TRUE(Says(Await(refused), "cannot connect"));
+  auto paused = CallWith(*link, "7");
+  Outcome rp = Await(paused);
+  EXPECT_TRUE(Says(rp, "connecting again in 20 ms")) << rp.status.ToString();
+}
+
+TEST_F(PeerLinkTest, WithoutAPauseEveryCallTriesAConnect) {
+  auto link = Link(FreedPort(), 16, 1 << 20, 0, /*reconnect_pause_min_ms=*/0);
+  for (int i = 0; i < 3; ++i) {
+    auto a = CallWith(*link, "x");
+    EXPECT_TRUE(Says(Await(a), "cannot connect"));
+  }
+  EXPECT_EQ(link->stats().connect_failures, 3u);
+  EXPECT_EQ(link->stats().paused_failures, 0u);
 }
 
 TEST_F(PeerLinkTest, CallsBeyondMaxPendingAreRefusedWithoutCompletion) {
