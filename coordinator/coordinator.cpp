@@ -209,21 +209,6 @@ Placement Place(std::shared_ptr<const ClusterView> view, const std::string& self
   return p;
 }
 
-// Calls targets[begin, end), replies in target order: the remote ones on
-// the executor first, then this node's own replica (target `local`, -1 for
-// none) on the calling thread, which would otherwise only wait.
-template <typename Reply, typename MakeCall>
-void StartTargets(QuorumCall<Reply>& call, const std::vector<ReplicaEndpoint*>& targets, size_t begin, size_t end,
-                  int local, MakeCall&& make) {
-  std::vector<size_t> slots;
-  slots.reserve(end - begin);
-  for (size_t i = begin; i < end; ++i) slots.push_back(call.AddSlot());
-  for (size_t i = begin; i < end; ++i)
-    if (static_cast<int>(i) != local) call.Launch(slots[i - begin], make(targets[i]));
-  if (local >= static_cast<int>(begin) && local < static_cast<int>(end))
-    call.RunHere(slots[local - begin], make(targets[local]));
-}
-
 }  // namespace
 
 namespace {
@@ -996,17 +981,33 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
       lock.unlock();
       RepairRound(*repair);
     });
-    StartTargets(call, targets, 0, targets.size(), local_target,
-                 [scan, stale, fence, view, local](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
-                   return [ep, scan, stale, fence, view, local](ScanReply* reply) {
-                     EpochGate::Ticket ticket;
-                     Status s;
-                     if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
-                     if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
-                     if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
-                     return s;
-                   };
-                 });
+    auto blocking_scan = [scan, stale, fence, view, local](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
+      return [ep, scan, stale, fence, view, local](ScanReply* reply) {
+        EpochGate::Ticket ticket;
+        Status s;
+        if (ep == local && fence) s = fence->Admit(*view, scan->partition, &ticket);
+        if (s.ok()) s = ep->Scan(*scan, &reply->items, &reply->more);
+        if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+        return s;
+      };
+    };
+    // Remote scans go out from this thread when their endpoint can send
+    // them without blocking (no fan-out thread hop), else on the executor;
+    // the local one runs here, last.
+    std::vector<size_t> slots;
+    for (size_t i = 0; i < targets.size(); ++i) slots.push_back(call.AddSlot());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (static_cast<int>(i) == local_target) continue;
+      auto record = call.Completion(slots[i]);
+      auto done = [record, stale](Status s, std::vector<ScannedItem>* items, bool more) {
+        if (s.Is(Status::Code::kStaleEpoch)) stale->store(true);
+        if (!s.ok()) return record(s, nullptr);
+        ScanReply reply{std::move(*items), more};
+        record(s, &reply);
+      };
+      if (!targets[i]->ScanAsync(scan, std::move(done))) call.Launch(slots[i], blocking_scan(targets[i]));
+    }
+    if (local_target >= 0) call.RunHere(slots[local_target], blocking_scan(targets[local_target]));
     auto result = call.Wait(deadline);
     *stale_out = *stale_out || stale->load();
     out.quorum = {needed, result.succeeded};
@@ -1064,8 +1065,11 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
         repair->in_merged[i] = result.replies[i].has_value();
       repair->have_merged = true;
       if (repair->have_replies) {
+        // Here: deciding costs about what the merge above did, and a hand-off
+        // to the executor cost every query a thread switch (the sends that
+        // a repair needs leave this thread anyway, see RepairKey).
         lock.unlock();
-        executor_->Submit([this, repair] { RepairRound(*repair); });  // off the client's path
+        RepairRound(*repair);
       }
     }
     if (full || !boundary) {

@@ -97,6 +97,14 @@ class ReplicaEndpoint {
     return false;
   }
   virtual Status Scan(const DataStore::ScanRequest& request, std::vector<ScannedItem>* out, bool* more) = 0;
+  // Scan() without holding the calling thread, as ApplyAsync(): `done` gets
+  // the outcome and, when OK, the items (it may move from them) and whether
+  // more follow. False when the endpoint does not do this or has no idle
+  // way to send it now: the caller then uses Scan().
+  virtual bool ScanAsync(std::shared_ptr<const DataStore::ScanRequest> /*request*/,
+                         std::function<void(Status, std::vector<ScannedItem>*, bool more)> /*done*/) {
+    return false;
+  }
   // False while the peer is known to be down: the coordinator does not count it.
   virtual bool LikelyAlive() const = 0;
   // Reads this node gave the replica (ReadAsync) whose replies have not
@@ -324,8 +332,9 @@ class Coordinator {
     std::vector<bool> in_merged;  // by target: its reply is already in `merged`
     bool have_replies = false, have_merged = false;
   };
-  // Runs off the client's path.
-  // Merges the late replies into round.merged.
+  // Decides a query round's repairs on the thread that has the last of its
+  // replies and merged items; the sends go off it (RepairKey). Merges the
+  // late replies into round.merged.
   void RepairRound(RoundRepair& round);
   // *stale is set when a replica refused the request as planned under a stale epoch.
   QueryOutcome QueryInternal(const QueryRequest& request, const std::shared_ptr<const ClusterView>& view,

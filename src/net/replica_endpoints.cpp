@@ -249,6 +249,11 @@ std::vector<rpc::KeyedVersion> WireWrites(const std::vector<PeerWrite>& writes) 
 // (send_<method>), on the "replica" service. One encoder per thread.
 constexpr size_t kKeepEncoderBytes = 1 << 20;
 
+// Scans out to one peer at once without a fan-out thread: as many as a node
+// runs queries at once with the default 4 client threads (a query waits
+// on its thread); more go through the fan-out executor.
+constexpr size_t kScanLinksPerPeer = 4;
+
 template <typename Send>
 std::string EncodeReplicaCall(Send&& send) {
   using namespace apache::thrift;
@@ -614,6 +619,80 @@ Status RemoteReplicaEndpoint::Scan(const DataStore::ScanRequest& r, std::vector<
   });
 }
 
+bool RemoteReplicaEndpoint::ScanAsync(std::shared_ptr<const DataStore::ScanRequest> r,
+                                      std::function<void(Status, std::vector<ScannedItem>*, bool more)> done) {
+  if (!links_ || links_->scans.empty() || LinkFaulty()) return false;
+  std::string frame;
+  try {
+    frame = EncodeReplicaCall([&](rpc::MonjuReplicaClient& c) {
+      c.send_scan(fingerprint_, r->pk, r->sk_prefix, r->start_sk, r->start_exclusive, static_cast<int32_t>(r->limit),
+                  r->ascending, stamp_);
+    });
+  } catch (const std::exception& e) {
+    spdlog::warn("encoding scan to {} failed: {}", peer_id_, e.what());
+    return false;  // Scan() reports it
+  }
+  // On the poller's thread: decodes, and never waits (a newer epoch is
+  // caught up with on the executor).
+  PeerLink::Done link_done = [this, done = std::move(done)](Status s, std::string reply) {
+    std::vector<ScannedItem> items;
+    bool more = false;
+    auto finish = [&](Status outcome) {
+      try {
+        done(std::move(outcome), &items, more);
+      } catch (const std::exception& e) {
+        spdlog::error("finishing a scan of {} failed: {}", peer_id_, e.what());
+      }
+    };
+    if (!s.ok()) {
+      if (!s.Is(Status::Code::kIOError)) detector_->RecordFailure();
+      return finish(Status::FromCode(static_cast<int>(s.code()), peer_id_ + " scan failed: " + s.message()));
+    }
+    using namespace apache::thrift;
+    rpc::ScanReply wire;
+    try {
+      auto memory = std::make_shared<transport::TMemoryBuffer>(reinterpret_cast<uint8_t*>(reply.data()),
+                                                               static_cast<uint32_t>(reply.size()),
+                                                               transport::TMemoryBuffer::OBSERVE);
+      rpc::MonjuReplicaClient client(LimitedProtocol(memory, static_cast<int32_t>(reply.size())));
+      client.recv_scan(wire);
+    } catch (const rpc::StaleEpoch& e) {
+      detector_->RecordSuccess();
+      Status stale = Status::StaleEpoch(peer_id_ + " refused scan: " + e.why);
+      auto observe_then_finish = [this, epoch = e.epoch, stale, done] {
+        ObserveEpoch(epoch);  // may wait: not on the poller
+        std::vector<ScannedItem> none;
+        done(stale, &none, false);
+      };
+      if (!OffThePoller(observe_then_finish)) finish(stale);
+      return;
+    } catch (const TException& e) {
+      if (auto declared = DeclaredError("scan")) return finish(*declared);
+      return finish(Status::IOError(peer_id_ + " scan reply undecodable: " + e.what()));
+    }
+    detector_->RecordSuccess();
+    items.reserve(wire.items.size());
+    for (auto& item : wire.items) {
+      auto siblings = DecodeSiblings(item.siblings);
+      if (!siblings.ok()) {
+        items.clear();
+        return finish(siblings.status());
+      }
+      items.push_back({std::move(item.sk), std::move(siblings.value())});
+    }
+    more = wire.more;
+    finish(Status::OK());
+  };
+  constexpr auto kResend = PeerLink::Resend::kOnceIfConnectionCloses;  // a scan only reads
+  try {
+    for (const auto& link : links_->scans)
+      if (link->CallIfIdle(frame, link_done, kResend)) return true;
+  } catch (const std::exception& e) {
+    spdlog::warn("queueing a scan to {} failed: {}", peer_id_, e.what());
+  }
+  return false;
+}
+
 Status RemoteReplicaEndpoint::Ping() {
   return Call("ping", [&](rpc::MonjuReplicaClient& c) {
     c.ping(fingerprint_, stamp_);
@@ -773,6 +852,7 @@ RemoteReplicaEndpoint* NodeEndpoints::Make(const ClusterView& view, uint32_t mem
       for (size_t i = 0; i < CoalescerOptions{}.max_senders; ++i)
         made->writes.push_back(poller->NewLink(link_options));
       made->reads = poller->NewLink(link_options);
+      for (size_t i = 0; i < kScanLinksPerPeer; ++i) made->scans.push_back(poller->NewLink(link_options));
       links = links_[pool_key] = std::move(made);
     }
     slot = std::make_unique<RemoteReplicaEndpoint>(peer.id, pool, view.fingerprint(), view.epoch(), self_id_,
@@ -797,6 +877,7 @@ PeerLinkStats NodeEndpoints::link_stats() {
   for (const auto& [key, links] : links_) {
     for (const auto& link : links->writes) add(*link);
     add(*links->reads);
+    for (const auto& link : links->scans) add(*link);
   }
   return sum;
 }

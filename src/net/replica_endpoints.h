@@ -61,10 +61,13 @@ struct PeerRead {
 };
 
 // A peer's links for coalesced calls (peer_link.h), shared by its endpoints
-// of every epoch: writes on the least busy of `writes`, reads on `reads`.
+// of every epoch: writes on the least busy of `writes`, reads on `reads`,
+// query scans on an idle one of `scans` (never queued behind another: a
+// scan may take a while, and the peer answers a link's calls in order).
 struct PeerLinks {
   std::vector<std::shared_ptr<PeerLink>> writes;
   std::shared_ptr<PeerLink> reads;
+  std::vector<std::shared_ptr<PeerLink>> scans;
 };
 
 // Thread-safe: each call borrows its own pooled client.
@@ -115,6 +118,11 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
     return fault.drop || fault.delay.count() > 0;
   }
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
+  // Scan() on an idle scan link, completed by the links' poller; false
+  // (the caller then uses Scan()) without links, with a faulty link
+  // (testing), or when every scan link has a call out.
+  bool ScanAsync(std::shared_ptr<const DataStore::ScanRequest> r,
+                 std::function<void(Status, std::vector<ScannedItem>*, bool more)> done) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }
   size_t ReadsInFlight() const override { return reads_in_flight_.load(std::memory_order_relaxed); }
   // Hint delivery: every hint's version merged at the peer, durable together.

@@ -203,7 +203,7 @@ class FakeEndpoint : public ReplicaEndpoint {
     return it == data_.end() ? SiblingSet() : it->second;
   }
 
-  // With `async`, ApplyAsync() and ReadAsync() take calls (unless
+  // With `async`, ApplyAsync(), ReadAsync() and ScanAsync() take calls (unless
   // async_refuse) and answer each on a thread of its own: at once, or at
   // ReleaseAsync() while async_held.
   bool ReadsAsync() const override { return async; }
@@ -222,6 +222,18 @@ class FakeEndpoint : public ReplicaEndpoint {
     if (!async || async_refuse) return false;
     async_applies++;
     RunAsync([this, key, version, done] { done(Apply(*key, *version)); });
+    return true;
+  }
+  bool ScanAsync(std::shared_ptr<const DataStore::ScanRequest> request,
+                 std::function<void(Status, std::vector<ScannedItem>*, bool more)> done) override {
+    if (!async || async_refuse) return false;
+    async_scans++;
+    RunAsync([this, request, done] {
+      std::vector<ScannedItem> items;
+      bool more = false;
+      Status s = Scan(*request, &items, &more);
+      done(s, &items, more);
+    });
     return true;
   }
   void ReleaseAsync() {
@@ -248,7 +260,7 @@ class FakeEndpoint : public ReplicaEndpoint {
   bool async = false;
   bool async_refuse = false;
   bool async_held = false;
-  std::atomic<int> async_reads{0}, async_applies{0};
+  std::atomic<int> async_reads{0}, async_applies{0}, async_scans{0};
 
   std::atomic<bool> alive{true};
   std::atomic<int> applies{0}, reads{0}, scans{0}, hinted{0};

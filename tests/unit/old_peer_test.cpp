@@ -6,7 +6,10 @@
 // complete after this node caught up. The peer is a real Thrift server on
 // loopback, in this process; every case runs with the calls on peer links
 // (peer_link.h, the poller's thread finishing them) and on blocking
-// fan-out threads.
+// fan-out threads. Query scans too: on an idle scan link when there is one,
+// the same items as the blocking call, a refusal for an older epoch learnt
+// off the poller, and declined (for the blocking call) when every scan link
+// has a call out.
 #include <gtest/gtest.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/processor/TMultiplexedProcessor.h>
@@ -89,9 +92,50 @@ class OldPeerHandler final : public rpc::MonjuReplicaNull {
       out.push_back(std::move(o));
     }
   }
+  // pk's stored items whose sk starts with the prefix, in order. A prefix
+  // "stale" is refused as planned under an older epoch; a prefix "slow"
+  // waits until release_scans.
+  void scan(rpc::ScanReply& out, int64_t, const std::string& pk, const std::string& sk_prefix, const std::string&,
+            bool, int32_t limit, bool, const rpc::EpochStamp&) override {
+    if (sk_prefix == "stale") {
+      rpc::StaleEpoch e;
+      e.epoch = 7;
+      e.why = "planned under epoch 3, this replica is at 7";
+      throw e;
+    }
+    if (sk_prefix == "slow") {
+      std::unique_lock<std::mutex> lock(mu);
+      scans_cv.wait_for(lock, std::chrono::seconds(10), [&] { return release_scans; });
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    ++scans;
+    for (const auto& [key, version] : stored) {
+      const std::string sk = key.substr(key.find('/') + 1);
+      if (key.compare(0, pk.size() + 1, pk + "/") != 0 || !sk.starts_with(sk_prefix)) continue;
+      if (static_cast<int32_t>(out.items.size()) == limit) {
+        out.more = true;
+        break;
+      }
+      SiblingSet s;
+      s.Add(DecodeVersion(version).value());
+      rpc::StoredItem item;
+      item.sk = sk;
+      item.siblings = EncodeSiblings(s);
+      out.items.push_back(std::move(item));
+    }
+  }
+  void ReleaseScans() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release_scans = true;
+    }
+    scans_cv.notify_all();
+  }
   std::mutex mu;
+  std::condition_variable scans_cv;
+  bool release_scans = false;
   std::map<std::string, std::string> stored;
-  int applies = 0, reads = 0, read_many_calls = 0, batch_keys = 0;
+  int applies = 0, reads = 0, read_many_calls = 0, batch_keys = 0, scans = 0;
 };
 
 // The processor of a build from before the batch calls: they are unknown
@@ -171,12 +215,14 @@ class OldPeerTest : public ::testing::TestWithParam<bool> {
       links = std::make_shared<PeerLinks>();
       links->writes = {poller_->NewLink(o), poller_->NewLink(o)};
       links->reads = poller_->NewLink(o);
+      links->scans = {poller_->NewLink(o)};
       links_ = links;
     }
     endpoint_ = std::make_unique<RemoteReplicaEndpoint>("old", pool, /*fingerprint=*/1, /*epoch=*/0, "n1", detector_,
                                                         &fence_, &executor_, links);
   }
   void TearDown() override {
+    handler_->ReleaseScans();
     if (poller_) poller_->Stop();
     executor_.Stop();  // before the endpoint goes
     endpoint_.reset();
@@ -234,7 +280,43 @@ class OldPeerTest : public ::testing::TestWithParam<bool> {
     if (!links_) return 0;
     uint64_t calls = links_->reads->stats().calls;
     for (const auto& link : links_->writes) calls += link->stats().calls;
+    for (const auto& link : links_->scans) calls += link->stats().calls;
     return calls;
+  }
+  struct Scanned {
+    Status status;
+    std::vector<std::pair<std::string, std::vector<std::string>>> items;  // sk, live values
+    bool more = false;
+    bool async = false;      // ScanAsync took it
+    bool on_caller = false;  // its completion ran on the calling thread
+  };
+  // ScanAsync (the coordinator's way), else Scan, waited for.
+  Scanned ScanPk(const std::string& prefix, size_t limit = 100) {
+    auto request = std::make_shared<DataStore::ScanRequest>();
+    request->pk = "pk";
+    request->sk_prefix = prefix;
+    request->limit = limit;
+    Scanned out;
+    std::vector<ScannedItem> items;
+    auto keep = [&] {
+      for (auto& item : items) out.items.push_back({item.sk, item.siblings.LiveValues()});
+    };
+    std::promise<void> done;
+    const auto caller = std::this_thread::get_id();
+    out.async = endpoint_->ScanAsync(request, [&](Status s, std::vector<ScannedItem>* got, bool more) {
+      out.status = s;
+      out.more = more;
+      out.on_caller = std::this_thread::get_id() == caller;
+      items = std::move(*got);
+      done.set_value();
+    });
+    if (out.async) {
+      EXPECT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    } else {
+      out.status = endpoint_->Scan(*request, &items, &out.more);
+    }
+    keep();
+    return out;
   }
   // Batches were tried on links exactly when the test runs with them.
   void ExpectLinkCalls(uint64_t with_links) const {
@@ -400,6 +482,92 @@ TEST_P(OldPeerTest, RefusedWritesCompleteAfterTheNewerEpochIsLearnt) {
   if (GetParam()) {
     EXPECT_GT(LinkCalls(), 0u);
   }
+}
+
+}  // namespace
+}  // namespace monju
+
+namespace monju {
+namespace {
+
+void StoreAt(OldPeerHandler& h, const std::string& sk, const std::string& value) {
+  Version v;
+  v.dot = {"n9", 1};
+  v.value = value;
+  std::lock_guard<std::mutex> lock(h.mu);
+  h.stored["pk/" + sk] = EncodeVersion(v);
+}
+
+TEST_P(OldPeerTest, AScanOnAScanLinkGivesWhatTheBlockingScanGives) {
+  StoreAt(*handler_, "item1", "one");
+  StoreAt(*handler_, "item2", "two");
+  StoreAt(*handler_, "other", "three");
+  Scanned linked = ScanPk("item", /*limit=*/1);
+  ASSERT_TRUE(linked.status.ok()) << linked.status.ToString();
+  EXPECT_EQ(linked.async, GetParam()) << "ScanAsync takes a scan exactly when there are links";
+  EXPECT_FALSE(linked.on_caller) << "completed by the links' poller, never inside ScanAsync";
+  ExpectLinkCalls(1);
+  std::vector<std::pair<std::string, std::vector<std::string>>> first = {{"item1", {"one"}}};
+  EXPECT_EQ(linked.items, first);
+  EXPECT_TRUE(linked.more);
+
+  std::vector<ScannedItem> items;
+  bool more = true;
+  DataStore::ScanRequest request;
+  request.pk = "pk";
+  request.sk_prefix = "item";
+  request.limit = 10;
+  ASSERT_TRUE(endpoint_->Scan(request, &items, &more).ok());
+  Scanned all = ScanPk("item", 10);
+  ASSERT_EQ(all.items.size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    EXPECT_EQ(all.items[i].first, items[i].sk);
+    EXPECT_EQ(all.items[i].second, items[i].siblings.LiveValues());
+  }
+  EXPECT_EQ(all.items.size(), 2u);
+  EXPECT_FALSE(all.more);
+  EXPECT_EQ(handler_->scans, 3);
+  EXPECT_TRUE(endpoint_->LikelyAlive());
+}
+
+TEST_P(OldPeerTest, AScanRefusedForAnOlderEpochCompletesAfterTheNewerEpochIsLearnt) {
+  RecordingFence fence;
+  fence_.store(&fence);
+  Scanned refused = ScanPk("stale");
+  fence_.store(nullptr);
+  EXPECT_TRUE(refused.status.Is(Status::Code::kStaleEpoch)) << refused.status.ToString();
+  EXPECT_TRUE(refused.items.empty());
+  // Learnt before the scan completed (the coordinator then re-plans under it).
+  EXPECT_EQ(fence.observations(), 1u);
+  EXPECT_EQ(fence.observed.front(), 7u);
+  EXPECT_TRUE(endpoint_->LikelyAlive()) << "a refusal is an answer";
+}
+
+TEST_P(OldPeerTest, AScanIsDeclinedWhileEveryScanLinkHasACallOut) {
+  StoreAt(*handler_, "slow1", "s");
+  auto request = std::make_shared<DataStore::ScanRequest>();
+  request->pk = "pk";
+  request->sk_prefix = "slow";
+  request->limit = 10;
+  if (!GetParam()) {
+    // Without links every scan is declined, for the blocking call.
+    EXPECT_FALSE(endpoint_->ScanAsync(request, [](Status, std::vector<ScannedItem>*, bool) { FAIL(); }));
+    return;
+  }
+  std::promise<Status> first;
+  ASSERT_TRUE(endpoint_->ScanAsync(request, [&](Status s, std::vector<ScannedItem>*, bool) { first.set_value(s); }));
+  // The one scan link waits for that reply: a second scan is not queued behind it.
+  bool called = false;
+  EXPECT_FALSE(endpoint_->ScanAsync(request, [&](Status, std::vector<ScannedItem>*, bool) { called = true; }));
+  handler_->ReleaseScans();
+  auto got = first.get_future();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(got.get().ok());
+  EXPECT_FALSE(called) << "a declined scan's completion is never called";
+  // Idle again: the next one goes on the link.
+  Scanned again = ScanPk("slow");
+  EXPECT_TRUE(again.async);
+  EXPECT_EQ(again.items.size(), 1u);
 }
 
 }  // namespace

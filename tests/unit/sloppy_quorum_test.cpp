@@ -299,6 +299,75 @@ TEST_F(SloppyQuorumTest, QueryRepairsItemsAStaleReplicaLacks) {
   EXPECT_EQ(Fake(others_[0]).applies, 0);
 }
 
+// Remote scans go out without a fan-out thread when the endpoint takes them
+// (ScanAsync, as a peer's idle scan link does); the local one runs here.
+TEST_F(SloppyQuorumTest, QueryScansTakenAsynchronouslyAnswerLikeBlockingOnes) {
+  Version v1;
+  v1.dot = {"nx/1", 1};
+  v1.value = "one";
+  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
+  for (const auto& id : others_) {
+    Fake(id).Store(Key("i1"), v1);
+    Fake(id).async = true;
+  }
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 3;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  ASSERT_EQ(out.items.size(), 1u);
+  EXPECT_EQ(out.items[0].values, std::vector<std::string>{"one"});
+  for (const auto& id : others_) {
+    EXPECT_EQ(Fake(id).async_scans, 1) << id;
+    EXPECT_EQ(Fake(id).scans, 1) << id << ": scanned once, through ScanAsync";
+    Fake(id).JoinAsync();
+  }
+}
+
+TEST_F(SloppyQuorumTest, QueryScansDeclinedAsynchronouslyGoThroughTheExecutor) {
+  Version v1;
+  v1.dot = {"nx/1", 1};
+  v1.value = "one";
+  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
+  for (const auto& id : others_) {
+    Fake(id).Store(Key("i1"), v1);
+    Fake(id).async = true;
+    Fake(id).async_refuse = true;  // every scan link busy
+  }
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 3;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.items.size(), 1u);
+  for (const auto& id : others_) {
+    EXPECT_EQ(Fake(id).async_scans, 0) << id;
+    EXPECT_EQ(Fake(id).scans, 1) << id << ": the blocking scan";
+  }
+}
+
+TEST_F(SloppyQuorumTest, AQueryOfAReplicaThatFailsItsAsyncScanStillReachesQuorum) {
+  Version v1;
+  v1.dot = {"nx/1", 1};
+  v1.value = "one";
+  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
+  Fake(others_[0]).Store(Key("i1"), v1);
+  Fake(others_[0]).async = true;
+  Fake(others_[1]).async = true;
+  Fake(others_[1]).read_error = Status::Unavailable("link closed");
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 2;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.items.size(), 1u);
+  q.r = 3;
+  out = coord_->Query(q);
+  EXPECT_TRUE(out.status.Is(Status::Code::kQuorumFailed)) << out.status.ToString();
+  EXPECT_NE(out.status.message().find("link closed"), std::string::npos) << out.status.ToString();
+  for (const auto& id : others_) Fake(id).JoinAsync();
+}
+
 class LateReplyTest : public SloppyQuorumTest {
  protected:
   // others_[1] lacks i1 and answers only after the client got its answer.
@@ -339,6 +408,32 @@ TEST_F(LateReplyTest, QueryRepairsAReplicaThatAnsweredAfterTheClient) {
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(out.items.size(), 1u);
   ExpectRepairedAfterRelease(stale);
+}
+
+TEST_F(LateReplyTest, QueryRepairsAReplicaWhoseAsyncScanAnsweredAfterTheClient) {
+  Make(/*sloppy=*/true, &threads_);
+  v_.dot = {"nx/1", 1};
+  v_.value = "one";
+  ASSERT_TRUE(replica_->Apply(Key("i1"), v_).ok());
+  Fake(others_[0]).Store(Key("i1"), v_);
+  FakeEndpoint& stale = Fake(others_[1]);
+  stale.async = true;
+  stale.async_held = true;  // its scan answers at ReleaseAsync()
+  QueryRequest q;
+  q.pk = pk_;
+  q.r = 2;
+  QueryOutcome out = coord_->Query(q);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.items.size(), 1u);
+  EXPECT_EQ(stale.async_scans, 1);
+  EXPECT_EQ(stale.applies, 0) << "nothing to repair before the late reply arrives";
+  stale.async_held = false;  // the repair's apply, when it comes, goes at once
+  stale.ReleaseAsync();
+  stale.JoinAsync();  // the scan's answer, the round's repair and its apply
+  threads_.JoinAll();
+  EXPECT_EQ(stale.Stored(Key("i1")).versions(), std::vector<Version>{v_});
+  EXPECT_EQ(stale.applies, 1);
+  EXPECT_EQ(Fake(others_[0]).applies, 0);
 }
 
 // A descending page of several items, each replica lacking different ones,
