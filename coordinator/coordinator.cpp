@@ -978,8 +978,11 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
       repair->replies = std::move(replies);
       repair->have_replies = true;
       if (!repair->have_merged) return;
+      const bool small = repair->merged.size() <= kRepairInlineItems;
       lock.unlock();
-      RepairRound(*repair);
+      // A late reply may come on the links' poller, which serves every
+      // link: a big page's repair is decided on the executor instead.
+      if (small || !executor_->Submit([this, repair] { RepairRoundGuarded(*repair); })) RepairRoundGuarded(*repair);
     });
     auto blocking_scan = [scan, stale, fence, view, local](ReplicaEndpoint* ep) -> QuorumCall<ScanReply>::Call {
       return [ep, scan, stale, fence, view, local](ScanReply* reply) {
@@ -1069,7 +1072,7 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
         // to the executor cost every query a thread switch (the sends that
         // a repair needs leave this thread anyway, see RepairKey).
         lock.unlock();
-        RepairRound(*repair);
+        RepairRoundGuarded(*repair);
       }
     }
     if (full || !boundary) {
@@ -1084,6 +1087,14 @@ QueryOutcome Coordinator::QueryInternal(const QueryRequest& request, const std::
     }
     cursor = *boundary;
     cursor_exclusive = true;
+  }
+}
+
+void Coordinator::RepairRoundGuarded(RoundRepair& round) {
+  try {
+    RepairRound(round);
+  } catch (const std::exception& e) {
+    spdlog::warn("a query's read repair failed: {}", e.what());  // best effort
   }
 }
 

@@ -333,9 +333,13 @@ class Coordinator {
     bool have_replies = false, have_merged = false;
   };
   // Decides a query round's repairs on the thread that has the last of its
-  // replies and merged items; the sends go off it (RepairKey). Merges the
-  // late replies into round.merged.
+  // replies and merged items (a round of more than kRepairInlineItems items
+  // with a late reply: on the executor); the sends go off it (RepairKey).
+  // Merges the late replies into round.merged.
   void RepairRound(RoundRepair& round);
+  // RepairRound(), logging what it throws (repair is best effort).
+  void RepairRoundGuarded(RoundRepair& round);
+  static constexpr size_t kRepairInlineItems = 100;
   // *stale is set when a replica refused the request as planned under a stale epoch.
   QueryOutcome QueryInternal(const QueryRequest& request, const std::shared_ptr<const ClusterView>& view,
                              bool* stale);

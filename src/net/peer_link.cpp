@@ -78,10 +78,16 @@ bool PeerLink::Enqueue(std::string& frame, Done& done, Resend resend, size_t lim
   last_call_ = now;
   ++stats_.calls;
   if (state_ == State::kConnected) {
-    // A send error shows as an epoll error, handled (and completed) by the poller.
-    std::string ignored;
-    FlushLocked(&ignored);
-    ArmLocked();
+    // A send error shows as an epoll error, handled (and completed) by the
+    // poller. The call is taken: nothing may throw from here on, or the
+    // caller would also send it another way.
+    try {
+      std::string ignored;
+      FlushLocked(&ignored);
+      ArmLocked();
+    } catch (const std::exception& e) {
+      spdlog::warn("peer link to {}: sending a call failed: {}", Name(), e.what());
+    }
   }
   return true;
 }
@@ -237,12 +243,16 @@ void PeerLink::OnEvents(uint32_t events, Completions* out) {
 void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
   std::lock_guard<std::mutex> lock(mu_);
   if (state_ == State::kIdle && !waiting_.empty()) {
-    // Calls taken in a pause after a failed connect.
+    // Calls taken in a pause after a failed connect: each fails alike (no
+    // connection was lost under them).
     stats_.paused_failures += waiting_.size();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(retry_after_ - now).count();
-    return FailLocked(Status::Unavailable(connect_error_ + " (connecting again in " +
-                                          std::to_string(std::max<int64_t>(left, 0)) + " ms)"),
-                      out, /*count=*/false);
+    const Status why = Status::Unavailable(
+        connect_error_ + (left > 0 ? " (connecting again in " + std::to_string(left) + " ms)"
+                                   : " (connecting again with the next call)"));
+    for (auto& w : waiting_) out->push_back({std::move(w.done), why, {}});
+    waiting_.clear();
+    return;
   }
   if (waiting_.empty()) {
     // Bytes still out belong to a call: only a connection with none is idle.

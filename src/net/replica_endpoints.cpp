@@ -632,56 +632,47 @@ bool RemoteReplicaEndpoint::ScanAsync(std::shared_ptr<const DataStore::ScanReque
     spdlog::warn("encoding scan to {} failed: {}", peer_id_, e.what());
     return false;  // Scan() reports it
   }
-  // On the poller's thread: decodes, and never waits (a newer epoch is
-  // caught up with on the executor).
+  // On the poller's thread: decodes, never waits (a newer epoch is caught
+  // up with on the executor), and calls `done` once whatever happens.
   PeerLink::Done link_done = [this, done = std::move(done)](Status s, std::string reply) {
     std::vector<ScannedItem> items;
     bool more = false;
-    auto finish = [&](Status outcome) {
+    int64_t newer_epoch = 0;
+    Status outcome;
+    try {
+      outcome = ReadScanReply(std::move(s), reply, &items, &more, &newer_epoch);
+    } catch (const std::exception& e) {
+      outcome = Status::IOError(peer_id_ + " scan reply: " + e.what());
+    }
+    if (!outcome.ok()) {
+      items.clear();
+      more = false;
+    }
+    auto finish = [this](const auto& done, Status outcome, std::vector<ScannedItem>* items, bool more) {
       try {
-        done(std::move(outcome), &items, more);
+        done(std::move(outcome), items, more);
       } catch (const std::exception& e) {
         spdlog::error("finishing a scan of {} failed: {}", peer_id_, e.what());
       }
     };
-    if (!s.ok()) {
-      if (!s.Is(Status::Code::kIOError)) detector_->RecordFailure();
-      return finish(Status::FromCode(static_cast<int>(s.code()), peer_id_ + " scan failed: " + s.message()));
-    }
-    using namespace apache::thrift;
-    rpc::ScanReply wire;
-    try {
-      auto memory = std::make_shared<transport::TMemoryBuffer>(reinterpret_cast<uint8_t*>(reply.data()),
-                                                               static_cast<uint32_t>(reply.size()),
-                                                               transport::TMemoryBuffer::OBSERVE);
-      rpc::MonjuReplicaClient client(LimitedProtocol(memory, static_cast<int32_t>(reply.size())));
-      client.recv_scan(wire);
-    } catch (const rpc::StaleEpoch& e) {
-      detector_->RecordSuccess();
-      Status stale = Status::StaleEpoch(peer_id_ + " refused scan: " + e.why);
-      auto observe_then_finish = [this, epoch = e.epoch, stale, done] {
-        ObserveEpoch(epoch);  // may wait: not on the poller
-        std::vector<ScannedItem> none;
-        done(stale, &none, false);
-      };
-      if (!OffThePoller(observe_then_finish)) finish(stale);
-      return;
-    } catch (const TException& e) {
-      if (auto declared = DeclaredError("scan")) return finish(*declared);
-      return finish(Status::IOError(peer_id_ + " scan reply undecodable: " + e.what()));
-    }
-    detector_->RecordSuccess();
-    items.reserve(wire.items.size());
-    for (auto& item : wire.items) {
-      auto siblings = DecodeSiblings(item.siblings);
-      if (!siblings.ok()) {
-        items.clear();
-        return finish(siblings.status());
+    if (newer_epoch > 0) {
+      bool queued = false;
+      try {
+        queued = OffThePoller([this, newer_epoch, outcome, done, finish] {
+          try {
+            ObserveEpoch(newer_epoch);  // may wait: not on the poller
+          } catch (const std::exception& e) {
+            spdlog::warn("learning epoch {} from {} failed: {}", newer_epoch, peer_id_, e.what());
+          }
+          std::vector<ScannedItem> none;
+          finish(done, outcome, &none, false);
+        });
+      } catch (const std::exception&) {
+        queued = false;
       }
-      items.push_back({std::move(item.sk), std::move(siblings.value())});
+      if (queued) return;
     }
-    more = wire.more;
-    finish(Status::OK());
+    finish(done, std::move(outcome), &items, more);
   };
   constexpr auto kResend = PeerLink::Resend::kOnceIfConnectionCloses;  // a scan only reads
   try {
@@ -691,6 +682,40 @@ bool RemoteReplicaEndpoint::ScanAsync(std::shared_ptr<const DataStore::ScanReque
     spdlog::warn("queueing a scan to {} failed: {}", peer_id_, e.what());
   }
   return false;
+}
+
+Status RemoteReplicaEndpoint::ReadScanReply(Status link_status, std::string& reply, std::vector<ScannedItem>* items,
+                                            bool* more, int64_t* newer_epoch) {
+  if (!link_status.ok()) {
+    if (!link_status.Is(Status::Code::kIOError)) detector_->RecordFailure();
+    return Status::FromCode(static_cast<int>(link_status.code()), peer_id_ + " scan failed: " + link_status.message());
+  }
+  using namespace apache::thrift;
+  rpc::ScanReply wire;
+  try {
+    auto memory = std::make_shared<transport::TMemoryBuffer>(reinterpret_cast<uint8_t*>(reply.data()),
+                                                             static_cast<uint32_t>(reply.size()),
+                                                             transport::TMemoryBuffer::OBSERVE);
+    rpc::MonjuReplicaClient client(LimitedProtocol(memory, static_cast<int32_t>(reply.size())));
+    client.recv_scan(wire);
+  } catch (const rpc::StaleEpoch& e) {
+    // Learnt by the caller, off the poller (DeclaredError would learn it here).
+    detector_->RecordSuccess();
+    *newer_epoch = e.epoch;
+    return Status::StaleEpoch(peer_id_ + " refused scan: " + e.why);
+  } catch (const TException& e) {
+    if (auto declared = DeclaredError("scan")) return *declared;
+    return Status::IOError(peer_id_ + " scan reply undecodable: " + e.what());
+  }
+  detector_->RecordSuccess();
+  items->reserve(wire.items.size());
+  for (auto& item : wire.items) {
+    auto siblings = DecodeSiblings(item.siblings);
+    if (!siblings.ok()) return siblings.status();
+    items->push_back({std::move(item.sk), std::move(siblings.value())});
+  }
+  *more = wire.more;
+  return Status::OK();
 }
 
 Status RemoteReplicaEndpoint::Ping() {

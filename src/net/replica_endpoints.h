@@ -189,6 +189,11 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
   // Runs `complete` on the executor, where it may block: false without an
   // executor or when it refuses (the caller then completes the items).
   bool OffThePoller(std::function<void()> complete);
+  // A scan's reply read from a link: its items, or why there are none;
+  // *newer_epoch > 0 when the peer refused it as planned under an older
+  // epoch (for the caller to learn off the poller).
+  Status ReadScanReply(Status link_status, std::string& reply, std::vector<ScannedItem>* items, bool* more,
+                       int64_t* newer_epoch);
   // One batch call (`send` fills *outcomes): OK with one outcome per item,
   // or the call's error; *unknown (and OK) when the peer does not know it.
   template <typename Outcome, typename Send>
