@@ -54,4 +54,13 @@ inline bool GetBytes(std::string_view in, size_t& pos, std::string& out) {
   return true;
 }
 
+// GetBytes() without a copy: `out` points into `in`.
+inline bool GetBytesView(std::string_view in, size_t& pos, std::string_view& out) {
+  uint32_t n;
+  if (!GetU32(in, pos, n) || in.size() - pos < n) return false;
+  out = in.substr(pos, n);
+  pos += n;
+  return true;
+}
+
 }  // namespace monju::fixed

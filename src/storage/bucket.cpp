@@ -43,6 +43,24 @@ StatusOr<Bucket> Bucket::Decode(std::string_view bytes) {
   return b;
 }
 
+StatusOr<std::vector<Bucket::EntryView>> Bucket::DecodeViews(std::string_view bytes) {
+  size_t pos = 0;
+  uint32_t n;
+  if (!GetU32(bytes, pos, n)) return Status::Corruption("malformed bucket header");
+  const bool with_digests = (n & kWithDigests) != 0;
+  n &= ~kWithDigests;
+  if (n > bytes.size()) return Status::Corruption("malformed bucket header");
+  std::vector<EntryView> views(n);
+  for (auto& e : views) {
+    uint64_t digest;
+    if (!fixed::GetBytesView(bytes, pos, e.pk) || !fixed::GetBytesView(bytes, pos, e.sk) ||
+        !fixed::GetBytesView(bytes, pos, e.record) || (with_digests && !GetU64(bytes, pos, digest)))
+      return Status::Corruption("malformed bucket entry");
+  }
+  if (pos != bytes.size()) return Status::Corruption("trailing bytes in bucket");
+  return views;
+}
+
 std::string Bucket::Encode() const {
   std::string out;
   PutU32(out, static_cast<uint32_t>(entries_.size()) | kWithDigests);

@@ -23,6 +23,13 @@ class Bucket {
     uint64_t digest = 0;  // 0: not stored (a v1 bucket); compute it from the record
   };
   static StatusOr<Bucket> Decode(std::string_view bytes);
+  // An entry read in place: its views point into the bytes decoded.
+  struct EntryView {
+    std::string_view pk, sk, record;
+  };
+  // Decode() without copying: for readers that keep a few entries of a
+  // bucket (a scan). Valid while `bytes` is; the same errors as Decode().
+  static StatusOr<std::vector<EntryView>> DecodeViews(std::string_view bytes);
   std::string Encode() const;
 
   const Entry* Find(std::string_view pk, std::string_view sk) const;

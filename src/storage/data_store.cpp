@@ -518,14 +518,15 @@ class DataStore::Impl {
 
     for (; cur.Valid(); req.ascending ? cur.Next() : cur.Prev()) {
       if (!StartsWith(cur.key(), header)) break;
-      auto bucket = Bucket::Decode(cur.value());
+      // Read in place: only the items kept are copied, once.
+      auto bucket = Bucket::DecodeViews(cur.value());
       if (!bucket.ok()) return bucket.status();
-      const auto& entries = bucket->entries();
+      const auto& entries = bucket.value();
       const size_t n = entries.size();
       for (size_t j = 0; j < n; ++j) {
-        const Bucket::Entry& e = entries[req.ascending ? j : n - 1 - j];
+        const Bucket::EntryView& e = entries[req.ascending ? j : n - 1 - j];
         if (e.pk != req.pk) continue;
-        const std::string& sk = e.sk;
+        const std::string_view sk = e.sk;
         if (!unbounded) {
           int c = sk.compare(bound);
           if (req.ascending ? (c < 0 || (c == 0 && bound_exclusive)) : (c > 0 || (c == 0 && bound_exclusive)))
@@ -540,7 +541,7 @@ class DataStore::Impl {
           *more = true;
           return Status::OK();
         }
-        out->push_back({sk, e.record});
+        out->push_back({std::string(sk), std::string(e.record)});
       }
     }
     return cur.status();

@@ -226,6 +226,40 @@ void BM_DataStoreGet(benchmark::State& state) {
 BENCHMARK(BM_DataStoreGet);
 BENCHMARK(BM_DataStoreGet)->Threads(2)->UseRealTime();
 
+// A query's scan: one pk's 10 items of 200 bytes, the page a monju-bench
+// query reads.
+void BM_DataStoreScan(benchmark::State& state) {
+  DataStore& store = BenchStore::Get().store();
+  constexpr int kPks = 200, kPerPk = 10;
+  static const bool loaded = [&] {
+    std::vector<std::thread> writers;
+    std::atomic<int> next{0};
+    for (int w = 0; w < 16; ++w)
+      writers.emplace_back([&] {
+        for (int i; (i = next++) < kPks * kPerPk;)
+          store.Apply({uint32_t(i % kPks % 256), "scan-pk" + std::to_string(i % kPks), "sk" + std::to_string(i)},
+                      [](const std::optional<std::string>&) { return kRecord; });
+      });
+    for (auto& t : writers) t.join();
+    return true;
+  }();
+  benchmark::DoNotOptimize(loaded);
+  std::mt19937 rng(42);
+  std::vector<DataStore::ScanItem> items;
+  for (auto _ : state) {
+    const int pk = int(rng() % kPks);
+    DataStore::ScanRequest r;
+    r.partition = uint32_t(pk % 256);
+    r.pk = "scan-pk" + std::to_string(pk);
+    r.limit = kPerPk + 1;
+    bool more = false;
+    Status s = store.Scan(r, &items, &more);
+    if (!s.ok() || items.size() != size_t(kPerPk)) state.SkipWithError("scan did not find the pk's items");
+  }
+  state.SetItemsProcessed(state.iterations() * kPerPk);
+}
+BENCHMARK(BM_DataStoreScan);
+
 }  // namespace
 }  // namespace monju
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/fixed_codec.h"
+#include "storage/bucket.h"
 #include "storage/data_store.h"
 
 namespace monju {
@@ -1256,10 +1257,11 @@ Index ListIndex(DataStore& store, uint32_t partitions, size_t page) {
       for (const auto& e : entries) {
         EXPECT_GE(e.key_hash, last) << "not in key-hash order";
         last = e.key_hash;
-        if (previous)
+        if (previous) {
           EXPECT_TRUE(DataStore::StorageOrderLess(previous->pk, previous->sk, e.pk, e.sk))
               << "not in the storage order StorageOrderLess states: " << previous->pk << "/" << previous->sk
               << " then " << e.pk << "/" << e.sk;
+        }
         previous = &e;
         EXPECT_EQ(e.key_hash, DataStore::KeyHash(e.pk));
         EXPECT_TRUE(out.emplace(std::make_tuple(p, e.pk, e.sk), std::make_pair(e.key_hash, e.digest)).second)
@@ -1441,7 +1443,9 @@ TEST_P(StorageTest, ScanDigestsResumesInsideASharedBucketAndPastADeletedEntry) {
     for (const auto& e : page) rows.push_back(e.sk.substr(stem.size()));
     if (!more) break;
     after = page.back();
-    if (after->sk == stem + "d") ASSERT_TRUE(Erase(1, "wide", after->sk).ok());  // gone before the next page
+    if (after->sk == stem + "d") {
+      ASSERT_TRUE(Erase(1, "wide", after->sk).ok());  // gone before the next page
+    }
   }
   EXPECT_EQ(rows, (std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g"}));
   // A claimed key hash is not trusted: `after` is placed by its pk.
@@ -1540,6 +1544,35 @@ INSTANTIATE_TEST_SUITE_P(Memtables, StorageTest, ::testing::Values(StorageOption
                          MemtableName);
 INSTANTIATE_TEST_SUITE_P(Memtables, ScanFixture, ::testing::Values(StorageOptions{}.memtable_bytes, 4096),
                          MemtableName);
+
+// A scan reads buckets in place (DecodeViews): the same entries as Decode,
+// and the same refusals of malformed bytes.
+TEST(BucketTest, ViewsDecodeTheSameEntriesAndRefuseTheSameBytes) {
+  Bucket b;
+  b.Upsert("pk", "b", std::string("two\0bytes", 9), 2);
+  b.Upsert("pk", "a", "one", 1);
+  b.Upsert("other", "a", "", 3);
+  const std::string bytes = b.Encode();
+  auto copies = Bucket::Decode(bytes);
+  auto views = Bucket::DecodeViews(bytes);
+  ASSERT_TRUE(copies.ok() && views.ok());
+  ASSERT_EQ(views->size(), copies->entries().size());
+  for (size_t i = 0; i < views->size(); ++i) {
+    const auto& v = views.value()[i];
+    const auto& c = copies->entries()[i];
+    EXPECT_EQ(v.pk, c.pk);
+    EXPECT_EQ(v.sk, c.sk);
+    EXPECT_EQ(v.record, c.record);
+    EXPECT_GE(v.record.data(), bytes.data());  // in place
+    EXPECT_LE(v.record.data() + v.record.size(), bytes.data() + bytes.size());
+  }
+  EXPECT_EQ(views.value()[2].record, std::string_view("two\0bytes", 9));
+  for (const std::string& bad : {bytes.substr(0, bytes.size() - 1), bytes + "x", std::string("\xff\xff\xff"),
+                                 bytes.substr(0, 4)}) {
+    EXPECT_TRUE(Bucket::Decode(bad).status().Is(Status::Code::kCorruption));
+    EXPECT_TRUE(Bucket::DecodeViews(bad).status().Is(Status::Code::kCorruption)) << bad.size() << " bytes";
+  }
+}
 
 }  // namespace
 }  // namespace monju
