@@ -27,7 +27,40 @@ uint32_t FrameLength(const char* p) {
 
 }  // namespace
 
-PeerLink::PeerLink(LinkPoller* poller, PeerLinkOptions options) : poller_(poller), options_(std::move(options)) {}
+void ConnectPause::Failed(Clock::TimePoint now, const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  error_ = error;
+  if (min_ms_ <= 0 || now < retry_after_) return;
+  const uint32_t doublings = std::min<uint32_t>(failures_in_row_, 20);
+  ++failures_in_row_;
+  const int64_t pause = std::min<int64_t>(int64_t(min_ms_) << doublings, max_ms_);
+  retry_after_ = now + std::chrono::milliseconds(pause);
+}
+
+void ConnectPause::Succeeded() {
+  std::lock_guard<std::mutex> lock(mu_);
+  failures_in_row_ = 0;
+  retry_after_ = {};
+}
+
+bool ConnectPause::Paused(Clock::TimePoint now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return now < retry_after_;
+}
+
+std::string ConnectPause::Describe(Clock::TimePoint now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(retry_after_ - now).count();
+  return error_ + (left > 0 ? " (connecting again in " + std::to_string(left) + " ms)"
+                            : " (connecting again with the next call)");
+}
+
+PeerLink::PeerLink(LinkPoller* poller, PeerLinkOptions options)
+    : poller_(poller),
+      options_(std::move(options)),
+      pause_(options_.connect_pause ? options_.connect_pause
+                                    : std::make_shared<ConnectPause>(options_.reconnect_pause_min_ms,
+                                                                     options_.reconnect_pause_max_ms)) {}
 
 PeerLink::~PeerLink() {
   if (fd_ >= 0) ::close(fd_);
@@ -51,7 +84,7 @@ bool PeerLink::Enqueue(std::string& frame, Done& done, Resend resend, size_t lim
   // inside Call(), and without the caller sending it another way. Calls of
   // a pause not yet failed keep later ones from connecting (they have no
   // bytes to match replies against).
-  const bool paused = state_ == State::kIdle && (now < retry_after_ || !waiting_.empty());
+  const bool paused = state_ == State::kIdle && (!waiting_.empty() || pause_->Paused(now));
   if (paused) {
     waiting_.push_back({std::move(done), now, {}});
     last_call_ = now;
@@ -127,14 +160,14 @@ void PeerLink::Connect(uint64_t attempt) {
       // This attempt was given up (its calls timed out) or the poller stops.
       if (fd >= 0) ::close(fd);
     } else if (fd < 0) {
-      connect_error_ = "cannot connect to " + Name() + ": " + error;
-      FailLocked(Status::Unavailable(connect_error_), &failed);
-      PauseConnectsLocked(poller_->clock_->Now());
+      const std::string why = "cannot connect to " + Name() + ": " + error;
+      FailLocked(Status::Unavailable(why), &failed);
+      pause_->Failed(poller_->clock_->Now(), why);
     } else {
       fd_ = fd;
       state_ = State::kConnected;
       ++stats_.connects;
-      connect_failures_in_row_ = 0;
+      pause_->Succeeded();
       armed_out_ = false;
       if (!poller_->Watch(fd_, EPOLLIN, this, true)) {
         FailLocked(Status::Unavailable("cannot watch the connection to " + Name() + ": " + strerror(errno)), &failed);
@@ -146,15 +179,6 @@ void PeerLink::Connect(uint64_t attempt) {
     }
   }
   LinkPoller::RunCompletions(failed);
-}
-
-void PeerLink::PauseConnectsLocked(Clock::TimePoint now) {
-  if (options_.reconnect_pause_min_ms <= 0) return;
-  const uint32_t doublings = std::min<uint32_t>(connect_failures_in_row_, 20);
-  ++connect_failures_in_row_;
-  const int64_t pause = std::min<int64_t>(int64_t(options_.reconnect_pause_min_ms) << doublings,
-                                          std::max(options_.reconnect_pause_min_ms, options_.reconnect_pause_max_ms));
-  retry_after_ = now + std::chrono::milliseconds(pause);
 }
 
 bool PeerLink::FlushLocked(std::string* error) {
@@ -246,10 +270,7 @@ void PeerLink::CheckDeadline(Clock::TimePoint now, Completions* out) {
     // Calls taken in a pause after a failed connect: each fails alike (no
     // connection was lost under them).
     stats_.paused_failures += waiting_.size();
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(retry_after_ - now).count();
-    const Status why = Status::Unavailable(
-        connect_error_ + (left > 0 ? " (connecting again in " + std::to_string(left) + " ms)"
-                                   : " (connecting again with the next call)"));
+    const Status why = Status::Unavailable(pause_->Describe(now));
     for (auto& w : waiting_) out->push_back({std::move(w.done), why, {}});
     waiting_.clear();
     return;

@@ -22,7 +22,8 @@
 // reply frame out of bounds or one no call waits for) fails every call
 // waiting on it, as its connection's state is unknown, and is connected
 // again by the next call. A connect that fails (refused, or not done in
-// time) pauses the link's connects: for reconnect_pause_min_ms after the
+// time) pauses the link's connects (and those of every link sharing its
+// ConnectPause: a peer's links do): for reconnect_pause_min_ms after the
 // first failure in a row, doubling with each further one up to
 // reconnect_pause_max_ms, calls fail at once (on the poller's thread) with
 // the last connect's error instead of each trying a connect to a peer that
@@ -48,6 +49,7 @@
 
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -69,6 +71,34 @@ namespace monju {
 
 class LinkPoller;
 
+// When a peer's links may connect again after failed connects; shared by
+// the links of one peer, so that one link's refused connect spares the
+// others theirs. Thread-safe; never calls out (links call it under their
+// own lock).
+class ConnectPause {
+ public:
+  // Pauses of min_ms after a first failure in a row, doubling to max_ms;
+  // min_ms <= 0: no pauses.
+  ConnectPause(int min_ms, int max_ms) : min_ms_(min_ms), max_ms_(std::max(min_ms, max_ms)) {}
+  // A connect failed with `error` (for the calls failed in the pause). A
+  // failure within a pause (another link's attempt made before it began)
+  // does not lengthen the next one.
+  void Failed(Clock::TimePoint now, const std::string& error);
+  // A connect succeeded: no pause, and the next failure pauses min_ms.
+  void Succeeded();
+  // Whether connects wait at `now`.
+  bool Paused(Clock::TimePoint now) const;
+  // The error and when connects resume, for a call failed in a pause.
+  std::string Describe(Clock::TimePoint now) const;
+
+ private:
+  const int min_ms_, max_ms_;
+  mutable std::mutex mu_;
+  uint32_t failures_in_row_ = 0;
+  Clock::TimePoint retry_after_{};
+  std::string error_;
+};
+
 struct PeerLinkOptions {
   std::string host;
   uint16_t port = 0;
@@ -82,6 +112,9 @@ struct PeerLinkOptions {
   // row up to the max (0: no pause).
   int reconnect_pause_min_ms = 20;
   int reconnect_pause_max_ms = 500;
+  // Shared with the peer's other links; null: the link has its own, from
+  // the two values above.
+  std::shared_ptr<ConnectPause> connect_pause;
 };
 
 struct PeerLinkStats {
@@ -159,8 +192,6 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // Poller thread: fails the link if its oldest call is past its deadline,
   // and closes a connection idle for idle_close_ms.
   void CheckDeadline(Clock::TimePoint now, Completions* out);
-  // After a failed connect: connects pause until retry_after_.
-  void PauseConnectsLocked(Clock::TimePoint now);
   // Fails every waiting call (the oldest with `why`, the ones behind it as
   // lost with the connection), closes the socket, and goes idle; `count`:
   // a failure of the link (not its poller stopping); `resending`: calls
@@ -182,6 +213,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
 
   LinkPoller* const poller_;
   const PeerLinkOptions options_;
+  const std::shared_ptr<ConnectPause> pause_;  // options_.connect_pause, or the link's own
   mutable std::mutex mu_;
   State state_ = State::kIdle;
   uint64_t connect_attempt_ = 0;  // the latest connect asked for
@@ -189,11 +221,6 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   bool armed_out_ = false;  // EPOLLOUT is in the socket's epoll events
   std::deque<Waiting> waiting_;
   Clock::TimePoint last_call_{};  // the latest call's queueing
-  // Connect pauses: connects failed in a row, the pause's end, and why the
-  // last one failed (given to the calls failed in the pause).
-  uint32_t connect_failures_in_row_ = 0;
-  Clock::TimePoint retry_after_{};
-  std::string connect_error_;
   std::string out_;  // bytes queued, not yet sent
   size_t out_sent_ = 0;  // of out_
   std::string in_;   // bytes received, not yet a whole frame

@@ -870,6 +870,9 @@ RemoteReplicaEndpoint* NodeEndpoints::Make(const ClusterView& view, uint32_t mem
       link_options.connect_timeout_ms = o.connect_timeout_ms;
       link_options.io_timeout_ms = o.connect_timeout_ms + o.io_timeout_ms;
       link_options.max_reply_bytes = static_cast<uint32_t>(o.max_message_bytes);
+      // One refused connect pauses all of the peer's links.
+      link_options.connect_pause = std::make_shared<ConnectPause>(link_options.reconnect_pause_min_ms,
+                                                                  link_options.reconnect_pause_max_ms);
       auto made = std::make_shared<PeerLinks>();
       // As many write links as coalesced write calls may be out at once, so
       // that the peer works on them together (it reads a connection's next

@@ -184,6 +184,13 @@ class PeerLinkTest : public ::testing::Test {
     poller_->Poke();
   }
 
+  // Has the poller take turns until `done` holds (for what another thread
+  // does: a connect, a peer's close), at most 10 s.
+  void PollUntil(const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < deadline) poller_->PokeAndWait();
+  }
+
   std::future<Outcome> Resendable(PeerLink& link, const std::string& payload) {
     return CallWith(link, payload, nullptr, PeerLink::Resend::kOnceIfConnectionCloses);
   }
@@ -616,7 +623,7 @@ TEST_F(PeerLinkTest, APeerBackAfterAPauseIsConnectedAndTheNextFailurePausesFromT
     EXPECT_EQ(link->stats().connects, 1u);
   }
   // The peer went away again, closing the connection; the poller sees it.
-  for (int turn = 0; turn < 1000 && link->stats().failures == 0; ++turn) poller_->PokeAndWait();
+  PollUntil([&] { return link->stats().failures > 0; });
   EXPECT_EQ(link->stats().failures, 1u);
   // A first failure in a row again: the pause starts from 20 ms.
   clock_.Advance(std::chrono::milliseconds(1000));
@@ -625,6 +632,63 @@ TEST_F(PeerLinkTest, APeerBackAfterAPauseIsConnectedAndTheNextFailurePausesFromT
   auto paused = CallWith(*link, "7");
   Outcome rp = Await(paused);
   EXPECT_TRUE(Says(rp, "connecting again in 20 ms")) << rp.status.ToString();
+}
+
+TEST_F(PeerLinkTest, LinksSharingAPauseAreAllPausedByOneFailedConnect) {
+  const uint16_t port = FreedPort();
+  PeerLinkOptions o;
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.io_timeout_ms = 500;
+  o.connect_pause = std::make_shared<ConnectPause>(20, 100);
+  auto first = poller_->NewLink(o);
+  auto second = poller_->NewLink(o);
+  auto a = CallWith(*first, "1");
+  EXPECT_TRUE(Says(Await(a), "cannot connect"));
+  // The other link has never connected, and does not try: the peer's pause holds.
+  bool taken = false;
+  auto b = CallWith(*second, "2", &taken);
+  EXPECT_TRUE(taken) << "taken, to fail on the poller (not sent another way)";
+  Outcome rb = Await(b);
+  EXPECT_TRUE(Says(rb, "connecting again in 20 ms")) << rb.status.ToString();
+  EXPECT_EQ(second->stats().connect_failures, 0u);
+  EXPECT_EQ(second->stats().paused_failures, 1u);
+
+  // After the pause the second link tries, and a peer that is back is
+  // reached; that ends the pause for the first link too.
+  ScriptedPeer back([](const std::string& p) { return Frame("re:" + p); }, port);
+  clock_.Advance(std::chrono::milliseconds(20));
+  auto c = CallWith(*second, "3");
+  EXPECT_EQ(Await(c).reply, "re:3");
+  // The first link connects at once (the scripted peer answers one
+  // connection at a time, so its call then waits and times out).
+  auto d = CallWith(*first, "4");
+  PollUntil([&] { return first->stats().connects > 0; });
+  EXPECT_EQ(first->stats().connects, 1u);
+  PassDeadline();
+  Outcome rd = Await(d);
+  EXPECT_TRUE(rd.status.Is(Status::Code::kTimedOut)) << rd.status.ToString();
+  EXPECT_EQ(first->stats().paused_failures, 0u);
+}
+
+TEST(ConnectPauseTest, AFailureWithinAPauseDoesNotLengthenTheNext) {
+  ConnectPause pause(20, 500);
+  const Clock::TimePoint t0{};
+  EXPECT_FALSE(pause.Paused(t0));
+  pause.Failed(t0, "refused");
+  EXPECT_TRUE(pause.Paused(t0 + std::chrono::milliseconds(19)));
+  // Another link's connect, made before the pause began, fails too.
+  pause.Failed(t0 + std::chrono::milliseconds(1), "refused again");
+  EXPECT_FALSE(pause.Paused(t0 + std::chrono::milliseconds(20))) << "still the first pause of 20 ms";
+  EXPECT_NE(pause.Describe(t0).find("refused again"), std::string::npos);
+  pause.Failed(t0 + std::chrono::milliseconds(20), "refused");  // the next failure in a row: 40 ms
+  EXPECT_TRUE(pause.Paused(t0 + std::chrono::milliseconds(59)));
+  EXPECT_FALSE(pause.Paused(t0 + std::chrono::milliseconds(60)));
+  pause.Succeeded();
+  EXPECT_FALSE(pause.Paused(t0 + std::chrono::milliseconds(21)));
+  pause.Failed(t0 + std::chrono::milliseconds(100), "refused");  // from the start again
+  EXPECT_TRUE(pause.Paused(t0 + std::chrono::milliseconds(119)));
+  EXPECT_FALSE(pause.Paused(t0 + std::chrono::milliseconds(120)));
 }
 
 TEST_F(PeerLinkTest, WithoutAPauseEveryCallTriesAConnect) {
