@@ -9,7 +9,6 @@
 namespace monju {
 namespace {
 
-using fixed::GetBytes;
 using fixed::GetU32;
 using fixed::GetU64;
 using fixed::PutBytes;
@@ -23,41 +22,51 @@ bool Less(const Bucket::Entry& e, std::string_view pk, std::string_view sk) {
   return c < 0 || (c == 0 && std::string_view(e.pk) < pk);
 }
 
+// The one reader of the encoding: calls reserve(count), then
+// entry(pk, sk, record, digest) for each entry, the views pointing into
+// `bytes`.
+template <typename Reserve, typename OnEntry>
+Status Parse(std::string_view bytes, Reserve&& reserve, OnEntry&& entry) {
+  size_t pos = 0;
+  uint32_t n;
+  if (!GetU32(bytes, pos, n)) return Status::Corruption("malformed bucket header");
+  const bool with_digests = (n & kWithDigests) != 0;
+  n &= ~kWithDigests;
+  if (n > bytes.size()) return Status::Corruption("malformed bucket header");
+  reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string_view pk, sk, record;
+    uint64_t digest = 0;
+    if (!fixed::GetBytesView(bytes, pos, pk) || !fixed::GetBytesView(bytes, pos, sk) ||
+        !fixed::GetBytesView(bytes, pos, record) || (with_digests && !GetU64(bytes, pos, digest)))
+      return Status::Corruption("malformed bucket entry");
+    entry(pk, sk, record, digest);
+  }
+  if (pos != bytes.size()) return Status::Corruption("trailing bytes in bucket");
+  return Status::OK();
+}
+
 }  // namespace
 
 StatusOr<Bucket> Bucket::Decode(std::string_view bytes) {
   Bucket b;
-  size_t pos = 0;
-  uint32_t n;
-  if (!GetU32(bytes, pos, n)) return Status::Corruption("malformed bucket header");
-  const bool with_digests = (n & kWithDigests) != 0;
-  n &= ~kWithDigests;
-  if (n > bytes.size()) return Status::Corruption("malformed bucket header");
-  b.entries_.resize(n);
-  for (auto& e : b.entries_) {
-    if (!GetBytes(bytes, pos, e.pk) || !GetBytes(bytes, pos, e.sk) || !GetBytes(bytes, pos, e.record) ||
-        (with_digests && !GetU64(bytes, pos, e.digest)))
-      return Status::Corruption("malformed bucket entry");
-  }
-  if (pos != bytes.size()) return Status::Corruption("trailing bytes in bucket");
+  Status s = Parse(
+      bytes, [&](uint32_t n) { b.entries_.reserve(n); },
+      [&](std::string_view pk, std::string_view sk, std::string_view record, uint64_t digest) {
+        b.entries_.push_back({std::string(pk), std::string(sk), std::string(record), digest});
+      });
+  if (!s.ok()) return s;
   return b;
 }
 
 StatusOr<std::vector<Bucket::EntryView>> Bucket::DecodeViews(std::string_view bytes) {
-  size_t pos = 0;
-  uint32_t n;
-  if (!GetU32(bytes, pos, n)) return Status::Corruption("malformed bucket header");
-  const bool with_digests = (n & kWithDigests) != 0;
-  n &= ~kWithDigests;
-  if (n > bytes.size()) return Status::Corruption("malformed bucket header");
-  std::vector<EntryView> views(n);
-  for (auto& e : views) {
-    uint64_t digest;
-    if (!fixed::GetBytesView(bytes, pos, e.pk) || !fixed::GetBytesView(bytes, pos, e.sk) ||
-        !fixed::GetBytesView(bytes, pos, e.record) || (with_digests && !GetU64(bytes, pos, digest)))
-      return Status::Corruption("malformed bucket entry");
-  }
-  if (pos != bytes.size()) return Status::Corruption("trailing bytes in bucket");
+  std::vector<EntryView> views;
+  Status s = Parse(
+      bytes, [&](uint32_t n) { views.reserve(n); },
+      [&](std::string_view pk, std::string_view sk, std::string_view record, uint64_t) {
+        views.push_back({pk, sk, record});
+      });
+  if (!s.ok()) return s;
   return views;
 }
 

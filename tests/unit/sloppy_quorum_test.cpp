@@ -75,6 +75,22 @@ class SloppyQuorumTest : public ::testing::Test {
   ItemKey Key(const std::string& sk) const {
     return {membership_->Current()->ring().PartitionOf(pk_), pk_, sk};
   }
+  // Version "one" of i1, applied here and stored on `peers`.
+  Version StoreOne(const std::vector<std::string>& peers) {
+    Version v;
+    v.dot = {"nx/1", 1};
+    v.value = "one";
+    EXPECT_TRUE(replica_->Apply(Key("i1"), v).ok());
+    for (const auto& id : peers) Fake(id).Store(Key("i1"), v);
+    return v;
+  }
+  // A query of the whole pk with read quorum r.
+  QueryOutcome QueryPk(int r) {
+    QueryRequest q;
+    q.pk = pk_;
+    q.r = r;
+    return coord_->Query(q);
+  }
 
   void Make(bool sloppy = true, Executor* executor = nullptr, std::chrono::milliseconds handoff = 300ms,
             std::chrono::milliseconds timeout = 10s) {
@@ -302,18 +318,9 @@ TEST_F(SloppyQuorumTest, QueryRepairsItemsAStaleReplicaLacks) {
 // Remote scans go out without a fan-out thread when the endpoint takes them
 // (ScanAsync, as a peer's idle scan link does); the local one runs here.
 TEST_F(SloppyQuorumTest, QueryScansTakenAsynchronouslyAnswerLikeBlockingOnes) {
-  Version v1;
-  v1.dot = {"nx/1", 1};
-  v1.value = "one";
-  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
-  for (const auto& id : others_) {
-    Fake(id).Store(Key("i1"), v1);
-    Fake(id).async = true;
-  }
-  QueryRequest q;
-  q.pk = pk_;
-  q.r = 3;
-  QueryOutcome out = coord_->Query(q);
+  StoreOne(others_);
+  for (const auto& id : others_) Fake(id).async = true;
+  QueryOutcome out = QueryPk(3);
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   ASSERT_EQ(out.items.size(), 1u);
   EXPECT_EQ(out.items[0].values, std::vector<std::string>{"one"});
@@ -325,19 +332,12 @@ TEST_F(SloppyQuorumTest, QueryScansTakenAsynchronouslyAnswerLikeBlockingOnes) {
 }
 
 TEST_F(SloppyQuorumTest, QueryScansDeclinedAsynchronouslyGoThroughTheExecutor) {
-  Version v1;
-  v1.dot = {"nx/1", 1};
-  v1.value = "one";
-  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
+  StoreOne(others_);
   for (const auto& id : others_) {
-    Fake(id).Store(Key("i1"), v1);
     Fake(id).async = true;
     Fake(id).async_refuse = true;  // every scan link busy
   }
-  QueryRequest q;
-  q.pk = pk_;
-  q.r = 3;
-  QueryOutcome out = coord_->Query(q);
+  QueryOutcome out = QueryPk(3);
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(out.items.size(), 1u);
   for (const auto& id : others_) {
@@ -347,22 +347,14 @@ TEST_F(SloppyQuorumTest, QueryScansDeclinedAsynchronouslyGoThroughTheExecutor) {
 }
 
 TEST_F(SloppyQuorumTest, AQueryOfAReplicaThatFailsItsAsyncScanStillReachesQuorum) {
-  Version v1;
-  v1.dot = {"nx/1", 1};
-  v1.value = "one";
-  ASSERT_TRUE(replica_->Apply(Key("i1"), v1).ok());
-  Fake(others_[0]).Store(Key("i1"), v1);
+  StoreOne({others_[0]});
   Fake(others_[0]).async = true;
   Fake(others_[1]).async = true;
   Fake(others_[1]).read_error = Status::Unavailable("link closed");
-  QueryRequest q;
-  q.pk = pk_;
-  q.r = 2;
-  QueryOutcome out = coord_->Query(q);
+  QueryOutcome out = QueryPk(2);
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(out.items.size(), 1u);
-  q.r = 3;
-  out = coord_->Query(q);
+  out = QueryPk(3);
   EXPECT_TRUE(out.status.Is(Status::Code::kQuorumFailed)) << out.status.ToString();
   EXPECT_NE(out.status.message().find("link closed"), std::string::npos) << out.status.ToString();
   for (const auto& id : others_) Fake(id).JoinAsync();
@@ -370,15 +362,19 @@ TEST_F(SloppyQuorumTest, AQueryOfAReplicaThatFailsItsAsyncScanStillReachesQuorum
 
 class LateReplyTest : public SloppyQuorumTest {
  protected:
-  // others_[1] lacks i1 and answers only after the client got its answer.
-  FakeEndpoint& SetUpStale() {
+  // others_[1] lacks i1 and answers only after the client got its answer:
+  // held at its gate, or with `async_scan` held as an async answer (its
+  // scan through ScanAsync, released by ReleaseAsync()).
+  FakeEndpoint& SetUpStale(bool async_scan = false) {
     Make(/*sloppy=*/true, &threads_);
-    v_.dot = {"nx/1", 1};
-    v_.value = "one";
-    EXPECT_TRUE(replica_->Apply(Key("i1"), v_).ok());
-    Fake(others_[0]).Store(Key("i1"), v_);
+    v_ = StoreOne({others_[0]});
     FakeEndpoint& stale = Fake(others_[1]);
-    stale.gate.Hold();
+    if (async_scan) {
+      stale.async = true;
+      stale.async_held = true;
+    } else {
+      stale.gate.Hold();
+    }
     return stale;
   }
   void ExpectRepairedAfterRelease(FakeEndpoint& stale) {
@@ -401,28 +397,15 @@ TEST_F(LateReplyTest, GetRepairsAReplicaThatAnsweredAfterTheClient) {
 
 TEST_F(LateReplyTest, QueryRepairsAReplicaThatAnsweredAfterTheClient) {
   FakeEndpoint& stale = SetUpStale();
-  QueryRequest q;
-  q.pk = pk_;
-  q.r = 2;
-  QueryOutcome out = coord_->Query(q);
+  QueryOutcome out = QueryPk(2);
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(out.items.size(), 1u);
   ExpectRepairedAfterRelease(stale);
 }
 
 TEST_F(LateReplyTest, QueryRepairsAReplicaWhoseAsyncScanAnsweredAfterTheClient) {
-  Make(/*sloppy=*/true, &threads_);
-  v_.dot = {"nx/1", 1};
-  v_.value = "one";
-  ASSERT_TRUE(replica_->Apply(Key("i1"), v_).ok());
-  Fake(others_[0]).Store(Key("i1"), v_);
-  FakeEndpoint& stale = Fake(others_[1]);
-  stale.async = true;
-  stale.async_held = true;  // its scan answers at ReleaseAsync()
-  QueryRequest q;
-  q.pk = pk_;
-  q.r = 2;
-  QueryOutcome out = coord_->Query(q);
+  FakeEndpoint& stale = SetUpStale(/*async_scan=*/true);
+  QueryOutcome out = QueryPk(2);
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(out.items.size(), 1u);
   EXPECT_EQ(stale.async_scans, 1);
