@@ -3,11 +3,14 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <bit>
 
 namespace monju {
 namespace {
 
 uint64_t HashChildren(const uint64_t* children) {
+  if constexpr (std::endian::native == std::endian::little)
+    return XXH3_64bits(children, MerkleTree::kFanout * sizeof(uint64_t));  // already in the fixed byte order
   unsigned char bytes[MerkleTree::kFanout * 8];
   for (uint32_t c = 0; c < MerkleTree::kFanout; ++c)
     for (int b = 0; b < 8; ++b) bytes[8 * c + b] = uint8_t(children[c] >> (8 * b));  // fixed byte order
@@ -24,6 +27,7 @@ MerkleTree::MerkleTree(uint32_t depth) : depth_(std::clamp(depth, kMinDepth, kMa
     const uint64_t h = HashChildren(levels_[l + 1].data());
     std::fill(levels_[l].begin(), levels_[l].end(), h);
   }
+  stale_.assign(NodesAt(depth_ - 1), 0);
 }
 
 uint32_t MerkleTree::DepthFor(uint32_t partitions) {
@@ -46,23 +50,40 @@ void MerkleTree::Update(uint64_t key_hash, uint64_t before, uint64_t after) {
   levels_[depth_][leaf] += after - before;  // mod 2^64
   if (before == 0) ++items_;
   if (after == 0) --items_;
-  RehashAncestors(leaf);
+  const uint32_t parent = leaf / kFanout;
+  if (!stale_[parent]) {
+    stale_[parent] = 1;
+    stale_list_.push_back(parent);
+  }
 }
 
-void MerkleTree::RehashAncestors(uint32_t leaf) {
-  uint32_t index = leaf;
-  for (uint32_t l = depth_; l > 0; --l) {
-    index /= kFanout;
-    levels_[l - 1][index] = HashChildren(&levels_[l][index * kFanout]);
+void MerkleTree::Settle() const {
+  if (stale_list_.empty()) return;
+  // Level by level upwards; sorted, so that each level's parents come out
+  // sorted and a parent shared by several stale nodes is hashed once.
+  std::vector<uint32_t>& nodes = stale_list_;
+  std::sort(nodes.begin(), nodes.end());
+  for (uint32_t n : nodes) stale_[n] = 0;
+  for (uint32_t level = depth_ - 1;; --level) {
+    for (uint32_t n : nodes) levels_[level][n] = HashChildren(&levels_[level + 1][n * kFanout]);
+    if (level == 0) break;
+    size_t parents = 0;
+    for (uint32_t n : nodes)
+      if (parents == 0 || nodes[parents - 1] != n / kFanout) nodes[parents++] = n / kFanout;
+    nodes.resize(parents);
   }
+  nodes.clear();
 }
 
 uint64_t MerkleTree::Hash(uint32_t level, uint32_t index) const {
   if (level > depth_ || index >= levels_[level].size()) return 0;
+  Settle();
   return levels_[level][index];
 }
 
 std::vector<uint32_t> MerkleTree::DifferingLeaves(const MerkleTree& other) const {
+  Settle();
+  other.Settle();
   std::vector<uint32_t> out;
   if (other.depth_ != depth_) {
     for (uint32_t i = 0; i < leaves(); ++i) out.push_back(i);

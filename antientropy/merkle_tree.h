@@ -9,16 +9,26 @@
 //
 // Hashes. A leaf's hash is the sum (mod 2^64) of its items' digests (the
 // store's digest covers the key and its clock): adding, changing or removing
-// one item is O(1) at the leaf plus `depth` inner rehashes, and no item list
-// is kept. An inner node's hash is XXH3-64 of its 16 children's hashes. Two
+// one item is O(1) at the leaf plus at most `depth` inner rehashes (below),
+// and no item list is kept. An inner node's hash is XXH3-64 of its 16 children's hashes. Two
 // trees built from the same set of (key hash, digest) pairs are equal,
 // whatever order they were added in; a single different item changes its
 // leaf and every ancestor (unless two 64-bit sums collide, which random
 // digests make a 2^-64 event per comparison).
 //
-// Memory: 8 bytes per node, about 36 KB at depth 3.
+// Lazy inner hashes. Update() changes only the leaf and notes its parent;
+// the inner nodes above changed leaves are rehashed once, by the next read
+// of a hash (Hash, Root, DifferingLeaves, ==, or Settle). A store's writer
+// updates a tree for every committed change and anti-entropy reads it every
+// few seconds, so a hot leaf's ancestors are hashed once per read instead of
+// once per write (and a tree built item by item, once).
 //
-// Thread safety: none. Callers serialise access (PartitionTrees does).
+// Memory: 8 bytes per node, about 36 KB at depth 3, plus 5 bytes per node of
+// the level above the leaves to note which are stale.
+//
+// Thread safety: none, not even between const methods: reading a hash
+// settles the stale inner nodes. Callers serialise access (PartitionTrees
+// does, and settles a tree before handing out a copy).
 #pragma once
 
 #include <cstdint>
@@ -52,11 +62,19 @@ class MerkleTree {
   std::pair<uint64_t, uint64_t> LeafRange(uint32_t leaf) const { return NodeRange(depth_, leaf); }
 
   // One item changed: its digest went from `before` to `after` (0 = absent).
+  // O(1): the inner hashes above are brought up to date by the next read.
   void Update(uint64_t key_hash, uint64_t before, uint64_t after);
+  // Rehashes the inner nodes above the leaves changed since the last read,
+  // each once. Every read of a hash does this first; a copy made after it
+  // can be read without writing to it.
+  void Settle() const;
 
   // level <= depth(), index < NodesAt(level); out of range gives 0.
   uint64_t Hash(uint32_t level, uint32_t index) const;
-  uint64_t Root() const { return levels_[0][0]; }
+  uint64_t Root() const {
+    Settle();
+    return levels_[0][0];
+  }
   // Items held (adds minus removes).
   int64_t items() const { return items_; }
 
@@ -64,13 +82,21 @@ class MerkleTree {
   // otherwise every leaf), found by descending only into differing nodes.
   std::vector<uint32_t> DifferingLeaves(const MerkleTree& other) const;
 
-  bool operator==(const MerkleTree& other) const { return depth_ == other.depth_ && levels_ == other.levels_; }
+  bool operator==(const MerkleTree& other) const {
+    Settle();
+    other.Settle();
+    return depth_ == other.depth_ && levels_ == other.levels_;
+  }
 
  private:
-  void RehashAncestors(uint32_t leaf);
-
   uint32_t depth_;
-  std::vector<std::vector<uint64_t>> levels_;  // levels_[l]: NodesAt(l) hashes
+  // levels_[l]: NodesAt(l) hashes. Mutable: readers settle the inner levels
+  // (the leaves change only in Update).
+  mutable std::vector<std::vector<uint64_t>> levels_;
+  // The nodes of level depth_ - 1 whose children changed since the last
+  // Settle, each listed once (stale_[n] is 1 while n is listed).
+  mutable std::vector<uint32_t> stale_list_;
+  mutable std::vector<uint8_t> stale_;
   int64_t items_ = 0;
 };
 

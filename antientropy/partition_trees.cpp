@@ -125,7 +125,10 @@ Status PartitionTrees::Hashes(uint32_t partition, uint32_t level, const std::vec
 
 MerkleTree PartitionTrees::Copy(uint32_t partition) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (partition < partitions_ && trees_[partition]) return *trees_[partition];
+  if (partition < partitions_ && trees_[partition]) {
+    trees_[partition]->Settle();  // the copy's readers then write nothing
+    return *trees_[partition];
+  }
   return MerkleTree(depth_);
 }
 

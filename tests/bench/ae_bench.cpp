@@ -4,6 +4,9 @@
 //
 //   BM_TreeRebuildFromItems  building every partition's tree from the items'
 //                       digests, as a node does at start (or after a crash).
+//   BM_TreeUpdates      what the store's writer pays per committed change:
+//                       1,000 changes at random keys of the Q trees, then
+//                       every root read, as an exchange pass would.
 //   BM_ExchangeInSync   a full pass (every partition) between equal replicas.
 //   BM_ExchangeOnePct   a full pass after 1% of the keys got a newer version
 //                       on one replica: keys and payload bytes moved against
@@ -194,6 +197,34 @@ void BM_TreeRebuildFromItems(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * pair.a.trees().items());
 }
 BENCHMARK(BM_TreeRebuildFromItems)->Unit(benchmark::kMillisecond)->Iterations(5);
+
+void BM_TreeUpdates(benchmark::State& state) {
+  std::vector<MerkleTree> trees(kPartitions, MerkleTree(MerkleTree::DepthFor(kPartitions)));
+  std::mt19937_64 rng(7);
+  struct Item {
+    uint32_t partition;
+    uint64_t key_hash, digest;
+  };
+  std::vector<Item> items(kKeys);
+  for (Item& item : items) {
+    item = {uint32_t(rng() % kPartitions), rng(), rng() | 1};
+    trees[item.partition].Update(item.key_hash, 0, item.digest);
+  }
+  constexpr int kChanges = 1000;
+  uint64_t roots = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < kChanges; ++i) {
+      Item& item = items[rng() % items.size()];
+      const uint64_t next = rng() | 1;
+      trees[item.partition].Update(item.key_hash, item.digest, next);
+      item.digest = next;
+    }
+    for (const MerkleTree& tree : trees) roots += tree.Root();
+  }
+  benchmark::DoNotOptimize(roots);
+  state.SetItemsProcessed(state.iterations() * kChanges);
+}
+BENCHMARK(BM_TreeUpdates)->Unit(benchmark::kMicrosecond);
 
 void BM_ExchangeInSync(benchmark::State& state) {
   Pair& pair = Pair::Get();

@@ -88,6 +88,45 @@ TEST(MerkleTreeTest, IncrementalEqualsFromScratch) {
   }
 }
 
+// Inner hashes are settled lazily, by reads: reads between updates (of the
+// root, of single nodes, through a copy) always see every update before
+// them, and equal a tree built from scratch with no read in between.
+TEST(MerkleTreeTest, ReadsBetweenUpdatesSeeEveryChange) {
+  std::mt19937_64 rng(TestSeed(7321));
+  for (uint32_t depth = MerkleTree::kMinDepth; depth <= MerkleTree::kMaxDepth; ++depth) {
+    MerkleTree tree(depth);
+    std::map<uint64_t, uint64_t> model;  // key hash -> digest
+    for (int round = 0; round < 40; ++round) {
+      const int changes = static_cast<int>(rng() % 50);
+      for (int i = 0; i < changes; ++i) {
+        // Few distinct keys, so that leaves and their parents change repeatedly.
+        const uint64_t k = (rng() % 64) << (64 - 4 * depth) | (rng() & 0xff);
+        const uint64_t after = rng() % 4 ? (rng() | 1) : 0;
+        tree.Update(k, model[k], after);
+        model[k] = after;
+      }
+      MerkleTree scratch(depth);
+      for (auto [k, d] : model)
+        if (d) scratch.Update(k, 0, d);
+      const MerkleTree copy = tree;  // copied with its stale nodes
+      switch (round % 3) {
+        case 0:
+          ASSERT_EQ(tree.Root(), scratch.Root()) << "depth " << depth << ", round " << round;
+          break;
+        case 1:
+          for (uint32_t l = 0; l <= depth; ++l)
+            for (uint32_t n = 0; n < MerkleTree::NodesAt(l); ++n)
+              ASSERT_EQ(tree.Hash(l, n), scratch.Hash(l, n)) << "depth " << depth << ", node " << l << "/" << n;
+          break;
+        case 2:
+          ASSERT_TRUE(tree.DifferingLeaves(scratch).empty()) << "depth " << depth << ", round " << round;
+          break;
+      }
+      EXPECT_TRUE(copy == scratch) << "depth " << depth << ", round " << round;
+    }
+  }
+}
+
 // Changing any single item changes its leaf and the root; DifferingLeaves
 // finds exactly the leaves of the changed items.
 TEST(MerkleTreeTest, DifferingLeavesAreExactlyThoseOfChangedItems) {
