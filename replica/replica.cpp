@@ -113,6 +113,21 @@ void Replica::ApplyAsync(const ItemKey& key, const Version& version, std::functi
   ApplyBatchAsync(std::move(items), [done = std::move(done)](std::vector<Status> results) { done(results.front()); });
 }
 
+bool Replica::TryApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done) {
+  // The version and its decode error live until the write is done.
+  struct Write {
+    Version version;
+    Status decode_error;
+  };
+  auto write = std::make_shared<Write>();
+  write->version = version;
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
+  ops.emplace_back(key, MergeInto(write->version, &write->decode_error));
+  return store_->TryApplyBatchAsync(std::move(ops), [write, done = std::move(done)](std::vector<Status> results) {
+    done(results.front().ok() ? write->decode_error : results.front());
+  });
+}
+
 void Replica::ApplyBatchAsync(std::vector<std::pair<ItemKey, Version>> items,
                               std::function<void(std::vector<Status>)> done) {
   // The versions and their decode errors live until the batch is done.

@@ -67,6 +67,10 @@ class Replica {
   // (or failed), or on this thread if the store is closing. It must be
   // quick and must not call into the store (DataStore::BatchDone).
   void ApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done);
+  // ApplyAsync() that never waits for room in the store's queue: false, with
+  // `done` never called and nothing written, when the queue is full or the
+  // store is closing (DataStore::TryApplyBatchAsync).
+  bool TryApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done);
   void ApplyBatchAsync(std::vector<std::pair<ItemKey, Version>> items,
                        std::function<void(std::vector<Status>)> done);
   // Erases the item only if its stored record is still byte-identical to

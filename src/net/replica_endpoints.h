@@ -31,6 +31,13 @@ class LocalReplicaEndpoint final : public ReplicaEndpoint {
  public:
   LocalReplicaEndpoint(Replica* replica, HintIntake* hints) : replica_(replica), hints_(hints) {}
   Status Apply(const ItemKey& key, const Version& version) override { return replica_->Apply(key, version); }
+  // Queued for the store's writer, whose thread runs `done` once the write
+  // is durable; false (and `done` never called) when the store's queue is
+  // full or it is closing, rather than waiting for room.
+  bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
+                  std::function<void(Status)> done) override {
+    return replica_->TryApplyAsync(*key, *version, std::move(done));
+  }
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override { return replica_->Read(key, out); }
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override {

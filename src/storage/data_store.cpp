@@ -435,9 +435,20 @@ class DataStore::Impl {
     if (!s.ok()) caller->FailAll(s);
   }
 
+  bool TryApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
+    if (ops.empty()) {
+      done({});
+      return true;
+    }
+    auto caller = std::make_shared<Caller>(ops.size(), std::move(done));
+    return Queue(std::move(ops), caller, /*wait_for_room=*/false).ok();
+  }
+
   // Queues every op for the writer at once (they share commits), waiting
-  // for room first. ShuttingDown when the store is closing (nothing queued).
-  Status Queue(std::vector<std::pair<ItemKey, Mutator>> ops, const std::shared_ptr<Caller>& caller) {
+  // for room first (or, without `wait_for_room`, Unavailable when there is
+  // none). ShuttingDown when the store is closing. Nothing is queued on error.
+  Status Queue(std::vector<std::pair<ItemKey, Mutator>> ops, const std::shared_ptr<Caller>& caller,
+               bool wait_for_room = true) {
     std::vector<std::shared_ptr<PendingOp>> pending;
     pending.reserve(ops.size());
     const auto called = std::chrono::steady_clock::now();
@@ -452,7 +463,11 @@ class DataStore::Impl {
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
-      space_cv_.wait(lock, [&] { return stopping_ || queue_.size() < options_.max_pending_ops; });
+      if (wait_for_room) {
+        space_cv_.wait(lock, [&] { return stopping_ || queue_.size() < options_.max_pending_ops; });
+      } else if (!stopping_ && queue_.size() >= options_.max_pending_ops) {
+        return Status::Unavailable("the store's write queue is full");
+      }
       if (stopping_) return Status::ShuttingDown("store is closing");
       // All at once: the writer takes them into the same commit(s).
       for (auto& op : pending) queue_.push_back(std::move(op));
@@ -1252,6 +1267,9 @@ Status DataStore::Scan(const ScanRequest& r, std::vector<ScanItem>* out, bool* m
 }
 void DataStore::ApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
   impl_->ApplyBatchAsync(std::move(ops), std::move(done));
+}
+bool DataStore::TryApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
+  return impl_->TryApplyBatchAsync(std::move(ops), std::move(done));
 }
 std::vector<Status> DataStore::ApplyBatch(std::vector<std::pair<ItemKey, Mutator>> ops) {
   return impl_->ApplyBatch(std::move(ops));

@@ -206,6 +206,11 @@ class DataStore {
   // are queued (it may still wait for room in the queue, as ApplyBatch()
   // does). `done` gets the outcome.
   void ApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done);
+  // ApplyBatchAsync() that never waits: false, with `done` never called and
+  // nothing queued, when the queue has no room for the ops (max_pending_ops)
+  // or the store is closing. For work that may be dropped (read repair) on
+  // threads that must not stall behind the disk.
+  bool TryApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done);
 
   // Items of one pk in sk order (or reverse), at most `limit`. `more` is set
   // when further matching items exist.

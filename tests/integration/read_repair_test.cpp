@@ -136,6 +136,40 @@ TEST_F(RepairTest, QuorumReadRepairsAStaleReplica) {
                              << "): something other than read repair delivered it";
 }
 
+// 5a'. A get through n3 itself repairs n3's own copy: the coordinator's
+// local replica is repaired through its store's queue (no thread waits for
+// that commit).
+TEST_F(RepairTest, QuorumReadThroughTheStaleNodeRepairsItsOwnCopy) {
+  LocalCluster& c = StartCluster({"--hint-ttl-s", "1", "--tombstone-grace-s", "2"});
+  const std::string pk = "rr-own";
+
+  ASSERT_NO_FATAL_FAILURE(MissWritesOnN3(
+      [&] {
+        api::WriteResult wr;
+        CallResult r = TryPut(c, 0, pk, "sk", "value-own", "", 2, &wr);
+        ASSERT_TRUE(r.ok()) << r.message;
+      },
+      1));
+  SiblingSet before;
+  ASSERT_TRUE(TryReplicaRead(c, 2, pk, "sk", &before));
+  ASSERT_TRUE(before.empty()) << "n3 holds " << DescribeSiblings(before) << ": the test cannot show a repair";
+  auto n1_alive = WaitPeerState(c, 2, "n1", "alive");
+  ASSERT_TRUE(n1_alive) << n1_alive.message();
+  const int64_t repairs_before = Stat(2, "read_repairs");
+
+  api::GetResult g;
+  CallResult get = TryGet(c, 2, pk, "sk", 2, &g);
+  ASSERT_TRUE(get.ok()) << get.message;
+  EXPECT_THAT(g.values, ElementsAre("value-own"));
+
+  SiblingSet own;
+  bool repaired = PollUntil([&] { return TryReplicaRead(c, 2, pk, "sk", &own) && !own.empty(); }, 10s, 20ms);
+  ASSERT_TRUE(repaired) << "n3 still lacks the key 10 s after a quorum read through n3";
+  EXPECT_THAT(own.LiveValues(), ElementsAre("value-own"));
+  auto counted = WaitStat(2, "read_repairs", repairs_before + 1);
+  EXPECT_TRUE(counted) << counted.message();
+}
+
 // 5b. One query through n1 repairs every item of the page that n3 missed.
 // Several pks, one query each: which replicas make up a query's quorum is a
 // race, and every query must repair n3, not only those where n3 answered

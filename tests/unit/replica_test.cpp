@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <latch>
 #include <limits>
@@ -248,6 +249,40 @@ TEST_F(ReplicaTest, ApplyBatchMergesEachDurably) {
   ASSERT_TRUE(replica_->ReadEncoded(bad, &record).ok());
   EXPECT_EQ(record, garbage);  // left untouched
   EXPECT_TRUE(replica_->ApplyBatch({}).empty());
+}
+
+// TryApplyAsync merges as Apply() does and reports on the store's writer
+// thread, not the caller's; an undecodable record is Corruption, untouched.
+TEST_F(ReplicaTest, TryApplyAsyncMergesAndReportsOnTheWriterThread) {
+  const ItemKey bad{3, "pk", "bad"};
+  const std::string garbage = "\x07not a sibling set";
+  ASSERT_TRUE(replica_->store().Apply(bad, [&](const std::optional<std::string>&) { return garbage; }).ok());
+  struct Outcome {
+    Status status;
+    std::thread::id thread;
+  };
+  auto apply = [&](const ItemKey& key, const Version& v) {
+    std::promise<Outcome> done;
+    EXPECT_TRUE(replica_->TryApplyAsync(key, v, [&done](Status s) { done.set_value({s, std::this_thread::get_id()}); }));
+    return done.get_future().get();
+  };
+  Version a1 = V("x", 1, {}, "a1");
+  Version concurrent = V("y", 1, {}, "y1");
+  Version a2 = V("x", 2, a1.FullContext(), "a2");
+  for (const Version* v : {&a1, &concurrent, &a2}) {
+    const Outcome o = apply(key_, *v);
+    EXPECT_TRUE(o.status.ok()) << o.status.ToString();
+    EXPECT_NE(o.thread, std::this_thread::get_id());
+  }
+  EXPECT_EQ(apply(bad, a1).status.code(), Status::Code::kCorruption);
+
+  replica_.reset();  // durable
+  replica_ = OpenReplica(dir_.path(), "n1");
+  ASSERT_TRUE(replica_);
+  EXPECT_EQ(DotsOf(Read(key_)), (std::vector<Dot>{{"x", 2}, {"y", 1}}));
+  std::string record;
+  ASSERT_TRUE(replica_->ReadEncoded(bad, &record).ok());
+  EXPECT_EQ(record, garbage);
 }
 
 TEST_F(ReplicaTest, ReapIfUnchangedErasesOnlyTheRecordTheCallerSaw) {

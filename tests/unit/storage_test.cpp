@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <latch>
 #include <random>
@@ -1029,6 +1030,64 @@ TEST_P(StorageTest, ApplyBatchIsDurableInOneCommit) {
   EXPECT_EQ(Get(1, "pk", "keep-me"), "kept");
 
   EXPECT_TRUE(store_->ApplyBatch({}).empty());
+}
+
+// TryApplyBatchAsync never waits: with the writer held inside a mutator and
+// the queue at max_pending_ops it refuses (nothing queued, `done` never
+// called); once there is room it queues, and `done` reports the durable write.
+TEST_P(StorageTest, TryApplyBatchAsyncRefusesInsteadOfWaitingForRoom) {
+  store_.reset();
+  StorageOptions opts = Options();
+  opts.max_pending_ops = 2;
+  auto opened = DataStore::Open(opts);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(opened.value());
+
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<std::vector<Status>> held_done;
+  store_->ApplyBatchAsync({{ItemKey{1, "pk", "held"},
+                            [&entered, released](const std::optional<std::string>&) -> std::optional<std::string> {
+                              entered.set_value();
+                              released.wait();  // the writer stays in this commit
+                              return "held";
+                            }}},
+                          [&held_done](std::vector<Status> r) { held_done.set_value(std::move(r)); });
+  entered.get_future().wait();
+  // Two more ops fill the queue behind the held commit.
+  std::promise<std::vector<Status>> queued_done;
+  std::vector<std::pair<ItemKey, DataStore::Mutator>> two;
+  for (const char* sk : {"q1", "q2"})
+    two.emplace_back(ItemKey{1, "pk", sk}, [sk](const std::optional<std::string>&) { return std::string(sk); });
+  store_->ApplyBatchAsync(std::move(two), [&queued_done](std::vector<Status> r) { queued_done.set_value(std::move(r)); });
+
+  std::atomic<int> refused_done_calls{0};
+  const bool taken = store_->TryApplyBatchAsync(
+      {{ItemKey{1, "pk", "refused"}, [](const std::optional<std::string>&) { return std::string("refused"); }}},
+      [&refused_done_calls](std::vector<Status>) { ++refused_done_calls; });
+  EXPECT_FALSE(taken);
+
+  release.set_value();
+  for (const Status& s : held_done.get_future().get()) EXPECT_TRUE(s.ok()) << s.ToString();
+  for (const Status& s : queued_done.get_future().get()) EXPECT_TRUE(s.ok()) << s.ToString();
+
+  std::promise<std::vector<Status>> later_done;
+  ASSERT_TRUE(store_->TryApplyBatchAsync(
+      {{ItemKey{1, "pk", "later"}, [](const std::optional<std::string>&) { return std::string("later"); }}},
+      [&later_done](std::vector<Status> r) { later_done.set_value(std::move(r)); }));
+  const std::vector<Status> later = later_done.get_future().get();
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_TRUE(later[0].ok()) << later[0].ToString();
+
+  Open();  // durable, and the refused op was never written
+  EXPECT_EQ(Get(1, "pk", "held"), "held");
+  EXPECT_EQ(Get(1, "pk", "q2"), "q2");
+  EXPECT_EQ(Get(1, "pk", "later"), "later");
+  EXPECT_EQ(Get(1, "pk", "refused"), "<NotFound>");
+  EXPECT_EQ(refused_done_calls.load(), 0);
+  bool empty_done = false;
+  EXPECT_TRUE(store_->TryApplyBatchAsync({}, [&empty_done](std::vector<Status> r) { empty_done = r.empty(); }));
+  EXPECT_TRUE(empty_done);
 }
 
 // As with Apply(), an item whose bucket does not decode fails alone; the
