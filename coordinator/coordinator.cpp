@@ -49,7 +49,7 @@ std::vector<const Version*> Missing(const SiblingSet& reply, const SiblingSet& m
 struct Coordinator::Counters {
   std::atomic<uint64_t> puts{0}, gets{0}, removes{0}, queries{0};
   std::atomic<uint64_t> unavailable{0}, quorum_failed{0}, timed_out{0}, invalid{0};
-  std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0}, speculative_reads{0};
+  std::atomic<uint64_t> writes_with_fallback{0}, writes_hinted{0}, read_repairs{0}, read_repairs_dropped{0}, speculative_reads{0};
   std::atomic<uint64_t> spare_reads_skipped{0};
   SharedHistogram put_us, get_us, remove_us, query_us;
 };
@@ -130,6 +130,7 @@ CoordinatorStats Coordinator::stats() const {
   s.writes_with_fallback = counters_->writes_with_fallback;
   s.writes_hinted = counters_->writes_hinted;
   s.read_repairs = counters_->read_repairs;
+  s.read_repairs_dropped = counters_->read_repairs_dropped;
   s.speculative_reads = counters_->speculative_reads;
   s.spare_reads_skipped = counters_->spare_reads_skipped;
   s.put_us = counters_->put_us.Snapshot();
@@ -883,17 +884,22 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
   std::vector<Send> rest;
   for (Send& send : sends) {
     auto version = std::make_shared<const Version>(std::move(send.version));
-    const bool taken = send.target->ApplyAsync(shared_key, version, [counters](Status s) {
-      if (s.ok()) ++counters->read_repairs;
+    // Counted as a live run: the outcome may come on the store's writer
+    // thread after the read is over, and must not outlive the coordinator.
+    auto live = std::make_shared<LiveRuns::Counted>(&live_runs_);
+    const bool taken = send.target->ApplyAsync(shared_key, version, [counters, live](Status s) {
+      ++(s.ok() ? counters->read_repairs : counters->read_repairs_dropped);
     });
     if (!taken) rest.push_back({send.target, *version});
   }
   if (rest.empty()) return;
   // Dropped when the executor is full: repair is best effort.
-  executor_->Submit([this, key, rest = std::move(rest)] {
-    for (const Send& send : rest)
-      if (send.target->Apply(key, send.version).ok()) ++counters_->read_repairs;
-  });
+  const size_t pending = rest.size();
+  if (!executor_->Submit([this, key, rest = std::move(rest)] {
+        for (const Send& send : rest)
+          ++(send.target->Apply(key, send.version).ok() ? counters_->read_repairs : counters_->read_repairs_dropped);
+      }))
+    counters_->read_repairs_dropped += pending;
 }
 
 

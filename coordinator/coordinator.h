@@ -80,7 +80,9 @@ class ReplicaEndpoint {
   // Apply() without holding the calling thread: `done` gets the outcome
   // exactly once, on another thread, and must be quick. False when the
   // endpoint does not do this or cannot take more now: `done` is then never
-  // called, and the caller uses Apply().
+  // called, and the caller uses Apply(). (The local replica's endpoint
+  // instead refuses an apply its store cannot queue at once through `done`,
+  // on this thread, with Unavailable: see LocalReplicaEndpoint.)
   virtual bool ApplyAsync(std::shared_ptr<const ItemKey> /*key*/, std::shared_ptr<const Version> /*version*/,
                           std::function<void(Status)> /*done*/) {
     return false;
@@ -161,6 +163,7 @@ struct CoordinatorStats {
   uint64_t writes_with_fallback = 0;  // a fallback's hint counted toward W
   uint64_t writes_hinted = 0;         // some owner gets the write by handoff
   uint64_t read_repairs = 0;          // versions sent to stale replicas
+  uint64_t read_repairs_dropped = 0;  // repairs not applied: refused (a full queue), or failed
   uint64_t speculative_reads = 0;     // gets that asked more than R replicas
   uint64_t spare_reads_skipped = 0;   // replicas beyond R not asked: too far behind
   // Time from a request's arrival at the coordinator to its outcome (µs),

@@ -60,6 +60,7 @@ void AdminHandler::stats(std::map<std::string, int64_t>& _return) {
   put("writes.with_fallback", c.writes_with_fallback);
   put("writes.hinted", c.writes_hinted);
   put("read_repairs", c.read_repairs);
+  put("read_repairs.dropped", c.read_repairs_dropped);
   put("reads.speculative", c.speculative_reads);
   put("reads.spare_skipped", c.spare_reads_skipped);
   // Percentiles since the start, and of the last 1-2 minutes (`.recent`);

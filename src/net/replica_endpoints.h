@@ -32,11 +32,16 @@ class LocalReplicaEndpoint final : public ReplicaEndpoint {
   LocalReplicaEndpoint(Replica* replica, HintIntake* hints) : replica_(replica), hints_(hints) {}
   Status Apply(const ItemKey& key, const Version& version) override { return replica_->Apply(key, version); }
   // Queued for the store's writer, whose thread runs `done` once the write
-  // is durable; false (and `done` never called) when the store's queue is
-  // full or it is closing, rather than waiting for room.
+  // is durable. Never waits for room: when the store's queue is full (or the
+  // store is closing) `done` gets Unavailable at once, on this thread, and
+  // nothing is written. Always true: the caller (read repair) should drop
+  // such a write, not retry it with Apply() on a thread that would wait.
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override {
-    return replica_->TryApplyAsync(*key, *version, std::move(done));
+    auto shared_done = std::make_shared<std::function<void(Status)>>(std::move(done));
+    if (!replica_->TryApplyAsync(*key, *version, [shared_done](Status s) { (*shared_done)(s); }))
+      (*shared_done)(Status::Unavailable("the local store's write queue is full; not written"));
+    return true;
   }
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override { return replica_->Read(key, out); }

@@ -4,6 +4,7 @@
 // Randomized tests use a fixed default seed and print it; set
 // MONJU_TEST_SEED=<n> to run them with another one.
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
@@ -88,6 +89,34 @@ TEST(MerkleTreeTest, IncrementalEqualsFromScratch) {
   }
 }
 
+// The hash format nodes compare across versions: a leaf is the sum of its
+// items' digests, an inner node XXH3-64 of its 16 children as little-endian
+// 64-bit words. Computed here independently of the tree's own code.
+TEST(MerkleTreeTest, InnerHashesAreXxh3OfTheChildrenAsLittleEndianWords) {
+  std::mt19937_64 rng(TestSeed(515));
+  MerkleTree tree(2);
+  std::vector<uint64_t> leaves(256, 0);
+  for (int i = 0; i < 300; ++i) {
+    const uint64_t k = rng();
+    const uint64_t d = rng() | 1;
+    tree.Update(k, 0, d);
+    leaves[k >> 56] += d;
+  }
+  auto hash16 = [](const uint64_t* children) {
+    unsigned char bytes[16 * 8];
+    for (int c = 0; c < 16; ++c)
+      for (int b = 0; b < 8; ++b) bytes[8 * c + b] = static_cast<unsigned char>(children[c] >> (8 * b));
+    return XXH3_64bits(bytes, sizeof bytes);
+  };
+  std::vector<uint64_t> level1(16);
+  for (int n = 0; n < 16; ++n) {
+    level1[n] = hash16(&leaves[16 * n]);
+    EXPECT_EQ(tree.Hash(1, n), level1[n]) << "node 1/" << n;
+  }
+  for (int leaf = 0; leaf < 256; ++leaf) EXPECT_EQ(tree.Hash(2, leaf), leaves[leaf]) << "leaf " << leaf;
+  EXPECT_EQ(tree.Root(), hash16(level1.data()));
+}
+
 // Inner hashes are settled lazily, by reads: reads between updates (of the
 // root, of single nodes, through a copy) always see every update before
 // them, and equal a tree built from scratch with no read in between.
@@ -100,8 +129,10 @@ TEST(MerkleTreeTest, ReadsBetweenUpdatesSeeEveryChange) {
       const int changes = static_cast<int>(rng() % 50);
       for (int i = 0; i < changes; ++i) {
         // Few distinct keys, so that leaves and their parents change repeatedly.
-        const uint64_t k = (rng() % 64) << (64 - 4 * depth) | (rng() & 0xff);
-        const uint64_t after = rng() % 4 ? (rng() | 1) : 0;
+        const uint64_t top = rng() % 64;
+        const uint64_t k = top << (64 - 4 * depth) | (rng() & 0xff);
+        const bool erase = rng() % 4 == 0;
+        const uint64_t after = erase ? 0 : (rng() | 1);
         tree.Update(k, model[k], after);
         model[k] = after;
       }

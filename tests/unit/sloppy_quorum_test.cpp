@@ -273,6 +273,26 @@ TEST_F(SloppyQuorumTest, ReadRepairSendsMissingVersionsToStaleReplicasOnly) {
   EXPECT_EQ(coord_->stats().read_repairs, 1u);
 }
 
+// A repair the stale replica refuses at once (the local store's queue full)
+// is dropped and counted, not retried on a thread that would wait.
+TEST_F(SloppyQuorumTest, ARepairRefusedAtOnceIsDroppedAndCounted) {
+  Version v;
+  v.dot = {"nx/1", 1};
+  v.value = "old";
+  ASSERT_TRUE(replica_->Apply(Key("a"), v).ok());
+  Fake(others_[0]).Store(Key("a"), v);
+  FakeEndpoint& stale = Fake(others_[1]);
+  stale.async = true;
+  stale.async_apply_unavailable = true;
+  ReadOutcome r = coord_->Get(pk_, "a", 2);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  stale.JoinAsync();
+  EXPECT_EQ(stale.applies, 0) << "a refused repair went on to Apply()";
+  EXPECT_TRUE(stale.Stored(Key("a")).empty());
+  EXPECT_EQ(coord_->stats().read_repairs, 0u);
+  EXPECT_EQ(coord_->stats().read_repairs_dropped, 1u);
+}
+
 TEST_F(SloppyQuorumTest, ReadRepairSpreadsTombstonesButNotSupersededValues) {
   Version live;
   live.dot = {"nx/1", 1};
