@@ -151,7 +151,7 @@ TEST_F(StatusTest, StatusShowsPeerStatesAndPendingHints) {
   ASSERT_FALSE(stats0.is_discarded()) << raw.Describe();
   ASSERT_TRUE(stats0.is_object() && stats0.contains("requests.put")) << raw.out;
   for (const char* name : {"hints.stored", "hints.delivered", "hints.pending", "hints.refused", "hints.expired",
-                           "read_repairs", "writes.hinted", "writes.with_fallback", "tombstones.reaped",
+                           "read_repairs", "read_repairs.dropped", "writes.hinted", "writes.with_fallback", "tombstones.reaped",
                            "peer_links.calls", "peer_links.connects", "peer_links.failures", "peer_links.connect_failures", "peer_links.resends",
                            "peer_links.idle_closes", "peer_links.paused_failures"})
     EXPECT_TRUE(stats0.contains(name)) << name << " missing from stats: " << raw.out;
