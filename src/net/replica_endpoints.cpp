@@ -632,9 +632,9 @@ bool RemoteReplicaEndpoint::ScanAsync(std::shared_ptr<const DataStore::ScanReque
     spdlog::warn("encoding scan to {} failed: {}", peer_id_, e.what());
     return false;  // Scan() reports it
   }
-  // On the poller's thread: decodes, never waits (a newer epoch is caught
-  // up with on the executor), and calls `done` once whatever happens.
-  PeerLink::Done link_done = [this, done = std::move(done)](Status s, std::string reply) {
+  // Decodes, never waits (a newer epoch is caught up with on the executor),
+  // and calls `done` once whatever happens.
+  auto decode = [this, done = std::move(done)](Status s, std::string reply) {
     std::vector<ScannedItem> items;
     bool more = false;
     int64_t newer_epoch = 0;
@@ -673,6 +673,24 @@ bool RemoteReplicaEndpoint::ScanAsync(std::shared_ptr<const DataStore::ScanReque
       if (queued) return;
     }
     finish(done, std::move(outcome), &items, more);
+  };
+  // On the poller's thread. A page over kScanDecodeInlineBytes is decoded on
+  // the executor: its sibling sets would hold up every other link's replies
+  // (on the poller when the executor is full).
+  PeerLink::Done link_done = [this, decode = std::make_shared<decltype(decode)>(std::move(decode))](Status s,
+                                                                                                    std::string reply) {
+    if (s.ok() && reply.size() > kScanDecodeInlineBytes) {
+      auto page = std::make_shared<std::string>(std::move(reply));
+      bool queued = false;
+      try {
+        queued = OffThePoller([decode, page] { (*decode)(Status::OK(), std::move(*page)); });
+      } catch (const std::exception&) {
+        queued = false;
+      }
+      if (queued) return;
+      reply = std::move(*page);
+    }
+    (*decode)(std::move(s), std::move(reply));
   };
   constexpr auto kResend = PeerLink::Resend::kOnceIfConnectionCloses;  // a scan only reads
   try {

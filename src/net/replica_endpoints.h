@@ -130,9 +130,11 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
     return fault.drop || fault.delay.count() > 0;
   }
   Status Scan(const DataStore::ScanRequest& r, std::vector<ScannedItem>* out, bool* more) override;
-  // Scan() on an idle scan link, completed by the links' poller; false
+  // Scan() on an idle scan link, completed by the links' poller (a reply
+  // over kScanDecodeInlineBytes by the executor, which decodes it); false
   // (the caller then uses Scan()) without links, with a faulty link
   // (testing), or when every scan link has a call out.
+  static constexpr size_t kScanDecodeInlineBytes = 64 << 10;
   bool ScanAsync(std::shared_ptr<const DataStore::ScanRequest> r,
                  std::function<void(Status, std::vector<ScannedItem>*, bool more)> done) override;
   bool LikelyAlive() const override { return detector_->LikelyAlive(); }

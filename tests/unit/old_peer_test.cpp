@@ -289,6 +289,7 @@ class OldPeerTest : public ::testing::TestWithParam<bool> {
     bool more = false;
     bool async = false;      // ScanAsync took it
     bool on_caller = false;  // its completion ran on the calling thread
+    std::string thread;      // the name of the thread its completion ran on
   };
   // ScanAsync (the coordinator's way), else Scan, waited for.
   Scanned ScanPk(const std::string& prefix, size_t limit = 100) {
@@ -307,6 +308,9 @@ class OldPeerTest : public ::testing::TestWithParam<bool> {
       out.status = s;
       out.more = more;
       out.on_caller = std::this_thread::get_id() == caller;
+      char name[16] = {};
+      pthread_getname_np(pthread_self(), name, sizeof name);
+      out.thread = name;
       items = std::move(*got);
       done.set_value();
     });
@@ -528,6 +532,33 @@ TEST_P(OldPeerTest, AScanOnAScanLinkGivesWhatTheBlockingScanGives) {
   EXPECT_FALSE(all.more);
   EXPECT_EQ(handler_->scans, 3);
   EXPECT_TRUE(endpoint_->LikelyAlive());
+}
+
+// On links, a page over kScanDecodeInlineBytes is decoded on the executor,
+// so that it does not hold up the poller's other replies; a small one on the
+// poller. Without links both come whole from the blocking Scan().
+TEST_P(OldPeerTest, ABigScanPageIsDecodedOffThePoller) {
+  const std::string big_value(4096, 'v');
+  constexpr int kItems = 40;  // 160 KiB of values
+  static_assert(kItems * 4096 > RemoteReplicaEndpoint::kScanDecodeInlineBytes);
+  for (int i = 0; i < kItems; ++i) StoreAt(*handler_, "big" + std::to_string(100 + i), big_value);
+  StoreAt(*handler_, "small1", "one");
+
+  Scanned big = ScanPk("big", 100);
+  ASSERT_TRUE(big.status.ok()) << big.status.ToString();
+  EXPECT_EQ(big.async, GetParam());
+  ASSERT_EQ(big.items.size(), size_t(kItems));
+  for (int i = 0; i < kItems; ++i) {
+    EXPECT_EQ(big.items[i].first, "big" + std::to_string(100 + i));
+    EXPECT_EQ(big.items[i].second, std::vector<std::string>{big_value});
+  }
+  Scanned small = ScanPk("small", 100);
+  ASSERT_TRUE(small.status.ok()) << small.status.ToString();
+  ASSERT_EQ(small.items.size(), 1u);
+  if (GetParam()) {
+    EXPECT_EQ(big.thread.rfind("fan-out", 0), 0u) << "decoded on " << big.thread;
+    EXPECT_EQ(small.thread, "test-links") << "a small page is decoded on the poller";
+  }
 }
 
 TEST_P(OldPeerTest, AScanRefusedForAnOlderEpochCompletesAfterTheNewerEpochIsLearnt) {
