@@ -883,6 +883,10 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
   Counters* counters = counters_.get();
   std::vector<Send> rest;
   for (Send& send : sends) {
+    if (!send.target->AppliesAsync()) {
+      rest.push_back(std::move(send));
+      continue;
+    }
     auto version = std::make_shared<const Version>(std::move(send.version));
     // Counted as a live run: the outcome may come on the store's writer
     // thread after the read is over, and must not outlive the coordinator.
@@ -890,7 +894,8 @@ void Coordinator::RepairKey(const ItemKey& key, const std::vector<ReplicaEndpoin
     const bool taken = send.target->ApplyAsync(shared_key, version, [counters, live](Status s) {
       ++(s.ok() ? counters->read_repairs : counters->read_repairs_dropped);
     });
-    if (!taken) rest.push_back({send.target, *version});
+    // Refused because it is full: not handed to a thread that would wait.
+    if (!taken) ++counters->read_repairs_dropped;
   }
   if (rest.empty()) return;
   // Dropped when the executor is full: repair is best effort.

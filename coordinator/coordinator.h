@@ -80,9 +80,10 @@ class ReplicaEndpoint {
   // Apply() without holding the calling thread: `done` gets the outcome
   // exactly once, on another thread, and must be quick. False when the
   // endpoint does not do this or cannot take more now: `done` is then never
-  // called, and the caller uses Apply(). (The local replica's endpoint
-  // instead refuses an apply its store cannot queue at once through `done`,
-  // on this thread, with Unavailable: see LocalReplicaEndpoint.)
+  // called, and the caller uses Apply() (or, for work it may drop, as read
+  // repair, drops it when AppliesAsync() says the endpoint is only full).
+  // True when ApplyAsync() takes applies (it may still refuse one when full).
+  virtual bool AppliesAsync() const { return false; }
   virtual bool ApplyAsync(std::shared_ptr<const ItemKey> /*key*/, std::shared_ptr<const Version> /*version*/,
                           std::function<void(Status)> /*done*/) {
     return false;

@@ -108,28 +108,22 @@ std::vector<Status> Replica::ApplyBatch(const std::vector<std::pair<ItemKey, Ver
 }
 
 void Replica::ApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done) {
-  std::vector<std::pair<ItemKey, Version>> items;
-  items.emplace_back(key, version);
-  ApplyBatchAsync(std::move(items), [done = std::move(done)](std::vector<Status> results) { done(results.front()); });
+  QueueMerges({{key, version}}, [done = std::move(done)](std::vector<Status> results) { done(results.front()); },
+              /*wait_for_room=*/true);
 }
 
 bool Replica::TryApplyAsync(const ItemKey& key, const Version& version, std::function<void(Status)> done) {
-  // The version and its decode error live until the write is done.
-  struct Write {
-    Version version;
-    Status decode_error;
-  };
-  auto write = std::make_shared<Write>();
-  write->version = version;
-  std::vector<std::pair<ItemKey, DataStore::Mutator>> ops;
-  ops.emplace_back(key, MergeInto(write->version, &write->decode_error));
-  return store_->TryApplyBatchAsync(std::move(ops), [write, done = std::move(done)](std::vector<Status> results) {
-    done(results.front().ok() ? write->decode_error : results.front());
-  });
+  return QueueMerges({{key, version}}, [done = std::move(done)](std::vector<Status> results) { done(results.front()); },
+                     /*wait_for_room=*/false);
 }
 
 void Replica::ApplyBatchAsync(std::vector<std::pair<ItemKey, Version>> items,
                               std::function<void(std::vector<Status>)> done) {
+  QueueMerges(std::move(items), std::move(done), /*wait_for_room=*/true);
+}
+
+bool Replica::QueueMerges(std::vector<std::pair<ItemKey, Version>> items,
+                          std::function<void(std::vector<Status>)> done, bool wait_for_room) {
   // The versions and their decode errors live until the batch is done.
   struct Batch {
     std::vector<std::pair<ItemKey, Version>> items;
@@ -142,11 +136,14 @@ void Replica::ApplyBatchAsync(std::vector<std::pair<ItemKey, Version>> items,
   ops.reserve(batch->items.size());
   for (size_t i = 0; i < batch->items.size(); ++i)
     ops.emplace_back(batch->items[i].first, MergeInto(batch->items[i].second, &batch->decode_errors[i]));
-  store_->ApplyBatchAsync(std::move(ops), [batch, done = std::move(done)](std::vector<Status> results) {
+  auto finish = [batch, done = std::move(done)](std::vector<Status> results) {
     for (size_t i = 0; i < results.size(); ++i)
       if (results[i].ok()) results[i] = batch->decode_errors[i];
     done(std::move(results));
-  });
+  };
+  if (!wait_for_room) return store_->TryApplyBatchAsync(std::move(ops), std::move(finish));
+  store_->ApplyBatchAsync(std::move(ops), std::move(finish));
+  return true;
 }
 
 Status Replica::RaiseReapFloor(uint64_t counter) {

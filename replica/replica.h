@@ -121,6 +121,10 @@ class Replica {
   static std::string ActorName(const std::string& node_id, uint64_t incarnation);
   // Raises reap_floor_ to `counter` durably (no-op when already there).
   Status RaiseReapFloor(uint64_t counter);
+  // ApplyBatchAsync() (waiting for room in the store's queue) or, without
+  // `wait_for_room`, TryApplyAsync()'s refusal: false when not queued.
+  bool QueueMerges(std::vector<std::pair<ItemKey, Version>> items, std::function<void(std::vector<Status>)> done,
+                   bool wait_for_room);
 
   std::string node_id_;
   std::string actor_;

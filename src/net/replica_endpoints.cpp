@@ -130,7 +130,7 @@ Status RemoteReplicaEndpoint::Apply(const ItemKey& key, const Version& version) 
 
 bool RemoteReplicaEndpoint::ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                                        std::function<void(Status)> done) {
-  if (!writes_ || batches_unknown_.load()) return false;
+  if (!AppliesAsync()) return false;
   return writes_->Submit({std::move(key), EncodeVersion(*version), std::move(done)});
 }
 

@@ -32,16 +32,12 @@ class LocalReplicaEndpoint final : public ReplicaEndpoint {
   LocalReplicaEndpoint(Replica* replica, HintIntake* hints) : replica_(replica), hints_(hints) {}
   Status Apply(const ItemKey& key, const Version& version) override { return replica_->Apply(key, version); }
   // Queued for the store's writer, whose thread runs `done` once the write
-  // is durable. Never waits for room: when the store's queue is full (or the
-  // store is closing) `done` gets Unavailable at once, on this thread, and
-  // nothing is written. Always true: the caller (read repair) should drop
-  // such a write, not retry it with Apply() on a thread that would wait.
+  // is durable. Never waits for room: false (nothing written, `done` never
+  // called) when the store's queue is full or the store is closing.
+  bool AppliesAsync() const override { return true; }
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override {
-    auto shared_done = std::make_shared<std::function<void(Status)>>(std::move(done));
-    if (!replica_->TryApplyAsync(*key, *version, [shared_done](Status s) { (*shared_done)(s); }))
-      (*shared_done)(Status::Unavailable("the local store's write queue is full; not written"));
-    return true;
+    return replica_->TryApplyAsync(*key, *version, std::move(done));
   }
   Status ApplyHinted(const std::string& owner, const ItemKey& key, const Version& version) override;
   Status Read(const ItemKey& key, SiblingSet* out) override { return replica_->Read(key, out); }
@@ -107,6 +103,7 @@ class RemoteReplicaEndpoint final : public ReplicaEndpoint {
                   std::function<void(Status)> done) override;
   // Links with injected faults (testing only) read through Read() instead.
   bool ReadsAsync() const override { return reads_ && !LinkFaulty() && !batches_unknown_.load(); }
+  bool AppliesAsync() const override { return writes_ && !batches_unknown_.load(); }
   bool ReadAsync(std::shared_ptr<const ItemKey> key, std::function<void(Status, SiblingSet*)> done) override;
   // One apply_many (read_many) call carrying the batch; completes each item.
   void ApplyMany(std::vector<PeerWrite>& writes);

@@ -426,22 +426,27 @@ class DataStore::Impl {
   }
 
   void ApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
-    if (ops.empty()) {
-      done({});
-      return;
-    }
-    auto caller = std::make_shared<Caller>(ops.size(), std::move(done));
-    Status s = Queue(std::move(ops), caller);
-    if (!s.ok()) caller->FailAll(s);
+    QueueAsync(std::move(ops), std::move(done), /*wait_for_room=*/true);
   }
 
   bool TryApplyBatchAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done) {
+    return QueueAsync(std::move(ops), std::move(done), /*wait_for_room=*/false);
+  }
+
+  // Queue() for a caller that does not wait. Waiting for room, an error
+  // (closing) fails every op through `done` and this returns true; without
+  // waiting, false (and `done` is dropped uncalled).
+  bool QueueAsync(std::vector<std::pair<ItemKey, Mutator>> ops, BatchDone done, bool wait_for_room) {
     if (ops.empty()) {
       done({});
       return true;
     }
     auto caller = std::make_shared<Caller>(ops.size(), std::move(done));
-    return Queue(std::move(ops), caller, /*wait_for_room=*/false).ok();
+    Status s = Queue(std::move(ops), caller, wait_for_room);
+    if (s.ok()) return true;
+    if (!wait_for_room) return false;
+    caller->FailAll(s);
+    return true;
   }
 
   // Queues every op for the writer at once (they share commits), waiting

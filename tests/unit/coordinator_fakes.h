@@ -207,6 +207,7 @@ class FakeEndpoint : public ReplicaEndpoint {
   // async_refuse) and answer each on a thread of its own: at once, or at
   // ReleaseAsync() while async_held.
   bool ReadsAsync() const override { return async; }
+  bool AppliesAsync() const override { return async; }
   bool ReadAsync(std::shared_ptr<const ItemKey> key, std::function<void(Status, SiblingSet*)> done) override {
     if (!async || async_refuse) return false;
     async_reads++;
@@ -220,10 +221,6 @@ class FakeEndpoint : public ReplicaEndpoint {
   bool ApplyAsync(std::shared_ptr<const ItemKey> key, std::shared_ptr<const Version> version,
                   std::function<void(Status)> done) override {
     if (!async || async_refuse) return false;
-    if (async_apply_unavailable) {  // as the local endpoint with its store's queue full
-      done(Status::Unavailable("queue full"));
-      return true;
-    }
     async_applies++;
     RunAsync([this, key, version, done] { done(Apply(*key, *version)); });
     return true;
@@ -263,8 +260,6 @@ class FakeEndpoint : public ReplicaEndpoint {
   }
   bool async = false;
   bool async_refuse = false;
-  // ApplyAsync() answers Unavailable at once, on the caller's thread.
-  bool async_apply_unavailable = false;
   bool async_held = false;
   std::atomic<int> async_reads{0}, async_applies{0}, async_scans{0};
 

@@ -273,8 +273,9 @@ TEST_F(SloppyQuorumTest, ReadRepairSendsMissingVersionsToStaleReplicasOnly) {
   EXPECT_EQ(coord_->stats().read_repairs, 1u);
 }
 
-// A repair the stale replica refuses at once (the local store's queue full)
-// is dropped and counted, not retried on a thread that would wait.
+// A repair an asynchronous replica refuses (full: the local store's queue,
+// a peer's coalesced writes) is dropped and counted, not retried on a
+// thread that would wait.
 TEST_F(SloppyQuorumTest, ARepairRefusedAtOnceIsDroppedAndCounted) {
   Version v;
   v.dot = {"nx/1", 1};
@@ -283,7 +284,7 @@ TEST_F(SloppyQuorumTest, ARepairRefusedAtOnceIsDroppedAndCounted) {
   Fake(others_[0]).Store(Key("a"), v);
   FakeEndpoint& stale = Fake(others_[1]);
   stale.async = true;
-  stale.async_apply_unavailable = true;
+  stale.async_refuse = true;
   ReadOutcome r = coord_->Get(pk_, "a", 2);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   stale.JoinAsync();
